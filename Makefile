@@ -1,0 +1,73 @@
+# The two commands a user needs: `make up` (run it) and `make test` (test it).
+# Everything else here is a step of those two.
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+PY      := .venv/bin/python
+STAMP   := .venv/.installed-stamp
+BUF     := npx --no-install buf
+# Breaking changes are checked against the main branch; on main itself (CI's
+# fresh clone) against the previous commit, so a landing commit cannot break
+# the contract it lands on. Override with BUF_AGAINST=...
+BUF_AGAINST ?= $(shell scripts/buf_against.sh)
+
+.PHONY: help install up test gen check-gen lint buf-lint buf-breaking typecheck infra infra-stop unit
+
+help:
+	@echo "make up     - install and run the whole system on embedded defaults (data in ./data)"
+	@echo "make test   - install, start the real servers the tests need, run every check and test"
+	@echo "make gen    - regenerate gen/ from protos/"
+
+$(PY):
+	python3 -m venv .venv
+	$(PY) -m pip install -q --upgrade pip==25.3
+
+$(STAMP): pyproject.toml | $(PY)
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+node_modules/.package-lock.json: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+
+install: $(STAMP) node_modules/.package-lock.json
+
+gen: install
+	scripts/gen.sh
+
+# Regenerates in place and fails if anything under gen/ differs from git.
+check-gen: gen
+	@if [ -n "$$(git status --porcelain -- gen/)" ]; then \
+	  git status --porcelain -- gen/; \
+	  echo "gen/ is stale: run 'make gen' and commit the result"; exit 1; \
+	fi
+
+buf-lint: install
+	$(BUF) lint
+
+buf-breaking: install
+	@if [ -n "$(BUF_AGAINST)" ]; then \
+	  echo "buf breaking --against '$(BUF_AGAINST)'"; $(BUF) breaking --against '$(BUF_AGAINST)'; \
+	else echo "buf breaking: no earlier contract to compare with"; fi
+
+lint: install buf-lint buf-breaking
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+typecheck: install
+	$(PY) -m mypy
+
+infra: install
+	scripts/infra.sh start
+
+infra-stop:
+	scripts/infra.sh stop
+
+test: install lint check-gen typecheck infra
+	eval "$$(scripts/infra.sh env)"; $(PY) -m pytest
+
+unit: install
+	$(PY) -m pytest -m unit
+
+up: install
+	$(PY) -m store_svc

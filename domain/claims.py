@@ -1,0 +1,64 @@
+"""Unique-email claims that an event takes or releases in the store.
+
+Emails are unique among users (case-insensitively: they are normalised to
+lower case before any event carries them). The store enforces this
+atomically at append time: each appended event's :class:`ClaimChanges`
+are applied in the same transaction, and an append that would take a claim
+held by another stream is refused. The claim key is the normalised email in
+the namespace :data:`EMAIL_CLAIM_NAMESPACE`.
+
+Decision: deactivation does NOT release the email. A deactivated account's
+address stays reserved, so nobody can register it later and silently step
+into that person's identity (password resets, audit trails, other systems
+keyed by email). Freeing an address would need an explicit, audited
+command, which does not exist yet.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final
+
+from domain.events import (
+    DomainEvent,
+    EmailChanged,
+    UserCreated,
+)
+
+__all__ = ["EMAIL_CLAIM_NAMESPACE", "NO_CLAIM_CHANGES", "ClaimChanges", "claims_for"]
+
+EMAIL_CLAIM_NAMESPACE: Final = "user.email"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ClaimChanges:
+    """Email values (in :data:`EMAIL_CLAIM_NAMESPACE`) an event takes and releases.
+
+    A value never appears in both ``take`` and ``release``.
+    """
+
+    take: tuple[str, ...] = ()
+    release: tuple[str, ...] = ()
+
+    @property
+    def is_empty(self) -> bool:
+        """True if the event touches no claim."""
+        return not self.take and not self.release
+
+
+NO_CLAIM_CHANGES: Final = ClaimChanges()
+
+
+def claims_for(event: DomainEvent) -> ClaimChanges:
+    """Return the claims ``event`` takes and releases (see module docstring)."""
+    if isinstance(event, UserCreated):
+        return ClaimChanges(take=(event.email,))
+    if isinstance(event, EmailChanged):
+        # decide never emits new == old; if history holds one, taking and
+        # releasing the same value would be contradictory, so do neither.
+        if event.new_email == event.old_email:
+            return NO_CLAIM_CHANGES
+        return ClaimChanges(take=(event.new_email,), release=(event.old_email,))
+    # Password changes, logins and deactivation (see the decision above)
+    # leave claims as they are.
+    return NO_CLAIM_CHANGES

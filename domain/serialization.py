@@ -1,0 +1,209 @@
+"""Wire forms of events and snapshots (JSON-safe dicts), and redaction.
+
+Event payloads:
+- ``event_to_payload`` returns only the event-specific fields; the envelope
+  (``aggregate_id``, ``version``, ``occurred_at``) lives in the store's
+  envelope and is passed back to ``event_from_payload`` separately.
+- ``event_from_payload(t, event_to_payload(e), ...envelope of e) == e`` for
+  every event ``e``.
+- Unknown payload keys are ignored (tolerant reader), missing or mistyped
+  ones raise :class:`~domain.errors.ValidationError`, unknown types raise
+  :class:`~domain.errors.UnknownEventType`.
+
+Redaction: payloads contain the password hash, which no public read may
+return. ``redact_payload`` must be applied by every read that leaves the
+command side (event listings, history, Kafka consumers that expose data).
+
+Snapshots: ``state_to_dict`` / ``state_from_dict`` are the *internal*
+snapshot format and include the hash (the command side needs it to verify
+passwords after loading from a snapshot). A snapshot whose
+``schema_version`` differs from :data:`STATE_SCHEMA_VERSION` must be ignored
+by the store (and is refused by ``state_from_dict``); bump the constant
+whenever the dict's shape or meaning changes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import fields
+from datetime import datetime
+from typing import Final
+
+from domain.errors import UnknownEventType, ValidationError
+from domain.events import ENVELOPE_FIELDS, EVENT_CLASSES, DomainEvent
+from domain.state import UserState, UserStatus
+from domain.timefmt import format_timestamp, parse_timestamp
+
+__all__ = [
+    "REDACTED",
+    "STATE_SCHEMA_VERSION",
+    "event_from_payload",
+    "event_to_payload",
+    "redact_payload",
+    "state_from_dict",
+    "state_to_dict",
+]
+
+STATE_SCHEMA_VERSION: Final = 1
+REDACTED: Final = "[REDACTED]"
+
+
+def _payload_fields(cls: type[DomainEvent]) -> tuple[str, ...]:
+    return tuple(f.name for f in fields(cls) if f.name not in ENVELOPE_FIELDS)
+
+
+# Every payload field of every event is a string today; the check below keeps
+# that assumption honest if an event ever grows a non-string field.
+_PAYLOAD_FIELDS: Final[Mapping[str, tuple[str, ...]]] = {
+    event_type: _payload_fields(cls) for event_type, cls in EVENT_CLASSES.items()
+}
+
+
+def event_to_payload(event: DomainEvent) -> dict[str, str | int]:
+    """Return the event-specific fields of ``event`` as a JSON-safe dict."""
+    payload: dict[str, str | int] = {}
+    for name in _PAYLOAD_FIELDS[event.EVENT_TYPE]:
+        value = getattr(event, name)
+        if not isinstance(value, str | int):
+            raise TypeError(f"{event.EVENT_TYPE}.{name} is not JSON-safe: {type(value)!r}")
+        payload[name] = value
+    return payload
+
+
+def event_from_payload(
+    event_type: str,
+    payload: Mapping[str, object],
+    *,
+    aggregate_id: str,
+    version: int,
+    occurred_at: datetime,
+) -> DomainEvent:
+    """Rebuild an event from its type, payload and envelope; raise on bad data."""
+    cls = EVENT_CLASSES.get(event_type)
+    if cls is None:
+        raise UnknownEventType(event_type)
+    if not isinstance(payload, Mapping):
+        raise ValidationError("payload", "must be a mapping")
+    values: dict[str, str] = {}
+    for name in _PAYLOAD_FIELDS[event_type]:
+        if name not in payload:
+            raise ValidationError(name, f"is required in a {event_type!r} payload")
+        value = payload[name]
+        if not isinstance(value, str):
+            raise ValidationError(name, "must be a string")
+        values[name] = value
+    # The envelope is checked by the event's own __post_init__.
+    return cls(aggregate_id=aggregate_id, version=version, occurred_at=occurred_at, **values)
+
+
+def redact_payload(event_type: str, payload: Mapping[str, object]) -> dict[str, object]:
+    """Return a copy of ``payload`` with every password-related value replaced.
+
+    Redaction is by key name, whatever ``event_type`` is (unknown types
+    included), and reaches nested mappings and lists: any key containing
+    ``"password"`` (case-insensitive; ``password_hash`` today) gets
+    :data:`REDACTED`. The input is not modified. ``event_type`` is accepted so
+    per-type rules can be added without changing callers.
+    """
+    del event_type  # redaction by key name is deliberately type-independent
+    return {
+        key: REDACTED if _is_secret_key(key) else _redact(item) for key, item in payload.items()
+    }
+
+
+def _redact(value: object) -> object:
+    if isinstance(value, Mapping):
+        return {
+            key: REDACTED if _is_secret_key(key) else _redact(item) for key, item in value.items()
+        }
+    if isinstance(value, list | tuple):
+        return [_redact(item) for item in value]
+    return value
+
+
+def _is_secret_key(key: object) -> bool:
+    return isinstance(key, str) and "password" in key.lower()
+
+
+def state_to_dict(state: UserState) -> dict[str, object]:
+    """Return the internal snapshot form of ``state`` (JSON-safe, includes the hash).
+
+    Datetimes become RFC 3339 strings (``None`` stays ``None``), the status
+    its string value; ``"schema_version"`` is :data:`STATE_SCHEMA_VERSION`.
+    """
+    data: dict[str, object] = {"schema_version": STATE_SCHEMA_VERSION}
+    for f in fields(UserState):
+        value = getattr(state, f.name)
+        if isinstance(value, datetime):
+            data[f.name] = format_timestamp(value)
+        elif isinstance(value, UserStatus):
+            data[f.name] = value.value
+        else:
+            data[f.name] = value
+    return data
+
+
+def state_from_dict(data: Mapping[str, object]) -> UserState:
+    """Rebuild a state from :func:`state_to_dict` output; raise ``ValidationError`` if bad.
+
+    ``state_from_dict(state_to_dict(s)) == s`` for every state ``s``. Unknown
+    keys are ignored; a missing or mistyped field names itself in the error.
+    """
+    schema = data.get("schema_version")
+    if isinstance(schema, bool) or schema != STATE_SCHEMA_VERSION:
+        raise ValidationError("schema_version", f"must be {STATE_SCHEMA_VERSION}, got {schema!r}")
+    status = _str(data, "status")
+    try:
+        parsed_status = UserStatus(status)
+    except ValueError:
+        raise ValidationError("status", f"unknown status {status[:32]!r}") from None
+    return UserState(
+        user_id=_str(data, "user_id"),
+        email=_str(data, "email"),
+        role=_str(data, "role"),
+        status=parsed_status,
+        version=_int(data, "version"),
+        created_at=_datetime(data, "created_at"),
+        updated_at=_datetime(data, "updated_at"),
+        password_hash=_str(data, "password_hash"),
+        password_version=_int(data, "password_version"),
+        password_changed_at=_optional_datetime(data, "password_changed_at"),
+        email_changed_at=_optional_datetime(data, "email_changed_at"),
+        deactivated_at=_optional_datetime(data, "deactivated_at"),
+        deactivation_reason=_str(data, "deactivation_reason"),
+        last_login_at=_optional_datetime(data, "last_login_at"),
+        login_count=_int(data, "login_count"),
+    )
+
+
+def _get(data: Mapping[str, object], name: str) -> object:
+    if name not in data:
+        raise ValidationError(name, "is required in a state snapshot")
+    return data[name]
+
+
+def _str(data: Mapping[str, object], name: str) -> str:
+    value = _get(data, name)
+    if not isinstance(value, str):
+        raise ValidationError(name, "must be a string")
+    return value
+
+
+def _int(data: Mapping[str, object], name: str) -> int:
+    value = _get(data, name)
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ValidationError(name, "must be an integer")
+    return value
+
+
+def _datetime(data: Mapping[str, object], name: str) -> datetime:
+    value = _get(data, name)
+    if not isinstance(value, str):
+        raise ValidationError(name, "must be an RFC 3339 timestamp string")
+    return parse_timestamp(value, name)
+
+
+def _optional_datetime(data: Mapping[str, object], name: str) -> datetime | None:
+    if _get(data, name) is None:
+        return None
+    return _datetime(data, name)

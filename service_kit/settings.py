@@ -1,0 +1,64 @@
+"""Reading settings from the environment, once, with errors naming the variable.
+
+Each service declares a frozen dataclass of its settings and fills it with
+these helpers in a ``from_env`` constructor; a bad value stops the service
+at start with a message naming the variable.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+
+class SettingsError(ValueError):
+    """A configuration variable has a value the service cannot use."""
+
+
+def env_str(env: Mapping[str, str], name: str, default: str) -> str:
+    """The variable's value, or the default when unset or empty."""
+    value = env.get(name, "")
+    return value if value != "" else default
+
+
+def env_int(env: Mapping[str, str], name: str, default: int, *, minimum: int, maximum: int) -> int:
+    """An integer within [minimum, maximum]."""
+    raw = env.get(name, "")
+    if raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r}: not an integer") from None
+    if not minimum <= value <= maximum:
+        raise SettingsError(f"{name}={value}: must be between {minimum} and {maximum}")
+    return value
+
+
+def env_float(
+    env: Mapping[str, str], name: str, default: float, *, minimum: float, maximum: float
+) -> float:
+    """A number within [minimum, maximum]."""
+    raw = env.get(name, "")
+    if raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r}: not a number") from None
+    if not minimum <= value <= maximum:
+        raise SettingsError(f"{name}={value}: must be between {minimum} and {maximum}")
+    return value
+
+
+def env_choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
+    """One of a fixed set of words."""
+    value = env_str(env, name, default)
+    if value not in choices:
+        raise SettingsError(f"{name}={value!r}: must be one of {', '.join(choices)}")
+    return value
+
+
+def environ() -> Mapping[str, str]:
+    """The process environment (a seam for tests)."""
+    return os.environ
