@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 import grpc
-from google.protobuf import descriptor, descriptor_pb2
+from google.protobuf import descriptor, descriptor_pb2, descriptor_pool
 from grpc_reflection.v1alpha import reflection
 
 from service_kit import descriptors
@@ -37,16 +37,27 @@ class _SourceFile:
 
 
 class _SourcePool:
-    """The subset of DescriptorPool that the reflection servicer calls."""
+    """The subset of DescriptorPool that the reflection servicer calls.
+
+    Our own files come from the descriptor set; anything else (the health
+    service, reflection itself) from the default pool its _pb2 registered in.
+    """
 
     def __init__(self) -> None:
         self._pool = descriptors.pool()
+        self._default = descriptor_pool.Default()
 
     def FindFileByName(self, name: str) -> _SourceFile:
-        return _SourceFile(self._pool.FindFileByName(name))
+        try:
+            return _SourceFile(self._pool.FindFileByName(name))
+        except KeyError:
+            return _SourceFile(self._default.FindFileByName(name))
 
     def FindFileContainingSymbol(self, symbol: str) -> _SourceFile:
-        return _SourceFile(self._pool.FindFileContainingSymbol(symbol))
+        try:
+            return _SourceFile(self._pool.FindFileContainingSymbol(symbol))
+        except KeyError:
+            return _SourceFile(self._default.FindFileContainingSymbol(symbol))
 
     def FindMessageTypeByName(self, name: str) -> descriptor.Descriptor:
         return self._pool.FindMessageTypeByName(name)
@@ -56,9 +67,7 @@ class _SourcePool:
     ) -> descriptor.FieldDescriptor:
         return self._pool.FindExtensionByNumber(message, number)
 
-    def FindAllExtensions(
-        self, message: descriptor.Descriptor
-    ) -> list[descriptor.FieldDescriptor]:
+    def FindAllExtensions(self, message: descriptor.Descriptor) -> list[descriptor.FieldDescriptor]:
         return list(self._pool.FindAllExtensions(message))
 
 
