@@ -12,7 +12,7 @@ BUF     := npx --no-install buf
 # the contract it lands on. Override with BUF_AGAINST=...
 BUF_AGAINST ?= $(shell scripts/buf_against.sh)
 
-.PHONY: help install up test gen check-gen lint buf-lint buf-breaking typecheck infra infra-stop unit
+.PHONY: help install up test gen check-gen lint buf-lint buf-breaking typecheck infra infra-stop unit bench-store
 
 help:
 	@echo "make up     - install and run the whole system on embedded defaults (data in ./data)"
@@ -71,3 +71,8 @@ unit: install
 
 up: install
 	$(PY) -m store_svc
+
+# Prints appends/s against a bare gRPC echo ceiling, and time-travel latency
+# (SQLite, and ClickHouse when the infra is up). Figures, not a test.
+bench-store: install infra
+	eval "$$(scripts/infra.sh env)"; $(PY) -m bench.store_bench

@@ -1,0 +1,421 @@
+"""Who is calling, and may they: JWT bearer tokens and a deny-by-default gRPC interceptor.
+
+One security model shared by every service:
+
+- A caller proves who it is with ``authorization: Bearer <jwt>`` metadata.
+  Tokens are HS256 JWTs signed with ``JWT_SECRET`` (at least 32 bytes) and
+  carry ``sub``/``user_id`` (the user id, or a service name), ``email``,
+  ``role`` (``user``, ``admin`` or ``service``), ``iat``, ``exp`` and ``jti``.
+- Users get tokens from query_svc's Login; services mint their own with
+  :func:`service_metadata` (role ``service``), since they share the secret.
+- Every server installs :class:`AuthInterceptor` with a table saying, for each
+  full method name, which :class:`Access` it needs. A method missing from the
+  table is refused (PERMISSION_DENIED): adding an RPC without deciding who may
+  call it cannot open a hole. Health and reflection are always public.
+- Status codes: no or invalid token on a non-public method -> UNAUTHENTICATED;
+  a valid token that may not do this -> PERMISSION_DENIED.
+- On a PUBLIC method a token is optional: a valid one sets the principal, an
+  invalid or expired one is ignored (the call is anonymous), so a client that
+  always sends its token can still register after the token expired.
+- During a call :func:`current_principal` returns the caller (or None).
+"""
+
+from __future__ import annotations
+
+import contextvars
+import inspect
+import logging
+import threading
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, ClassVar, Final, TypeAlias
+
+import grpc
+import jwt
+
+from service_kit import metadata as md
+from service_kit.errors import ServiceError
+from service_kit.settings import SettingsError, env_int
+from service_kit.timeconv import utcnow
+
+__all__ = [
+    "ROLES",
+    "ROLE_ADMIN",
+    "ROLE_SERVICE",
+    "ROLE_USER",
+    "Access",
+    "AuthInterceptor",
+    "Principal",
+    "TokenCodec",
+    "current_principal",
+    "service_metadata",
+]
+
+log = logging.getLogger(__name__)
+
+ROLE_USER: Final = "user"
+ROLE_ADMIN: Final = "admin"
+ROLE_SERVICE: Final = "service"
+ROLES: Final[tuple[str, ...]] = (ROLE_USER, ROLE_ADMIN, ROLE_SERVICE)
+
+MIN_SECRET_BYTES: Final = 32
+DEFAULT_TTL_SECONDS: Final = 3600
+MAX_TTL_SECONDS: Final = 30 * 24 * 3600
+AUTHORIZATION: Final = "authorization"
+_ALGORITHM: Final = "HS256"
+
+# Method-name prefixes every client may call without a token: load balancers
+# and grpcurl must be able to probe and describe any service.
+_ALWAYS_PUBLIC: Final[tuple[str, ...]] = (
+    "/grpc.health.v1.Health/",
+    "/grpc.reflection.v1alpha.ServerReflection/",
+    "/grpc.reflection.v1.ServerReflection/",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """An authenticated caller.
+
+    ``subject`` is the user id, or the service name when ``role`` is
+    :data:`ROLE_SERVICE` (then ``email`` is ``""``).
+    """
+
+    subject: str
+    email: str
+    role: str
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == ROLE_ADMIN
+
+    @property
+    def is_service(self) -> bool:
+        return self.role == ROLE_SERVICE
+
+
+def _unauthenticated(message: str) -> ServiceError:
+    return ServiceError(grpc.StatusCode.UNAUTHENTICATED, message)
+
+
+_VERIFIED_CACHE_SIZE = 4096
+
+
+class TokenCodec:
+    """Issues and checks HS256 JWTs.
+
+    Invariants: the secret is at least 32 bytes (UTF-8), else ``SettingsError``
+    naming ``JWT_SECRET``; ``decode`` accepts only tokens this secret signed,
+    not expired, with a known role and a non-empty subject.
+    """
+
+    def __init__(self, secret: str, *, ttl_seconds: int = DEFAULT_TTL_SECONDS) -> None:
+        if len(secret.encode("utf-8")) < MIN_SECRET_BYTES:
+            raise SettingsError(f"JWT_SECRET: must be at least {MIN_SECRET_BYTES} bytes")
+        if not 1 <= ttl_seconds <= MAX_TTL_SECONDS:
+            raise SettingsError(
+                f"JWT_TTL_SECONDS={ttl_seconds}: must be between 1 and {MAX_TTL_SECONDS}"
+            )
+        self._secret = secret
+        self.ttl_seconds = ttl_seconds
+        # token -> (principal, exp): a verified token is not re-verified on
+        # every call (HMAC + JSON + base64 was a quarter of an append's CPU).
+        # Bounded; a hit is honoured only until the token's own exp.
+        self._verified: OrderedDict[str, tuple[Principal, int]] = OrderedDict()
+
+    def __repr__(self) -> str:  # never show the secret
+        return f"TokenCodec(ttl_seconds={self.ttl_seconds})"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> TokenCodec:
+        """From ``JWT_SECRET`` (required, >= 32 bytes) and ``JWT_TTL_SECONDS`` (default 3600)."""
+        secret = env.get("JWT_SECRET", "")
+        if not secret:
+            raise SettingsError("JWT_SECRET: required (at least 32 bytes)")
+        ttl = env_int(
+            env, "JWT_TTL_SECONDS", DEFAULT_TTL_SECONDS, minimum=1, maximum=MAX_TTL_SECONDS
+        )
+        return cls(secret, ttl_seconds=ttl)
+
+    def issue(self, principal: Principal, *, now: datetime) -> tuple[str, int]:
+        """A signed token for ``principal`` valid from ``now``, and its lifetime in seconds."""
+        if principal.role not in ROLES:
+            raise ValueError(f"unknown role {principal.role!r}")
+        if not principal.subject:
+            raise ValueError("principal.subject must not be empty")
+        iat = int(now.timestamp())
+        claims = {
+            "sub": principal.subject,
+            "user_id": principal.subject,
+            "email": principal.email,
+            "role": principal.role,
+            "iat": iat,
+            "exp": iat + self.ttl_seconds,
+            "jti": uuid.uuid4().hex,
+        }
+        return jwt.encode(claims, self._secret, algorithm=_ALGORITHM), self.ttl_seconds
+
+    def decode(self, token: str) -> Principal:
+        """The principal a token names; ``ServiceError(UNAUTHENTICATED)`` if it is not valid."""
+        if not token:
+            raise _unauthenticated("missing bearer token")
+        hit = self._verified.get(token)
+        if hit is not None:
+            if time.time() < hit[1]:
+                self._verified.move_to_end(token)
+                return hit[0]
+            del self._verified[token]
+            raise _unauthenticated("token expired")
+        principal, exp = self._verify(token)
+        self._verified[token] = (principal, exp)
+        if len(self._verified) > _VERIFIED_CACHE_SIZE:
+            self._verified.popitem(last=False)
+        return principal
+
+    def _verify(self, token: str) -> tuple[Principal, int]:
+        try:
+            claims = jwt.decode(
+                token,
+                self._secret,
+                algorithms=[_ALGORITHM],
+                # iat is required but not checked against our clock: a token
+                # from a host whose clock runs a little ahead is still good.
+                options={"require": ["sub", "exp", "iat"], "verify_iat": False},
+            )
+        except jwt.ExpiredSignatureError:
+            raise _unauthenticated("token expired") from None
+        except jwt.PyJWTError:
+            # The reason (bad signature, malformed, ...) is not told to the
+            # caller: it would only help someone forging tokens.
+            raise _unauthenticated("invalid token") from None
+        subject, role, email = claims.get("sub"), claims.get("role"), claims.get("email", "")
+        if not isinstance(subject, str) or not subject:
+            raise _unauthenticated("invalid token")
+        if role not in ROLES or not isinstance(email, str):
+            raise _unauthenticated("invalid token")
+        return Principal(subject=subject, email=email, role=str(role)), int(claims["exp"])
+
+
+def bearer_token(invocation_metadata: Any) -> str:
+    """The token of an ``authorization: Bearer <token>`` header, or ""."""
+    value = md.get(invocation_metadata, AUTHORIZATION).strip()
+    scheme, _, token = value.partition(" ")
+    if scheme.lower() != "bearer":
+        return ""
+    return token.strip()
+
+
+def service_metadata(codec: TokenCodec, service_name: str) -> Callable[[], list[tuple[str, str]]]:
+    """A callable returning the service's ``authorization`` metadata for an outbound call.
+
+    The token (role ``service``, subject ``service_name``) is cached and
+    re-issued once less than a fifth of its lifetime (at most 5 minutes) is
+    left, so a call never leaves with a token about to expire. Thread-safe.
+    """
+    margin = timedelta(seconds=min(300.0, codec.ttl_seconds / 5))
+    principal = Principal(subject=service_name, email="", role=ROLE_SERVICE)
+    lock = threading.Lock()
+    cached: list[tuple[str, datetime]] = []  # [(header value, renew at)]
+
+    def current() -> list[tuple[str, str]]:
+        now = utcnow()
+        with lock:
+            if not cached or now >= cached[0][1]:
+                token, ttl = codec.issue(principal, now=now)
+                renew_at = now + timedelta(seconds=ttl) - margin
+                cached[:] = [(f"Bearer {token}", renew_at)]
+            header = cached[0][0]
+        return [(AUTHORIZATION, header)]
+
+    return current
+
+
+_principal: contextvars.ContextVar[Principal | None] = contextvars.ContextVar(
+    "service_kit.auth.principal", default=None
+)
+
+
+def current_principal() -> Principal | None:
+    """The caller of the RPC being served (None if anonymous or outside a call)."""
+    return _principal.get()
+
+
+@dataclass(frozen=True, slots=True)
+class Access:
+    """Who may call a method. Use the constants or :meth:`owner`.
+
+    - ``PUBLIC``: anyone, with or without a token;
+    - ``AUTHENTICATED``: any valid token;
+    - ``ADMIN``: an admin or a service;
+    - ``SERVICE``: a service only;
+    - ``owner(field)``: the user whose id is in request field ``field``, an
+      admin, or a service (unary-request methods only).
+    """
+
+    kind: str
+    field: str = ""
+
+    PUBLIC: ClassVar[Access]
+    AUTHENTICATED: ClassVar[Access]
+    ADMIN: ClassVar[Access]
+    SERVICE: ClassVar[Access]
+
+    @classmethod
+    def owner(cls, field: str) -> Access:
+        """The owner of the id in request field ``field`` (or an admin, or a service)."""
+        if not field:
+            raise ValueError("Access.owner needs a request field name")
+        return cls("owner", field)
+
+    def role_allows(self, principal: Principal) -> bool:
+        """Whether ``principal``'s role alone passes (owner checks need the request)."""
+        if self.kind in ("public", "authenticated"):
+            return True
+        if self.kind == "admin":
+            return principal.role in (ROLE_ADMIN, ROLE_SERVICE)
+        if self.kind == "service":
+            return principal.role == ROLE_SERVICE
+        # owner: admins and services always pass, users only with the right request
+        return principal.role in (ROLE_USER, ROLE_ADMIN, ROLE_SERVICE)
+
+
+Access.PUBLIC = Access("public")
+Access.AUTHENTICATED = Access("authenticated")
+Access.ADMIN = Access("admin")
+Access.SERVICE = Access("service")
+
+
+def owns(principal: Principal, request: object, field: str) -> bool:
+    """True if ``principal`` may act on the id in ``request.field``."""
+    if principal.role in (ROLE_ADMIN, ROLE_SERVICE):
+        return True
+    target = getattr(request, field, None)
+    return isinstance(target, str) and target != "" and target == principal.subject
+
+
+if TYPE_CHECKING:
+    _Handler: TypeAlias = grpc.RpcMethodHandler[Any, Any]
+else:  # the runtime class is not generic; only the stubs are
+    _Handler = grpc.RpcMethodHandler
+
+
+def _refusing_handler(shape: _Handler | None, code: grpc.StatusCode, message: str) -> _Handler:
+    """A handler of the same shape as ``shape`` that aborts every call."""
+
+    async def abort_unary(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        await context.abort(code, message)
+
+    async def abort_stream(
+        request: Any, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[Any]:
+        await context.abort(code, message)
+        yield  # pragma: no cover - abort raises; this makes it an async generator
+
+    request_streaming = shape is not None and shape.request_streaming
+    response_streaming = shape is not None and shape.response_streaming
+    # Deserializer left out on purpose: the request is never looked at.
+    if request_streaming and response_streaming:
+        return grpc.stream_stream_rpc_method_handler(abort_stream)
+    if request_streaming:
+        return grpc.stream_unary_rpc_method_handler(abort_unary)
+    if response_streaming:
+        return grpc.unary_stream_rpc_method_handler(abort_stream)
+    return grpc.unary_unary_rpc_method_handler(abort_unary)
+
+
+def _owner_checked(handler: _Handler, principal: Principal, field: str) -> _Handler:
+    """Wraps a unary-request handler so the owner check runs on the parsed request."""
+    denied = f"{field}: not yours; only its owner or an admin may do this"
+    if handler.unary_unary is not None:
+        inner_uu: Callable[..., Awaitable[Any]] = handler.unary_unary
+
+        async def unary_unary(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+            if not owns(principal, request, field):
+                await context.abort(grpc.StatusCode.PERMISSION_DENIED, denied)
+            return await inner_uu(request, context)
+
+        return grpc.unary_unary_rpc_method_handler(
+            unary_unary,
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+    if handler.unary_stream is not None:
+        inner_us: Callable[..., Any] = handler.unary_stream
+
+        async def unary_stream(
+            request: Any, context: grpc.aio.ServicerContext[Any, Any]
+        ) -> AsyncIterator[Any]:
+            if not owns(principal, request, field):
+                await context.abort(grpc.StatusCode.PERMISSION_DENIED, denied)
+            if inspect.isasyncgenfunction(inner_us):
+                async for item in inner_us(request, context):
+                    yield item
+            else:
+                # A coroutine that writes with context.write() and returns None.
+                await inner_us(request, context)
+
+        return grpc.unary_stream_rpc_method_handler(
+            unary_stream,
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+    # Streaming requests have no single request to read the id from: a table
+    # entry like this is a configuration mistake, refused rather than guessed.
+    log.error("Access.owner(%r) used on a client-streaming method; refusing", field)
+    return _refusing_handler(handler, grpc.StatusCode.PERMISSION_DENIED, "not permitted")
+
+
+class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
+    """Enforces a policy table keyed by full method name (see the module docstring)."""
+
+    def __init__(self, codec: TokenCodec, policies: Mapping[str, Access]) -> None:
+        self._codec = codec
+        self._policies = dict(policies)
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[_Handler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> _Handler:
+        method = handler_call_details.method
+        if method.startswith(_ALWAYS_PUBLIC):
+            return await continuation(handler_call_details)
+        handler: _Handler | None = await continuation(handler_call_details)
+        if handler is None:
+            return handler  # type: ignore[return-value]  # unknown method: UNIMPLEMENTED
+        policy = self._policies.get(method)
+        if policy is None:
+            return _refusing_handler(
+                handler, grpc.StatusCode.PERMISSION_DENIED, f"{method}: no access policy"
+            )
+        token = bearer_token(handler_call_details.invocation_metadata)
+        principal: Principal | None = None
+        if token:
+            try:
+                principal = self._codec.decode(token)
+            except ServiceError as exc:
+                if policy.kind != "public":
+                    return _refusing_handler(handler, exc.code, exc.message)
+        if policy.kind == "public":
+            _principal.set(principal)
+            return handler
+        if principal is None:
+            return _refusing_handler(
+                handler, grpc.StatusCode.UNAUTHENTICATED, "missing bearer token"
+            )
+        if not policy.role_allows(principal):
+            return _refusing_handler(
+                handler,
+                grpc.StatusCode.PERMISSION_DENIED,
+                f"role {principal.role!r} may not do this",
+            )
+        # grpc.aio runs the interceptors and the handler in one per-call
+        # contextvars.Context, so this value is seen by the handler and no other call.
+        _principal.set(principal)
+        if policy.kind == "owner":
+            return _owner_checked(handler, principal, policy.field)
+        return handler

@@ -1,0 +1,115 @@
+"""Wiring of store_svc: settings → storage adapter → engine → gRPC server."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+import grpc
+from cqrs.eventstore.v1 import event_store_pb2_grpc as pb_grpc
+
+import domain
+from service_kit import errors
+from service_kit.auth import AuthInterceptor
+from service_kit.server import Registration, RunningServer, start_server, stop_event_on_signals
+from service_kit.settings import SettingsError, environ
+from store_svc import engine
+from store_svc.policies import POLICIES, SERVICE_NAME
+from store_svc.servicer import EventStoreServicer
+from store_svc.settings import StoreSettings
+from store_svc.time_travel import AggregateNotFound, TimeTravel
+
+log = logging.getLogger("store_svc")
+
+
+errors.register(engine.WrongExpectedVersion, grpc.StatusCode.ABORTED)
+errors.register(engine.ClaimTaken, grpc.StatusCode.ALREADY_EXISTS)
+errors.register(engine.DuplicateEventId, grpc.StatusCode.ALREADY_EXISTS)
+errors.register(engine.StorageUnavailable, grpc.StatusCode.UNAVAILABLE)
+errors.register(AggregateNotFound, grpc.StatusCode.NOT_FOUND)
+# Only what a caller can provoke here: a payload the domain cannot decode.
+# (A stream that fails to fold is corrupt history: INTERNAL, and logged.)
+errors.register(domain.ValidationError, grpc.StatusCode.INVALID_ARGUMENT)
+errors.register(domain.UnknownEventType, grpc.StatusCode.INVALID_ARGUMENT)
+
+
+async def open_storage(settings: StoreSettings) -> engine.Storage:
+    """Opens the storage adapter the settings name (creating its schema)."""
+    if settings.backend == "clickhouse":
+        ch = settings.clickhouse
+        return await engine.ClickHouseStorage.open(
+            engine.ClickHouseConfig(
+                host=ch.host,
+                port=ch.port,
+                user=ch.user,
+                password=ch.password,
+                database=ch.database,
+            )
+        )
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    return await engine.SqliteStorage.open(settings.sqlite_path)
+
+
+@dataclass(slots=True)
+class StoreService:
+    """A running store: engine, time travel and gRPC server."""
+
+    store: engine.EventStore
+    time_travel: TimeTravel
+    server: RunningServer
+
+    async def stop(self, grace: float = 5.0) -> None:
+        await self.server.stop(grace)
+        await self.time_travel.drain()
+        await self.store.close()
+
+
+async def start(settings: StoreSettings) -> StoreService:
+    """Opens the store (refusing if another writer holds it) and serves it."""
+    storage = await open_storage(settings)
+    try:
+        store = await engine.EventStore.open(
+            storage,
+            batch_max_events=settings.batch_max_events,
+            batch_max_delay=settings.batch_max_delay,
+            subscriber_buffer=settings.subscriber_buffer,
+        )
+    except BaseException:
+        await storage.close()  # until open succeeds, the storage is ours to close
+        raise
+    try:
+        tt = TimeTravel(store, snapshot_every=settings.snapshot_every)
+        server = await start_server(
+            settings.listen,
+            [
+                Registration(
+                    SERVICE_NAME,
+                    pb_grpc.add_EventStoreServiceServicer_to_server,
+                    EventStoreServicer(store, tt),
+                )
+            ],
+            interceptors=[AuthInterceptor(settings.token_codec(), POLICIES)],
+        )
+    except BaseException:
+        await store.close()
+        raise
+    log.info("store_svc serving gRPC on port %d (%s backend)", server.port, settings.backend)
+    return StoreService(store, tt, server)
+
+
+async def serve(settings: StoreSettings) -> None:
+    """Runs until SIGTERM/SIGINT, then stops gracefully."""
+    service = await start(settings)
+    await stop_event_on_signals().wait()
+    await service.stop()
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    try:
+        settings = StoreSettings.from_env(environ())
+        asyncio.run(serve(settings))
+    except (SettingsError, engine.WriterLockHeld, engine.StorageUnavailable) as exc:
+        # A clear one-line reason, not a traceback: these are operator errors.
+        raise SystemExit(f"store_svc: {exc}") from None

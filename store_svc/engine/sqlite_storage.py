@@ -1,0 +1,473 @@
+"""SQLite storage adapter (the embedded default): one database file, WAL, durable commits.
+
+* `position INTEGER PRIMARY KEY` (the rowid: reads by position are a B-tree
+  range), `UNIQUE(aggregate_id, version)` (reads by stream, and a second line
+  of defence against a lost update), `UNIQUE(event_id)`.
+* `journal_mode=WAL` lets readers run beside the writer; `synchronous=FULL`
+  fsyncs the WAL at every commit, so an acknowledged append survives a power
+  loss.
+* One transaction per batch (executemany): all or nothing.
+* Writer lock: `fcntl.flock` (exclusive, non-blocking) on `<db>.writer.lock`,
+  held for the life of the store. The kernel drops it when the process dies,
+  so a crashed writer never blocks its successor.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import os
+import sqlite3
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any
+
+from sqlalchemy import (
+    Column,
+    ColumnElement,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    Select,
+    Table,
+    Text,
+    UniqueConstraint,
+    event,
+    func,
+    insert,
+    or_,
+    select,
+)
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from store_svc.engine.errors import StorageUnavailable, WriterLockHeld
+from store_svc.engine.model import (
+    EventLocation,
+    PendingEvent,
+    RecordedEvent,
+    SnapshotRecord,
+    StorageState,
+    apply_claim_changes,
+    decode_claims,
+    encode_claims,
+    from_micros,
+    to_micros,
+)
+
+__all__ = ["SqliteStorage"]
+
+_metadata = MetaData()
+
+_events = Table(
+    "events",
+    _metadata,
+    Column("position", Integer, primary_key=True, autoincrement=False),
+    Column("event_id", Text, nullable=False),
+    Column("aggregate_id", Text, nullable=False),
+    Column("aggregate_type", Text, nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("event_type", Text, nullable=False),
+    Column("timestamp_us", Integer, nullable=False),  # microseconds since the epoch, UTC
+    Column("payload", LargeBinary, nullable=False),  # opaque (JSON) bytes
+    Column("correlation_id", Text, nullable=False, server_default=""),
+    Column("causation_id", Text, nullable=False, server_default=""),
+    Column("claims", Text, nullable=False, server_default=""),  # '' or JSON [[ns, value]]
+    Column("releases", Text, nullable=False, server_default=""),
+    UniqueConstraint("aggregate_id", "version", name="uq_events_stream_version"),
+    UniqueConstraint("event_id", name="uq_events_event_id"),
+)
+Index("ix_events_type_position", _events.c.event_type, _events.c.position)
+Index("ix_events_timestamp", _events.c.timestamp_us, _events.c.position)
+# Loading claims at open reads only the few rows that carry claim changes.
+Index(
+    "ix_events_claim_changes",
+    _events.c.position,
+    sqlite_where=or_(_events.c.claims != "", _events.c.releases != ""),
+)
+
+_snapshots = Table(
+    "snapshots",
+    _metadata,
+    Column("aggregate_id", Text, primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("schema_version", Integer, nullable=False),
+    Column("state", LargeBinary, nullable=False),
+    Column("created_at_us", Integer, nullable=False),
+)
+
+_EVENT_COLUMNS = (
+    _events.c.position,
+    _events.c.event_id,
+    _events.c.aggregate_id,
+    _events.c.aggregate_type,
+    _events.c.version,
+    _events.c.event_type,
+    _events.c.timestamp_us,
+    _events.c.payload,
+    _events.c.correlation_id,
+    _events.c.causation_id,
+)
+# SQLite's default limit of bound parameters per statement is 32766 (3.32+);
+# stay far below it.
+_IN_CHUNK = 500
+
+
+def _record(row: Any) -> RecordedEvent:
+    return RecordedEvent(
+        position=row[0],
+        event_id=row[1],
+        aggregate_id=row[2],
+        aggregate_type=row[3],
+        version=row[4],
+        event_type=row[5],
+        timestamp=from_micros(row[6]),
+        payload=bytes(row[7]),
+        correlation_id=row[8],
+        causation_id=row[9],
+    )
+
+
+def _lock_file(path: Path) -> IO[str]:
+    """Open `path` and flock it exclusively without blocking (BlockingIOError if taken)."""
+    handle = path.open("a+", encoding="utf-8")
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BaseException:
+        handle.close()
+        raise
+    # Who holds it, for the message a refused second writer prints.
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"pid {os.getpid()} since {datetime.now(UTC).isoformat()}\n")
+    handle.flush()
+    return handle
+
+
+def _unlock_file(handle: IO[str]) -> None:
+    # The file stays: deleting it would let two writers lock two different inodes.
+    fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+    handle.close()
+
+
+def _lock_holder(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8").strip() or "unknown process"
+    except OSError:
+        return "unknown process"
+
+
+class SqliteStorage:
+    """Event storage in one SQLite file.
+
+    The constructor only configures; the file and schema are created on first
+    use (or by `await SqliteStorage.open(path)`). `call_timeout` bounds every
+    storage call in seconds and is also SQLite's busy timeout.
+    """
+
+    def __init__(
+        self, path: str | os.PathLike[str], *, call_timeout: float = 30.0, pool_size: int = 4
+    ) -> None:
+        self._path = Path(path).absolute()
+        self._lock_path = self._path.with_name(self._path.name + ".writer.lock")
+        self._timeout = call_timeout
+        self._lock_handle: IO[str] | None = None
+        self._schema_ready = False
+        self._closed = False
+        self._schema_lock = asyncio.Lock()
+        self._engine: AsyncEngine = create_async_engine(
+            f"sqlite+aiosqlite:///{self._path}", pool_size=pool_size, max_overflow=pool_size
+        )
+        busy_ms = int(call_timeout * 1000)
+
+        @event.listens_for(self._engine.sync_engine, "connect")
+        def _configure(dbapi_connection: Any, _record: Any) -> None:
+            # Per-connection settings (journal_mode is persistent, the others are not).
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=FULL")
+            cursor.execute(f"PRAGMA busy_timeout={busy_ms}")
+            cursor.close()
+
+    @classmethod
+    async def open(
+        cls, path: str | os.PathLike[str], *, call_timeout: float = 30.0, pool_size: int = 4
+    ) -> SqliteStorage:
+        """Configure and create the database file and schema now."""
+        storage = cls(path, call_timeout=call_timeout, pool_size=pool_size)
+        try:
+            await storage._ready()
+        except BaseException:
+            await storage.close()
+            raise
+        return storage
+
+    async def _ready(self) -> None:
+        """Create the file's folder and the schema once (idempotent DDL)."""
+        if self._closed:
+            # SQLAlchemy would silently open a new pool after dispose().
+            raise StorageUnavailable(f"SQLite storage {self._path} is closed")
+        if self._schema_ready:
+            return
+        async with self._schema_lock:
+            if self._schema_ready:
+                return
+            try:
+                self._path.parent.mkdir(parents=True, exist_ok=True)
+                async with asyncio.timeout(self._timeout), self._engine.begin() as conn:
+                    await conn.run_sync(_metadata.create_all)
+            except (SQLAlchemyError, sqlite3.Error, OSError, TimeoutError) as exc:
+                raise self._failure("create schema", exc) from exc
+            self._schema_ready = True
+
+    @property
+    def path(self) -> Path:
+        return self._path
+
+    def _failure(self, operation: str, exc: BaseException) -> StorageUnavailable:
+        reason = "timed out" if isinstance(exc, TimeoutError) else f"failed: {exc}"
+        return StorageUnavailable(f"SQLite {operation} on {self._path} {reason}")
+
+    @asynccontextmanager
+    async def _transaction(self, operation: str) -> AsyncIterator[AsyncConnection]:
+        """A connection in a transaction, committed on exit; errors become StorageUnavailable."""
+        await self._ready()
+        try:
+            async with asyncio.timeout(self._timeout), self._engine.begin() as conn:
+                yield conn
+        except (SQLAlchemyError, sqlite3.Error, OSError, TimeoutError) as exc:
+            raise self._failure(operation, exc) from exc
+
+    async def _fetch(self, operation: str, statement: Select[Any]) -> Sequence[Any]:
+        await self._ready()
+        try:
+            async with asyncio.timeout(self._timeout), self._engine.connect() as conn:
+                result = await conn.execute(statement)
+                rows: Sequence[Any] = result.all()
+                return rows
+        except (SQLAlchemyError, sqlite3.Error, OSError, TimeoutError) as exc:
+            raise self._failure(operation, exc) from exc
+
+    # --- writer lock ----------------------------------------------------------
+
+    async def acquire_writer_lock(self) -> None:
+        if self._lock_handle is not None:
+            raise WriterLockHeld(
+                f"SQLite event store {self._path}: this storage already holds the writer "
+                f"lock {self._lock_path}; another EventStore is running on it"
+            )
+        await self._ready()
+        try:
+            self._lock_handle = _lock_file(self._lock_path)
+        except BlockingIOError:
+            raise WriterLockHeld(
+                f"SQLite event store {self._path}: the writer lock {self._lock_path} is held "
+                f"by {_lock_holder(self._lock_path)}; another EventStore writer is running "
+                "on this database"
+            ) from None
+        except OSError as exc:
+            raise self._failure(f"locking {self._lock_path}", exc) from exc
+
+    async def release_writer_lock(self) -> None:
+        handle, self._lock_handle = self._lock_handle, None
+        if handle is not None:
+            _unlock_file(handle)
+
+    # --- state and writes -------------------------------------------------------
+
+    async def load_state(self) -> StorageState:
+        # A failed SQLite transaction rolls back completely, so there is never
+        # a half-written batch to settle.
+        heads_rows = await self._fetch(
+            "load heads",
+            select(_events.c.aggregate_id, func.max(_events.c.version)).group_by(
+                _events.c.aggregate_id
+            ),
+        )
+        last_rows = await self._fetch(
+            "load last position", select(func.coalesce(func.max(_events.c.position), 0))
+        )
+        claim_rows = await self._fetch(
+            "load claims",
+            select(_events.c.aggregate_id, _events.c.claims, _events.c.releases)
+            .where(or_(_events.c.claims != "", _events.c.releases != ""))
+            .order_by(_events.c.position),
+        )
+        claims: dict[Any, str] = {}
+        for aggregate_id, taken, released in claim_rows:
+            apply_claim_changes(claims, aggregate_id, decode_claims(taken), decode_claims(released))
+        return StorageState(
+            heads={aggregate_id: version for aggregate_id, version in heads_rows},
+            claims=claims,
+            last_position=int(last_rows[0][0]),
+        )
+
+    async def write_batch(self, events: Sequence[PendingEvent]) -> None:
+        if not events:
+            return
+        rows = [
+            {
+                "position": p.record.position,
+                "event_id": p.record.event_id,
+                "aggregate_id": p.record.aggregate_id,
+                "aggregate_type": p.record.aggregate_type,
+                "version": p.record.version,
+                "event_type": p.record.event_type,
+                "timestamp_us": to_micros(p.record.timestamp),
+                "payload": p.record.payload,
+                "correlation_id": p.record.correlation_id,
+                "causation_id": p.record.causation_id,
+                "claims": encode_claims(p.claims),
+                "releases": encode_claims(p.releases),
+            }
+            for p in events
+        ]
+        async with self._transaction("write batch") as conn:
+            await conn.execute(insert(_events), rows)
+
+    async def find_event_ids(self, event_ids: Sequence[str]) -> dict[str, EventLocation]:
+        found: dict[str, EventLocation] = {}
+        unique = list(dict.fromkeys(event_ids))
+        for start in range(0, len(unique), _IN_CHUNK):
+            rows = await self._fetch(
+                "find event ids",
+                select(
+                    _events.c.event_id,
+                    _events.c.aggregate_id,
+                    _events.c.version,
+                    _events.c.position,
+                ).where(_events.c.event_id.in_(unique[start : start + _IN_CHUNK])),
+            )
+            for event_id, aggregate_id, version, position in rows:
+                found[event_id] = EventLocation(event_id, aggregate_id, version, position)
+        return found
+
+    # --- reads ------------------------------------------------------------------
+
+    async def read_stream(
+        self,
+        aggregate_id: str,
+        *,
+        from_version: int,
+        to_version: int | None,
+        until: datetime | None,
+        limit: int | None,
+    ) -> list[RecordedEvent]:
+        statement = select(*_EVENT_COLUMNS).where(
+            _events.c.aggregate_id == aggregate_id, _events.c.version >= from_version
+        )
+        if to_version is not None:
+            statement = statement.where(_events.c.version <= to_version)
+        if until is not None:
+            statement = statement.where(_events.c.timestamp_us <= to_micros(until))
+        statement = statement.order_by(_events.c.version)
+        if limit is not None:
+            statement = statement.limit(limit)
+        return [_record(row) for row in await self._fetch("read stream", statement)]
+
+    @staticmethod
+    def _filters(
+        event_types: Sequence[str],
+        aggregate_id: str | None,
+        since: datetime | None,
+        until: datetime | None,
+    ) -> list[ColumnElement[bool]]:
+        conditions: list[ColumnElement[bool]] = []
+        if event_types:
+            conditions.append(_events.c.event_type.in_(list(event_types)))
+        if aggregate_id is not None:
+            conditions.append(_events.c.aggregate_id == aggregate_id)
+        if since is not None:
+            conditions.append(_events.c.timestamp_us >= to_micros(since))
+        if until is not None:
+            conditions.append(_events.c.timestamp_us <= to_micros(until))
+        return conditions
+
+    async def read_all(
+        self,
+        *,
+        after_position: int,
+        limit: int,
+        event_types: Sequence[str],
+        aggregate_id: str | None,
+        since: datetime | None,
+        until: datetime | None,
+    ) -> list[RecordedEvent]:
+        statement = (
+            select(*_EVENT_COLUMNS)
+            .where(
+                _events.c.position > after_position,
+                *self._filters(event_types, aggregate_id, since, until),
+            )
+            .order_by(_events.c.position)
+            .limit(limit)
+        )
+        return [_record(row) for row in await self._fetch("read all", statement)]
+
+    async def count(
+        self,
+        *,
+        event_types: Sequence[str],
+        aggregate_id: str | None,
+        since: datetime | None,
+        until: datetime | None,
+    ) -> int:
+        statement = select(func.count()).select_from(_events)
+        conditions = self._filters(event_types, aggregate_id, since, until)
+        if conditions:
+            statement = statement.where(*conditions)
+        rows = await self._fetch("count", statement)
+        return int(rows[0][0])
+
+    async def aggregate_ids(self, *, after: str, limit: int) -> list[str]:
+        statement = (
+            select(_events.c.aggregate_id)
+            .where(_events.c.aggregate_id > after)
+            .distinct()
+            .order_by(_events.c.aggregate_id)
+            .limit(limit)
+        )
+        return [row[0] for row in await self._fetch("list aggregate ids", statement)]
+
+    # --- snapshots --------------------------------------------------------------
+
+    async def save_snapshot(self, snapshot: SnapshotRecord) -> None:
+        async with self._transaction("save snapshot") as conn:
+            await conn.execute(
+                insert(_snapshots).prefix_with("OR REPLACE"),
+                {
+                    "aggregate_id": snapshot.aggregate_id,
+                    "version": snapshot.version,
+                    "schema_version": snapshot.schema_version,
+                    "state": snapshot.state,
+                    "created_at_us": to_micros(snapshot.created_at),
+                },
+            )
+
+    async def latest_snapshot(self, aggregate_id: str) -> SnapshotRecord | None:
+        rows = await self._fetch(
+            "read snapshot",
+            select(
+                _snapshots.c.version,
+                _snapshots.c.schema_version,
+                _snapshots.c.state,
+                _snapshots.c.created_at_us,
+            )
+            .where(_snapshots.c.aggregate_id == aggregate_id)
+            .order_by(_snapshots.c.version.desc())
+            .limit(1),
+        )
+        if not rows:
+            return None
+        version, schema_version, state, created_at_us = rows[0]
+        return SnapshotRecord(
+            aggregate_id, version, schema_version, bytes(state), from_micros(created_at_us)
+        )
+
+    async def close(self) -> None:
+        self._closed = True
+        await self.release_writer_lock()
+        await self._engine.dispose()

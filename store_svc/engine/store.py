@@ -1,0 +1,770 @@
+"""EventStore: the single writer with group commit, and the reads and subscriptions on top.
+
+Invariants the store keeps (ARCHITECTURE.md section 2):
+
+* One writer per storage: `open` takes the storage's writer lock or fails with
+  WriterLockHeld.
+* Every append is validated, in arrival order, against the in-memory stream
+  heads and claims as tentatively updated by the appends before it in the
+  same batch; a batch is written with ONE storage call and acknowledged only
+  after that call returned (durable ack).
+* Versions are 1-based and contiguous per stream; positions are 1-based,
+  gapless and in commit order; one append's events get consecutive versions
+  and consecutive positions.
+* A failed storage write applies nothing: no head, claim or position moves,
+  every caller of the batch gets StorageUnavailable, and the state is
+  reloaded from storage before the next write (the write may have landed
+  after all, e.g. a timeout after the server committed: the reload then
+  finds it, and an idempotent retry returns its result).
+* Memory is bounded: at most `max_pending_appends` appends wait for the
+  writer, and each live subscriber buffers at most `subscriber_buffer`
+  events before it is switched back to paging from storage.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from collections.abc import AsyncGenerator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from store_svc.engine.errors import (
+    ClaimTaken,
+    DuplicateEventId,
+    EngineError,
+    StorageUnavailable,
+    StoreClosed,
+    WrongExpectedVersion,
+)
+from store_svc.engine.model import (
+    AppendResult,
+    Checkpoint,
+    Claim,
+    EventLocation,
+    ExpectedVersion,
+    NewEvent,
+    PendingEvent,
+    RecordedEvent,
+    SnapshotRecord,
+    from_micros,
+    to_micros,
+)
+from store_svc.engine.storage import Storage
+
+__all__ = ["MAX_READ_LIMIT", "EventStore"]
+
+logger = logging.getLogger(__name__)
+
+#: Upper bound of `limit` for read_all and aggregate_ids (an unbounded read is a defect).
+MAX_READ_LIMIT = 10_000
+# Page size of a subscription's catch-up reads.
+_SUBSCRIPTION_PAGE = 500
+# How long callers of a failed batch wait for the state reload (seconds).
+_RELOAD_WAIT = 5.0
+
+
+@dataclass(slots=True, eq=False)
+class _AppendRequest:
+    """One queued append and the future its caller waits on."""
+
+    aggregate_id: str
+    aggregate_type: str
+    expected: ExpectedVersion
+    events: tuple[NewEvent, ...]
+    timestamp: datetime
+    correlation_id: str
+    causation_id: str
+    future: asyncio.Future[AppendResult]
+    settled: bool = False  # guards the one release of the request's queue slot
+
+
+class _BatchPlan:
+    """Validates a batch's appends in order against tentatively updated heads and claims.
+
+    Nothing here touches the store's real state: the plan's overlays are
+    applied by the writer only after the storage write succeeded.
+    """
+
+    def __init__(
+        self,
+        heads: dict[str, int],
+        claims: dict[Claim, str],
+        last_position: int,
+        stored_ids: dict[str, EventLocation],
+    ) -> None:
+        self._base_heads = heads
+        self._base_claims = claims
+        self._stored_ids = stored_ids
+        self.heads: dict[str, int] = {}
+        self.claims: dict[Claim, str | None] = {}  # None: released in this batch
+        self.position = last_position
+        self.pending: list[PendingEvent] = []
+        self._batch_ids: dict[str, EventLocation] = {}
+
+    def _head(self, aggregate_id: str) -> int:
+        head = self.heads.get(aggregate_id)
+        return self._base_heads.get(aggregate_id, 0) if head is None else head
+
+    def _owner(self, claim: Claim) -> str | None:
+        if claim in self.claims:
+            return self.claims[claim]
+        return self._base_claims.get(claim)
+
+    def add(self, req: _AppendRequest) -> AppendResult:
+        """Plan one append; raises WrongExpectedVersion / ClaimTaken / DuplicateEventId."""
+        aggregate_id = req.aggregate_id
+        if req.events:
+            # Ids already stored (or planned earlier in this batch) mean a retry
+            # or a caller bug; decided before the version check because a
+            # retry's expected version no longer matches by construction.
+            locations = [
+                self._batch_ids.get(ev.event_id) or self._stored_ids.get(ev.event_id)
+                for ev in req.events
+            ]
+            if any(location is not None for location in locations):
+                return self._replayed(req, locations)
+        current = self._head(aggregate_id)
+        if not req.expected.matches(current):
+            raise WrongExpectedVersion(aggregate_id, req.expected, current)
+        self.claims.update(self._claim_changes(aggregate_id, req.events))
+        positions: list[int] = []
+        for offset, event in enumerate(req.events, start=1):
+            self.position += 1
+            record = RecordedEvent(
+                position=self.position,
+                event_id=event.event_id,
+                aggregate_id=aggregate_id,
+                aggregate_type=req.aggregate_type,
+                version=current + offset,
+                event_type=event.event_type,
+                timestamp=req.timestamp,
+                payload=event.payload,
+                correlation_id=req.correlation_id,
+                causation_id=req.causation_id,
+            )
+            self.pending.append(PendingEvent(record, event.claims, event.releases))
+            self._batch_ids[event.event_id] = EventLocation(
+                event.event_id, aggregate_id, record.version, record.position
+            )
+            positions.append(self.position)
+        version = current + len(req.events)
+        if req.events:
+            self.heads[aggregate_id] = version
+        return AppendResult(aggregate_id, version, tuple(positions), idempotent=False)
+
+    def _replayed(self, req: _AppendRequest, locations: list[EventLocation | None]) -> AppendResult:
+        """The original result if `req` repeats a stored append exactly, else DuplicateEventId.
+
+        Exactly: every id stored, in this stream, at consecutive versions in the
+        same order, starting right after the expected version (if one was given).
+        """
+        first = locations[0]
+        faithful = (
+            first is not None
+            and first.aggregate_id == req.aggregate_id
+            and (req.expected.value is None or first.version == req.expected.value + 1)
+        )
+        if faithful and first is not None:
+            for offset, location in enumerate(locations):
+                if (
+                    location is None
+                    or location.aggregate_id != req.aggregate_id
+                    or location.version != first.version + offset
+                ):
+                    faithful = False
+                    break
+        if not faithful:
+            clash = next(location for location in locations if location is not None)
+            raise DuplicateEventId(clash.event_id, clash.aggregate_id, clash.version)
+        stored = [location for location in locations if location is not None]
+        return AppendResult(
+            req.aggregate_id,
+            stored[-1].version,
+            tuple(location.position for location in stored),
+            idempotent=True,
+        )
+
+    def _claim_changes(
+        self, aggregate_id: str, events: tuple[NewEvent, ...]
+    ) -> dict[Claim, str | None]:
+        """Claim changes of one append, event by event (releases first); raises ClaimTaken.
+
+        Computed aside and merged only if the whole append passes, so a
+        rejected append leaves no trace in the batch.
+        """
+        changes: dict[Claim, str | None] = {}
+
+        def owner(claim: Claim) -> str | None:
+            return changes[claim] if claim in changes else self._owner(claim)
+
+        for event in events:
+            for claim in event.releases:
+                # Only the holder can free a claim: a stray release must not
+                # hand someone else's e-mail address to a third party.
+                if owner(claim) == aggregate_id:
+                    changes[claim] = None
+            for claim in event.claims:
+                holder = owner(claim)
+                if holder is not None and holder != aggregate_id:
+                    raise ClaimTaken(claim, holder)
+                changes[claim] = aggregate_id
+        return changes
+
+
+class _LiveFeed:
+    """A subscriber's bounded buffer of live events, filled by the writer."""
+
+    __slots__ = ("buffer", "capacity", "dropped", "wakeup")
+
+    def __init__(self, capacity: int) -> None:
+        self.buffer: deque[RecordedEvent] = deque()
+        self.capacity = capacity
+        self.dropped = False
+        self.wakeup = asyncio.Event()
+
+    def offer(self, events: Sequence[RecordedEvent]) -> bool:
+        """Buffer `events`, or drop the feed if they do not fit (returns False)."""
+        if len(self.buffer) + len(events) > self.capacity:
+            self.drop()
+            return False
+        self.buffer.extend(events)
+        self.wakeup.set()
+        return True
+
+    def drop(self) -> None:
+        """Stop live delivery; the subscriber pages from storage and registers again."""
+        self.dropped = True
+        self.buffer.clear()
+        self.wakeup.set()
+
+
+class EventStore:
+    """The event store engine: one per process, the single writer of its storage.
+
+    Create with `await EventStore.open(storage)`; stop with `await store.close()`.
+    From a successful `open` on, the store owns the storage: `close` closes it.
+    """
+
+    def __init__(
+        self,
+        storage: Storage,
+        *,
+        batch_max_events: int,
+        batch_max_delay: float,
+        subscriber_buffer: int,
+        max_pending_appends: int,
+    ) -> None:
+        # Use `EventStore.open`: the constructor neither locks nor loads.
+        self._storage = storage
+        self._batch_max_events = batch_max_events
+        self._batch_max_delay = batch_max_delay
+        self._subscriber_buffer = subscriber_buffer
+        self._heads: dict[str, int] = {}
+        self._claims: dict[Claim, str] = {}
+        self._last_position = 0
+        self._needs_resync = False
+        self._reload: asyncio.Future[bool] | None = None  # a reload still running
+        self._pending: deque[_AppendRequest] = deque()
+        self._pending_events = 0
+        self._slots = asyncio.Semaphore(max_pending_appends)
+        self._wakeup = asyncio.Event()
+        self._batch_full = asyncio.Event()
+        self._subscribers: set[_LiveFeed] = set()
+        self._closing = False
+        self._closed = False
+        self._writer: asyncio.Task[None] | None = None
+
+    @classmethod
+    async def open(
+        cls,
+        storage: Storage,
+        *,
+        batch_max_events: int = 500,
+        batch_max_delay: float = 0.002,
+        subscriber_buffer: int = 1000,
+        max_pending_appends: int = 10_000,
+    ) -> EventStore:
+        """Take the writer lock, load heads/claims/last position, start the writer task.
+
+        Raises WriterLockHeld if another writer runs, StorageUnavailable if the
+        storage cannot be read. On success the store owns `storage` (`close`
+        closes it); on failure it stays the caller's.
+        """
+        if batch_max_events < 1 or subscriber_buffer < 1 or max_pending_appends < 1:
+            raise ValueError(
+                "batch_max_events, subscriber_buffer, max_pending_appends must be >= 1"
+            )
+        if batch_max_delay < 0:
+            raise ValueError("batch_max_delay must be >= 0")
+        store = cls(
+            storage,
+            batch_max_events=batch_max_events,
+            batch_max_delay=batch_max_delay,
+            subscriber_buffer=subscriber_buffer,
+            max_pending_appends=max_pending_appends,
+        )
+        await storage.acquire_writer_lock()
+        try:
+            state = await storage.load_state()
+        except BaseException:
+            await storage.release_writer_lock()
+            raise
+        store._heads, store._claims = state.heads, state.claims
+        store._last_position = state.last_position
+        store._writer = asyncio.create_task(store._run_writer(), name="event-store-writer")
+        logger.info(
+            "event store open: %d streams, %d claims, last position %d",
+            len(state.heads),
+            len(state.claims),
+            state.last_position,
+        )
+        return store
+
+    async def close(self) -> None:
+        """Refuse new appends, finish the queued ones, end subscriptions, release the lock
+        and close the storage."""
+        if self._closing:
+            if self._writer is not None:
+                await asyncio.shield(self._writer)
+            return
+        self._closing = True
+        self._wakeup.set()
+        self._batch_full.set()
+        try:
+            if self._writer is not None:
+                await self._writer
+        finally:
+            self._closed = True
+            for feed in self._subscribers:
+                feed.wakeup.set()
+            self._subscribers.clear()
+            try:
+                await self._storage.release_writer_lock()
+            finally:
+                await self._storage.close()
+
+    # --- writes ---------------------------------------------------------------
+
+    async def append(
+        self,
+        aggregate_id: str,
+        aggregate_type: str,
+        expected: ExpectedVersion,
+        events: Sequence[NewEvent],
+        *,
+        now: datetime,
+        correlation_id: str = "",
+        causation_id: str = "",
+    ) -> AppendResult:
+        """Append `events` to stream `aggregate_id` if it is at `expected`.
+
+        Returns after the events are durably stored. All events get the
+        timestamp `now` (aware; stored in UTC with microsecond precision).
+        Raises WrongExpectedVersion, ClaimTaken, DuplicateEventId,
+        StorageUnavailable (outcome of the write unknown: retry with the same
+        event ids, which is idempotent) or StoreClosed.
+
+        If the caller is cancelled after the append was queued, the append may
+        still be committed; retrying with the same event ids is safe.
+        """
+        if not aggregate_id:
+            raise ValueError("aggregate_id must not be empty")
+        batch = tuple(events)
+        seen: set[str] = set()
+        for event in batch:
+            if not event.event_id:
+                raise ValueError("event_id must not be empty")
+            if event.event_id in seen:
+                raise DuplicateEventId(event.event_id)
+            seen.add(event.event_id)
+        # Normalise to UTC microseconds now, so what is acknowledged is exactly
+        # what a read returns later.
+        timestamp = from_micros(to_micros(now))
+        if self._closing:
+            raise StoreClosed("the event store is closed")
+        await self._slots.acquire()
+        if self._closing:
+            self._slots.release()
+            raise StoreClosed("the event store is closed")
+        future: asyncio.Future[AppendResult] = asyncio.get_running_loop().create_future()
+        self._pending.append(
+            _AppendRequest(
+                aggregate_id,
+                aggregate_type,
+                expected,
+                batch,
+                timestamp,
+                correlation_id,
+                causation_id,
+                future,
+            )
+        )
+        self._pending_events += len(batch)
+        if self._pending_events >= self._batch_max_events:
+            self._batch_full.set()
+        self._wakeup.set()
+        return await future
+
+    async def _run_writer(self) -> None:
+        """Group commit: take what is queued (waiting up to batch_max_delay), commit, repeat."""
+        while True:
+            await self._wakeup.wait()
+            if not self._pending:
+                self._wakeup.clear()
+                if self._closing:
+                    return
+                continue
+            if (
+                self._pending_events < self._batch_max_events
+                and self._batch_max_delay > 0
+                and not self._closing
+            ):
+                self._batch_full.clear()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self._batch_max_delay):
+                        await self._batch_full.wait()
+            batch = self._take_batch()
+            try:
+                await self._commit(batch)
+            except Exception as exc:  # a bug must not kill the writer and hang every caller
+                logger.exception("event store writer: unexpected error in a batch")
+                self._settle_all(batch, EngineError(f"internal error in the writer: {exc!r}"))
+                self._needs_resync = True
+
+    def _take_batch(self) -> list[_AppendRequest]:
+        batch: list[_AppendRequest] = []
+        taken_events = 0
+        while self._pending:
+            size = len(self._pending[0].events)
+            if batch and taken_events + size > self._batch_max_events:
+                break
+            batch.append(self._pending.popleft())
+            taken_events += size
+        self._pending_events -= taken_events
+        if not self._pending:
+            self._wakeup.clear()
+        return batch
+
+    async def _commit(self, batch: list[_AppendRequest]) -> None:
+        if self._reload is not None:
+            reload, self._reload = self._reload, None
+            await reload  # never raises: _resync reports failure as False
+        if self._needs_resync and not await self._resync():
+            self._settle_all(
+                batch, StorageUnavailable("storage state could not be reloaded after a failure")
+            )
+            return
+        all_ids = [event.event_id for req in batch for event in req.events]
+        try:
+            stored_ids = await self._storage.find_event_ids(all_ids) if all_ids else {}
+        except StorageUnavailable as exc:
+            self._settle_all(batch, exc)
+            return
+        plan = _BatchPlan(self._heads, self._claims, self._last_position, stored_ids)
+        outcomes: list[AppendResult | EngineError] = []
+        for req in batch:
+            try:
+                outcomes.append(plan.add(req))
+            except (WrongExpectedVersion, ClaimTaken, DuplicateEventId) as exc:
+                outcomes.append(exc)
+        if plan.pending:
+            try:
+                await self._storage.write_batch(plan.pending)
+            except Exception as exc:
+                error = (
+                    exc
+                    if isinstance(exc, StorageUnavailable)
+                    else StorageUnavailable(f"storage write failed: {exc!r}")
+                )
+                # Reload first, so that a caller reacting to the error (reading
+                # the version, retrying) already sees what storage really holds;
+                # but a hanging storage must not hold the callers for long: the
+                # reload then goes on and the next batch waits for it.
+                self._needs_resync = True
+                reload = asyncio.ensure_future(self._resync())
+                try:
+                    await asyncio.wait_for(asyncio.shield(reload), _RELOAD_WAIT)
+                except TimeoutError:
+                    self._reload = reload
+                # Rejections fail too: they were decided against a state that
+                # may never have been committed, so they could mislead.
+                self._settle_all(batch, error)
+                return
+        # Committed: apply the plan in one synchronous step (no await), so that
+        # readers of heads/last position and new subscribers never see half of it.
+        self._heads.update(plan.heads)
+        for claim, owner in plan.claims.items():
+            if owner is None:
+                self._claims.pop(claim, None)
+            else:
+                self._claims[claim] = owner
+        self._last_position = plan.position
+        for req, outcome in zip(batch, outcomes, strict=True):
+            self._settle(req, outcome)
+        if plan.pending:
+            self._publish([pending.record for pending in plan.pending])
+
+    async def _resync(self) -> bool:
+        """Reload heads/claims/position from storage after a failed write; True on success."""
+        try:
+            state = await self._storage.load_state()
+        except Exception:
+            logger.warning(
+                "event store: reloading state after a failed write failed", exc_info=True
+            )
+            return False
+        if state.last_position != self._last_position:
+            # The failed write landed after all (or part of the log vanished):
+            # live subscribers never got those events, so send them back to
+            # paging from storage, which has them.
+            logger.warning(
+                "event store: storage is at position %d after a failed write (memory had %d)",
+                state.last_position,
+                self._last_position,
+            )
+            for feed in self._subscribers:
+                feed.drop()
+            self._subscribers.clear()
+        self._heads, self._claims = state.heads, state.claims
+        self._last_position = state.last_position
+        self._needs_resync = False
+        return True
+
+    def _settle(self, req: _AppendRequest, outcome: AppendResult | EngineError) -> None:
+        if req.settled:
+            return
+        req.settled = True
+        self._slots.release()
+        if req.future.done():  # the caller was cancelled
+            return
+        if isinstance(outcome, AppendResult):
+            req.future.set_result(outcome)
+        else:
+            req.future.set_exception(outcome)
+
+    def _settle_all(self, batch: list[_AppendRequest], error: EngineError) -> None:
+        for req in batch:
+            self._settle(req, error)
+
+    def _publish(self, records: list[RecordedEvent]) -> None:
+        dropped = [feed for feed in self._subscribers if not feed.offer(records)]
+        for feed in dropped:
+            self._subscribers.discard(feed)
+
+    # --- reads ----------------------------------------------------------------
+
+    def stream_version(self, aggregate_id: str) -> int:
+        """Current version of the stream (0 if it has no events), from memory."""
+        return self._heads.get(aggregate_id, 0)
+
+    def head_position(self) -> int:
+        """Position of the last committed event (0 if none)."""
+        return self._last_position
+
+    @property
+    def live_subscribers(self) -> int:
+        """Number of subscriptions currently fed live (for observability and tests)."""
+        return len(self._subscribers)
+
+    async def read_stream(
+        self,
+        aggregate_id: str,
+        *,
+        from_version: int = 1,
+        to_version: int | None = None,
+        until: datetime | None = None,
+        limit: int | None = None,
+    ) -> list[RecordedEvent]:
+        """Events of one stream ordered by version, from_version..to_version inclusive.
+
+        With `until`, the result is the longest run of consecutive versions from
+        `from_version` whose timestamps are all <= until: the stream as it was
+        at that moment, never a sequence with holes (timestamps come from the
+        callers' clocks and need not increase with version).
+        """
+        if limit is not None and limit < 0:
+            raise ValueError("limit must be >= 0")
+        from_version = max(from_version, 1)
+        if limit == 0 or (to_version is not None and to_version < from_version):
+            return []
+        if until is not None:
+            to_micros(until)  # validates
+        events = await self._storage.read_stream(
+            aggregate_id, from_version=from_version, to_version=to_version, until=until, limit=limit
+        )
+        if until is None:
+            return events
+        prefix: list[RecordedEvent] = []
+        for expected_version, event in enumerate(events, start=from_version):
+            if event.version != expected_version:
+                break
+            prefix.append(event)
+        return prefix
+
+    async def read_all(
+        self,
+        *,
+        after_position: int = 0,
+        limit: int = 1000,
+        event_types: Sequence[str] = (),
+        aggregate_id: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> list[RecordedEvent]:
+        """Events with position > after_position matching all filters, by position.
+
+        `since` and `until` are inclusive bounds on the event timestamp;
+        `limit` is at most MAX_READ_LIMIT.
+        """
+        _check_limit(limit)
+        _check_times(since, until)
+        if limit == 0:
+            return []
+        return await self._storage.read_all(
+            after_position=max(after_position, 0),
+            limit=limit,
+            event_types=tuple(event_types),
+            aggregate_id=aggregate_id,
+            since=since,
+            until=until,
+        )
+
+    async def count(
+        self,
+        *,
+        event_types: Sequence[str] = (),
+        aggregate_id: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> int:
+        """Number of events matching all filters (same filter semantics as read_all)."""
+        _check_times(since, until)
+        return await self._storage.count(
+            event_types=tuple(event_types), aggregate_id=aggregate_id, since=since, until=until
+        )
+
+    async def aggregate_ids(self, *, after: str = "", limit: int) -> list[str]:
+        """Every aggregate id with at least one event, ascending, paged by `after`."""
+        _check_limit(limit)
+        if limit == 0:
+            return []
+        return await self._storage.aggregate_ids(after=after, limit=limit)
+
+    # --- snapshots --------------------------------------------------------------
+
+    async def save_snapshot(self, snapshot: SnapshotRecord) -> None:
+        """Store a snapshot; its version must be 1..current stream version."""
+        current = self.stream_version(snapshot.aggregate_id)
+        if not 1 <= snapshot.version <= current:
+            raise ValueError(
+                f"snapshot version {snapshot.version} of {snapshot.aggregate_id!r} is not "
+                f"within 1..{current} (the stream's current version)"
+            )
+        to_micros(snapshot.created_at)  # validates
+        await self._storage.save_snapshot(snapshot)
+
+    async def latest_snapshot(self, aggregate_id: str) -> SnapshotRecord | None:
+        """The snapshot with the highest version, if any."""
+        return await self._storage.latest_snapshot(aggregate_id)
+
+    # --- subscriptions ------------------------------------------------------------
+
+    async def subscribe(
+        self, from_position: int = 0, *, heartbeat: float = 5.0
+    ) -> AsyncGenerator[RecordedEvent | Checkpoint, None]:
+        """Every event with position > from_position, in order, exactly once; then live.
+
+        History is paged from storage; then the subscription registers for live
+        events, reads from storage the events committed between its last read
+        and the registration, and continues from its live buffer. Registration
+        and reading the head position happen in one synchronous step, and the
+        writer publishes in the same step as it moves the head, so the switch
+        has neither gap nor duplicate. A subscriber whose buffer overflows is
+        dropped from live delivery and goes back to paging from storage.
+        Yields Checkpoint(last delivered position) after `heartbeat` idle
+        seconds. Ends when the store closes. Closing the generator unregisters it.
+        """
+        if heartbeat <= 0:
+            raise ValueError("heartbeat must be > 0")
+        last = max(from_position, 0)
+        while not self._closed:
+            # Catch up from storage until we have what was committed when we looked.
+            while last < self._last_position and not self._closed:
+                page = await self._page(last, _SUBSCRIPTION_PAGE)
+                if page is None:
+                    return
+                if not page:
+                    raise StorageUnavailable(
+                        f"storage returned no events after position {last} although the "
+                        f"store is at position {self._last_position}"
+                    )
+                for event in page:
+                    yield event
+                    last = event.position
+            if self._closed:
+                return
+            feed = _LiveFeed(self._subscriber_buffer)
+            self._subscribers.add(feed)
+            registered_at = self._last_position  # same synchronous step as the add above
+            try:
+                # Events committed between the catch-up's last read and registration.
+                while last < registered_at and not feed.dropped:
+                    page = await self._page(last, min(_SUBSCRIPTION_PAGE, registered_at - last))
+                    if page is None:
+                        return
+                    if not page:
+                        raise StorageUnavailable(
+                            f"storage returned no events after position {last}"
+                        )
+                    for event in page:
+                        yield event
+                        last = event.position
+                while not feed.dropped and not self._closed:
+                    if not feed.buffer:
+                        feed.wakeup.clear()
+                        try:
+                            async with asyncio.timeout(heartbeat):
+                                await feed.wakeup.wait()
+                        except TimeoutError:
+                            yield Checkpoint(last)
+                        continue
+                    event = feed.buffer.popleft()
+                    if event.position <= last:
+                        continue  # already read from storage while catching up
+                    if event.position != last + 1:
+                        feed.drop()  # cannot happen by construction; storage has the truth
+                        break
+                    yield event
+                    last = event.position
+            finally:
+                self._subscribers.discard(feed)
+
+    async def _page(self, after_position: int, limit: int) -> list[RecordedEvent] | None:
+        """The next events of the log for a subscription; None once the store is closed."""
+        try:
+            return await self._storage.read_all(
+                after_position=after_position,
+                limit=limit,
+                event_types=(),
+                aggregate_id=None,
+                since=None,
+                until=None,
+            )
+        except StorageUnavailable:
+            if self._closed:  # the storage went away with the store: just end
+                return None
+            raise
+
+
+def _check_limit(limit: int) -> None:
+    if not 0 <= limit <= MAX_READ_LIMIT:
+        raise ValueError(f"limit must be within 0..{MAX_READ_LIMIT}, got {limit}")
+
+
+def _check_times(since: datetime | None, until: datetime | None) -> None:
+    for moment in (since, until):
+        if moment is not None:
+            to_micros(moment)  # validates: aware and within range

@@ -1,0 +1,420 @@
+"""The EventStoreService gRPC servicer: request checks and message mapping.
+
+All logic lives in the engine (writes, reads, subscriptions) and in
+``time_travel`` (folds, snapshots); this module only validates requests,
+calls them and maps results. Exceptions become statuses via service_kit.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+from datetime import datetime
+from typing import Any
+
+import grpc
+from cqrs.eventstore.v1 import event_store_pb2 as pb
+from cqrs.eventstore.v1 import event_store_pb2_grpc as pb_grpc
+from google.protobuf import json_format
+
+import domain
+from service_kit import errors, metadata, validate
+from service_kit.auth import current_principal
+from service_kit.errors import invalid
+from service_kit.timeconv import to_timestamp, utcnow
+from store_svc import convert
+from store_svc.engine import (
+    Claim,
+    EventStore,
+    ExpectedVersion,
+    NewEvent,
+    RecordedEvent,
+    SnapshotRecord,
+)
+from store_svc.engine.model import MAX_TIMESTAMP, MIN_TIMESTAMP
+from store_svc.time_travel import TimeTravel, snapshot_state
+
+_AGGREGATE_TYPE = re.compile(r"^[a-z][a-z0-9_.-]{0,63}$")
+MAX_EVENTS_PER_APPEND = 100
+DEFAULT_LIST_LIMIT = 100
+
+
+def _moment(field: str, ts: Any) -> datetime:
+    """A valid RFC 3339 time, clamped to the range the storage can hold.
+
+    Clamping is exact for every use here: nothing is stored before the
+    epoch or after 2105, so "until 2999" and "until 2105" select the same.
+    """
+    return min(max(validate.timestamp(field, ts), MIN_TIMESTAMP), MAX_TIMESTAMP)
+
+
+def _optional_moment(field: str, request: Any) -> datetime | None:
+    return _moment(field, getattr(request, field)) if request.HasField(field) else None
+
+
+def _expected(request: pb.AppendRequest) -> Any:
+    which = request.WhichOneof("expected_version")
+    if which == "any":
+        return ExpectedVersion.ANY
+    if which == "no_stream":
+        return ExpectedVersion.NO_STREAM
+    if which == "exact":
+        if request.exact < 0:
+            raise invalid("expected_version.exact", f"must not be negative, got {request.exact}")
+        return ExpectedVersion.exact(request.exact)
+    raise invalid("expected_version", "required: one of any, no_stream, exact")
+
+
+def _new_event(i: int, aggregate_id: str, version: int, proposed: pb.ProposedEvent) -> NewEvent:
+    field = f"events[{i}]"
+    event_id = validate.uuid_field(f"{field}.event_id", proposed.event_id)
+    if proposed.event_type not in domain.EVENT_TYPES:
+        raise invalid(
+            f"{field}.event_type",
+            f"unknown {proposed.event_type!r}; one of {', '.join(domain.EVENT_TYPES)}",
+        )
+    payload = json_format.MessageToDict(proposed.payload)
+    # Decoding with the domain rejects a payload that time travel could not fold.
+    domain.event_from_payload(
+        proposed.event_type,
+        payload,
+        aggregate_id=aggregate_id,
+        version=version,
+        occurred_at=utcnow(),
+    )
+    claims = tuple(Claim(c.namespace, c.value) for c in proposed.claims)
+    releases = tuple(Claim(c.namespace, c.value) for c in proposed.releases)
+    for c in (*claims, *releases):
+        if not c.namespace or not c.value:
+            raise invalid(f"{field}.claims", "namespace and value are required")
+    return NewEvent(
+        event_id=event_id,
+        event_type=proposed.event_type,
+        payload=json_format.MessageToJson(proposed.payload, indent=None).encode(),
+        claims=claims,
+        releases=releases,
+    )
+
+
+class EventStoreServicer(pb_grpc.EventStoreServiceServicer):
+    """Serves EventStoreService over the engine and time travel."""
+
+    def __init__(self, store: EventStore, time_travel: TimeTravel) -> None:
+        self._store = store
+        self._tt = time_travel
+
+    # -- writes ------------------------------------------------------------
+
+    @errors.unary
+    async def Append(self, request: pb.AppendRequest, context: Any) -> pb.AppendResponse:
+        aggregate_id = validate.uuid_field("aggregate_id", request.aggregate_id)
+        aggregate_type = request.aggregate_type or "user"
+        if not _AGGREGATE_TYPE.match(aggregate_type):
+            raise invalid("aggregate_type", f"{aggregate_type[:64]!r} is not a valid type name")
+        expected = _expected(request)
+        if not request.events:
+            raise invalid("events", "at least one event is required")
+        if len(request.events) > MAX_EVENTS_PER_APPEND:
+            raise invalid("events", f"at most {MAX_EVENTS_PER_APPEND} per append")
+        events = [_new_event(i, aggregate_id, i + 1, e) for i, e in enumerate(request.events)]
+        correlation, causation = metadata.correlation_ids(context)
+        now = utcnow()
+        old_version = self._store.stream_version(aggregate_id)
+        result = await self._store.append(
+            aggregate_id,
+            aggregate_type,
+            expected,
+            events,
+            now=now,
+            correlation_id=correlation,
+            causation_id=causation,
+        )
+        if not result.idempotent:
+            self._tt.after_append(aggregate_id, old_version, result.version, now)
+        return pb.AppendResponse(
+            aggregate_id=aggregate_id,
+            version=result.version,
+            positions=list(result.positions),
+            idempotent=result.idempotent,
+        )
+
+    # -- reads -------------------------------------------------------------
+
+    @errors.unary
+    async def LoadAggregate(
+        self, request: pb.LoadAggregateRequest, context: Any
+    ) -> pb.LoadAggregateResponse:
+        aggregate_id = validate.uuid_field("aggregate_id", request.aggregate_id)
+        snap = await self._store.latest_snapshot(aggregate_id)
+        usable = snap is not None and snap.schema_version == domain.STATE_SCHEMA_VERSION
+        from_version = snap.version + 1 if usable and snap is not None else 1
+        records = await self._store.read_stream(aggregate_id, from_version=from_version)
+        response = pb.LoadAggregateResponse(
+            aggregate_id=aggregate_id,
+            version=self._store.stream_version(aggregate_id),
+            events=[convert.event_to_pb(r, redact=False) for r in records],
+        )
+        if usable and snap is not None:
+            response.snapshot_state = snap.state
+            response.snapshot_version = snap.version
+        return response
+
+    @errors.unary
+    async def ReadStream(
+        self, request: pb.ReadStreamRequest, context: Any
+    ) -> pb.ReadStreamResponse:
+        aggregate_id = validate.uuid_field("aggregate_id", request.aggregate_id)
+        from_version = validate.non_negative("from_version", request.from_version) or 1
+        to_version = validate.non_negative("to_version", request.to_version) or None
+        until = _optional_moment("until", request)
+        limit = validate.page_size("limit", request.limit, default=validate.MAX_PAGE)
+        version = self._store.stream_version(aggregate_id)
+        if version == 0:
+            raise errors.ServiceError(grpc.StatusCode.NOT_FOUND, f"stream {aggregate_id} not found")
+        records = await self._store.read_stream(
+            aggregate_id,
+            from_version=from_version,
+            to_version=to_version,
+            until=until,
+            limit=limit,
+        )
+        return pb.ReadStreamResponse(
+            aggregate_id=aggregate_id,
+            events=[convert.event_to_pb(r) for r in records],
+            count=len(records),
+            version=version,
+        )
+
+    @errors.unary
+    async def GetAggregateEvents(
+        self, request: pb.GetAggregateEventsRequest, context: Any
+    ) -> pb.GetAggregateEventsResponse:
+        aggregate_id = validate.uuid_field("aggregate_id", request.aggregate_id)
+        if self._store.stream_version(aggregate_id) == 0:
+            raise errors.ServiceError(grpc.StatusCode.NOT_FOUND, f"stream {aggregate_id} not found")
+        records = await self._store.read_stream(aggregate_id)
+        return pb.GetAggregateEventsResponse(
+            aggregate_id=aggregate_id,
+            events=[convert.event_to_pb(r) for r in records],
+            count=len(records),
+        )
+
+    def _filters(self, request: Any) -> dict[str, Any]:
+        event_type = request.event_type
+        if event_type and event_type not in domain.EVENT_TYPES:
+            raise invalid(
+                "event_type", f"unknown {event_type[:64]!r}; one of {', '.join(domain.EVENT_TYPES)}"
+            )
+        aggregate_id = (
+            validate.uuid_field("aggregate_id", request.aggregate_id)
+            if request.aggregate_id
+            else None
+        )
+        return {
+            "event_types": (event_type,) if event_type else (),
+            "aggregate_id": aggregate_id,
+            "since": _optional_moment("since", request),
+            "until": _optional_moment("until", request),
+        }
+
+    @errors.unary
+    async def ListEvents(
+        self, request: pb.ListEventsRequest, context: Any
+    ) -> pb.ListEventsResponse:
+        filters = self._filters(request)
+        limit = validate.page_size("limit", request.limit, default=DEFAULT_LIST_LIMIT)
+        after = validate.non_negative("after_position", request.after_position)
+        records = await self._store.read_all(after_position=after, limit=limit, **filters)
+        return pb.ListEventsResponse(
+            events=[convert.event_to_pb(r) for r in records],
+            count=len(records),
+            next_after_position=records[-1].position if len(records) == limit else 0,
+        )
+
+    @errors.unary
+    async def CountEvents(
+        self, request: pb.CountEventsRequest, context: Any
+    ) -> pb.CountEventsResponse:
+        return pb.CountEventsResponse(count=await self._store.count(**self._filters(request)))
+
+    @errors.unary
+    async def ReplayEvents(
+        self, request: pb.ReplayEventsRequest, context: Any
+    ) -> pb.ReplayEventsResponse:
+        if not request.HasField("since"):
+            raise invalid("since", "required (RFC 3339, e.g. 2025-01-01T00:00:00Z)")
+        since = _moment("since", request.since)
+        limit = validate.page_size("limit", request.limit, default=validate.MAX_PAGE)
+        after = validate.non_negative("after_position", request.after_position)
+        records = await self._store.read_all(after_position=after, limit=limit, since=since)
+        return pb.ReplayEventsResponse(
+            events=[convert.event_to_pb(r) for r in records],
+            count=len(records),
+            since=request.since,
+            next_after_position=records[-1].position if len(records) == limit else 0,
+        )
+
+    @errors.streaming
+    async def Subscribe(
+        self, request: pb.SubscribeRequest, context: Any
+    ) -> AsyncIterator[pb.SubscribeResponse]:
+        start = validate.non_negative("from_position", request.from_position)
+        heartbeat = request.heartbeat_seconds or 5
+        if not 1 <= heartbeat <= 60:
+            raise invalid("heartbeat_seconds", f"must be 1..60, got {heartbeat}")
+        if request.include_secrets:
+            principal = current_principal()
+            if principal is None or not principal.is_service:
+                raise errors.ServiceError(
+                    grpc.StatusCode.PERMISSION_DENIED,
+                    "include_secrets: reserved to the project's services",
+                )
+        redact = not request.include_secrets
+        async for item in self._store.subscribe(start, heartbeat=float(heartbeat)):
+            if isinstance(item, RecordedEvent):
+                yield pb.SubscribeResponse(event=convert.event_to_pb(item, redact=redact))
+            else:
+                yield pb.SubscribeResponse(
+                    checkpoint=pb.Checkpoint(position=item.position, sent_at=to_timestamp(utcnow()))
+                )
+
+    # -- time travel ---------------------------------------------------------
+
+    @errors.unary
+    async def GetState(self, request: pb.GetStateRequest, context: Any) -> pb.GetStateResponse:
+        aggregate_id = validate.uuid_field("aggregate_id", request.aggregate_id)
+        folded = await self._tt.current(aggregate_id)
+        return pb.GetStateResponse(
+            state=convert.state_to_pb(folded.state), events_replayed=folded.events_replayed
+        )
+
+    @errors.unary
+    async def GetStateAt(
+        self, request: pb.GetStateAtRequest, context: Any
+    ) -> pb.GetStateAtResponse:
+        aggregate_id = validate.uuid_field("aggregate_id", request.aggregate_id)
+        point = request.WhichOneof("point")
+        if point == "timestamp":
+            at = _moment("timestamp", request.timestamp)
+            folded = await self._tt.at_time(aggregate_id, at)
+            return pb.GetStateAtResponse(
+                state=convert.state_to_pb(folded.state),
+                events_replayed=folded.events_replayed,
+                as_of=request.timestamp,
+            )
+        if point == "version":
+            if request.version < 1:
+                raise invalid("version", f"must be at least 1, got {request.version}")
+            folded = await self._tt.at_version(aggregate_id, request.version)
+            return pb.GetStateAtResponse(
+                state=convert.state_to_pb(folded.state), events_replayed=folded.events_replayed
+            )
+        raise invalid("timestamp", "required: give timestamp (RFC 3339) or version")
+
+    @errors.unary
+    async def GetHistory(
+        self, request: pb.GetHistoryRequest, context: Any
+    ) -> pb.GetHistoryResponse:
+        aggregate_id = validate.uuid_field("aggregate_id", request.aggregate_id)
+        steps = await self._tt.history(aggregate_id)
+        return pb.GetHistoryResponse(
+            aggregate_id=aggregate_id,
+            entries=[
+                pb.HistoryEntry(
+                    event=convert.event_to_pb(s.record),
+                    state=convert.state_to_pb(s.state),
+                    changed_fields=list(s.changed_fields),
+                )
+                for s in steps
+            ],
+            count=len(steps),
+        )
+
+    @errors.unary
+    async def CompareStates(
+        self, request: pb.CompareStatesRequest, context: Any
+    ) -> pb.CompareStatesResponse:
+        aggregate_id = validate.uuid_field("aggregate_id", request.aggregate_id)
+        for name in ("time1", "time2"):
+            if not request.HasField(name):
+                raise invalid(name, "required (RFC 3339, e.g. 2025-01-01T00:00:00Z)")
+        t1 = _moment("time1", request.time1)
+        t2 = _moment("time2", request.time2)
+        s1 = await self._tt.state_or_none(aggregate_id, t1)
+        s2 = await self._tt.state_or_none(aggregate_id, t2)
+        changes = domain.diff_states(s1, s2)
+        response = pb.CompareStatesResponse(
+            aggregate_id=aggregate_id,
+            changes=[
+                pb.FieldChange(field=c.field, before=c.before, after=c.after) for c in changes
+            ],
+            change_count=len(changes),
+        )
+        if s1 is not None:
+            response.state1.CopyFrom(convert.state_to_pb(s1))
+        if s2 is not None:
+            response.state2.CopyFrom(convert.state_to_pb(s2))
+        return response
+
+    @errors.unary
+    async def ListStatesAt(
+        self, request: pb.ListStatesAtRequest, context: Any
+    ) -> pb.ListStatesAtResponse:
+        if not request.HasField("timestamp"):
+            raise invalid("timestamp", "required (RFC 3339, e.g. 2025-01-01T00:00:00Z)")
+        at = _moment("timestamp", request.timestamp)
+        size = validate.page_size("page_size", request.page_size, default=DEFAULT_LIST_LIMIT)
+        after = validate.uuid_field("page_token", request.page_token) if request.page_token else ""
+        states, next_token = await self._tt.states_at(at, page_size=size, after_id=after)
+        return pb.ListStatesAtResponse(
+            states=[convert.state_to_pb(s) for s in states],
+            count=len(states),
+            next_page_token=next_token,
+            as_of=request.timestamp,
+        )
+
+    # -- snapshots -----------------------------------------------------------
+
+    def _snapshot_pb(self, record: SnapshotRecord) -> pb.Snapshot:
+        state = snapshot_state(record)
+        assert state is not None
+        return pb.Snapshot(
+            aggregate_id=record.aggregate_id,
+            version=record.version,
+            created_at=to_timestamp(record.created_at),
+            schema_version=record.schema_version,
+            state=convert.state_to_pb(state),
+        )
+
+    @errors.unary
+    async def CreateSnapshot(
+        self, request: pb.CreateSnapshotRequest, context: Any
+    ) -> pb.CreateSnapshotResponse:
+        aggregate_id = validate.uuid_field("aggregate_id", request.aggregate_id)
+        record = await self._tt.create_snapshot(aggregate_id, utcnow())
+        return pb.CreateSnapshotResponse(
+            snapshot=self._snapshot_pb(record),
+            message=f"snapshot of {aggregate_id} stored at version {record.version}",
+        )
+
+    @errors.unary
+    async def GetSnapshot(
+        self, request: pb.GetSnapshotRequest, context: Any
+    ) -> pb.GetSnapshotResponse:
+        aggregate_id = validate.uuid_field("aggregate_id", request.aggregate_id)
+        return pb.GetSnapshotResponse(
+            snapshot=self._snapshot_pb(await self._tt.latest_snapshot(aggregate_id))
+        )
+
+    @errors.unary
+    async def GetStateFromSnapshot(
+        self, request: pb.GetStateFromSnapshotRequest, context: Any
+    ) -> pb.GetStateFromSnapshotResponse:
+        aggregate_id = validate.uuid_field("aggregate_id", request.aggregate_id)
+        folded = await self._tt.from_snapshot(aggregate_id)
+        return pb.GetStateFromSnapshotResponse(
+            state=convert.state_to_pb(folded.state),
+            snapshot_version=folded.snapshot_version,
+            events_replayed=folded.events_replayed,
+            snapshot_used=folded.snapshot_version > 0,
+        )
