@@ -1,0 +1,116 @@
+"""Wiring of command_svc: settings -> store client, hasher, handler -> gRPC server.
+
+``start`` returns once the server is serving; the admin bootstrap (if
+configured) runs in the background (``CommandService.bootstrap``) so a store
+that is still starting does not block the command service.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass
+
+from cqrs.command.v1 import command_pb2_grpc as pb_grpc
+from google.protobuf.message import Message
+
+from command_svc.bootstrap_admin import bootstrap_admin
+from command_svc.handlers import CommandHandler
+from command_svc.idempotency import IdempotencyCache
+from command_svc.policies import POLICIES, SERVICE_NAME
+from command_svc.servicer import CommandServiceServicer
+from command_svc.settings import CommandSettings
+from command_svc.store_client import StoreClient
+from service_kit.auth import AuthInterceptor, service_metadata
+from service_kit.passwords import PasswordHasher
+from service_kit.server import Registration, RunningServer, start_server, stop_event_on_signals
+from service_kit.settings import SettingsError, environ
+
+__all__ = ["SERVICE_IDENTITY", "CommandService", "main", "serve", "start"]
+
+log = logging.getLogger("command_svc")
+
+SERVICE_IDENTITY = "command_svc"
+
+
+@dataclass(slots=True)
+class CommandService:
+    """A running command service."""
+
+    server: RunningServer
+    store: StoreClient
+    hasher: PasswordHasher
+    handler: CommandHandler
+    bootstrap: asyncio.Task[str | None] | None = None
+
+    async def stop(self, grace: float = 5.0) -> None:
+        """Stops serving (in-flight calls get ``grace`` seconds), then releases resources."""
+        if self.bootstrap is not None and not self.bootstrap.done():
+            self.bootstrap.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.bootstrap
+        await self.server.stop(grace)
+        await self.store.close()
+        self.hasher.close()
+
+
+async def start(settings: CommandSettings) -> CommandService:
+    """Connects to the store and serves CommandService on ``settings.listen``."""
+    codec = settings.token_codec()
+    store = StoreClient.connect(
+        settings.store_target,
+        auth_metadata=service_metadata(codec, SERVICE_IDENTITY),
+        timeout=settings.store_timeout,
+    )
+    hasher = PasswordHasher(settings.bcrypt_cost)
+    handler = CommandHandler(store=store, hasher=hasher, max_attempts=settings.max_attempts)
+    idempotency: IdempotencyCache[Message] = IdempotencyCache(
+        capacity=settings.idempotency_capacity, ttl_seconds=settings.idempotency_ttl
+    )
+    try:
+        server = await start_server(
+            settings.listen,
+            [
+                Registration(
+                    SERVICE_NAME,
+                    pb_grpc.add_CommandServiceServicer_to_server,
+                    CommandServiceServicer(handler, idempotency),
+                )
+            ],
+            interceptors=[AuthInterceptor(codec, POLICIES)],
+        )
+    except BaseException:
+        await store.close()
+        hasher.close()
+        raise
+    log.info(
+        "command_svc serving gRPC on port %d (store at %s)", server.port, settings.store_target
+    )
+    service = CommandService(server, store, hasher, handler)
+    if settings.admin is not None:
+        service.bootstrap = asyncio.create_task(
+            bootstrap_admin(handler, settings.admin), name="command_svc.bootstrap_admin"
+        )
+        service.bootstrap.add_done_callback(_log_bootstrap_failure)
+    return service
+
+
+def _log_bootstrap_failure(task: asyncio.Task[str | None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("admin bootstrap failed", exc_info=task.exception())
+
+
+async def serve() -> None:
+    """Runs until SIGTERM/SIGINT, then stops gracefully."""
+    service = await start(CommandSettings.from_env(environ()))
+    await stop_event_on_signals().wait()
+    await service.stop()
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    try:
+        asyncio.run(serve())
+    except SettingsError as exc:
+        raise SystemExit(f"command_svc: {exc}") from None

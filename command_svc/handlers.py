@@ -1,0 +1,239 @@
+"""The command handling loop: load, decide, append, retry on a concurrent change.
+
+For every command:
+1. cheap validation first (``domain.normalize_email``, ``validate_password``,
+   ``validate_password_change``), so a malformed request never costs a bcrypt;
+2. load the user (snapshot + newer events) and build the domain command,
+   hashing/verifying passwords off the event loop (``PasswordHasher``);
+3. ``domain.decide(state, command, now=clock())``;
+4. append with the version decided against (``exact``; "no stream" for a
+   registration) and fresh uuid4 event ids;
+5. if the store says the stream moved (ABORTED), reload and go to 2, at most
+   ``max_attempts`` times in all with a little random jitter between tries,
+   then fail with ABORTED. The pause before retry n is random in
+   [0, retry_pause * 2**(n-1)] (10, 20, 40, 80 ms by default): "full jitter"
+   exponential backoff, which spreads competing writers apart fastest.
+
+Invariants: nothing is appended unless ``decide`` accepted the command
+against the exact version appended at; a password hash is computed at most
+once per command and an old password verified at most once per stored hash,
+however many retries there are.
+
+An email held by another user is ALREADY_EXISTS with the field named
+(``email: already registered`` / ``new_email: already registered``) and never
+says who holds it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+import grpc
+
+import domain
+from command_svc.errors import ClaimConflict, StoreConflict
+from command_svc.store_client import EventStorePort, Trace
+from service_kit.errors import ServiceError
+from service_kit.timeconv import utcnow
+
+__all__ = ["CommandHandler", "Outcome", "PasswordHashing"]
+
+log = logging.getLogger(__name__)
+
+ALREADY_REGISTERED = "already registered"
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What a successful command did: the user's new version and state, and the
+    global position of the last appended event."""
+
+    user_id: str
+    version: int
+    position: int
+    state: domain.UserState
+
+
+class PasswordHashing(Protocol):
+    """What the handlers need of ``service_kit.passwords.PasswordHasher``."""
+
+    async def hash(self, plain: str) -> str: ...
+
+    async def verify(self, plain: str, hashed: str) -> bool: ...
+
+
+BuildCommand = Callable[[domain.UserState | None], Awaitable[domain.Command]]
+
+
+def _new_uuid() -> str:
+    return str(uuid.uuid4())
+
+
+class CommandHandler:
+    """Runs commands against the event store (see the module docstring)."""
+
+    def __init__(
+        self,
+        *,
+        store: EventStorePort,
+        hasher: PasswordHashing,
+        max_attempts: int = 5,
+        clock: Callable[[], datetime] = utcnow,
+        new_id: Callable[[], str] = _new_uuid,
+        retry_pause: float = 0.01,
+    ) -> None:
+        if max_attempts < 1:
+            raise ValueError("max_attempts must be at least 1")
+        self._store = store
+        self._hasher = hasher
+        self._max_attempts = max_attempts
+        self._clock = clock
+        self._new_id = new_id
+        self._retry_pause = retry_pause
+
+    # -- commands ------------------------------------------------------------
+
+    async def register(
+        self, *, email: str, password: str, trace: Trace, role: str = domain.ROLE_USER
+    ) -> Outcome:
+        """Registers a new user with a fresh uuid4 id."""
+        normalized = domain.normalize_email(email)
+        domain.validate_password(password)
+        domain.validate_role(role)
+        user_id = self._new_id()
+        password_hash = await self._hasher.hash(password)
+
+        async def build(state: domain.UserState | None) -> domain.Command:
+            return domain.RegisterUser(
+                user_id=user_id,
+                email=normalized,
+                password=password,
+                password_hash=password_hash,
+                role=role,
+            )
+
+        return await self._run(user_id, build, trace, new_stream=True, claim_field="email")
+
+    async def change_password(
+        self, *, user_id: str, old_password: str, new_password: str, trace: Trace
+    ) -> Outcome:
+        """Changes the password if ``old_password`` matches the stored hash.
+
+        A wrong old password is ``InvalidCredentials("old_password")``, which
+        the service reports as INVALID_ARGUMENT "old_password: does not match"
+        (HTTP 400): the caller is authenticated, the argument is wrong.
+        """
+        domain.validate_password_change(old_password, new_password)
+        verdicts: dict[str, bool] = {}  # stored hash -> does old_password match it
+        new_hash: list[str] = []
+
+        async def build(state: domain.UserState | None) -> domain.Command:
+            state = _require_active(state, user_id)
+            matches = verdicts.get(state.password_hash)
+            if matches is None:
+                matches = await self._hasher.verify(old_password, state.password_hash)
+                verdicts[state.password_hash] = matches
+            if not matches:
+                # Refuse before hashing the new password: no bcrypt wasted.
+                raise domain.InvalidCredentials("old_password")
+            if not new_hash:
+                new_hash.append(await self._hasher.hash(new_password))
+            return domain.ChangePassword(
+                old_password=old_password,
+                new_password=new_password,
+                old_password_matches=True,
+                new_password_hash=new_hash[0],
+            )
+
+        return await self._run(user_id, build, trace)
+
+    async def change_email(self, *, user_id: str, new_email: str, trace: Trace) -> Outcome:
+        """Changes the email; the new one must not be another user's."""
+        normalized = domain.normalize_email(new_email, field="new_email")
+
+        async def build(state: domain.UserState | None) -> domain.Command:
+            return domain.ChangeEmail(normalized)
+
+        return await self._run(user_id, build, trace, claim_field="new_email")
+
+    async def deactivate(self, *, user_id: str, reason: str, trace: Trace) -> Outcome:
+        """Deactivates the user (terminal)."""
+
+        async def build(state: domain.UserState | None) -> domain.Command:
+            return domain.Deactivate(reason)
+
+        return await self._run(user_id, build, trace)
+
+    async def record_login(self, *, user_id: str, client_address: str, trace: Trace) -> Outcome:
+        """Records a login; the client address is cut to the domain's maximum length."""
+        address = client_address[: domain.MAX_CLIENT_ADDRESS_LENGTH]
+
+        async def build(state: domain.UserState | None) -> domain.Command:
+            return domain.RecordLogin(address)
+
+        return await self._run(user_id, build, trace)
+
+    # -- the loop ------------------------------------------------------------
+
+    async def _run(
+        self,
+        user_id: str,
+        build: BuildCommand,
+        trace: Trace,
+        *,
+        new_stream: bool = False,
+        claim_field: str = "email",
+    ) -> Outcome:
+        for attempt in range(1, self._max_attempts + 1):
+            if new_stream and attempt == 1:
+                # A fresh uuid4 has no stream: skip the load round trip.
+                state, version = None, 0
+            else:
+                state, version = await self._store.load(user_id)
+            if state is None and not new_stream:
+                raise domain.UserNotFound(user_id)
+            command = await build(state)
+            events = domain.decide(state, command, now=self._clock())
+            try:
+                appended = await self._store.append(
+                    user_id=user_id,
+                    expected_version=version,
+                    events=events,
+                    event_ids=[self._new_id() for _ in events],
+                    trace=trace,
+                )
+            except ClaimConflict as exc:
+                log.info("claim refused for %s: %s", user_id, exc)
+                raise ServiceError(
+                    grpc.StatusCode.ALREADY_EXISTS, f"{claim_field}: {ALREADY_REGISTERED}"
+                ) from None
+            except StoreConflict:
+                if attempt == self._max_attempts:
+                    break
+                # Jitter spreads competing writers so they stop colliding.
+                await asyncio.sleep(random.uniform(0, self._retry_pause * 2 ** (attempt - 1)))
+                continue
+            new_state = domain.fold(events, state)
+            assert new_state is not None  # decide returns at least one event
+            return Outcome(user_id, appended.version, appended.last_position, new_state)
+        raise ServiceError(
+            grpc.StatusCode.ABORTED,
+            f"user {user_id} was changed concurrently; gave up after "
+            f"{self._max_attempts} attempts, retry the command",
+        )
+
+
+def _require_active(state: domain.UserState | None, user_id: str) -> domain.UserState:
+    # Checked before bcrypt, with the errors decide would raise anyway.
+    if state is None:
+        raise domain.UserNotFound(user_id)
+    if not state.is_active:
+        raise domain.UserDeactivatedError(user_id)
+    return state

@@ -1,0 +1,147 @@
+"""CommandServiceServicer: request checks, idempotency, tracing, reply mapping.
+
+The decisions live in :mod:`command_svc.handlers`; this module only
+- checks request fields the handlers do not (``id`` must be a canonical UUID),
+- reads ``x-correlation-id`` (a fresh one if missing) and gives each command
+  its own id, which becomes the events' causation id,
+- applies the optional ``idempotency-key`` (see :mod:`command_svc.idempotency`),
+- maps outcomes to replies and errors to statuses
+  (:func:`command_svc.errors.to_service_error`).
+"""
+
+from __future__ import annotations
+
+import functools
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any, Final, TypeVar
+
+import grpc
+from cqrs.command.v1 import command_pb2 as pb
+from cqrs.command.v1 import command_pb2_grpc as pb_grpc
+from google.protobuf.message import Message
+
+from command_svc.errors import to_service_error
+from command_svc.handlers import CommandHandler
+from command_svc.idempotency import IDEMPOTENCY_KEY, IdempotencyCache, check_key, fingerprint
+from command_svc.store_client import Trace
+from service_kit import errors, metadata, validate
+from service_kit.auth import current_principal
+
+__all__ = ["CommandServiceServicer"]
+
+REGISTERED: Final = "User registered successfully"
+PASSWORD_CHANGED: Final = "Password changed successfully"
+EMAIL_CHANGED: Final = "Email changed successfully"
+DEACTIVATED: Final = "User deactivated successfully"
+
+Req = TypeVar("Req", bound=Message)
+Resp = TypeVar("Resp", bound=Message)
+Servicer = TypeVar("Servicer", bound="CommandServiceServicer")
+
+
+def _command(
+    fn: Callable[[Servicer, Req, Trace], Awaitable[Resp]],
+) -> Callable[[Servicer, Req, Any], Awaitable[Resp]]:
+    """Turns ``fn(self, request, trace)`` into a servicer method.
+
+    Adds tracing, idempotency and error mapping; ``errors.unary`` then turns
+    the ``ServiceError`` into the call's status.
+    """
+    name = fn.__name__
+
+    @errors.unary
+    @functools.wraps(fn)
+    async def method(self: Servicer, request: Req, context: Any) -> Resp:
+        try:
+            correlation_id, _ = metadata.correlation_ids(context)
+            trace = Trace(correlation_id=correlation_id, causation_id=str(uuid.uuid4()))
+            key = check_key(metadata.get(context.invocation_metadata(), IDEMPOTENCY_KEY))
+            if not key:
+                return await fn(self, request, trace)
+            principal = current_principal()
+            cache_key = (name, principal.subject if principal else "", key)
+            digest = fingerprint(request.SerializeToString(deterministic=True))
+            result = await self._idempotency.run(
+                cache_key, digest, lambda: fn(self, request, trace)
+            )
+            return result  # type: ignore[return-value]  # the cache holds this method's replies
+        except grpc.aio.AbortError:
+            raise
+        except Exception as exc:
+            mapped = to_service_error(exc)
+            if mapped is exc:
+                raise
+            raise mapped from exc
+
+    return method
+
+
+class CommandServiceServicer(pb_grpc.CommandServiceServicer):
+    """Serves CommandService over a :class:`CommandHandler`."""
+
+    def __init__(
+        self, handler: CommandHandler, idempotency: IdempotencyCache[Message] | None = None
+    ) -> None:
+        self._handler = handler
+        self._idempotency: IdempotencyCache[Message] = idempotency or IdempotencyCache()
+
+    @_command
+    async def Register(self, request: pb.RegisterRequest, trace: Trace) -> pb.RegisterResponse:
+        out = await self._handler.register(
+            email=request.email, password=request.password, trace=trace
+        )
+        return pb.RegisterResponse(
+            id=out.user_id, message=REGISTERED, version=out.version, position=out.position
+        )
+
+    @_command
+    async def ChangePassword(
+        self, request: pb.ChangePasswordRequest, trace: Trace
+    ) -> pb.ChangePasswordResponse:
+        user_id = validate.uuid_field("id", request.id)
+        out = await self._handler.change_password(
+            user_id=user_id,
+            old_password=request.old_password,
+            new_password=request.new_password,
+            trace=trace,
+        )
+        return pb.ChangePasswordResponse(
+            id=user_id, message=PASSWORD_CHANGED, version=out.version, position=out.position
+        )
+
+    @_command
+    async def ChangeEmail(
+        self, request: pb.ChangeEmailRequest, trace: Trace
+    ) -> pb.ChangeEmailResponse:
+        user_id = validate.uuid_field("id", request.id)
+        out = await self._handler.change_email(
+            user_id=user_id, new_email=request.new_email, trace=trace
+        )
+        return pb.ChangeEmailResponse(
+            id=user_id,
+            message=EMAIL_CHANGED,
+            email=out.state.email,
+            version=out.version,
+            position=out.position,
+        )
+
+    @_command
+    async def Deactivate(
+        self, request: pb.DeactivateRequest, trace: Trace
+    ) -> pb.DeactivateResponse:
+        user_id = validate.uuid_field("id", request.id)
+        out = await self._handler.deactivate(user_id=user_id, reason=request.reason, trace=trace)
+        return pb.DeactivateResponse(
+            id=user_id, message=DEACTIVATED, version=out.version, position=out.position
+        )
+
+    @_command
+    async def RecordLogin(
+        self, request: pb.RecordLoginRequest, trace: Trace
+    ) -> pb.RecordLoginResponse:
+        user_id = validate.uuid_field("id", request.id)
+        out = await self._handler.record_login(
+            user_id=user_id, client_address=request.client_address, trace=trace
+        )
+        return pb.RecordLoginResponse(id=user_id, version=out.version, position=out.position)

@@ -1,0 +1,90 @@
+"""command_svc settings, parsed once from the environment into a frozen object.
+
+A bad value stops the service at start with the variable's name in the
+message (``SettingsError``). Secrets (``JWT_SECRET``, ``ADMIN_PASSWORD``) are
+kept out of ``repr``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import domain
+from service_kit.auth import TokenCodec
+from service_kit.passwords import DEFAULT_COST, MAX_COST, MIN_COST
+from service_kit.settings import SettingsError, env_float, env_int, env_str
+
+__all__ = ["AdminAccount", "CommandSettings"]
+
+
+@dataclass(frozen=True, slots=True)
+class AdminAccount:
+    """The admin to register at start (``ADMIN_EMAIL``/``ADMIN_PASSWORD``), email normalised."""
+
+    email: str
+    password: str = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CommandSettings:
+    """Every knob of command_svc.
+
+    Invariant: every value was validated here (the JWT secret by building a
+    :class:`TokenCodec`, the admin account by the domain's own rules), so the
+    service never starts with a setting it cannot honour.
+    """
+
+    listen: str = "127.0.0.1:9091"
+    store_target: str = "127.0.0.1:9090"
+    store_timeout: float = 10.0
+    jwt_secret: str = field(repr=False)
+    jwt_ttl_seconds: int = 3600
+    bcrypt_cost: int = DEFAULT_COST
+    max_attempts: int = 5
+    idempotency_capacity: int = 10_000
+    idempotency_ttl: float = 24 * 3600.0
+    admin: AdminAccount | None = None
+
+    def token_codec(self) -> TokenCodec:
+        return TokenCodec(self.jwt_secret, ttl_seconds=self.jwt_ttl_seconds)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> CommandSettings:
+        codec = TokenCodec.from_env(env)  # validates JWT_SECRET and JWT_TTL_SECONDS
+        return cls(
+            listen=env_str(env, "COMMAND_GRPC_LISTEN", "127.0.0.1:9091"),
+            store_target=env_str(env, "STORE_GRPC_TARGET", "127.0.0.1:9090"),
+            store_timeout=env_float(
+                env, "COMMAND_STORE_TIMEOUT_SECONDS", 10.0, minimum=0.1, maximum=300.0
+            ),
+            jwt_secret=env["JWT_SECRET"],
+            jwt_ttl_seconds=codec.ttl_seconds,
+            bcrypt_cost=env_int(
+                env, "BCRYPT_COST", DEFAULT_COST, minimum=MIN_COST, maximum=MAX_COST
+            ),
+            max_attempts=env_int(env, "COMMAND_MAX_ATTEMPTS", 5, minimum=1, maximum=50),
+            idempotency_capacity=env_int(
+                env, "COMMAND_IDEMPOTENCY_CAPACITY", 10_000, minimum=0, maximum=10_000_000
+            ),
+            idempotency_ttl=env_float(
+                env, "COMMAND_IDEMPOTENCY_TTL_SECONDS", 86_400.0, minimum=1.0, maximum=7 * 86_400.0
+            ),
+            admin=_admin_from_env(env),
+        )
+
+
+def _admin_from_env(env: Mapping[str, str]) -> AdminAccount | None:
+    email, password = env.get("ADMIN_EMAIL", ""), env.get("ADMIN_PASSWORD", "")
+    if not email and not password:
+        return None
+    if not email:
+        raise SettingsError("ADMIN_EMAIL: required when ADMIN_PASSWORD is set")
+    if not password:
+        raise SettingsError("ADMIN_PASSWORD: required when ADMIN_EMAIL is set")
+    try:
+        normalized = domain.normalize_email(email, field="ADMIN_EMAIL")
+        domain.validate_password(password, field="ADMIN_PASSWORD")
+    except domain.ValidationError as exc:
+        raise SettingsError(str(exc)) from None
+    return AdminAccount(normalized, password)

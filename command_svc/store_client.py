@@ -1,0 +1,219 @@
+"""The event store, as command_svc sees it: load a user, append its new events.
+
+``EventStorePort`` is the interface the handlers depend on (unit tests use an
+in-memory fake); ``StoreClient`` implements it over a grpc.aio channel.
+
+Invariants of ``StoreClient``:
+- every call carries a deadline (``timeout``) and the service's identity
+  (``authorization`` from ``service_kit.auth.service_metadata``), plus the
+  command's ``x-correlation-id`` / ``x-causation-id`` on appends;
+- it raises only the ``command_svc.errors.StoreError`` family;
+- ``append`` resends the same event ids when the store was unreachable: the
+  store's event-id idempotency makes the retry safe even if the first
+  attempt was in fact stored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable, Sequence
+from typing import NamedTuple, Protocol
+
+import grpc
+from cqrs.eventstore.v1 import event_store_pb2 as pb
+from cqrs.eventstore.v1 import event_store_pb2_grpc as pb_grpc
+from google.protobuf import empty_pb2, json_format, struct_pb2
+
+import domain
+from command_svc.errors import (
+    ClaimConflict,
+    StoreConflict,
+    StoreFailure,
+    StoreUnavailable,
+)
+from service_kit import metadata
+from service_kit.timeconv import to_datetime
+
+__all__ = [
+    "AGGREGATE_TYPE",
+    "Appended",
+    "EventStorePort",
+    "Loaded",
+    "StoreClient",
+    "Trace",
+    "proposed_event",
+]
+
+AGGREGATE_TYPE = "user"
+# Pauses before resending an append the store did not receive (UNAVAILABLE).
+_UNAVAILABLE_BACKOFF = (0.05, 0.2)
+
+AuthMetadata = Callable[[], list[tuple[str, str]]]
+
+
+class Loaded(NamedTuple):
+    """A user's current state (None if it has no events) and its stream version."""
+
+    state: domain.UserState | None
+    version: int
+
+
+class Appended(NamedTuple):
+    """The stream version after an append and the global position of its last event."""
+
+    version: int
+    last_position: int
+
+
+class Trace(NamedTuple):
+    """Where a command came from: the request's correlation id and the command's id."""
+
+    correlation_id: str
+    causation_id: str
+
+
+class EventStorePort(Protocol):
+    """What the command handlers need from the event store."""
+
+    async def load(self, user_id: str) -> Loaded:
+        """Snapshot plus newer events, folded; ``(None, 0)`` for an unknown user."""
+        ...
+
+    async def append(
+        self,
+        *,
+        user_id: str,
+        expected_version: int,
+        events: Sequence[domain.DomainEvent],
+        event_ids: Sequence[str],
+        trace: Trace,
+    ) -> Appended:
+        """Append if the stream is at ``expected_version`` (0: must not exist).
+
+        Raises ``StoreConflict`` if it is not, ``ClaimConflict`` if an event
+        takes an email another user holds, ``StoreUnavailable``.
+        """
+        ...
+
+
+def proposed_event(event: domain.DomainEvent, event_id: str) -> pb.ProposedEvent:
+    """The wire form of a domain event, with the email claims it takes and releases."""
+    payload = struct_pb2.Struct()
+    payload.update(domain.event_to_payload(event))
+    changes = domain.claims_for(event)
+    ns = domain.EMAIL_CLAIM_NAMESPACE
+    return pb.ProposedEvent(
+        event_id=event_id,
+        event_type=event.EVENT_TYPE,
+        payload=payload,
+        claims=[pb.Claim(namespace=ns, value=v) for v in changes.take],
+        releases=[pb.Claim(namespace=ns, value=v) for v in changes.release],
+    )
+
+
+def domain_event(event: pb.Event) -> domain.DomainEvent:
+    """A stored event (unredacted, from LoadAggregate) as a domain event."""
+    return domain.event_from_payload(
+        event.event_type,
+        json_format.MessageToDict(event.payload),
+        aggregate_id=event.aggregate_id,
+        version=event.version,
+        occurred_at=to_datetime(event.timestamp),
+    )
+
+
+def _store_error(err: grpc.aio.AioRpcError) -> Exception:
+    code, details = err.code(), err.details() or ""
+    if code == grpc.StatusCode.ABORTED:
+        return StoreConflict(details)
+    if code == grpc.StatusCode.ALREADY_EXISTS:
+        return ClaimConflict(details)
+    if code in (
+        grpc.StatusCode.UNAVAILABLE,
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+    ):
+        return StoreUnavailable(f"{code.name}: {details}")
+    return StoreFailure(code, details)
+
+
+class StoreClient:
+    """``EventStorePort`` over gRPC (see the module docstring)."""
+
+    def __init__(
+        self,
+        channel: grpc.aio.Channel,
+        *,
+        auth_metadata: AuthMetadata,
+        timeout: float,
+    ) -> None:
+        self._channel = channel
+        self._stub = pb_grpc.EventStoreServiceStub(channel)
+        self._auth = auth_metadata
+        self._timeout = timeout
+
+    @classmethod
+    def connect(cls, target: str, *, auth_metadata: AuthMetadata, timeout: float) -> StoreClient:
+        """A client on a new insecure channel to ``target`` (``host:port``)."""
+        return cls(grpc.aio.insecure_channel(target), auth_metadata=auth_metadata, timeout=timeout)
+
+    async def close(self) -> None:
+        await self._channel.close(None)
+
+    async def load(self, user_id: str) -> Loaded:
+        try:
+            response: pb.LoadAggregateResponse = await self._stub.LoadAggregate(
+                pb.LoadAggregateRequest(aggregate_id=user_id),
+                timeout=self._timeout,
+                metadata=self._auth(),
+            )
+        except grpc.aio.AioRpcError as err:
+            raise _store_error(err) from None
+        state = (
+            domain.state_from_dict(json.loads(response.snapshot_state))
+            if response.snapshot_state
+            else None
+        )
+        state = domain.fold((domain_event(e) for e in response.events), state)
+        # The version we decided against is the folded one: if the store's
+        # head moved between its two reads, the append will say so (ABORTED).
+        return Loaded(state, state.version if state is not None else 0)
+
+    async def append(
+        self,
+        *,
+        user_id: str,
+        expected_version: int,
+        events: Sequence[domain.DomainEvent],
+        event_ids: Sequence[str],
+        trace: Trace,
+    ) -> Appended:
+        if len(events) != len(event_ids) or not events:
+            raise ValueError("append needs one event id per event, and at least one event")
+        request = pb.AppendRequest(
+            aggregate_id=user_id,
+            aggregate_type=AGGREGATE_TYPE,
+            events=[proposed_event(e, i) for e, i in zip(events, event_ids, strict=True)],
+        )
+        if expected_version == 0:
+            request.no_stream.CopyFrom(empty_pb2.Empty())
+        else:
+            request.exact = expected_version
+        for pause in (*_UNAVAILABLE_BACKOFF, None):
+            call_metadata = [
+                *self._auth(),
+                (metadata.CORRELATION_ID, trace.correlation_id),
+                (metadata.CAUSATION_ID, trace.causation_id),
+            ]
+            try:
+                response: pb.AppendResponse = await self._stub.Append(
+                    request, timeout=self._timeout, metadata=call_metadata
+                )
+            except grpc.aio.AioRpcError as err:
+                if err.code() == grpc.StatusCode.UNAVAILABLE and pause is not None:
+                    await asyncio.sleep(pause)
+                    continue
+                raise _store_error(err) from None
+            return Appended(response.version, response.positions[-1] if response.positions else 0)
+        raise AssertionError("unreachable")  # pragma: no cover

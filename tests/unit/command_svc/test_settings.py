@@ -1,0 +1,71 @@
+"""CommandSettings.from_env: defaults, and errors naming the variable."""
+
+from __future__ import annotations
+
+import pytest
+
+from command_svc.settings import AdminAccount, CommandSettings
+from service_kit.settings import SettingsError
+
+pytestmark = pytest.mark.unit
+
+SECRET = "j" * 32
+
+
+def test_defaults() -> None:
+    s = CommandSettings.from_env({"JWT_SECRET": SECRET})
+    assert s.listen == "127.0.0.1:9091"
+    assert s.store_target == "127.0.0.1:9090"
+    assert (s.bcrypt_cost, s.jwt_ttl_seconds, s.max_attempts) == (12, 3600, 5)
+    assert s.admin is None
+    assert s.token_codec().ttl_seconds == 3600
+
+
+def test_overrides_and_admin_email_normalised() -> None:
+    s = CommandSettings.from_env(
+        {
+            "JWT_SECRET": SECRET,
+            "COMMAND_GRPC_LISTEN": "0.0.0.0:1",
+            "STORE_GRPC_TARGET": "store:9090",
+            "BCRYPT_COST": "4",
+            "JWT_TTL_SECONDS": "60",
+            "ADMIN_EMAIL": " Root@Example.com ",
+            "ADMIN_PASSWORD": "admin-password",
+        }
+    )
+    assert (s.listen, s.store_target, s.bcrypt_cost, s.jwt_ttl_seconds) == (
+        "0.0.0.0:1",
+        "store:9090",
+        4,
+        60,
+    )
+    assert s.admin == AdminAccount("root@example.com", "admin-password")
+
+
+def test_secrets_are_not_in_repr() -> None:
+    s = CommandSettings.from_env(
+        {"JWT_SECRET": SECRET, "ADMIN_EMAIL": "r@example.com", "ADMIN_PASSWORD": "admin-password"}
+    )
+    assert SECRET not in repr(s)
+    assert "admin-password" not in repr(s)
+
+
+@pytest.mark.parametrize(
+    ("env", "variable"),
+    [
+        ({}, "JWT_SECRET"),
+        ({"JWT_SECRET": "short"}, "JWT_SECRET"),
+        ({"BCRYPT_COST": "3"}, "BCRYPT_COST"),
+        ({"BCRYPT_COST": "x"}, "BCRYPT_COST"),
+        ({"COMMAND_MAX_ATTEMPTS": "0"}, "COMMAND_MAX_ATTEMPTS"),
+        ({"COMMAND_STORE_TIMEOUT_SECONDS": "0"}, "COMMAND_STORE_TIMEOUT_SECONDS"),
+        ({"ADMIN_EMAIL": "r@example.com"}, "ADMIN_PASSWORD"),
+        ({"ADMIN_PASSWORD": "admin-password"}, "ADMIN_EMAIL"),
+        ({"ADMIN_EMAIL": "nope", "ADMIN_PASSWORD": "admin-password"}, "ADMIN_EMAIL"),
+        ({"ADMIN_EMAIL": "r@example.com", "ADMIN_PASSWORD": "short"}, "ADMIN_PASSWORD"),
+    ],
+)
+def test_bad_values_name_the_variable(env: dict[str, str], variable: str) -> None:
+    full = {"JWT_SECRET": SECRET, **env} if variable != "JWT_SECRET" else env
+    with pytest.raises(SettingsError, match=rf"^{variable}"):
+        CommandSettings.from_env(full)
