@@ -1,0 +1,5 @@
+"""``python -m gateway``: run the REST gateway alone."""
+
+from gateway.app import main
+
+main()

@@ -1,0 +1,91 @@
+"""Matching a request (verb, path) to one route, with precedence.
+
+Rules, in order:
+
+1. Only templates that match the whole path are candidates; none → 404.
+2. Among candidates for the request's verb, the most specific template wins
+   (``PathTemplate.specificity``: left to right, literal beats variable);
+   so ``/events/count`` is never taken as ``/events/aggregate/{id}`` or a
+   variable, and ``/replay/users/state-at`` never as ``/replay/user/{id}/...``.
+3. Candidates exist but none for this verb → 405 with an ``Allow`` header.
+
+Two routes with the same verb and the same template shape are a conflict,
+refused when the table is built (at start), never resolved by order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+from gateway.errors import bad_request, method_not_allowed, not_found
+from gateway.path_template import PathTemplate, split_path
+
+T = TypeVar("T")
+
+
+class RouteConflict(ValueError):
+    """Two routes would answer the same requests."""
+
+
+@dataclass(frozen=True, slots=True)
+class Entry(Generic[T]):
+    verb: str
+    template: PathTemplate
+    target: T
+
+
+@dataclass(frozen=True, slots=True)
+class Resolved(Generic[T]):
+    target: T
+    template: PathTemplate
+    params: dict[str, str]
+
+
+class RouteTable(Generic[T]):
+    """Routes keyed by verb and template; ``resolve`` applies the rules above."""
+
+    def __init__(self, entries: Iterable[Entry[T]] = ()) -> None:
+        self._entries: list[Entry[T]] = []
+        self._shapes: dict[tuple[str, tuple[object, ...]], Entry[T]] = {}
+        for entry in entries:
+            self.add(entry)
+
+    @property
+    def entries(self) -> tuple[Entry[T], ...]:
+        return tuple(self._entries)
+
+    def add(self, entry: Entry[T]) -> None:
+        key = (entry.verb, entry.template.shape)
+        existing = self._shapes.get(key)
+        if existing is not None:
+            raise RouteConflict(
+                f"{entry.verb} {entry.template.text} conflicts with "
+                f"{existing.verb} {existing.template.text}"
+            )
+        self._shapes[key] = entry
+        self._entries.append(entry)
+
+    def resolve(self, verb: str, raw_path: str) -> Resolved[T]:
+        """The route for a request; raises GatewayError 400/404/405."""
+        try:
+            segments = split_path(raw_path)
+        except UnicodeDecodeError:
+            raise bad_request("path", "not UTF-8 once percent-decoded") from None
+        best: Resolved[T] | None = None
+        allowed: set[str] = set()
+        for entry in self._entries:
+            params = entry.template.match(segments)
+            if params is None:
+                continue
+            allowed.add(entry.verb)
+            if entry.verb != verb:
+                continue
+            if best is None or entry.template.specificity > best.template.specificity:
+                best = Resolved(entry.target, entry.template, params)
+        if best is not None:
+            return best
+        if allowed:
+            raise method_not_allowed(verb, raw_path[:200], allowed)
+        raise not_found(f"no route for {raw_path[:200]}")

@@ -1,0 +1,120 @@
+"""Gateway settings, parsed once from the environment.
+
+A bad value stops the gateway at start with a message naming the variable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from service_kit.auth import DEFAULT_TTL_SECONDS, MAX_TTL_SECONDS, MIN_SECRET_BYTES
+from service_kit.settings import SettingsError, env_float, env_int, env_str
+
+
+@dataclass(frozen=True, slots=True)
+class BackendTarget:
+    """Where one gRPC service lives.
+
+    ``key`` is the short name /health reports it under ("store", ...).
+    """
+
+    key: str
+    service: str
+    target: str
+
+
+# Which gRPC service answers where. A service present in the descriptor set
+# but absent here gets routes that answer 503 (no backend configured).
+_BACKENDS: tuple[tuple[str, str, str, str], ...] = (
+    ("store", "cqrs.eventstore.v1.EventStoreService", "STORE_GRPC_TARGET", "127.0.0.1:9090"),
+    ("command", "cqrs.command.v1.CommandService", "COMMAND_GRPC_TARGET", "127.0.0.1:9091"),
+    ("query", "cqrs.query.v1.QueryService", "QUERY_GRPC_TARGET", "127.0.0.1:9095"),
+)
+
+STORE_SERVICE = _BACKENDS[0][1]
+
+
+@dataclass(frozen=True, slots=True)
+class GatewaySettings:
+    """Every knob of the gateway.
+
+    Invariants: ``ports`` is non-empty with no repeated non-zero port (0 picks
+    a free one, which tests use); ``jwt_secret`` has at least 32 bytes; all
+    durations are positive.
+    """
+
+    host: str
+    ports: tuple[int, ...]
+    backends: tuple[BackendTarget, ...]
+    jwt_secret: str
+    jwt_ttl_seconds: int
+    call_timeout: float
+    health_timeout: float
+    max_body_bytes: int
+    shutdown_grace: float
+
+    def target_of(self, service: str) -> str | None:
+        """The address of a gRPC service, or None when none is configured."""
+        for backend in self.backends:
+            if backend.service == service:
+                return backend.target
+        return None
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> GatewaySettings:
+        backends = tuple(
+            BackendTarget(key, service, _target(env, var, default))
+            for key, service, var, default in _BACKENDS
+        )
+        return cls(
+            host=env_str(env, "GATEWAY_HOST", "127.0.0.1"),
+            ports=_ports(env_str(env, "GATEWAY_PORTS", "8088,8089,8090")),
+            backends=backends,
+            jwt_secret=_secret(env),
+            jwt_ttl_seconds=env_int(
+                env, "JWT_TTL_SECONDS", DEFAULT_TTL_SECONDS, minimum=1, maximum=MAX_TTL_SECONDS
+            ),
+            call_timeout=env_float(
+                env, "GATEWAY_CALL_TIMEOUT_SECONDS", 30.0, minimum=0.1, maximum=3600.0
+            ),
+            health_timeout=env_float(
+                env, "GATEWAY_HEALTH_TIMEOUT_SECONDS", 2.0, minimum=0.05, maximum=60.0
+            ),
+            max_body_bytes=env_int(
+                env, "GATEWAY_MAX_BODY_BYTES", 1024 * 1024, minimum=1024, maximum=64 * 1024 * 1024
+            ),
+            shutdown_grace=env_float(
+                env, "GATEWAY_SHUTDOWN_GRACE_SECONDS", 5.0, minimum=0.0, maximum=600.0
+            ),
+        )
+
+
+def _ports(raw: str) -> tuple[int, ...]:
+    ports: list[int] = []
+    for part in raw.split(","):
+        text = part.strip()
+        if not text.isdigit() or int(text) > 65535:
+            raise SettingsError(f"GATEWAY_PORTS={raw!r}: {text!r} is not a port (0..65535)")
+        port = int(text)
+        if port != 0 and port in ports:
+            raise SettingsError(f"GATEWAY_PORTS={raw!r}: port {port} is listed twice")
+        ports.append(port)
+    return tuple(ports)
+
+
+def _target(env: Mapping[str, str], name: str, default: str) -> str:
+    value = env_str(env, name, default)
+    host, _, port = value.rpartition(":")
+    if not host or not port.isdigit():
+        raise SettingsError(f"{name}={value!r}: expected host:port")
+    return value
+
+
+def _secret(env: Mapping[str, str]) -> str:
+    secret = env.get("JWT_SECRET", "")
+    if not secret:
+        raise SettingsError("JWT_SECRET: required (at least 32 bytes)")
+    if len(secret.encode("utf-8")) < MIN_SECRET_BYTES:
+        raise SettingsError(f"JWT_SECRET: must be at least {MIN_SECRET_BYTES} bytes")
+    return secret

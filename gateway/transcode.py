@@ -1,0 +1,181 @@
+"""HTTP request → request message, and message → JSON.
+
+Request: with ``body: "*"`` the JSON body is the request message (no query
+parameters then); with ``body: "<field>"`` the body is that field and query
+parameters give the others; without a body, query parameters give the
+fields. Path variables are set last and override. Everything is checked by
+:mod:`gateway.json_check` (400 naming the field) and then parsed by
+``json_format.ParseDict`` with unknown fields refused.
+
+Response: ``json_format.MessageToDict`` with proto field names and every
+field printed (``"count": 0`` shows). One departure from canonical proto3
+JSON: 64-bit integers are written as JSON numbers, not strings, whenever
+they fit a double exactly (|n| < 2**53, true of every position, count and
+version this system produces), so that every number reads as a number;
+larger ones stay strings. Either form is accepted on input.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any, cast
+
+from google.protobuf import json_format
+from google.protobuf.descriptor import Descriptor, FieldDescriptor
+from google.protobuf.message import Message
+
+from gateway.errors import bad_request
+from gateway.fields import (
+    INT64_TYPES,
+    is_map,
+    is_message,
+    is_repeated,
+    is_walkable_message,
+    message_of,
+    resolve_path,
+)
+from gateway.json_check import normalize
+from gateway.query_params import query_to_json, text_to_json
+from gateway.routes import HttpRoute
+
+_SAFE_INTEGER = 2**53 - 1
+_INT64_WRAPPERS = frozenset({"google.protobuf.Int64Value", "google.protobuf.UInt64Value"})
+
+
+def build_request(
+    route: HttpRoute,
+    *,
+    path_params: Mapping[str, str],
+    query: Sequence[tuple[str, str]],
+    body: bytes,
+) -> Message:
+    """The request message for an HTTP request; raises GatewayError 400 naming the field."""
+    message = route.rpc.input
+    try:
+        data = _gather(route, message, path_params=path_params, query=query, body=body)
+        data = normalize(message, data, "")
+    except RecursionError:
+        raise bad_request("body", "nested too deeply") from None
+    request = route.rpc.request_class()
+    try:
+        json_format.ParseDict(data, request, ignore_unknown_fields=False)
+    except json_format.ParseError as exc:
+        # json_check accepted it, so this is rare (e.g. a deeply nested Struct).
+        raise bad_request("body", str(exc).splitlines()[0]) from None
+    return request
+
+
+def _gather(
+    route: HttpRoute,
+    message: Descriptor,
+    *,
+    path_params: Mapping[str, str],
+    query: Sequence[tuple[str, str]],
+    body: bytes,
+) -> dict[str, Any]:
+    data: dict[str, Any]
+    if route.body == "*":
+        if query:
+            name = query[0][0]
+            raise bad_request(name, "not accepted as a query parameter; send fields in the body")
+        raw = parse_body(body)
+        data = normalize(message, {} if raw is None else raw, "body")
+    else:
+        in_body = (route.body,) if route.body else ()
+        data = query_to_json(message, query, in_path=set(path_params), in_body=in_body)
+        raw = parse_body(body)
+        if route.body:
+            if raw is not None:
+                data[route.body] = raw
+        elif raw not in (None, {}):
+            raise bad_request("body", "this route takes no request body; use query parameters")
+    for field_path, text in path_params.items():
+        chain = resolve_path(message, field_path)
+        parent = data
+        for f in chain[:-1]:
+            nested = parent.get(f.name)
+            parent = parent.setdefault(f.name, {}) if not isinstance(nested, dict) else nested
+        parent[chain[-1].name] = text_to_json(chain[-1], text, field_path)
+    return data
+
+
+def parse_body(body: bytes) -> Any:
+    """The JSON value of a request body; None when the body is empty."""
+    if not body.strip():
+        return None
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise bad_request("body", "not UTF-8") from None
+    try:
+        return json.loads(text, object_pairs_hook=_unique_keys)
+    except json.JSONDecodeError as exc:
+        raise bad_request(
+            "body", f"malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
+        ) from None
+    except RecursionError:
+        raise bad_request("body", "nested too deeply") from None
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    # A key given twice would silently lose one value; refuse it instead.
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise bad_request(key, "given more than once in the body")
+        out[key] = value
+    return out
+
+
+def message_to_dict(message: Message) -> dict[str, Any]:
+    """The JSON object of a message (see the module docstring for the rules)."""
+    data = json_format.MessageToDict(
+        message,
+        preserving_proto_field_name=True,
+        always_print_fields_with_no_presence=True,
+    )
+    # The stubs type DESCRIPTOR as a union with upb's class; it is the same API.
+    _int64_as_numbers(cast(Descriptor, message.DESCRIPTOR), data)
+    return data
+
+
+def render(route: HttpRoute, message: Message) -> Any:
+    """The JSON value answered for a response message (``response_body`` applied)."""
+    data = message_to_dict(message)
+    if route.response_body:
+        return data.get(route.response_body)
+    return data
+
+
+def dumps(value: Any) -> bytes:
+    """Compact UTF-8 JSON."""
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def _int64_as_numbers(message: Descriptor, data: dict[str, Any]) -> None:
+    for field in message.fields:
+        if field.name not in data:
+            continue
+        value = data[field.name]
+        if is_map(field):
+            value_field = message_of(field).fields_by_name["value"]
+            for key, item in value.items():
+                value[key] = _converted(value_field, item)
+        elif is_repeated(field):
+            data[field.name] = [_converted(field, item) for item in value]
+        else:
+            data[field.name] = _converted(field, value)
+
+
+def _converted(field: FieldDescriptor, value: Any) -> Any:
+    if field.type in INT64_TYPES or (
+        is_message(field) and message_of(field).full_name in _INT64_WRAPPERS
+    ):
+        if isinstance(value, str):
+            number = int(value)
+            return number if -_SAFE_INTEGER <= number <= _SAFE_INTEGER else value
+        return value
+    if is_walkable_message(field) and isinstance(value, dict):
+        _int64_as_numbers(message_of(field), value)
+    return value

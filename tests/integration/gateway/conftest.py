@@ -1,0 +1,145 @@
+"""Fixtures: real gRPC servers (fakes and a real store_svc) behind a real gateway.
+
+Every server is started in-process on port 0 exactly as in production
+(``service_kit.server.start_server``, ``store_svc.app.start``,
+``gateway.app.start``) and the gateway is called over real HTTP.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from gateway import app as gateway_app
+from gateway.settings import GatewaySettings
+from service_kit.auth import Principal, TokenCodec
+from service_kit.server import RunningServer, start_server
+from store_svc import app as store_app
+from store_svc.settings import StoreSettings
+
+from .fakes import FakeCommand, FakeQuery, FakeStore
+
+JWT_SECRET = "gateway-integration-secret-32-bytes!!"
+CODEC = TokenCodec(JWT_SECRET)
+
+
+def bearer(subject: str, role: str) -> dict[str, str]:
+    """An Authorization header with a token the backends accept."""
+    token, _ = CODEC.issue(
+        Principal(subject, f"{subject}@example.com", role), now=datetime.now(UTC)
+    )
+    return {"Authorization": f"Bearer {token}"}
+
+
+def gateway_settings(
+    *, store: str, command: str, query: str, **overrides: object
+) -> GatewaySettings:
+    settings = GatewaySettings.from_env(
+        {
+            "GATEWAY_PORTS": "0,0,0",
+            "STORE_GRPC_TARGET": store,
+            "COMMAND_GRPC_TARGET": command,
+            "QUERY_GRPC_TARGET": query,
+            "JWT_SECRET": JWT_SECRET,
+            "GATEWAY_CALL_TIMEOUT_SECONDS": "1",
+        }
+    )
+    return replace(settings, **overrides)  # type: ignore[arg-type]
+
+
+@dataclass
+class Fakes:
+    query: FakeQuery
+    command: FakeCommand
+    store: FakeStore
+    servers: list[RunningServer]
+
+    def target(self, index: int) -> str:
+        return f"127.0.0.1:{self.servers[index].port}"
+
+
+@dataclass
+class Running:
+    """A started gateway and its base URLs, one per port."""
+
+    gateway: gateway_app.Gateway
+
+    @property
+    def port(self) -> int:
+        return self.gateway.ports[0]
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def urls(self) -> list[str]:
+        return [f"http://127.0.0.1:{p}" for p in self.gateway.ports]
+
+
+@pytest.fixture(scope="module")
+async def fakes() -> AsyncIterator[Fakes]:
+    query, command, store = FakeQuery(), FakeCommand(), FakeStore(CODEC)
+    servers = [
+        await start_server("127.0.0.1:0", [store.registration()]),
+        await start_server("127.0.0.1:0", [command.registration()]),
+        await start_server("127.0.0.1:0", [query.registration()]),
+    ]
+    try:
+        yield Fakes(query, command, store, servers)
+    finally:
+        for server in servers:
+            await server.stop(grace=0.1)
+
+
+@pytest.fixture(scope="module")
+async def gateway(fakes: Fakes) -> AsyncIterator[Running]:
+    settings = gateway_settings(
+        store=fakes.target(0), command=fakes.target(1), query=fakes.target(2)
+    )
+    running = await gateway_app.start(settings)
+    try:
+        yield Running(running)
+    finally:
+        await running.stop()
+
+
+@dataclass
+class RealStore:
+    service: store_app.StoreService
+    gateway: Running
+
+    @property
+    def target(self) -> str:
+        return f"127.0.0.1:{self.service.server.port}"
+
+
+@pytest.fixture(scope="module")
+async def real_store(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[RealStore]:
+    data_dir: Path = tmp_path_factory.mktemp("gateway-store")
+    service = await store_app.start(
+        StoreSettings.from_env(
+            {
+                "DATA_DIR": str(data_dir),
+                "STORE_GRPC_LISTEN": "127.0.0.1:0",
+                "EVENT_STORE_BACKEND": "sqlite",
+                "SNAPSHOT_EVERY": "0",
+                "JWT_SECRET": JWT_SECRET,
+            }
+        )
+    )
+    target = f"127.0.0.1:{service.server.port}"
+    # Command and query are not running: only the store's routes are used.
+    settings = gateway_settings(
+        store=target, command="127.0.0.1:1", query="127.0.0.1:1", call_timeout=10.0
+    )
+    running = await gateway_app.start(settings)
+    try:
+        yield RealStore(service, Running(running))
+    finally:
+        await running.stop()
+        await service.stop(grace=1)

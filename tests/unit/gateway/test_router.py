@@ -1,0 +1,104 @@
+"""Routing: the real route table's precedence, 404 and 405, conflicts refused."""
+
+from __future__ import annotations
+
+import pytest
+
+from gateway.errors import GatewayError
+from gateway.path_template import parse
+from gateway.router import Entry, RouteConflict, RouteTable
+from gateway.routes import HttpRoute, build_table, load_routes
+from service_kit import descriptors
+
+pytestmark = pytest.mark.unit
+
+USER = "8d3e2c4a-1b2f-4c5d-9e8f-0a1b2c3d4e5f"
+
+
+@pytest.fixture(scope="module")
+def table() -> RouteTable[HttpRoute]:
+    return build_table(load_routes(descriptors.descriptor_set(), descriptors.pool()))
+
+
+@pytest.mark.parametrize(
+    ("verb", "path", "method", "params"),
+    [
+        ("GET", "/events/count", "CountEvents", {}),
+        ("GET", "/events/replay", "ReplayEvents", {}),
+        ("GET", "/events/subscribe", "Subscribe", {}),
+        ("GET", "/events", "ListEvents", {}),
+        ("GET", f"/events/aggregate/{USER}", "GetAggregateEvents", {"aggregate_id": USER}),
+        ("GET", "/replay/users/state-at", "ListStatesAt", {}),
+        ("GET", f"/replay/user/{USER}/state-at", "GetStateAt", {"aggregate_id": USER}),
+        ("GET", f"/replay/user/{USER}/state", "GetState", {"aggregate_id": USER}),
+        ("GET", f"/users/{USER}", "GetUser", {"id": USER}),
+        ("GET", f"/users/{USER}/logins", "GetLoginHistory", {"id": USER}),
+        ("PUT", f"/users/{USER}/password", "ChangePassword", {"id": USER}),
+        ("PUT", f"/users/{USER}/email", "ChangeEmail", {"id": USER}),
+        ("POST", f"/users/{USER}/deactivate", "Deactivate", {"id": USER}),
+        ("POST", f"/snapshots/{USER}", "CreateSnapshot", {"aggregate_id": USER}),
+        ("GET", f"/snapshots/{USER}", "GetSnapshot", {"aggregate_id": USER}),
+        ("GET", f"/snapshots/{USER}/state", "GetStateFromSnapshot", {"aggregate_id": USER}),
+        ("GET", "/users", "ListUsers", {}),
+        ("POST", "/register", "Register", {}),
+        ("POST", "/login", "Login", {}),
+        ("POST", "/admin/rebuild-read-model", "RebuildReadModel", {}),
+    ],
+)
+def test_every_documented_route_resolves(
+    table: RouteTable[HttpRoute], verb: str, path: str, method: str, params: dict[str, str]
+) -> None:
+    resolved = table.resolve(verb, path)
+    assert resolved.target.rpc.name == method
+    assert resolved.params == params
+
+
+def test_unknown_path_is_404(table: RouteTable[HttpRoute]) -> None:
+    with pytest.raises(GatewayError) as caught:
+        table.resolve("GET", "/nowhere")
+    assert caught.value.status == 404
+    assert caught.value.code == "NOT_FOUND"
+
+
+def test_known_path_wrong_verb_is_405_with_allow(table: RouteTable[HttpRoute]) -> None:
+    with pytest.raises(GatewayError) as caught:
+        table.resolve("DELETE", f"/snapshots/{USER}")
+    assert caught.value.status == 405
+    assert caught.value.headers["Allow"] == "GET, POST"
+
+
+def test_bad_utf8_in_path_is_400(table: RouteTable[HttpRoute]) -> None:
+    with pytest.raises(GatewayError) as caught:
+        table.resolve("GET", "/users/%ff")
+    assert caught.value.status == 400
+
+
+def test_the_most_specific_template_wins_whatever_the_order() -> None:
+    entries = [
+        Entry("GET", parse("/events/{id}"), "variable"),
+        Entry("GET", parse("/events/{path=**}"), "rest"),
+        Entry("GET", parse("/events/count"), "literal"),
+    ]
+    for ordering in (entries, entries[::-1]):
+        table = RouteTable(ordering)
+        assert table.resolve("GET", "/events/count").target == "literal"
+        assert table.resolve("GET", "/events/7").target == "variable"
+        assert table.resolve("GET", "/events/7/8").target == "rest"
+
+
+def test_a_verb_only_routes_to_its_own_templates() -> None:
+    table = RouteTable(
+        [
+            Entry("GET", parse("/users/me"), "get-me"),
+            Entry("PUT", parse("/users/{id}"), "put-user"),
+        ]
+    )
+    assert table.resolve("PUT", "/users/me").target == "put-user"
+    assert table.resolve("GET", "/users/me").target == "get-me"
+
+
+def test_two_routes_for_the_same_requests_conflict() -> None:
+    table = RouteTable([Entry("GET", parse("/users/{id}"), "a")])
+    with pytest.raises(RouteConflict, match="conflicts"):
+        table.add(Entry("GET", parse("/users/{user_id}"), "b"))
+    table.add(Entry("POST", parse("/users/{user_id}"), "c"))  # another verb is fine
