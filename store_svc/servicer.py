@@ -148,10 +148,15 @@ class EventStoreServicer(pb_grpc.EventStoreServiceServicer):
         snap = await self._store.latest_snapshot(aggregate_id)
         usable = snap is not None and snap.schema_version == domain.STATE_SCHEMA_VERSION
         from_version = snap.version + 1 if usable and snap is not None else 1
-        records = await self._store.read_stream(aggregate_id, from_version=from_version)
+        version = self._store.stream_version(aggregate_id)
+        records = (
+            await self._store.read_stream(aggregate_id, from_version=from_version)
+            if from_version <= version
+            else []
+        )
         response = pb.LoadAggregateResponse(
             aggregate_id=aggregate_id,
-            version=self._store.stream_version(aggregate_id),
+            version=version,
             events=[convert.event_to_pb(r, redact=False) for r in records],
         )
         if usable and snap is not None:

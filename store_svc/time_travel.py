@@ -87,8 +87,13 @@ class TimeTravel:
         snap = await self._store.latest_snapshot(aggregate_id)
         base = snapshot_state(snap) if snap is not None and snap.created_at <= at else None
         if base is not None and snap is not None:
-            records = await self._store.read_stream(
-                aggregate_id, from_version=snap.version + 1, until=at
+            # Nothing newer than the snapshot: no read at all (the heads are in memory).
+            records = (
+                []
+                if snap.version == self._store.stream_version(aggregate_id)
+                else await self._store.read_stream(
+                    aggregate_id, from_version=snap.version + 1, until=at
+                )
             )
             state = _fold(records, base)
             assert state is not None
@@ -184,7 +189,12 @@ class TimeTravel:
         snap = await self._store.latest_snapshot(aggregate_id)
         base = snapshot_state(snap) if snap is not None else None
         from_version = snap.version + 1 if base is not None and snap is not None else 1
-        records = await self._store.read_stream(aggregate_id, from_version=from_version)
+        current = self._store.stream_version(aggregate_id)
+        records = (
+            []
+            if from_version > current
+            else await self._store.read_stream(aggregate_id, from_version=from_version)
+        )
         state = _fold(records, base)
         if state is None:
             raise AggregateNotFound(f"user {aggregate_id} not found")

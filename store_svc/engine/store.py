@@ -26,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -62,6 +62,8 @@ logger = logging.getLogger(__name__)
 MAX_READ_LIMIT = 10_000
 # Page size of a subscription's catch-up reads.
 _SUBSCRIPTION_PAGE = 500
+# Latest snapshot per aggregate kept in memory (write-through; bounded).
+_SNAPSHOT_CACHE_SIZE = 10_000
 # How long callers of a failed batch wait for the state reload (seconds).
 _RELOAD_WAIT = 5.0
 
@@ -273,6 +275,7 @@ class EventStore:
         self._wakeup = asyncio.Event()
         self._batch_full = asyncio.Event()
         self._subscribers: set[_LiveFeed] = set()
+        self._snapshots: OrderedDict[str, SnapshotRecord] = OrderedDict()
         self._closing = False
         self._closed = False
         self._writer: asyncio.Task[None] | None = None
@@ -665,10 +668,30 @@ class EventStore:
             )
         to_micros(snapshot.created_at)  # validates
         await self._storage.save_snapshot(snapshot)
+        cached = self._snapshots.get(snapshot.aggregate_id)
+        if cached is None or cached.version <= snapshot.version:
+            self._remember_snapshot(snapshot)
 
     async def latest_snapshot(self, aggregate_id: str) -> SnapshotRecord | None:
-        """The snapshot with the highest version, if any."""
-        return await self._storage.latest_snapshot(aggregate_id)
+        """The snapshot with the highest version, if any.
+
+        Served from a bounded write-through cache: this process is the only
+        writer of snapshots, so a cached latest snapshot cannot be stale.
+        """
+        cached = self._snapshots.get(aggregate_id)
+        if cached is not None:
+            self._snapshots.move_to_end(aggregate_id)
+            return cached
+        found = await self._storage.latest_snapshot(aggregate_id)
+        if found is not None:
+            self._remember_snapshot(found)
+        return found
+
+    def _remember_snapshot(self, snapshot: SnapshotRecord) -> None:
+        self._snapshots[snapshot.aggregate_id] = snapshot
+        self._snapshots.move_to_end(snapshot.aggregate_id)
+        if len(self._snapshots) > _SNAPSHOT_CACHE_SIZE:
+            self._snapshots.popitem(last=False)
 
     # --- subscriptions ------------------------------------------------------------
 
