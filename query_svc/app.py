@@ -1,0 +1,165 @@
+"""Wiring of query_svc: settings → database, event source, projector → gRPC server.
+
+The only place that chooses adapters: the read model's backend (SQLite or
+PostgreSQL), the event source (the store's subscription), and the command
+client. Tests may pass their own ``source`` or ``recorder``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+
+import grpc
+from cqrs.query.v1 import query_pb2_grpc as pb_grpc
+
+import domain
+from query_svc.command_client import CommandClient
+from query_svc.db import Database
+from query_svc.login import LoginRecorder, LoginService
+from query_svc.policies import POLICIES, SERVICE_NAME
+from query_svc.projector import Projector
+from query_svc.rate_limit import LoginRateLimiter
+from query_svc.read_model import ReadModel
+from query_svc.rebuilder import Rebuilder
+from query_svc.servicer import QueryServicer
+from query_svc.settings import QuerySettings
+from query_svc.source import EventSource
+from query_svc.store_source import StoreSubscriptionSource
+from service_kit import errors
+from service_kit.auth import AuthInterceptor, service_metadata
+from service_kit.passwords import PasswordHasher
+from service_kit.server import Registration, RunningServer, start_server, stop_event_on_signals
+from service_kit.settings import SettingsError, environ
+
+log = logging.getLogger("query_svc")
+
+SERVICE_IDENTITY = "query_svc"
+
+errors.register(domain.ValidationError, grpc.StatusCode.INVALID_ARGUMENT)
+
+_CHANNEL_OPTIONS = [("grpc.max_receive_message_length", 16 * 1024 * 1024)]
+
+
+@dataclass(slots=True)
+class QueryService:
+    """A running query service: its server, projector and read model."""
+
+    server: RunningServer
+    projector: Projector
+    rebuilder: Rebuilder
+    database: Database
+    read_model: ReadModel
+    hasher: PasswordHasher
+    channels: list[grpc.aio.Channel] = field(default_factory=list)
+
+    async def stop(self, grace: float = 5.0) -> None:
+        """Stops serving, then the projector, then closes connections."""
+        await self.server.stop(grace)
+        await self.projector.stop()
+        for channel in self.channels:
+            await channel.close(grace=None)
+        await self.database.close()
+        self.hasher.close()
+
+
+async def start(
+    settings: QuerySettings,
+    *,
+    source: EventSource | None = None,
+    recorder: LoginRecorder | None = None,
+) -> QueryService:
+    """Creates the schema, starts the projector and serves QueryService."""
+    codec = settings.token_codec()
+    identity = service_metadata(codec, SERVICE_IDENTITY)
+    channels: list[grpc.aio.Channel] = []
+    if source is None:
+        store_channel = grpc.aio.insecure_channel(settings.store_target, options=_CHANNEL_OPTIONS)
+        channels.append(store_channel)
+        source = StoreSubscriptionSource(
+            channel=store_channel, metadata=identity, timeout=settings.rpc_timeout_seconds
+        )
+    if recorder is None:
+        command_channel = grpc.aio.insecure_channel(settings.command_target)
+        channels.append(command_channel)
+        recorder = CommandClient(
+            channel=command_channel, metadata=identity, timeout=settings.rpc_timeout_seconds
+        )
+
+    database = Database.from_settings(settings)
+    hasher = PasswordHasher(settings.bcrypt_cost)
+    projector: Projector | None = None
+    try:
+        await database.ensure_schema(
+            schema=settings.postgres.schema if settings.db_backend == "postgres" else ""
+        )
+        projector = Projector(
+            database=database, source=source, batch_max=settings.projector_batch_max
+        )
+        await projector.start()
+        read_model = ReadModel(database)
+        rebuilder = Rebuilder(
+            database=database,
+            projector=projector,
+            source=source,
+            batch_max=settings.projector_batch_max,
+        )
+        login = LoginService(
+            read_model=read_model,
+            hasher=hasher,
+            codec=codec,
+            limiter=LoginRateLimiter(settings.login_limits),
+            recorder=recorder,
+        )
+        servicer = QueryServicer(
+            read_model=read_model,
+            projector=projector,
+            login=login,
+            rebuilder=rebuilder,
+            wait_timeout=settings.wait_timeout_seconds,
+            trusted_proxies=settings.trusted_proxies,
+        )
+        server = await start_server(
+            settings.listen,
+            [Registration(SERVICE_NAME, pb_grpc.add_QueryServiceServicer_to_server, servicer)],
+            interceptors=[AuthInterceptor(codec, POLICIES)],
+        )
+    except BaseException:
+        if projector is not None:
+            await projector.stop()
+        for channel in channels:
+            await channel.close(grace=None)
+        await database.close()
+        hasher.close()
+        raise
+    log.info(
+        "query_svc serving gRPC on port %d (%s read model, projector at position %d)",
+        server.port,
+        settings.db_backend,
+        projector.applied_position,
+    )
+    return QueryService(
+        server=server,
+        projector=projector,
+        rebuilder=rebuilder,
+        database=database,
+        read_model=read_model,
+        hasher=hasher,
+        channels=channels,
+    )
+
+
+async def serve() -> None:
+    """Runs until SIGTERM/SIGINT, then stops gracefully."""
+    service = await start(QuerySettings.from_env(environ()))
+    await stop_event_on_signals().wait()
+    await service.stop()
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    try:
+        asyncio.run(serve())
+    except SettingsError as exc:
+        raise SystemExit(f"query_svc: {exc}") from None

@@ -1,0 +1,322 @@
+"""The read model's database: engines, tables, schema creation and the table swap.
+
+One code path for SQLite (aiosqlite, the embedded default) and PostgreSQL
+(asyncpg), both through SQLAlchemy Core.
+
+Invariants:
+- Every timestamp goes in and comes out as an aware UTC ``datetime``
+  (:class:`UtcDateTime`); SQLite stores it as fixed-width text, so text
+  order is time order and keyset pagination works the same on both.
+- Writes happen only inside :meth:`Database.write`, one transaction each. On
+  SQLite that transaction starts with ``BEGIN IMMEDIATE`` (the write lock is
+  taken up front, so two writers queue on ``busy_timeout`` instead of one
+  failing on a lock upgrade), and DDL is transactional (we emit BEGIN
+  ourselves; the sqlite3 module's legacy mode would autocommit DDL).
+- Tables can be defined under another name (``suffix``) with uniquely named
+  constraints and indexes (``token``), so a rebuild can fill fresh tables
+  beside the live ones and :func:`swap_in` can rename them over the live
+  ones in one transaction, on both databases.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Final
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    Dialect,
+    Index,
+    Integer,
+    MetaData,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    event,
+    text,
+)
+from sqlalchemy.engine import URL
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.pool import ConnectionPoolEntry
+from sqlalchemy.types import TypeDecorator
+
+from query_svc.settings import QuerySettings
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_NAME: Final = "read_model"
+"""Name of the live projection's row in ``projection_checkpoints``."""
+
+USERS: Final = "users"
+AUTH: Final = "auth_projections"
+LOGINS: Final = "login_histories"
+CHECKPOINTS: Final = "projection_checkpoints"
+TABLE_NAMES: Final[tuple[str, ...]] = (USERS, AUTH, LOGINS, CHECKPOINTS)
+
+# SQLite waits this long for another writer (e.g. a rebuild) to commit.
+_SQLITE_BUSY_TIMEOUT_MS: Final = 30_000
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """A timestamp that is always an aware UTC datetime in Python.
+
+    PostgreSQL stores ``timestamptz``; SQLite stores naive UTC text, to which
+    the zone is re-attached on the way out.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class Tables:
+    """The four read-model tables, under one naming (live or a rebuild's)."""
+
+    metadata: MetaData
+    users: Table
+    auth: Table
+    logins: Table
+    checkpoints: Table
+
+    @property
+    def all(self) -> tuple[Table, ...]:
+        """In creation order (and the order :data:`TABLE_NAMES` lists them)."""
+        return (self.users, self.auth, self.logins, self.checkpoints)
+
+
+def define_tables(*, suffix: str = "", token: str = "") -> Tables:
+    """The read-model tables named ``<name><suffix>``.
+
+    ``token`` is appended to every constraint and index name: PostgreSQL
+    (and SQLite, for indexes) keep those names across a table rename, so a
+    rebuild's tables need names that cannot collide with the live ones'.
+    """
+    md = MetaData()
+
+    def n(kind: str, name: str) -> str:
+        return f"{kind}_{name}_{token}" if token else f"{kind}_{name}"
+
+    users = Table(
+        USERS + suffix,
+        md,
+        Column("id", String(128), nullable=False),
+        Column("email", String(254), nullable=False),
+        Column("role", String(32), nullable=False),
+        Column("status", String(16), nullable=False),
+        Column("version", Integer, nullable=False),
+        Column("created_at", UtcDateTime, nullable=False),
+        Column("updated_at", UtcDateTime, nullable=False),
+        Column("last_login_at", UtcDateTime, nullable=True),
+        Column("login_count", Integer, nullable=False),
+        Column("deactivated_at", UtcDateTime, nullable=True),
+        PrimaryKeyConstraint("id", name=n("pk", USERS)),
+    )
+    Index(n("ix", "users_created"), users.c.created_at, users.c.id)
+    Index(n("ix", "users_status_created"), users.c.status, users.c.created_at, users.c.id)
+    auth = Table(
+        AUTH + suffix,
+        md,
+        Column("user_id", String(128), nullable=False),
+        Column("email", String(254), nullable=False),
+        Column("password_hash", Text, nullable=False),
+        Column("role", String(32), nullable=False),
+        Column("status", String(16), nullable=False),
+        Column("version", Integer, nullable=False),
+        PrimaryKeyConstraint("user_id", name=n("pk", AUTH)),
+        UniqueConstraint("email", name=n("uq", "auth_email")),
+    )
+    logins = Table(
+        LOGINS + suffix,
+        md,
+        # The global position of the user.login.recorded event: unique,
+        # stable across rebuilds, and a tie-breaker for equal login times.
+        Column("id", BigInteger, nullable=False, autoincrement=False),
+        Column("user_id", String(128), nullable=False),
+        Column("login_at", UtcDateTime, nullable=False),
+        Column("client_address", String(255), nullable=False),
+        Column("version", Integer, nullable=False),
+        PrimaryKeyConstraint("id", name=n("pk", LOGINS)),
+    )
+    Index(n("ix", "logins_user_at"), logins.c.user_id, logins.c.login_at.desc(), logins.c.id.desc())
+    checkpoints = Table(
+        CHECKPOINTS + suffix,
+        md,
+        Column("name", String(64), nullable=False),
+        Column("position", BigInteger, nullable=False),
+        PrimaryKeyConstraint("name", name=n("pk", CHECKPOINTS)),
+    )
+    return Tables(md, users, auth, logins, checkpoints)
+
+
+LIVE: Final = define_tables()
+"""The live tables every query reads."""
+
+
+def _sqlite_engine(path: str, *, immediate: bool) -> AsyncEngine:
+    engine = create_async_engine(
+        URL.create("sqlite+aiosqlite", database=path),
+        pool_size=8 if not immediate else 2,
+        max_overflow=8,
+    )
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
+        # Take transaction control from the sqlite3 module (see module docstring).
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        # NORMAL is durable across process crashes in WAL mode; a power cut may
+        # lose the last commits, which the projector re-applies from the store.
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute(f"PRAGMA busy_timeout={_SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+    return engine
+
+
+def _postgres_engine(settings: QuerySettings) -> AsyncEngine:
+    pg = settings.postgres
+    url = URL.create(
+        "postgresql+asyncpg",
+        username=pg.user,
+        password=pg.password or None,
+        host=pg.host,
+        port=pg.port,
+        database=pg.database,
+        # No prepared-statement cache: a rebuild drops and renames tables,
+        # which would invalidate cached statements on every pooled connection.
+        query={"prepared_statement_cache_size": "0"},
+    )
+    return create_async_engine(
+        url,
+        pool_size=10,
+        max_overflow=10,
+        pool_pre_ping=True,
+        connect_args={"server_settings": {"search_path": pg.schema}, "timeout": 10},
+    )
+
+
+class Database:
+    """The read model's connections: one engine for writes, one for reads.
+
+    On PostgreSQL both are the same engine; on SQLite the writer's
+    transactions begin IMMEDIATE and the reader's are plain.
+    """
+
+    def __init__(self, *, writer: AsyncEngine, reader: AsyncEngine, backend: str) -> None:
+        self.writer = writer
+        self.reader = reader
+        self.backend = backend
+
+    @classmethod
+    def from_settings(cls, settings: QuerySettings) -> Database:
+        """Engines for the configured backend (no connection is made yet)."""
+        if settings.db_backend == "postgres":
+            engine = _postgres_engine(settings)
+            return cls(writer=engine, reader=engine, backend="postgres")
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        path = str(settings.sqlite_path)
+        return cls(
+            writer=_sqlite_engine(path, immediate=True),
+            reader=_sqlite_engine(path, immediate=False),
+            backend="sqlite",
+        )
+
+    @asynccontextmanager
+    async def write(self) -> AsyncIterator[AsyncConnection]:
+        """One write transaction: committed on exit, rolled back on error."""
+        async with self.writer.begin() as conn:
+            yield conn
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncConnection]:
+        """A connection for reads (a transaction, rolled back on exit)."""
+        async with self.reader.connect() as conn:
+            yield conn
+
+    async def ensure_schema(self, *, schema: str = "") -> None:
+        """Creates the PostgreSQL schema (if given) and the live tables; idempotent."""
+        if self.backend == "postgres" and schema:
+            async with self.write() as conn:
+                await conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
+        async with self.write() as conn:
+            await conn.run_sync(LIVE.metadata.create_all, checkfirst=True)
+            await ensure_checkpoint_row(conn, LIVE)
+
+    async def close(self) -> None:
+        await self.writer.dispose()
+        if self.reader is not self.writer:
+            await self.reader.dispose()
+
+
+async def ensure_checkpoint_row(conn: AsyncConnection, tables: Tables) -> None:
+    """Inserts the projection's checkpoint at 0 unless it exists."""
+    cp = tables.checkpoints
+    row = (await conn.execute(cp.select().where(cp.c.name == CHECKPOINT_NAME))).first()
+    if row is None:
+        await conn.execute(cp.insert().values(name=CHECKPOINT_NAME, position=0))
+
+
+async def read_checkpoint(conn: AsyncConnection, tables: Tables) -> int:
+    """The position up to which ``tables`` reflect the event log."""
+    cp = tables.checkpoints
+    value = (
+        await conn.execute(
+            cp.select().with_only_columns(cp.c.position).where(cp.c.name == CHECKPOINT_NAME)
+        )
+    ).scalar_one_or_none()
+    return int(value or 0)
+
+
+def _quote(conn: AsyncConnection, name: str) -> str:
+    return conn.dialect.identifier_preparer.quote(name)
+
+
+async def drop_tables(conn: AsyncConnection, tables: Tables) -> None:
+    """Drops ``tables`` where they exist."""
+    for table in reversed(tables.all):
+        await conn.execute(text(f"DROP TABLE IF EXISTS {_quote(conn, table.name)}"))
+
+
+async def create_tables(conn: AsyncConnection, tables: Tables) -> None:
+    """Creates ``tables`` (with their indexes) and their checkpoint row at 0."""
+    await conn.run_sync(tables.metadata.create_all, checkfirst=False)
+    await ensure_checkpoint_row(conn, tables)
+
+
+async def swap_in(conn: AsyncConnection, *, live: Tables, fresh: Tables) -> None:
+    """Replaces the live tables by ``fresh`` ones, inside the caller's transaction.
+
+    Both databases run DDL transactionally, so readers see either the old
+    tables or the new ones, never a mix.
+    """
+    await drop_tables(conn, live)
+    for old, new in zip(live.all, fresh.all, strict=True):
+        await conn.execute(
+            text(f"ALTER TABLE {_quote(conn, new.name)} RENAME TO {_quote(conn, old.name)}")
+        )

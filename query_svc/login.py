@@ -1,0 +1,144 @@
+"""Login: check email and password against the read model, issue a JWT, record it.
+
+Invariants:
+- Unknown email, malformed email, wrong password and deactivated account
+  all fail with the same UNAUTHENTICATED message, after one bcrypt
+  verification each (a dummy one when there is no hash to check), so
+  neither the answer nor its timing tells whether an account exists.
+- bcrypt runs off the event loop (:class:`~service_kit.passwords.PasswordHasher`).
+- Failures count against the email and the client address; a key over its
+  budget is refused with :class:`TooManyFailures` *before* any hashing.
+- Recording the login (command_svc ``RecordLogin``) is best effort: if it
+  fails, the login still succeeds and the failure is logged.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Final, Protocol
+
+import grpc
+
+import domain
+from query_svc.projection import ACTIVE
+from query_svc.rate_limit import LoginRateLimiter
+from query_svc.read_model import AuthRecord, UserView
+from service_kit.auth import Principal, TokenCodec
+from service_kit.errors import ServiceError, invalid
+from service_kit.passwords import PasswordHasher
+from service_kit.timeconv import utcnow
+
+log = logging.getLogger(__name__)
+
+INVALID_CREDENTIALS: Final = "invalid email or password"
+# Longer inputs cannot be a valid password (the policy allows 128 characters);
+# they are failed without hashing megabytes.
+_MAX_PASSWORD_INPUT: Final = domain.MAX_PASSWORD_LENGTH
+_MAX_EMAIL_KEY: Final = domain.MAX_EMAIL_LENGTH + 1
+
+
+class TooManyFailures(Exception):
+    """Too many failed logins for this email or address; retry after some seconds."""
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(f"too many failed logins; retry in {retry_after} seconds")
+        self.retry_after = retry_after
+
+
+class LoginReads(Protocol):
+    """The two reads a login needs (:class:`~query_svc.read_model.ReadModel` has them)."""
+
+    async def auth_by_email(self, email: str) -> AuthRecord | None: ...
+
+    async def get_user(self, user_id: str) -> UserView | None: ...
+
+
+class LoginRecorder(Protocol):
+    """Records a successful login as an event (command_svc's RecordLogin)."""
+
+    async def record_login(
+        self, *, user_id: str, client_address: str, correlation_id: str = ""
+    ) -> int: ...
+
+
+@dataclass(frozen=True, slots=True)
+class LoginResult:
+    """A signed token, its lifetime in seconds, and the user it was issued to."""
+
+    token: str
+    expires_in: int
+    user: UserView
+
+
+class LoginService:
+    """Checks credentials and issues tokens (see the module docstring)."""
+
+    def __init__(
+        self,
+        *,
+        read_model: LoginReads,
+        hasher: PasswordHasher,
+        codec: TokenCodec,
+        limiter: LoginRateLimiter,
+        recorder: LoginRecorder,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self._read_model = read_model
+        self._hasher = hasher
+        self._codec = codec
+        self._limiter = limiter
+        self._recorder = recorder
+        self._clock = clock
+
+    async def login(
+        self, *, email: str, password: str, client_address: str, correlation_id: str = ""
+    ) -> LoginResult:
+        """Logs in; raises UNAUTHENTICATED, INVALID_ARGUMENT or :class:`TooManyFailures`."""
+        if not email.strip():
+            raise invalid("email", "required")
+        if not password:
+            raise invalid("password", "required")
+        key = email.strip().lower()[:_MAX_EMAIL_KEY]
+        wait = self._limiter.retry_after(email=key, address=client_address)
+        if wait:
+            raise TooManyFailures(wait)
+
+        record = None
+        with contextlib.suppress(domain.ValidationError):  # malformed: just a failed login
+            record = await self._read_model.auth_by_email(domain.normalize_email(email))
+        if record is None or len(password) > _MAX_PASSWORD_INPUT:
+            await self._hasher.dummy_verify()
+            matches = False
+        else:
+            matches = await self._hasher.verify(password, record.password_hash)
+        if record is None or not matches or record.status != ACTIVE:
+            self._limiter.failed(email=key, address=client_address)
+            raise ServiceError(grpc.StatusCode.UNAUTHENTICATED, INVALID_CREDENTIALS)
+        self._limiter.succeeded(email=key)
+
+        user = await self._read_model.get_user(record.user_id)
+        if user is None:  # the two rows commit together; only a swap race gets here
+            raise ServiceError(grpc.StatusCode.UNAVAILABLE, "read model is changing; retry")
+        principal = Principal(subject=record.user_id, email=record.email, role=record.role)
+        token, expires_in = self._codec.issue(principal, now=self._clock())
+        await self._record(record.user_id, client_address, correlation_id)
+        return LoginResult(token=token, expires_in=expires_in, user=user)
+
+    async def _record(self, user_id: str, client_address: str, correlation_id: str) -> None:
+        try:
+            await self._recorder.record_login(
+                user_id=user_id, client_address=client_address, correlation_id=correlation_id
+            )
+        except grpc.aio.AioRpcError as exc:
+            log.warning(
+                "login of %s succeeded but RecordLogin failed: %s %s",
+                user_id,
+                exc.code().name,
+                exc.details(),
+            )
+        except Exception:
+            log.exception("login of %s succeeded but RecordLogin failed", user_id)

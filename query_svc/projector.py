@@ -1,0 +1,181 @@
+"""The projector: keeps the read model in step with an event source, exactly once.
+
+Invariants:
+- ``applied_position`` is the checkpoint committed with the rows: every event
+  up to it is reflected, none after it. It only moves after a commit.
+- An event at or below ``applied_position`` is a no-op (redelivery after a
+  reconnect); an event after a gap is never applied: the projector drops the
+  connection and resubscribes from its checkpoint. No event is ever skipped.
+- On any failure (source down, database down, another projector moved the
+  checkpoint) it waits with exponential backoff, re-reads its checkpoint from
+  the database and resubscribes from there.
+- :meth:`paused` holds off batches (between two commits), so a rebuild can
+  swap the tables while nothing writes to them; :meth:`adopt` then moves
+  ``applied_position`` to the swapped-in checkpoint.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from query_svc.batching import batches
+from query_svc.db import LIVE, Database, Tables, read_checkpoint
+from query_svc.projection import ProjectionError
+from query_svc.source import EventSource, SourceItem
+from query_svc.writer import new_events, write_batch
+
+log = logging.getLogger(__name__)
+
+
+class Projector:
+    """Applies a source's events to ``tables`` in batches (see module docstring)."""
+
+    def __init__(
+        self,
+        *,
+        database: Database,
+        source: EventSource,
+        tables: Tables = LIVE,
+        batch_max: int = 2000,
+        read_ahead: int = 10_000,
+        backoff_initial: float = 0.05,
+        backoff_max: float = 5.0,
+    ) -> None:
+        self._db = database
+        self._source = source
+        self._tables = tables
+        self._batch_max = batch_max
+        self._read_ahead = read_ahead
+        self._backoff_initial = backoff_initial
+        self._backoff_max = backoff_max
+        self._backoff = backoff_initial
+        self._applied = 0
+        self._source_position = 0
+        self._changed = asyncio.Event()
+        self._lock = asyncio.Lock()
+        self._task: asyncio.Task[None] | None = None
+        self.last_error: str = ""
+        self.events_applied = 0
+
+    # -- observing -----------------------------------------------------------
+
+    @property
+    def applied_position(self) -> int:
+        """Position of the last event reflected in the committed read model."""
+        return self._applied
+
+    @property
+    def source_position(self) -> int:
+        """Highest position the source has announced (events or checkpoints)."""
+        return max(self._source_position, self._applied)
+
+    async def wait_for(self, position: int, *, within: float) -> bool:
+        """Waits until ``applied_position >= position``; False if ``within`` seconds pass first."""
+        deadline = time.monotonic() + within
+        while self._applied < position:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            changed = self._changed
+            try:
+                async with asyncio.timeout(remaining):
+                    await changed.wait()
+            except TimeoutError:
+                return self._applied >= position
+        return True
+
+    def _set_applied(self, position: int) -> None:
+        if position < self._applied:
+            log.warning("read model checkpoint went back from %d to %d", self._applied, position)
+        self._applied = position
+        # Wake every waiter and arm a fresh event for the next change.
+        changed, self._changed = self._changed, asyncio.Event()
+        changed.set()
+
+    # -- lifecycle -----------------------------------------------------------
+
+    async def start(self) -> None:
+        """Reads the checkpoint and starts following the source in the background."""
+        if self._task is not None:
+            raise RuntimeError("projector already started")
+        async with self._db.read() as conn:
+            self._set_applied(await read_checkpoint(conn, self._tables))
+        self._task = asyncio.create_task(self._run(), name="projector")
+
+    async def stop(self) -> None:
+        """Stops following; whatever was committed stays committed."""
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    @asynccontextmanager
+    async def paused(self) -> AsyncIterator[int]:
+        """Holds off batches; yields the applied position, which stays put meanwhile."""
+        async with self._lock:
+            yield self._applied
+
+    def adopt(self, position: int) -> None:
+        """While :meth:`paused`: the tables now hold a checkpoint at ``position``."""
+        if not self._lock.locked():
+            raise RuntimeError("adopt() is only allowed while paused")
+        self._set_applied(position)
+
+    # -- the loop ------------------------------------------------------------
+
+    async def _run(self) -> None:
+        first = True
+        while True:
+            try:
+                if not first:
+                    # Under the lock: a rebuild may be swapping the tables right now.
+                    async with self._lock, self._db.read() as conn:
+                        self._set_applied(await read_checkpoint(conn, self._tables))
+                first = False
+                await self._follow()
+                log.warning("event source ended at position %d; reconnecting", self._applied)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                # A projection error (gap, malformed event) needs a human; the
+                # rest (store or database unreachable) usually heals by itself.
+                log.log(
+                    logging.ERROR if isinstance(exc, ProjectionError) else logging.WARNING,
+                    "projector at position %d failed (%s); retrying in %.2fs",
+                    self._applied,
+                    self.last_error,
+                    self._backoff,
+                )
+            await asyncio.sleep(self._backoff)
+            self._backoff = min(self._backoff * 2, self._backoff_max)
+
+    async def _follow(self) -> None:
+        stream = self._source.events(from_position=self._applied)
+        async for batch in batches(stream, max_size=self._batch_max, read_ahead=self._read_ahead):
+            await self._apply(batch)
+
+    async def _apply(self, batch: list[SourceItem]) -> None:
+        for item in batch:
+            self._source_position = max(self._source_position, item.position)
+        async with self._lock:
+            expected = self._applied
+            events, gap = new_events(batch, after=expected)
+            if events:
+                position = events[-1].position
+                async with self._db.write() as conn:
+                    await write_batch(
+                        conn, self._tables, events, expected=expected, position=position
+                    )
+                self._set_applied(position)
+                self.events_applied += len(events)
+                self.last_error = ""
+                self._backoff = self._backoff_initial
+            if gap is not None:
+                raise gap

@@ -1,0 +1,187 @@
+"""The QueryService gRPC servicer: request checks, read-your-writes waits, mapping.
+
+Reads answer from the read model. A read may ask for ``min_position`` (the
+request field or ``x-min-position`` metadata, the larger wins): it waits
+until the projector has applied that position, at most ``wait_timeout``
+seconds (and never past the caller's deadline), else UNAVAILABLE saying how
+far the read model is: a retryable answer, not a stale one. Login honours
+the metadata form too (its request has no such field), so a client can log
+in right after registering.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any, Final
+
+import grpc
+from cqrs.query.v1 import query_pb2 as pb
+from cqrs.query.v1 import query_pb2_grpc as pb_grpc
+
+from query_svc import page_tokens
+from query_svc.client_address import client_address
+from query_svc.convert import PB_TO_STATUS, login_to_pb, user_to_pb
+from query_svc.login import LoginService, TooManyFailures
+from query_svc.page_tokens import LoginsCursor, UsersCursor
+from query_svc.projector import Projector
+from query_svc.read_model import ReadModel
+from query_svc.rebuilder import Rebuilder
+from service_kit import errors, metadata, validate
+from service_kit.errors import ServiceError, invalid
+
+MIN_POSITION_METADATA: Final = "x-min-position"
+RETRY_AFTER_METADATA: Final = "retry-after"
+DEFAULT_PAGE: Final = 100
+
+
+def _not_found(user_id: str) -> ServiceError:
+    return ServiceError(grpc.StatusCode.NOT_FOUND, f"user {user_id} not found")
+
+
+class QueryServicer(pb_grpc.QueryServiceServicer):
+    """Serves QueryService over the read model, the login service and the rebuilder."""
+
+    def __init__(
+        self,
+        *,
+        read_model: ReadModel,
+        projector: Projector,
+        login: LoginService,
+        rebuilder: Rebuilder,
+        wait_timeout: float,
+        trusted_proxies: tuple[str, ...],
+    ) -> None:
+        self._read_model = read_model
+        self._projector = projector
+        self._login = login
+        self._rebuilder = rebuilder
+        self._wait_timeout = wait_timeout
+        self._trusted = trusted_proxies
+
+    async def _await_position(self, requested: int, context: Any) -> None:
+        if requested < 0:
+            raise invalid("min_position", f"must not be negative, got {requested}")
+        raw = metadata.get(context.invocation_metadata(), MIN_POSITION_METADATA).strip()
+        from_metadata = 0
+        if raw:
+            if not raw.isdigit() or len(raw) > 19:
+                raise invalid(MIN_POSITION_METADATA, f"{raw[:32]!r} is not a position")
+            from_metadata = int(raw)
+        target = max(requested, from_metadata)
+        if target <= self._projector.applied_position:
+            return
+        timeout = self._wait_timeout
+        remaining = context.time_remaining()
+        if remaining is not None:
+            timeout = min(timeout, max(remaining - 0.05, 0.0))
+        if not await self._projector.wait_for(target, within=timeout):
+            raise ServiceError(
+                grpc.StatusCode.UNAVAILABLE,
+                f"min_position: the read model has applied position "
+                f"{self._projector.applied_position}, not yet {target} "
+                f"(waited {timeout:.1f}s); retry later",
+            )
+
+    @errors.unary
+    async def ListUsers(self, request: pb.ListUsersRequest, context: Any) -> pb.ListUsersResponse:
+        size = validate.page_size("page_size", request.page_size, default=DEFAULT_PAGE)
+        status_filter = int(request.status)
+        status: str | None = None
+        if status_filter:
+            status = PB_TO_STATUS.get(status_filter)
+            if status is None:
+                raise invalid("status", f"unknown value {status_filter}")
+        after = (
+            page_tokens.decode_users(request.page_token, status=status_filter)
+            if request.page_token
+            else None
+        )
+        await self._await_position(request.min_position, context)
+        page = await self._read_model.list_users(limit=size, after=after, status=status)
+        token = ""
+        if page.more and page.rows:
+            last = page.rows[-1]
+            token = page_tokens.encode_users(
+                UsersCursor(created_at=last.created_at, id=last.id, status=status_filter)
+            )
+        return pb.ListUsersResponse(
+            users=[user_to_pb(u) for u in page.rows], count=len(page.rows), next_page_token=token
+        )
+
+    @errors.unary
+    async def GetUser(self, request: pb.GetUserRequest, context: Any) -> pb.GetUserResponse:
+        user_id = validate.uuid_field("id", request.id)
+        await self._await_position(request.min_position, context)
+        user = await self._read_model.get_user(user_id)
+        if user is None:
+            raise _not_found(user_id)
+        return pb.GetUserResponse(user=user_to_pb(user))
+
+    @errors.unary
+    async def GetLoginHistory(
+        self, request: pb.GetLoginHistoryRequest, context: Any
+    ) -> pb.GetLoginHistoryResponse:
+        user_id = validate.uuid_field("id", request.id)
+        size = validate.page_size("page_size", request.page_size, default=DEFAULT_PAGE)
+        after = (
+            page_tokens.decode_logins(request.page_token, user_id=user_id)
+            if request.page_token
+            else None
+        )
+        await self._await_position(request.min_position, context)
+        if await self._read_model.get_user(user_id) is None:
+            raise _not_found(user_id)
+        page = await self._read_model.login_history(user_id=user_id, limit=size, after=after)
+        token = ""
+        if page.more and page.rows:
+            last = page.rows[-1]
+            token = page_tokens.encode_logins(
+                LoginsCursor(login_at=last.login_at, id=last.id, user_id=user_id)
+            )
+        return pb.GetLoginHistoryResponse(
+            id=user_id,
+            logins=[login_to_pb(x) for x in page.rows],
+            count=len(page.rows),
+            next_page_token=token,
+        )
+
+    @errors.unary
+    async def Login(self, request: pb.LoginRequest, context: Any) -> pb.LoginResponse:
+        # Only the metadata form: a client that just registered can wait for
+        # its user.created position before its first login.
+        await self._await_position(0, context)
+        address = client_address(
+            peer=context.peer(),
+            invocation_metadata=context.invocation_metadata(),
+            trusted_proxies=self._trusted,
+        )
+        correlation, _ = metadata.correlation_ids(context)
+        try:
+            result = await self._login.login(
+                email=request.email,
+                password=request.password,
+                client_address=address,
+                correlation_id=correlation,
+            )
+        except TooManyFailures as exc:
+            context.set_trailing_metadata(((RETRY_AFTER_METADATA, str(exc.retry_after)),))
+            raise ServiceError(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc)) from None
+        return pb.LoginResponse(
+            token=result.token,
+            token_type="Bearer",
+            expires_in=result.expires_in,
+            user=user_to_pb(result.user),
+        )
+
+    @errors.streaming
+    async def RebuildReadModel(
+        self, request: pb.RebuildReadModelRequest, context: Any
+    ) -> AsyncIterator[pb.RebuildReadModelResponse]:
+        async for p in self._rebuilder.run():
+            yield pb.RebuildReadModelResponse(
+                done=p.done,
+                total=p.total,
+                rate=p.rate,
+                eta_seconds=p.eta_seconds,
+                finished=p.finished,
+            )

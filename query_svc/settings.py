@@ -1,0 +1,153 @@
+"""query_svc settings, parsed once from the environment.
+
+Invariant: every value is validated here, so the service never starts with
+a setting it cannot honour; a bad value raises ``SettingsError`` naming the
+variable.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from service_kit.auth import TokenCodec
+from service_kit.passwords import DEFAULT_COST, MAX_COST, MIN_COST
+from service_kit.settings import SettingsError, env_choice, env_int, env_str
+
+BACKENDS = ("sqlite", "postgres")
+EVENT_SOURCES = ("store",)  # "kafka" will join here, behind the same EventSource port
+_SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+
+@dataclass(frozen=True, slots=True)
+class PostgresSettings:
+    """Where the PostgreSQL read model lives (names as in the seed's .env).
+
+    ``schema`` is where the tables go (created if missing); tests use a
+    unique one per session so that they never touch each other's rows.
+    """
+
+    host: str
+    port: int
+    user: str
+    password: str = field(default="", repr=False)
+    database: str = "query_db"
+    schema: str = "public"
+
+
+@dataclass(frozen=True, slots=True)
+class LoginLimits:
+    """Failed logins allowed per email and per client address within a window."""
+
+    max_failures_per_email: int = 5
+    max_failures_per_address: int = 20
+    window_seconds: int = 300
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class QuerySettings:
+    """Every knob of the query service (see the README's configuration table).
+
+    The JWT secret is kept out of ``repr``.
+    """
+
+    listen: str
+    data_dir: Path
+    db_backend: str
+    postgres: PostgresSettings
+    event_source: str
+    store_target: str
+    command_target: str
+    jwt_secret: str = field(repr=False)
+    jwt_ttl_seconds: int
+    wait_timeout_seconds: float
+    rpc_timeout_seconds: float
+    login_limits: LoginLimits
+    trusted_proxies: tuple[str, ...]
+    projector_batch_max: int
+    bcrypt_cost: int
+
+    def token_codec(self) -> TokenCodec:
+        """The codec that signs login tokens and checks callers' tokens."""
+        return TokenCodec(self.jwt_secret, ttl_seconds=self.jwt_ttl_seconds)
+
+    @property
+    def sqlite_path(self) -> Path:
+        """The embedded read model's file."""
+        return self.data_dir / "read_model.sqlite3"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> QuerySettings:
+        """Reads and validates every variable; raises ``SettingsError`` naming a bad one."""
+        codec = TokenCodec.from_env(env)  # validates JWT_SECRET and JWT_TTL_SECONDS
+        schema = env_str(env, "POSTGRES_QUERY_SCHEMA", "public")
+        if not _SCHEMA_NAME.match(schema):
+            raise SettingsError(
+                f"POSTGRES_QUERY_SCHEMA={schema!r}: lower-case letters, digits and '_' only"
+            )
+        return cls(
+            listen=env_str(env, "QUERY_GRPC_LISTEN", "127.0.0.1:9095"),
+            data_dir=Path(env_str(env, "DATA_DIR", "data")),
+            db_backend=env_choice(env, "QUERY_DB_BACKEND", "sqlite", BACKENDS),
+            postgres=PostgresSettings(
+                host=env_str(env, "POSTGRES_QUERY_HOST", "127.0.0.1"),
+                port=env_int(env, "POSTGRES_QUERY_PORT", 5433, minimum=1, maximum=65535),
+                user=env_str(env, "POSTGRES_QUERY_USER", "postgres"),
+                password=env.get("POSTGRES_QUERY_PASSWORD", ""),
+                database=env_str(env, "POSTGRES_QUERY_DB", "query_db"),
+                schema=schema,
+            ),
+            event_source=env_choice(env, "QUERY_EVENT_SOURCE", "store", EVENT_SOURCES),
+            store_target=env_str(env, "STORE_GRPC_TARGET", "127.0.0.1:9090"),
+            command_target=env_str(env, "COMMAND_GRPC_TARGET", "127.0.0.1:9091"),
+            jwt_secret=env["JWT_SECRET"],
+            jwt_ttl_seconds=codec.ttl_seconds,
+            wait_timeout_seconds=env_int(
+                env, "QUERY_WAIT_TIMEOUT_MS", 5000, minimum=0, maximum=600_000
+            )
+            / 1000.0,
+            rpc_timeout_seconds=env_int(
+                env, "QUERY_RPC_TIMEOUT_MS", 5000, minimum=100, maximum=600_000
+            )
+            / 1000.0,
+            login_limits=LoginLimits(
+                max_failures_per_email=env_int(
+                    env, "LOGIN_MAX_FAILURES_PER_EMAIL", 5, minimum=1, maximum=1_000_000
+                ),
+                max_failures_per_address=env_int(
+                    env, "LOGIN_MAX_FAILURES_PER_ADDRESS", 20, minimum=1, maximum=1_000_000
+                ),
+                window_seconds=env_int(
+                    env, "LOGIN_FAILURE_WINDOW_SECONDS", 300, minimum=1, maximum=86400
+                ),
+            ),
+            trusted_proxies=_proxies(env_str(env, "QUERY_TRUSTED_PROXIES", "127.0.0.1,::1")),
+            projector_batch_max=env_int(
+                env, "QUERY_PROJECTOR_BATCH_MAX", 2000, minimum=1, maximum=100_000
+            ),
+            bcrypt_cost=env_int(
+                env, "BCRYPT_COST", DEFAULT_COST, minimum=MIN_COST, maximum=MAX_COST
+            ),
+        )
+
+
+def _proxies(raw: str) -> tuple[str, ...]:
+    """Comma-separated IP addresses whose ``x-forwarded-for`` header is believed.
+
+    ``none`` trusts no proxy: the peer address is then always the client's.
+    """
+    if raw.strip().lower() == "none":
+        return ()
+    out: list[str] = []
+    for entry in raw.split(","):
+        item = entry.strip()
+        if not item:
+            continue
+        try:
+            out.append(str(ipaddress.ip_address(item)))
+        except ValueError:
+            raise SettingsError(f"QUERY_TRUSTED_PROXIES: {item!r} is not an IP address") from None
+    return tuple(out)
