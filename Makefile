@@ -70,7 +70,7 @@ unit: install
 	$(PY) -m pytest -m unit
 
 up: install
-	$(PY) -m store_svc
+	$(PY) -m bootstrap
 
 # Prints appends/s against a bare gRPC echo ceiling, and time-travel latency
 # (SQLite, and ClickHouse when the infra is up). Figures, not a test.

@@ -1,0 +1,61 @@
+"""``python -m bootstrap`` (what ``make up`` runs): the whole system in one process."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+
+from bootstrap import local_defaults
+from bootstrap.run_all import start, wait_admin
+from service_kit.server import stop_event_on_signals
+from service_kit.settings import SettingsError
+
+BANNER = """
+cqrs-users is running (data in {data}/; Ctrl-C stops it, a restart keeps the data)
+
+  HTTP gateway   http://127.0.0.1:{http}  (every route on 8088, 8089 and 8090)
+  gRPC           store 127.0.0.1:{store}   command 127.0.0.1:{command}   query 127.0.0.1:{query}
+  admin login    {admin_email} / {admin_password}
+  OpenAPI        http://127.0.0.1:{http}/openapi.json
+
+Try:
+  curl -s -X POST http://127.0.0.1:{http}/register \\
+       -d '{{"email":"john@example.com","password":"SecurePass123!"}}'
+  grpcurl -plaintext 127.0.0.1:{command} describe cqrs.command.v1.CommandService
+"""
+
+
+async def run() -> None:
+    env = local_defaults.apply()
+    system = await start(env)
+    stop = stop_event_on_signals()
+    await wait_admin(system)
+    print(
+        BANNER.format(
+            data=env["DATA_DIR"],
+            http=system.ports["gateway (HTTP)"][0],
+            store=system.ports["store (gRPC)"][0],
+            command=system.ports["command (gRPC)"][0],
+            query=system.ports["query (gRPC)"][0],
+            admin_email=env.get("ADMIN_EMAIL", "(none)"),
+            admin_password=env.get("ADMIN_PASSWORD", "(none)")
+            if env.get("ADMIN_PASSWORD") == local_defaults.DEFAULT_ADMIN_PASSWORD
+            else "(from ADMIN_PASSWORD)",
+        ),
+        flush=True,
+    )
+    await stop.wait()
+    print("stopping…", flush=True)
+    await system.stop()
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    try:
+        asyncio.run(run())
+    except SettingsError as exc:
+        sys.exit(f"make up: {exc}")
+
+
+main()

@@ -1,0 +1,77 @@
+"""Starts store_svc, command_svc, query_svc and the gateway in one event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import command_svc.app
+import gateway.app
+import query_svc.app
+import store_svc.app
+from command_svc.settings import CommandSettings
+from gateway.settings import GatewaySettings
+from query_svc.settings import QuerySettings
+from store_svc.settings import StoreSettings
+
+log = logging.getLogger("bootstrap")
+
+
+class _Stoppable(Protocol):
+    async def stop(self) -> None: ...
+
+
+@dataclass(slots=True)
+class System:
+    """The running services, stopped in reverse order of start."""
+
+    store: store_svc.app.StoreService
+    command: command_svc.app.CommandService | None = None
+    query: query_svc.app.QueryService | None = None
+    gateway: gateway.app.Gateway | None = None
+    ports: dict[str, list[int]] = field(default_factory=dict)
+
+    async def stop(self) -> None:
+        if self.gateway is not None:
+            await self.gateway.stop()
+        if self.query is not None:
+            await self.query.stop()
+        if self.command is not None:
+            await self.command.stop()
+        await self.store.stop()
+
+
+async def start(env: Mapping[str, str]) -> System:
+    """Parses every service's settings first (so a bad value stops nothing
+    half-started), then starts the services in dependency order."""
+    store_settings = StoreSettings.from_env(env)
+    command_settings = CommandSettings.from_env(env)
+    query_settings = QuerySettings.from_env(env)
+    gateway_settings = GatewaySettings.from_env(env)
+    system = System(store=await store_svc.app.start(store_settings))
+    try:
+        system.command = await command_svc.app.start(command_settings)
+        system.query = await query_svc.app.start(query_settings)
+        system.gateway = await gateway.app.start(gateway_settings)
+    except BaseException:
+        await system.stop()
+        raise
+    system.ports = {
+        "store (gRPC)": [system.store.server.port],
+        "command (gRPC)": [system.command.server.port],
+        "query (gRPC)": [system.query.server.port],
+        "gateway (HTTP)": list(system.gateway.ports),
+    }
+    return system
+
+
+async def wait_admin(system: System) -> None:
+    """Waits until the admin bootstrap (if any) has finished, for the banner."""
+    if system.command is not None and system.command.bootstrap is not None:
+        try:
+            await asyncio.wait_for(asyncio.shield(system.command.bootstrap), 30)
+        except (TimeoutError, Exception):  # the banner must not fail the run
+            log.warning("admin bootstrap has not finished; see the log")
