@@ -7,6 +7,7 @@ calls them and maps results. Exceptions become statuses via service_kit.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import AsyncIterator
 from datetime import datetime
@@ -75,13 +76,16 @@ def _new_event(i: int, aggregate_id: str, version: int, proposed: pb.ProposedEve
         )
     payload = json_format.MessageToDict(proposed.payload)
     # Decoding with the domain rejects a payload that time travel could not fold.
-    domain.event_from_payload(
-        proposed.event_type,
-        payload,
-        aggregate_id=aggregate_id,
-        version=version,
-        occurred_at=utcnow(),
-    )
+    try:
+        domain.event_from_payload(
+            proposed.event_type,
+            payload,
+            aggregate_id=aggregate_id,
+            version=version,
+            occurred_at=utcnow(),
+        )
+    except domain.ValidationError as exc:
+        raise invalid(f"{field}.payload.{exc.field}", exc.reason) from None
     claims = tuple(Claim(c.namespace, c.value) for c in proposed.claims)
     releases = tuple(Claim(c.namespace, c.value) for c in proposed.releases)
     for c in (*claims, *releases):
@@ -90,7 +94,7 @@ def _new_event(i: int, aggregate_id: str, version: int, proposed: pb.ProposedEve
     return NewEvent(
         event_id=event_id,
         event_type=proposed.event_type,
-        payload=json_format.MessageToJson(proposed.payload, indent=None).encode(),
+        payload=json.dumps(payload, separators=(",", ":")).encode(),
         claims=claims,
         releases=releases,
     )
