@@ -48,6 +48,9 @@ def stored_event(event: pb.Event) -> StoredEvent:
     )
 
 
+SUBSCRIBE_MAX_BATCH = 500
+
+
 class StoreSubscriptionSource:
     """An :class:`~query_svc.source.EventSource` over ``EventStoreService.Subscribe``."""
 
@@ -75,6 +78,9 @@ class StoreSubscriptionSource:
                     from_position=position,
                     heartbeat_seconds=self._heartbeat,
                     include_secrets=True,
+                    # Batches of what is already available: a long catch-up
+                    # (a rebuild) is bound by messages, not events, otherwise.
+                    max_batch=SUBSCRIBE_MAX_BATCH,
                 ),
                 metadata=self._metadata(),
                 timeout=self._lifetime,
@@ -104,9 +110,13 @@ class StoreSubscriptionSource:
                 raise SourceStalled(
                     f"no event or heartbeat from the store for {stall_after:.0f}s"
                 ) from None
-            if message.HasField("event"):
+            kind = message.WhichOneof("message")
+            if kind == "batch":
+                for event in message.batch.events:
+                    yield stored_event(event)
+            elif kind == "event":
                 yield stored_event(message.event)
-            else:
+            elif kind == "checkpoint":
                 yield Checkpoint(message.checkpoint.position)
 
     async def head_position(self) -> int:

@@ -24,6 +24,7 @@ from service_kit.auth import current_principal
 from service_kit.errors import invalid
 from service_kit.timeconv import to_timestamp, utcnow
 from store_svc import convert
+from store_svc.batching import batches
 from store_svc.engine import (
     Claim,
     EventStore,
@@ -98,6 +99,13 @@ def _new_event(i: int, aggregate_id: str, version: int, proposed: pb.ProposedEve
         claims=claims,
         releases=releases,
     )
+
+
+def _events_message(events: list[pb.Event], max_batch: int) -> pb.SubscribeResponse:
+    """One event as ``event`` (the default contract), several as ``batch``."""
+    if max_batch == 1:
+        return pb.SubscribeResponse(event=events[0])
+    return pb.SubscribeResponse(batch=pb.EventBatch(events=events))
 
 
 class EventStoreServicer(pb_grpc.EventStoreServiceServicer):
@@ -279,13 +287,24 @@ class EventStoreServicer(pb_grpc.EventStoreServiceServicer):
                     "include_secrets: reserved to the project's services",
                 )
         redact = not request.include_secrets
-        async for item in self._store.subscribe(start, heartbeat=float(heartbeat)):
-            if isinstance(item, RecordedEvent):
-                yield pb.SubscribeResponse(event=convert.event_to_pb(item, redact=redact))
-            else:
+        max_batch = request.max_batch or 1
+        if not 1 <= max_batch <= validate.MAX_PAGE:
+            raise invalid("max_batch", f"must be 1..{validate.MAX_PAGE}, got {max_batch}")
+        items = self._store.subscribe(start, heartbeat=float(heartbeat))
+        async for group in batches(items, max_batch):
+            events: list[pb.Event] = []
+            for item in group:
+                if isinstance(item, RecordedEvent):
+                    events.append(convert.event_to_pb(item, redact=redact))
+                    continue
+                if events:  # keep order: events before the checkpoint go first
+                    yield _events_message(events, max_batch)
+                    events = []
                 yield pb.SubscribeResponse(
                     checkpoint=pb.Checkpoint(position=item.position, sent_at=to_timestamp(utcnow()))
                 )
+            if events:
+                yield _events_message(events, max_batch)
 
     # -- time travel ---------------------------------------------------------
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+import grpc
 import pytest
 from cqrs.eventstore.v1 import event_store_pb2 as pb
 
@@ -59,3 +60,36 @@ async def test_subscription_sends_checkpoints_and_secrets_only_when_asked(store:
                 break
     call.cancel()
     assert kinds[0] == "event" and kinds[-1] == "checkpoint"
+
+
+async def test_batched_subscription_delivers_everything_once_in_fewer_messages(
+    store: Store,
+) -> None:
+    _, stub = store
+    for i in range(120):
+        await register(stub, f"batch{i}@example.com")
+    call = stub.Subscribe(pb.SubscribeRequest(from_position=0, heartbeat_seconds=1, max_batch=50))
+    positions: list[int] = []
+    messages = 0
+    async with asyncio.timeout(30):
+        async for message in call:
+            assert message.WhichOneof("message") != "event"  # batched mode: no singles
+            if message.HasField("batch"):
+                messages += 1
+                assert 1 <= len(message.batch.events) <= 50
+                positions.extend(e.position for e in message.batch.events)
+            if len(positions) >= 120:
+                break
+    call.cancel()
+    assert positions == list(range(1, 121))
+    assert messages < 120
+
+
+async def test_max_batch_is_bounded(store: Store) -> None:
+    _, stub = store
+    call = stub.Subscribe(pb.SubscribeRequest(max_batch=1001))
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        async for _ in call:
+            pass
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert (err.value.details() or "").startswith("max_batch")

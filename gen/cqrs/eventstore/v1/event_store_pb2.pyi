@@ -651,26 +651,57 @@ class SubscribeRequest(_message.Message):
     FROM_POSITION_FIELD_NUMBER: _builtins.int
     HEARTBEAT_SECONDS_FIELD_NUMBER: _builtins.int
     INCLUDE_SECRETS_FIELD_NUMBER: _builtins.int
+    MAX_BATCH_FIELD_NUMBER: _builtins.int
     from_position: _builtins.int
     """Deliver events with a greater position (0: from the start)."""
     heartbeat_seconds: _builtins.int
     """Seconds between checkpoints while idle, 1..60 (default 5)."""
     include_secrets: _builtins.bool
     """Deliver password hashes unredacted; reserved to the project's services."""
+    max_batch: _builtins.int
+    """Most events per message, 1..1000 (default 1: each event in its own
+    message). Above 1, events already available are sent together as an
+    EventBatch, which a catch-up over a long history needs to be fast.
+    """
     def __init__(
         self,
         *,
         from_position: _builtins.int = ...,
         heartbeat_seconds: _builtins.int = ...,
         include_secrets: _builtins.bool = ...,
+        max_batch: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["from_position", b"from_position", "heartbeat_seconds", b"heartbeat_seconds", "include_secrets", b"include_secrets"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["from_position", b"from_position", "heartbeat_seconds", b"heartbeat_seconds", "include_secrets", b"include_secrets", "max_batch", b"max_batch"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___SubscribeRequest: _TypeAlias = SubscribeRequest  # noqa: Y015
+
+@_typing.final
+class EventBatch(_message.Message):
+    """Consecutive events in global order."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EVENTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def events(self) -> _containers.RepeatedCompositeFieldContainer[Global___Event]:
+        """The events, positions ascending without gaps."""
+
+    def __init__(
+        self,
+        *,
+        events: _abc.Iterable[Global___Event] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["events", b"events"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EventBatch: _TypeAlias = EventBatch  # noqa: Y015
 
 @_typing.final
 class Checkpoint(_message.Message):
@@ -708,6 +739,7 @@ class SubscribeResponse(_message.Message):
 
     EVENT_FIELD_NUMBER: _builtins.int
     CHECKPOINT_FIELD_NUMBER: _builtins.int
+    BATCH_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def event(self) -> Global___Event:
         """The next event in global order."""
@@ -716,17 +748,22 @@ class SubscribeResponse(_message.Message):
     def checkpoint(self) -> Global___Checkpoint:
         """A heartbeat carrying the last delivered position."""
 
+    @_builtins.property
+    def batch(self) -> Global___EventBatch:
+        """Several next events (only when max_batch > 1)."""
+
     def __init__(
         self,
         *,
         event: Global___Event | None = ...,
         checkpoint: Global___Checkpoint | None = ...,
+        batch: Global___EventBatch | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["checkpoint", b"checkpoint", "event", b"event", "message", b"message"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["batch", b"batch", "checkpoint", b"checkpoint", "event", b"event", "message", b"message"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["checkpoint", b"checkpoint", "event", b"event", "message", b"message"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["batch", b"batch", "checkpoint", b"checkpoint", "event", b"event", "message", b"message"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_message: _TypeAlias = _typing.Literal["event", "checkpoint"]  # noqa: Y015
+    _WhichOneofReturnType_message: _TypeAlias = _typing.Literal["event", "checkpoint", "batch"]  # noqa: Y015
     _WhichOneofArgType_message: _TypeAlias = _typing.Literal["message", b"message"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_message) -> _WhichOneofReturnType_message | None: ...
 

@@ -345,6 +345,21 @@ class SubscribeRequest(betterproto.Message):
     Deliver password hashes unredacted; reserved to the project's services.
     """
 
+    max_batch: int = betterproto.int32_field(4)
+    """
+    Most events per message, 1..1000 (default 1: each event in its own
+     message). Above 1, events already available are sent together as an
+     EventBatch, which a catch-up over a long history needs to be fast.
+    """
+
+
+@dataclass(eq=False, repr=False)
+class EventBatch(betterproto.Message):
+    """Consecutive events in global order."""
+
+    events: List["Event"] = betterproto.message_field(1)
+    """The events, positions ascending without gaps."""
+
 
 @dataclass(eq=False, repr=False)
 class Checkpoint(betterproto.Message):
@@ -368,6 +383,9 @@ class SubscribeResponse(betterproto.Message):
 
     checkpoint: "Checkpoint" = betterproto.message_field(2, group="message")
     """A heartbeat carrying the last delivered position."""
+
+    batch: "EventBatch" = betterproto.message_field(3, group="message")
+    """Several next events (only when max_batch > 1)."""
 
 
 @dataclass(eq=False, repr=False)
