@@ -23,6 +23,7 @@ from command_svc.servicer import CommandServiceServicer
 from command_svc.settings import CommandSettings
 from command_svc.store_client import StoreClient
 from service_kit.auth import AuthInterceptor, service_metadata
+from service_kit.observability import MetricsInterceptor, setup_process
 from service_kit.passwords import PasswordHasher
 from service_kit.server import Registration, RunningServer, start_server, stop_event_on_signals
 from service_kit.settings import SettingsError, environ
@@ -78,7 +79,7 @@ async def start(settings: CommandSettings) -> CommandService:
                     CommandServiceServicer(handler, idempotency),
                 )
             ],
-            interceptors=[AuthInterceptor(codec, POLICIES)],
+            interceptors=[MetricsInterceptor(), AuthInterceptor(codec, POLICIES)],
         )
     except BaseException:
         await store.close()
@@ -109,8 +110,8 @@ async def serve() -> None:
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     try:
+        setup_process("command_svc", environ())
         asyncio.run(serve())
     except SettingsError as exc:
         raise SystemExit(f"command_svc: {exc}") from None

@@ -31,6 +31,7 @@ from gateway.routes import load_routes
 from gateway.settings import GatewaySettings
 from gateway.transcode import dumps
 from service_kit import auth, descriptors
+from service_kit.observability import setup_process
 from service_kit.server import stop_event_on_signals
 from service_kit.settings import SettingsError, environ
 
@@ -54,6 +55,7 @@ def build_app(
     # claiming /health is refused at start rather than silently shadowed.
     table.add(Entry("GET", parse("/health"), dispatch.health))
     table.add(Entry("GET", parse("/openapi.json"), dispatch.openapi))
+    table.add(Entry("GET", parse("/metrics"), dispatch.metrics))
     if service_metadata is None:
         codec = auth.TokenCodec(settings.jwt_secret, ttl_seconds=settings.jwt_ttl_seconds)
         service_metadata = auth.service_metadata(codec, SERVICE_NAME)
@@ -170,8 +172,8 @@ async def serve() -> None:
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     try:
+        setup_process("gateway", environ())
         asyncio.run(serve())
     except (SettingsError, OSError) as exc:
         raise SystemExit(f"gateway: {exc}") from None

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
@@ -217,6 +218,11 @@ async def health(request: Request, state: GatewayState) -> Response:
         deadline=state.settings.health_timeout,
     )
     return Response(dumps(body), status_code=status, media_type=JSON)
+
+
+async def metrics(request: Request, state: GatewayState) -> Response:
+    """``GET /metrics``: Prometheus text of this process (every service in ``make up``)."""
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
 
 async def openapi(request: Request, state: GatewayState) -> Response:

@@ -1,0 +1,197 @@
+"""Metrics and structured logs, the same in every service.
+
+- ``MetricsInterceptor`` records every RPC's latency in a histogram labelled
+  by service, method and status code (``rpc_server_handled_seconds``).
+- Gauges and histograms the services update: append batch sizes, relay lag,
+  projector lag (positions and seconds).
+- ``configure_logging`` emits one JSON object per line carrying the call's
+  correlation id (set by the interceptor from ``x-correlation-id``).
+- ``start_metrics_server`` serves ``/metrics`` for a service running alone;
+  in ``make up`` the gateway's ``/metrics`` shows the whole process.
+
+Invariant: instruments are module-level singletons in the default registry,
+so several services in one process share them without double registration.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+import grpc
+from prometheus_client import Gauge, Histogram, start_http_server
+
+from service_kit import metadata as md
+from service_kit.settings import env_choice, env_int, env_str
+
+correlation_id: contextvars.ContextVar[str] = contextvars.ContextVar("correlation_id", default="")
+
+RPC_SECONDS = Histogram(
+    "rpc_server_handled_seconds",
+    "Latency of gRPC calls handled, by service, method and status code.",
+    ["service", "method", "code"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+APPEND_BATCH_EVENTS = Histogram(
+    "store_append_batch_events",
+    "Events written per group-commit batch.",
+    buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000),
+)
+RELAY_LAG_POSITIONS = Gauge(
+    "store_relay_lag_positions", "Store head position minus the position relayed to Kafka."
+)
+PROJECTOR_LAG_POSITIONS = Gauge(
+    "query_projector_lag_positions", "Store head position minus the projected position."
+)
+PROJECTOR_LAG_SECONDS = Gauge(
+    "query_projector_lag_seconds", "Age of the newest event the projector has applied."
+)
+
+
+def _split(full_method: str) -> tuple[str, str]:
+    _, _, rest = full_method.partition("/")
+    service, _, method = rest.partition("/")
+    return service, method
+
+
+if TYPE_CHECKING:
+    _InterceptorBase = grpc.aio.ServerInterceptor[Any, Any]
+else:
+    _InterceptorBase = grpc.aio.ServerInterceptor
+
+
+class MetricsInterceptor(_InterceptorBase):
+    """Times unary and server-streaming calls and sets the correlation id for logs."""
+
+    async def intercept_service(
+        self,
+        continuation: Callable[
+            [grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any]]
+        ],
+        details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler[Any, Any]:
+        handler = await continuation(details)
+        if handler is None:
+            return handler
+        service, method = _split(details.method)
+        corr = md.get(details.invocation_metadata, md.CORRELATION_ID)
+        if handler.unary_unary is not None:
+            inner = handler.unary_unary
+
+            async def unary(request: Any, context: Any) -> Any:
+                token = correlation_id.set(corr)
+                start = time.perf_counter()
+                code = "OK"
+                try:
+                    return await inner(request, context)
+                except BaseException:
+                    code = _code_name(context, default="UNKNOWN")
+                    raise
+                finally:
+                    if code == "OK":
+                        code = _code_name(context, default="OK")
+                    RPC_SECONDS.labels(service, method, code).observe(time.perf_counter() - start)
+                    correlation_id.reset(token)
+
+            return grpc.unary_unary_rpc_method_handler(
+                unary,
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        if handler.unary_stream is not None:
+            stream: Any = handler.unary_stream  # an async generator function under aio
+
+            async def streaming(request: Any, context: Any) -> Any:
+                token = correlation_id.set(corr)
+                start = time.perf_counter()
+                code = "OK"
+                try:
+                    async for item in stream(request, context):
+                        yield item
+                except BaseException:
+                    code = _code_name(context, default="CANCELLED")
+                    raise
+                finally:
+                    if code == "OK":
+                        code = _code_name(context, default="OK")
+                    RPC_SECONDS.labels(service, method, code).observe(time.perf_counter() - start)
+                    correlation_id.reset(token)
+
+            return grpc.unary_stream_rpc_method_handler(
+                streaming,
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        return handler
+
+
+def _code_name(context: Any, *, default: str) -> str:
+    try:
+        code = context.code()
+    except Exception:  # a context without code() reports the default
+        return default
+    if isinstance(code, grpc.StatusCode):
+        return str(code.name)
+    return default
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message, correlation id, error."""
+
+    def __init__(self, service: str) -> None:
+        super().__init__()
+        self._service = service
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, object] = {
+            "ts": self.formatTime(record, "%Y-%m-%dT%H:%M:%S") + f".{int(record.msecs):03d}Z",
+            "level": record.levelname,
+            "service": self._service,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        corr = correlation_id.get()
+        if corr:
+            entry["correlation_id"] = corr
+        if record.exc_info:
+            entry["error"] = self.formatException(record.exc_info)
+        return json.dumps(entry, ensure_ascii=False)
+
+
+def configure_logging(service: str, *, level: str = "INFO", json_lines: bool = True) -> None:
+    """Root logging for a process: JSON lines (or plain text for a terminal)."""
+    handler = logging.StreamHandler()
+    if json_lines:
+        formatter: logging.Formatter = JsonFormatter(service)
+        formatter.converter = time.gmtime
+        handler.setFormatter(formatter)
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+
+
+def start_metrics_server(port: int, host: str = "127.0.0.1") -> None:
+    """Serves ``/metrics`` on its own port (a daemon thread); 0 disables it."""
+    if port:
+        start_http_server(port, addr=host)
+
+
+def setup_process(service: str, env: Mapping[str, str]) -> None:
+    """Logging and, if ``METRICS_PORT`` is set, a /metrics port for a service run alone.
+
+    ``LOG_FORMAT``: ``json`` (default; one object per line) or ``text``.
+    ``LOG_LEVEL``: default ``INFO``. ``METRICS_PORT``: default 0 (off).
+    """
+    log_format = env_choice(env, "LOG_FORMAT", "json", ("json", "text"))
+    level = env_choice(env, "LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR"))
+    configure_logging(service, level=level, json_lines=log_format == "json")
+    start_metrics_server(
+        env_int(env, "METRICS_PORT", 0, minimum=0, maximum=65535),
+        env_str(env, "METRICS_HOST", "127.0.0.1"),
+    )
