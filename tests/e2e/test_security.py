@@ -1,0 +1,225 @@
+"""Who may do what, over HTTP, as the gateway answers it.
+
+Register and login are public; a user's own data needs that user's token
+or an admin's; listing users, the global event log and every-user time
+travel need an admin. Errors are ``{"error", "code"}`` JSON.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+
+import pytest
+
+from service_kit.auth import ROLE_ADMIN, ROLE_USER, Principal, TokenCodec
+from service_kit.timeconv import utcnow
+from tests.e2e.http_client import HttpClient
+from tests.e2e.support import User, login, register, unique_email
+from tests.e2e.system_process import SystemProcess
+
+pytestmark = pytest.mark.e2e
+
+EVER = "time1=2020-01-01T00:00:00Z&time2=2030-01-01T00:00:00Z"
+# Routes that act on one user's data ({id} is that user), and a request body
+# that is valid for them, so that only the token decides.
+OWNER_ROUTES: list[tuple[str, str, dict[str, str] | None]] = [
+    ("PUT", "/users/{id}/password", {"old_password": "x" * 8, "new_password": "y" * 8}),
+    ("PUT", "/users/{id}/email", {"new_email": "someone-else@example.com"}),
+    ("POST", "/users/{id}/deactivate", {}),
+    ("GET", "/users/{id}", None),
+    ("GET", "/users/{id}/logins", None),
+    ("GET", "/events/aggregate/{id}", None),
+    ("GET", "/streams/{id}", None),
+    ("GET", "/replay/user/{id}/state", None),
+    ("GET", "/replay/user/{id}/state-at?version=1", None),
+    ("GET", "/replay/user/{id}/history", None),
+    ("GET", "/replay/user/{id}/compare?" + EVER, None),
+    ("POST", "/snapshots/{id}", None),
+    ("GET", "/snapshots/{id}", None),
+    ("GET", "/snapshots/{id}/state", None),
+]
+ADMIN_ROUTES = [
+    "/users",
+    "/events",
+    "/events/count",
+    "/events/replay?since=2020-01-01T00:00:00Z",
+    "/replay/users/state-at?timestamp=2030-01-01T00:00:00Z",
+]
+
+
+@pytest.fixture(scope="module")
+def victim(http: HttpClient) -> User:
+    return register(http, "victim")
+
+
+@pytest.fixture(scope="module")
+def intruder_token(http: HttpClient) -> str:
+    intruder = register(http, "intruder")
+    return login(http, intruder.email, intruder.password, after=intruder.position)
+
+
+@pytest.mark.parametrize(("method", "template", "body"), OWNER_ROUTES)
+def test_no_token_is_401(
+    http: HttpClient, victim: User, method: str, template: str, body: dict[str, str] | None
+) -> None:
+    answer = http.request(method, template.format(id=victim.id), json_body=body)
+    assert answer.status == 401, answer.describe()
+    assert answer.headers["content-type"] == "application/json"
+    assert answer.code == "UNAUTHENTICATED"
+    assert answer.error == "missing bearer token"
+
+
+@pytest.mark.parametrize(("method", "template", "body"), OWNER_ROUTES)
+def test_another_users_token_is_403(
+    *,
+    http: HttpClient,
+    victim: User,
+    intruder_token: str,
+    method: str,
+    template: str,
+    body: dict[str, str] | None,
+) -> None:
+    answer = http.request(
+        method, template.format(id=victim.id), json_body=body, token=intruder_token
+    )
+    assert answer.status == 403, answer.describe()
+    assert answer.code == "PERMISSION_DENIED"
+
+
+def test_the_victim_was_left_untouched(http: HttpClient, victim: User) -> None:
+    # Runs after the 403s: nothing an intruder sent changed the account.
+    token = login(http, victim.email, victim.password, after=victim.position)
+    events = http.get(f"/events/aggregate/{victim.id}", token=token).json()["events"]
+    assert [e["event_type"] for e in events] == ["user.created", "user.login.recorded"]
+
+
+@pytest.mark.parametrize("path", ADMIN_ROUTES)
+def test_admin_routes(http: HttpClient, intruder_token: str, admin_token: str, path: str) -> None:
+    anonymous = http.get(path)
+    assert anonymous.status == 401, anonymous.describe()
+    assert anonymous.code == "UNAUTHENTICATED"
+    as_user = http.get(path, token=intruder_token)
+    assert as_user.status == 403, as_user.describe()
+    assert as_user.code == "PERMISSION_DENIED"
+    as_admin = http.get(path, token=admin_token)
+    assert as_admin.status == 200, as_admin.describe()
+
+
+def test_a_user_cannot_list_users_but_sees_itself(http: HttpClient) -> None:
+    user = register(http, "lister")
+    token = login(http, user.email, user.password, after=user.position)
+    listed = http.get("/users", token=token)
+    assert listed.status == 403, listed.describe()
+    assert listed.json() == {"error": "role 'user' may not do this", "code": "PERMISSION_DENIED"}
+    own = http.get(f"/users/{user.id}", token=token)
+    assert own.status == 200, own.describe()
+    assert own.json()["user"]["email"] == user.email
+
+
+def test_admin_acts_on_any_user(http: HttpClient, admin_token: str) -> None:
+    user = register(http, "managed")
+    new_email = unique_email("managed-new")
+    changed = http.put(
+        f"/users/{user.id}/email", json_body={"new_email": new_email}, token=admin_token
+    )
+    assert changed.status == 200, changed.describe()
+    state = http.get(f"/replay/user/{user.id}/state", token=admin_token)
+    assert state.json()["state"]["email"] == new_email
+
+
+def test_bad_and_expired_tokens_are_401(
+    http: HttpClient, e2e_system: SystemProcess, admin_id: str
+) -> None:
+    path = "/users"
+    garbage = http.get(path, token="not-a-jwt")
+    assert (garbage.status, garbage.error) == (401, "invalid token")
+    # An admin token signed with another secret is worth nothing.
+    forged = TokenCodec("another-secret-of-at-least-32-bytes!!").issue(
+        Principal(subject=admin_id, email="", role=ROLE_ADMIN), now=utcnow()
+    )[0]
+    answer = http.get(path, token=forged)
+    assert (answer.status, answer.error) == (401, "invalid token")
+    expired = TokenCodec(e2e_system.jwt_secret, ttl_seconds=60).issue(
+        Principal(subject=admin_id, email="", role=ROLE_ADMIN), now=utcnow() - timedelta(hours=2)
+    )[0]
+    answer = http.get(path, token=expired)
+    assert (answer.status, answer.error) == (401, "token expired")
+    not_bearer = http.get(path, headers={"Authorization": "Basic YWRtaW46YWRtaW4="})
+    assert not_bearer.status == 401, not_bearer.describe()
+
+
+def test_a_token_for_a_user_that_does_not_exist_sees_nothing(
+    http: HttpClient, e2e_system: SystemProcess, victim: User
+) -> None:
+    ghost = TokenCodec(e2e_system.jwt_secret).issue(
+        Principal(subject=str(uuid.uuid4()), email="", role=ROLE_USER), now=utcnow()
+    )[0]
+    answer = http.get(f"/events/aggregate/{victim.id}", token=ghost)
+    assert answer.status == 403, answer.describe()
+
+
+def test_a_deactivated_user_cannot_log_in(http: HttpClient) -> None:
+    user = register(http, "leaving")
+    token = login(http, user.email, user.password, after=user.position)
+    done = http.post(f"/users/{user.id}/deactivate", json_body={"reason": "e2e"}, token=token)
+    assert done.status == 200, done.describe()
+    assert done.json()["message"] == "User deactivated successfully"
+    position = str(done.json()["position"])
+    refused = http.post(
+        "/login",
+        json_body={"email": user.email, "password": user.password},
+        headers={"X-Min-Position": position},
+    )
+    wrong = http.post("/login", json_body={"email": user.email, "password": "not-the-password"})
+    # The same answer as a wrong password: nothing tells which accounts exist.
+    assert refused.status == wrong.status == 401, refused.describe()
+    same = {"error": "invalid email or password", "code": "UNAUTHENTICATED"}
+    assert refused.json() == wrong.json() == same
+    # The old token can no longer change anything.
+    again = http.put(
+        f"/users/{user.id}/email", json_body={"new_email": unique_email("x")}, token=token
+    )
+    assert again.status == 400, again.describe()
+    assert again.code == "FAILED_PRECONDITION"
+
+
+def test_repeated_failed_logins_of_one_email_are_429_with_retry_after(http: HttpClient) -> None:
+    user = register(http, "guessed")
+    # From an address of its own, so other tests' logins from 127.0.0.1 are unaffected.
+    source = "127.0.0.21"
+    statuses = []
+    for _ in range(6):
+        answer = http.post(
+            "/login", json_body={"email": user.email, "password": "wrong-guess"}, source=source
+        )
+        statuses.append(answer.status)
+    assert statuses == [401] * 5 + [429]
+    assert answer.code == "RESOURCE_EXHAUSTED"
+    assert answer.headers["retry-after"].isdigit()
+    assert 0 < int(answer.headers["retry-after"]) <= 300
+    # Even the right password waits now (the email is locked, not just the address).
+    right = http.post(
+        "/login", json_body={"email": user.email, "password": user.password}, source="127.0.0.22"
+    )
+    assert right.status == 429, right.describe()
+
+
+def test_repeated_failed_logins_from_one_address_are_429(
+    http: HttpClient, e2e_system: SystemProcess
+) -> None:
+    source = "127.0.0.23"
+    for attempt in range(20):
+        failed = http.post(
+            "/login",
+            json_body={"email": unique_email(f"nobody{attempt}"), "password": "wrong-guess"},
+            source=source,
+        )
+        assert failed.status == 401, failed.describe()
+    answer = http.post(
+        "/login", json_body={"email": unique_email("nobody"), "password": "x"}, source=source
+    )
+    assert answer.status == 429, answer.describe()
+    assert "retry-after" in answer.headers
+    # Other addresses still log in.
+    assert login(http, e2e_system.admin_email, e2e_system.admin_password)
