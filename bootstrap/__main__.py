@@ -14,7 +14,7 @@ from service_kit.settings import SettingsError
 BANNER = """
 cqrs-users is running (data in {data}/; Ctrl-C stops it, a restart keeps the data)
 
-  HTTP gateway   http://127.0.0.1:{http}  (every route on 8088, 8089 and 8090)
+  HTTP gateway   http://127.0.0.1:{http}  (every route on each of {http_ports})
   gRPC           store 127.0.0.1:{store}   command 127.0.0.1:{command}   query 127.0.0.1:{query}
   admin login    {admin_email} / {admin_password}
   OpenAPI        http://127.0.0.1:{http}/openapi.json
@@ -35,6 +35,7 @@ async def run() -> None:
         BANNER.format(
             data=env["DATA_DIR"],
             http=system.ports["gateway (HTTP)"][0],
+            http_ports=", ".join(map(str, system.ports["gateway (HTTP)"])),
             store=system.ports["store (gRPC)"][0],
             command=system.ports["command (gRPC)"][0],
             query=system.ports["query (gRPC)"][0],

@@ -54,10 +54,20 @@ class _SourcePool:
             return _SourceFile(self._default.FindFileByName(name))
 
     def FindFileContainingSymbol(self, symbol: str) -> _SourceFile:
-        try:
-            return _SourceFile(self._pool.FindFileContainingSymbol(symbol))
-        except KeyError:
-            return _SourceFile(self._default.FindFileContainingSymbol(symbol))
+        for pool in (self._pool, self._default):
+            try:
+                return _SourceFile(pool.FindFileContainingSymbol(symbol))
+            except KeyError:
+                pass
+        # upb's pool does not index methods: `describe Service.Method` asks for
+        # "pkg.Service.Method", which lives in the file of "pkg.Service".
+        parent, _, _ = symbol.rpartition(".")
+        for pool in (self._pool, self._default):
+            try:
+                return _SourceFile(pool.FindFileContainingSymbol(parent))
+            except KeyError:
+                pass
+        raise KeyError(symbol)
 
     def FindMessageTypeByName(self, name: str) -> descriptor.Descriptor:
         return self._pool.FindMessageTypeByName(name)

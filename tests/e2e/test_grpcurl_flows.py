@@ -62,12 +62,6 @@ def test_comments_of_methods_and_messages_are_visible(
     assert "never carries a password hash" in state
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="service_kit.reflection: FindFileContainingSymbol of a method name "
-    "(Service.Method) raises KeyError in protobuf's upb pool, so grpcurl cannot "
-    "describe a single method; remove this mark once reflection resolves methods",
-)
 def test_describe_a_single_method(grpcurl: Grpcurl, e2e_system: SystemProcess) -> None:
     described = grpcurl.run(
         e2e_system.ports.command_grpc, "describe", "cqrs.command.v1.CommandService.Register"
