@@ -69,7 +69,7 @@ test: install lint check-gen typecheck infra
 unit: install
 	$(PY) -m pytest -m unit
 
-up: install
+up: $(STAMP)
 	$(PY) -m bootstrap
 
 # Prints appends/s against a bare gRPC echo ceiling, and time-travel latency
