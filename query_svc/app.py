@@ -1,14 +1,17 @@
 """Wiring of query_svc: settings → database, event source, projector → gRPC server.
 
 The only place that chooses adapters: the read model's backend (SQLite or
-PostgreSQL), the event source (the store's subscription), and the command
-client. Tests may pass their own ``source`` or ``recorder``.
+PostgreSQL), the event source (the store's subscription, or the relay's
+Kafka topic with the store's subscription filling gaps), and the command
+client. Rebuilds always replay the store (the source of truth; a topic may
+have dropped old records). Tests may pass their own ``source`` or ``recorder``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import grpc
@@ -17,6 +20,7 @@ from cqrs.query.v1 import query_pb2_grpc as pb_grpc
 import domain
 from query_svc.command_client import CommandClient
 from query_svc.db import Database
+from query_svc.kafka_source import KafkaEventSource, OffsetStore, kafka_consumer_factory
 from query_svc.login import LoginRecorder, LoginService
 from query_svc.policies import POLICIES, SERVICE_NAME
 from query_svc.projector import Projector
@@ -64,6 +68,28 @@ class QueryService:
         self.hasher.close()
 
 
+def _catch_up(
+    source: EventSource, projector: Projector, within: float
+) -> Callable[[int], Awaitable[bool]]:
+    """Waits (bounded) until the projection has applied the store's head as of now.
+
+    True when the projection got past ``seen`` (what a first check was made
+    against) up to the head: only then can a second check differ.
+    """
+
+    async def catch_up(seen: int) -> bool:
+        try:
+            head = await source.head_position()
+        except Exception:  # the store is away: nothing newer can be known
+            log.warning("login catch-up: head position unavailable", exc_info=True)
+            return False
+        if head <= seen:
+            return False  # the first check already saw everything: it stands
+        return await projector.wait_for(head, within=within)
+
+    return catch_up
+
+
 async def start(
     settings: QuerySettings,
     *,
@@ -74,12 +100,26 @@ async def start(
     codec = settings.token_codec()
     identity = service_metadata(codec, SERVICE_IDENTITY)
     channels: list[grpc.aio.Channel] = []
-    if source is None:
+    database = Database.from_settings(settings)
+    rebuild_source: EventSource
+    if source is not None:
+        rebuild_source = source
+    else:
         store_channel = grpc.aio.insecure_channel(settings.store_target, options=_CHANNEL_OPTIONS)
         channels.append(store_channel)
-        source = StoreSubscriptionSource(
+        source = rebuild_source = StoreSubscriptionSource(
             channel=store_channel, metadata=identity, timeout=settings.rpc_timeout_seconds
         )
+        if settings.event_source == "kafka":
+            source = KafkaEventSource(
+                consumer_factory=kafka_consumer_factory(
+                    broker=settings.kafka.broker, group=settings.kafka.group
+                ),
+                topic=settings.kafka.topic,
+                offsets=OffsetStore(database),
+                fallback=rebuild_source,
+                gap_timeout=settings.kafka.gap_timeout,
+            )
     if recorder is None:
         command_channel = grpc.aio.insecure_channel(settings.command_target)
         channels.append(command_channel)
@@ -87,7 +127,6 @@ async def start(
             channel=command_channel, metadata=identity, timeout=settings.rpc_timeout_seconds
         )
 
-    database = Database.from_settings(settings)
     hasher = PasswordHasher(settings.bcrypt_cost)
     projector: Projector | None = None
     try:
@@ -102,7 +141,7 @@ async def start(
         rebuilder = Rebuilder(
             database=database,
             projector=projector,
-            source=source,
+            source=rebuild_source,
             batch_max=settings.projector_batch_max,
         )
         login = LoginService(
@@ -111,6 +150,8 @@ async def start(
             codec=codec,
             limiter=LoginRateLimiter(settings.login_limits),
             recorder=recorder,
+            catch_up=_catch_up(rebuild_source, projector, settings.wait_timeout_seconds),
+            applied_position=lambda: projector.applied_position,
         )
         servicer = QueryServicer(
             read_model=read_model,
@@ -134,9 +175,11 @@ async def start(
         hasher.close()
         raise
     log.info(
-        "query_svc serving gRPC on port %d (%s read model, projector at position %d)",
+        "query_svc serving gRPC on port %d (%s read model, %s event source, "
+        "projector at position %d)",
         server.port,
         settings.db_backend,
+        settings.event_source,
         projector.applied_position,
     )
     return QueryService(

@@ -27,6 +27,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
 
+import asyncpg  # type: ignore[import-untyped]  # no stubs; only its exception classes are used
+import grpc
 from sqlalchemy import (
     BigInteger,
     Column,
@@ -43,12 +45,14 @@ from sqlalchemy import (
     event,
     text,
 )
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
 from sqlalchemy.types import TypeDecorator
 
 from query_svc.settings import QuerySettings
+from service_kit.errors import ServiceError
 
 log = logging.getLogger(__name__)
 
@@ -221,24 +225,64 @@ def _postgres_engine(settings: QuerySettings) -> AsyncEngine:
     )
 
 
+class ReadModelUnavailable(ServiceError):
+    """The read model's database cannot be reached (down, restarting, busy): UNAVAILABLE."""
+
+
+def _unreachable(exc: Exception) -> bool:
+    """Whether ``exc`` means "the database is not there right now" rather than a bug."""
+    if isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated:
+        return True
+    return isinstance(
+        exc,
+        (
+            OSError,  # refused or timed-out connects (asyncpg raises them unwrapped)
+            sa_exc.OperationalError,
+            sa_exc.InterfaceError,
+            asyncpg.PostgresConnectionError,
+            asyncpg.exceptions.OperatorInterventionError,  # shutting down, starting up
+            asyncpg.InterfaceError,
+        ),
+    )
+
+
 class Database:
     """The read model's connections: one engine for writes, one for reads.
 
     On PostgreSQL both are the same engine; on SQLite the writer's
-    transactions begin IMMEDIATE and the reader's are plain.
+    transactions begin IMMEDIATE and the reader's are plain. A database that
+    cannot be reached surfaces as :class:`ReadModelUnavailable` (gRPC
+    UNAVAILABLE, naming the database), never as an internal error.
     """
 
-    def __init__(self, *, writer: AsyncEngine, reader: AsyncEngine, backend: str) -> None:
+    def __init__(
+        self, *, writer: AsyncEngine, reader: AsyncEngine, backend: str, where: str = ""
+    ) -> None:
         self.writer = writer
         self.reader = reader
         self.backend = backend
+        self.where = where or backend
+
+    def _unavailable(self, exc: Exception) -> ReadModelUnavailable:
+        log.warning("read model database %s unavailable: %r", self.where, exc)
+        return ReadModelUnavailable(
+            grpc.StatusCode.UNAVAILABLE,
+            f"read model unavailable: its database ({self.where}) cannot be reached "
+            f"({type(exc).__name__}); retry later",
+        )
 
     @classmethod
     def from_settings(cls, settings: QuerySettings) -> Database:
         """Engines for the configured backend (no connection is made yet)."""
         if settings.db_backend == "postgres":
             engine = _postgres_engine(settings)
-            return cls(writer=engine, reader=engine, backend="postgres")
+            pg = settings.postgres
+            return cls(
+                writer=engine,
+                reader=engine,
+                backend="postgres",
+                where=f"PostgreSQL at {pg.host}:{pg.port}",
+            )
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         path = str(settings.sqlite_path)
         return cls(
@@ -250,14 +294,24 @@ class Database:
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncConnection]:
         """One write transaction: committed on exit, rolled back on error."""
-        async with self.writer.begin() as conn:
-            yield conn
+        try:
+            async with self.writer.begin() as conn:
+                yield conn
+        except Exception as exc:
+            if _unreachable(exc):
+                raise self._unavailable(exc) from exc
+            raise
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
         """A connection for reads (a transaction, rolled back on exit)."""
-        async with self.reader.connect() as conn:
-            yield conn
+        try:
+            async with self.reader.connect() as conn:
+                yield conn
+        except Exception as exc:
+            if _unreachable(exc):
+                raise self._unavailable(exc) from exc
+            raise
 
     async def ensure_schema(self, *, schema: str = "") -> None:
         """Creates the PostgreSQL schema (if given) and the live tables; idempotent."""

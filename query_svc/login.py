@@ -10,13 +10,18 @@ Invariants:
   budget is refused with :class:`TooManyFailures` *before* any hashing.
 - Recording the login (command_svc ``RecordLogin``) is best effort: if it
   fails, the login still succeeds and the failure is logged.
+- Read your own registration: before a login is failed, the read model is
+  brought up to the store's head (bounded wait) and checked once more, so a
+  login right after registering (or after a password change) succeeds
+  without the client passing a position, and the lag never counts as a
+  failure against the rate limits.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Final, Protocol
@@ -86,6 +91,8 @@ class LoginService:
         limiter: LoginRateLimiter,
         recorder: LoginRecorder,
         clock: Callable[[], datetime] = utcnow,
+        catch_up: Callable[[int], Awaitable[bool]] | None = None,
+        applied_position: Callable[[], int] = lambda: 0,
     ) -> None:
         self._read_model = read_model
         self._hasher = hasher
@@ -93,6 +100,8 @@ class LoginService:
         self._limiter = limiter
         self._recorder = recorder
         self._clock = clock
+        self._catch_up = catch_up
+        self._applied_position = applied_position
 
     async def login(
         self, *, email: str, password: str, client_address: str, correlation_id: str = ""
@@ -107,15 +116,13 @@ class LoginService:
         if wait:
             raise TooManyFailures(wait)
 
-        record = None
-        with contextlib.suppress(domain.ValidationError):  # malformed: just a failed login
-            record = await self._read_model.auth_by_email(domain.normalize_email(email))
-        if record is None or len(password) > _MAX_PASSWORD_INPUT:
-            await self._hasher.dummy_verify()
-            matches = False
-        else:
-            matches = await self._hasher.verify(password, record.password_hash)
-        if record is None or not matches or record.status != ACTIVE:
+        seen = self._applied_position()  # what the first check can have seen, at least
+        record, ok = await self._check(email, password)
+        if not ok and self._catch_up is not None and await self._catch_up(seen):
+            # The read model may just have lagged (a registration or password
+            # change milliseconds ago): check again against the caught-up rows.
+            record, ok = await self._check(email, password)
+        if record is None or not ok:
             self._limiter.failed(email=key, address=client_address)
             raise ServiceError(grpc.StatusCode.UNAUTHENTICATED, INVALID_CREDENTIALS)
         self._limiter.succeeded(email=key)
@@ -127,6 +134,17 @@ class LoginService:
         token, expires_in = self._codec.issue(principal, now=self._clock())
         await self._record(record.user_id, client_address, correlation_id)
         return LoginResult(token=token, expires_in=expires_in, user=user)
+
+    async def _check(self, email: str, password: str) -> tuple[AuthRecord | None, bool]:
+        """The account and whether the password opens it (one bcrypt run either way)."""
+        record = None
+        with contextlib.suppress(domain.ValidationError):  # malformed: just a failed login
+            record = await self._read_model.auth_by_email(domain.normalize_email(email))
+        if record is None or len(password) > _MAX_PASSWORD_INPUT:
+            await self._hasher.dummy_verify()
+            return record, False
+        matches = await self._hasher.verify(password, record.password_hash)
+        return record, matches and record.status == ACTIVE
 
     async def _record(self, user_id: str, client_address: str, correlation_id: str) -> None:
         try:

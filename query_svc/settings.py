@@ -18,7 +18,7 @@ from service_kit.passwords import DEFAULT_COST, MAX_COST, MIN_COST
 from service_kit.settings import SettingsError, env_choice, env_int, env_str
 
 BACKENDS = ("sqlite", "postgres")
-EVENT_SOURCES = ("store",)  # "kafka" will join here, behind the same EventSource port
+EVENT_SOURCES = ("store", "kafka")  # both behind the same EventSource port
 _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 
@@ -36,6 +36,20 @@ class PostgresSettings:
     password: str = field(default="", repr=False)
     database: str = "query_db"
     schema: str = "public"
+
+
+@dataclass(frozen=True, slots=True)
+class KafkaSettings:
+    """The relay's topic, read when ``QUERY_EVENT_SOURCE=kafka`` (query_svc.kafka_source).
+
+    ``gap_timeout`` is how long a missing position may still come from Kafka
+    while later ones wait, before it is read from the store instead.
+    """
+
+    broker: str = "127.0.0.1:9092"
+    topic: str = "user-events"
+    group: str = "query-group"
+    gap_timeout: float = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +73,7 @@ class QuerySettings:
     db_backend: str
     postgres: PostgresSettings
     event_source: str
+    kafka: KafkaSettings = KafkaSettings()
     store_target: str
     command_target: str
     jwt_secret: str = field(repr=False)
@@ -101,6 +116,15 @@ class QuerySettings:
                 schema=schema,
             ),
             event_source=env_choice(env, "QUERY_EVENT_SOURCE", "store", EVENT_SOURCES),
+            kafka=KafkaSettings(
+                broker=env_str(env, "KAFKA_BROKER", "127.0.0.1:9092"),
+                topic=env_str(env, "KAFKA_TOPIC", "user-events"),
+                group=env_str(env, "KAFKA_GROUP", "query-group"),
+                gap_timeout=env_int(
+                    env, "QUERY_KAFKA_GAP_TIMEOUT_MS", 2000, minimum=10, maximum=600_000
+                )
+                / 1000.0,
+            ),
             store_target=env_str(env, "STORE_GRPC_TARGET", "127.0.0.1:9090"),
             command_target=env_str(env, "COMMAND_GRPC_TARGET", "127.0.0.1:9091"),
             jwt_secret=env["JWT_SECRET"],

@@ -16,6 +16,12 @@ from service_kit.server import Registration, RunningServer, start_server, stop_e
 from service_kit.settings import SettingsError, environ
 from store_svc import engine
 from store_svc.policies import POLICIES, SERVICE_NAME
+from store_svc.relay import OutboxRelay, kafka_producer
+from store_svc.relay_checkpoint import (
+    ClickHouseRelayCheckpoint,
+    FileRelayCheckpoint,
+    RelayCheckpoint,
+)
 from store_svc.servicer import EventStoreServicer
 from store_svc.settings import StoreSettings
 from store_svc.time_travel import AggregateNotFound, TimeTravel
@@ -51,17 +57,28 @@ async def open_storage(settings: StoreSettings) -> engine.Storage:
     return await engine.SqliteStorage.open(settings.sqlite_path)
 
 
+def relay_checkpoint(settings: StoreSettings) -> RelayCheckpoint:
+    """Where the relay keeps its position: beside the events, in the same backend."""
+    if settings.backend == "clickhouse":
+        return ClickHouseRelayCheckpoint(settings=settings.clickhouse, topic=settings.relay.topic)
+    return FileRelayCheckpoint(folder=settings.data_dir, topic=settings.relay.topic)
+
+
 @dataclass(slots=True)
 class StoreService:
-    """A running store: engine, time travel and gRPC server."""
+    """A running store: engine, time travel, gRPC server, and the Kafka relay if enabled."""
 
     store: engine.EventStore
     time_travel: TimeTravel
     server: RunningServer
+    relay: OutboxRelay | None = None
 
     async def stop(self, grace: float = 5.0) -> None:
         await self.server.stop(grace)
         await self.time_travel.drain()
+        if self.relay is not None:
+            # Before the store closes: the relay publishes what is committed.
+            await self.relay.stop(grace)
         await self.store.close()
 
 
@@ -94,8 +111,19 @@ async def start(settings: StoreSettings) -> StoreService:
     except BaseException:
         await store.close()
         raise
+    relay = None
+    if settings.relay.enabled:
+        relay = OutboxRelay(
+            store=store,
+            checkpoint=relay_checkpoint(settings),
+            producer_factory=lambda: kafka_producer(broker=settings.relay.broker),
+            topic=settings.relay.topic,
+            save_interval=settings.relay.save_interval,
+        )
+        await relay.start()  # returns at once: Kafka being down delays only the relay
+        log.info("outbox relay on: topic %r at %s", settings.relay.topic, settings.relay.broker)
     log.info("store_svc serving gRPC on port %d (%s backend)", server.port, settings.backend)
-    return StoreService(store, tt, server)
+    return StoreService(store, tt, server, relay)
 
 
 async def serve(settings: StoreSettings) -> None:

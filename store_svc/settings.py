@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from service_kit.auth import TokenCodec
 from service_kit.settings import SettingsError, env_choice, env_float, env_int, env_str
+
+# Kafka's rule for topic names.
+_TOPIC = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,6 +23,39 @@ class ClickHouseSettings:
     user: str
     password: str
     database: str
+
+
+@dataclass(frozen=True, slots=True)
+class RelaySettings:
+    """The outbox relay to Kafka (store_svc.relay); off on the embedded defaults.
+
+    ``enabled`` when ``STORE_RELAY=kafka``, or when ``KAFKA_BROKER`` is set and
+    ``STORE_RELAY`` is not ``off``.
+    """
+
+    enabled: bool = False
+    broker: str = "127.0.0.1:9092"
+    topic: str = "user-events"
+    save_interval: float = 1.0
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> RelaySettings:
+        broker = env_str(env, "KAFKA_BROKER", "")
+        mode = env_choice(env, "STORE_RELAY", "kafka" if broker else "off", ("off", "kafka"))
+        topic = env_str(env, "KAFKA_TOPIC", "user-events")
+        if not _TOPIC.match(topic):
+            raise SettingsError(
+                f"KAFKA_TOPIC={topic!r}: 1-249 letters, digits, '.', '_' or '-' only"
+            )
+        return cls(
+            enabled=mode == "kafka",
+            broker=broker or "127.0.0.1:9092",
+            topic=topic,
+            save_interval=env_int(
+                env, "STORE_RELAY_SAVE_INTERVAL_MS", 1000, minimum=10, maximum=60_000
+            )
+            / 1000.0,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +76,7 @@ class StoreSettings:
     subscriber_buffer: int
     jwt_secret: str = field(repr=False)
     jwt_ttl_seconds: int = 3600
+    relay: RelaySettings = RelaySettings()
 
     def token_codec(self) -> TokenCodec:
         return TokenCodec(self.jwt_secret, ttl_seconds=self.jwt_ttl_seconds)
@@ -78,4 +116,5 @@ class StoreSettings:
             subscriber_buffer=env_int(
                 env, "STORE_SUBSCRIBER_BUFFER", 1000, minimum=10, maximum=1_000_000
             ),
+            relay=RelaySettings.from_env(env),
         )

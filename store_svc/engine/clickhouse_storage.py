@@ -156,8 +156,9 @@ class _Lease:
     released: bool
 
 
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
+def _text(value: bytes | bytearray | str) -> str:
+    # With strings_as_bytes, asynch returns some String values as bytearray, not bytes.
+    return value.decode() if isinstance(value, bytes | bytearray) else value
 
 
 def _record(row: Sequence[Any]) -> RecordedEvent:

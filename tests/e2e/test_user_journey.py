@@ -131,3 +131,27 @@ def test_an_email_belongs_to_one_user_at_a_time(http: HttpClient) -> None:
     assert moved.status == 200, moved.describe()
     reused = http.post("/register", json_body={"email": second.email, "password": "Another-Pass-1"})
     assert reused.status == 201, reused.describe()
+
+
+def test_login_right_after_register_or_password_change_needs_no_position(
+    http: HttpClient, query_http: HttpClient
+) -> None:
+    # The seed's clients register then log in at once; the read model may lag
+    # by milliseconds, which must neither fail the login nor count against it.
+    for _ in range(5):
+        email = unique_email("instant")
+        registered = http.post(
+            "/register", json_body={"email": email, "password": "Instant-Pass-1"}
+        )
+        assert registered.status == 201, registered.describe()
+        first = query_http.post("/login", json_body={"email": email, "password": "Instant-Pass-1"})
+        assert first.status == 200, first.describe()
+        user_id = registered.json()["id"]
+        changed = http.put(
+            f"/users/{user_id}/password",
+            json_body={"old_password": "Instant-Pass-1", "new_password": "Instant-Pass-2"},
+            token=first.json()["token"],
+        )
+        assert changed.status == 200, changed.describe()
+        again = query_http.post("/login", json_body={"email": email, "password": "Instant-Pass-2"})
+        assert again.status == 200, again.describe()
