@@ -12,12 +12,13 @@ BUF     := npx --no-install buf
 # the contract it lands on. Override with BUF_AGAINST=...
 BUF_AGAINST ?= $(shell scripts/buf_against.sh)
 
-.PHONY: help install up test gen check-gen lint buf-lint buf-breaking typecheck infra infra-stop unit bench-store
+.PHONY: help install up test gen check-gen lint buf-lint buf-breaking typecheck infra infra-stop unit bench-store bench
 
 help:
 	@echo "make up     - install and run the whole system on embedded defaults (data in ./data)"
 	@echo "make test   - install, start the real servers the tests need, run every check and test"
 	@echo "make gen    - regenerate gen/ from protos/"
+	@echo "make bench  - every benchmark scenario, both stacks (BENCHMARKS.md)"
 
 $(PY):
 	python3 -m venv .venv
@@ -76,3 +77,8 @@ up: $(STAMP)
 # (SQLite, and ClickHouse when the infra is up). Figures, not a test.
 bench-store: install infra
 	eval "$$(scripts/infra.sh env)"; $(PY) -m bench.store_bench
+
+# Every scenario of issue 6 on the embedded and the production stack: prints a table
+# and writes bench/results/latest.json (figures, not a test; see BENCHMARKS.md).
+bench: install infra
+	eval "$$(scripts/infra.sh env)"; $(PY) -m bench --stack both
