@@ -33,6 +33,7 @@ from query_svc.source import EventSource
 from query_svc.store_source import StoreSubscriptionSource
 from service_kit import errors
 from service_kit.auth import AuthInterceptor, service_metadata
+from service_kit.observability import MetricsInterceptor, observe_projector, setup_process
 from service_kit.passwords import PasswordHasher
 from service_kit.server import Registration, RunningServer, start_server, stop_event_on_signals
 from service_kit.settings import SettingsError, environ
@@ -137,6 +138,7 @@ async def start(
             database=database, source=source, batch_max=settings.projector_batch_max
         )
         await projector.start()
+        observe_projector(projector)
         read_model = ReadModel(database)
         rebuilder = Rebuilder(
             database=database,
@@ -164,7 +166,7 @@ async def start(
         server = await start_server(
             settings.listen,
             [Registration(SERVICE_NAME, pb_grpc.add_QueryServiceServicer_to_server, servicer)],
-            interceptors=[AuthInterceptor(codec, POLICIES)],
+            interceptors=[MetricsInterceptor(), AuthInterceptor(codec, POLICIES)],
         )
     except BaseException:
         if projector is not None:
@@ -201,8 +203,8 @@ async def serve() -> None:
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     try:
+        setup_process("query_svc", environ())
         asyncio.run(serve())
     except SettingsError as exc:
         raise SystemExit(f"query_svc: {exc}") from None

@@ -22,6 +22,7 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import datetime
 
 from query_svc.batching import batches
 from query_svc.db import LIVE, Database, Tables, read_checkpoint
@@ -61,6 +62,8 @@ class Projector:
         self._task: asyncio.Task[None] | None = None
         self.last_error: str = ""
         self.events_applied = 0
+        # Store time of the newest applied event (for the lag-in-seconds gauge).
+        self.applied_event_time: datetime | None = None
 
     # -- observing -----------------------------------------------------------
 
@@ -174,6 +177,7 @@ class Projector:
                         conn, self._tables, events, expected=expected, position=position
                     )
                 self._set_applied(position)
+                self.applied_event_time = events[-1].occurred_at
                 self.events_applied += len(events)
                 self.last_error = ""
                 self._backoff = self._backoff_initial

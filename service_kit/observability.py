@@ -20,7 +20,8 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Protocol
 
 import grpc
 from prometheus_client import Gauge, Histogram, start_http_server
@@ -195,3 +196,39 @@ def setup_process(service: str, env: Mapping[str, str]) -> None:
         env_int(env, "METRICS_PORT", 0, minimum=0, maximum=65535),
         env_str(env, "METRICS_HOST", "127.0.0.1"),
     )
+
+
+class _Lagging(Protocol):
+    @property
+    def lag(self) -> int: ...
+
+
+class _Projecting(Protocol):
+    @property
+    def applied_position(self) -> int: ...
+
+    @property
+    def source_position(self) -> int: ...
+
+    applied_event_time: datetime | None
+
+
+def observe_relay(relay: _Lagging) -> None:
+    """Reports the relay's lag (head minus relayed position) at every scrape."""
+    RELAY_LAG_POSITIONS.set_function(lambda: float(relay.lag))
+
+
+def observe_projector(projector: _Projecting) -> None:
+    """Reports the projector's lag in positions and in seconds at every scrape."""
+    PROJECTOR_LAG_POSITIONS.set_function(
+        lambda: float(max(0, projector.source_position - projector.applied_position))
+    )
+
+    def seconds() -> float:
+        newest = projector.applied_event_time
+        behind = projector.source_position > projector.applied_position
+        if newest is None or not behind:
+            return 0.0
+        return max(0.0, (datetime.now(UTC) - newest).total_seconds())
+
+    PROJECTOR_LAG_SECONDS.set_function(seconds)

@@ -12,6 +12,12 @@ from cqrs.eventstore.v1 import event_store_pb2_grpc as pb_grpc
 import domain
 from service_kit import errors
 from service_kit.auth import AuthInterceptor
+from service_kit.observability import (
+    APPEND_BATCH_EVENTS,
+    MetricsInterceptor,
+    observe_relay,
+    setup_process,
+)
 from service_kit.server import Registration, RunningServer, start_server, stop_event_on_signals
 from service_kit.settings import SettingsError, environ
 from store_svc import engine
@@ -91,6 +97,7 @@ async def start(settings: StoreSettings) -> StoreService:
             batch_max_events=settings.batch_max_events,
             batch_max_delay=settings.batch_max_delay,
             subscriber_buffer=settings.subscriber_buffer,
+            on_batch=APPEND_BATCH_EVENTS.observe,
         )
     except BaseException:
         await storage.close()  # until open succeeds, the storage is ours to close
@@ -106,7 +113,7 @@ async def start(settings: StoreSettings) -> StoreService:
                     EventStoreServicer(store, tt),
                 )
             ],
-            interceptors=[AuthInterceptor(settings.token_codec(), POLICIES)],
+            interceptors=[MetricsInterceptor(), AuthInterceptor(settings.token_codec(), POLICIES)],
         )
     except BaseException:
         await store.close()
@@ -121,6 +128,7 @@ async def start(settings: StoreSettings) -> StoreService:
             save_interval=settings.relay.save_interval,
         )
         await relay.start()  # returns at once: Kafka being down delays only the relay
+        observe_relay(relay)
         log.info("outbox relay on: topic %r at %s", settings.relay.topic, settings.relay.broker)
     log.info("store_svc serving gRPC on port %d (%s backend)", server.port, settings.backend)
     return StoreService(store, tt, server, relay)
@@ -134,8 +142,8 @@ async def serve(settings: StoreSettings) -> None:
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     try:
+        setup_process("store_svc", environ())
         settings = StoreSettings.from_env(environ())
         asyncio.run(serve(settings))
     except (SettingsError, engine.WriterLockHeld, engine.StorageUnavailable) as exc:

@@ -27,7 +27,7 @@ import asyncio
 import contextlib
 import logging
 from collections import OrderedDict, deque
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -258,6 +258,7 @@ class EventStore:
         batch_max_delay: float,
         subscriber_buffer: int,
         max_pending_appends: int,
+        on_batch: Callable[[int], None] | None = None,
     ) -> None:
         # Use `EventStore.open`: the constructor neither locks nor loads.
         self._storage = storage
@@ -272,6 +273,7 @@ class EventStore:
         self._pending: deque[_AppendRequest] = deque()
         self._pending_events = 0
         self._slots = asyncio.Semaphore(max_pending_appends)
+        self._on_batch = on_batch  # observer of committed batch sizes (metrics)
         self._wakeup = asyncio.Event()
         self._batch_full = asyncio.Event()
         self._subscribers: set[_LiveFeed] = set()
@@ -289,6 +291,7 @@ class EventStore:
         batch_max_delay: float = 0.002,
         subscriber_buffer: int = 1000,
         max_pending_appends: int = 10_000,
+        on_batch: Callable[[int], None] | None = None,
     ) -> EventStore:
         """Take the writer lock, load heads/claims/last position, start the writer task.
 
@@ -308,6 +311,7 @@ class EventStore:
             batch_max_delay=batch_max_delay,
             subscriber_buffer=subscriber_buffer,
             max_pending_appends=max_pending_appends,
+            on_batch=on_batch,
         )
         await storage.acquire_writer_lock()
         try:
@@ -509,6 +513,8 @@ class EventStore:
             self._settle(req, outcome)
         if plan.pending:
             self._publish([pending.record for pending in plan.pending])
+            if self._on_batch is not None:
+                self._on_batch(len(plan.pending))
 
     async def _resync(self) -> bool:
         """Reload heads/claims/position from storage after a failed write; True on success."""
