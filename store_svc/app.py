@@ -98,6 +98,7 @@ async def start(settings: StoreSettings) -> StoreService:
             batch_max_delay=settings.batch_max_delay,
             subscriber_buffer=settings.subscriber_buffer,
             on_batch=APPEND_BATCH_EVENTS.observe,
+            stream_cache_events=settings.stream_cache_events,
         )
     except BaseException:
         await storage.close()  # until open succeeds, the storage is ours to close

@@ -74,6 +74,7 @@ class StoreSettings:
     batch_max_delay: float
     snapshot_every: int
     subscriber_buffer: int
+    stream_cache_events: int
     jwt_secret: str = field(repr=False)
     jwt_ttl_seconds: int = 3600
     relay: RelaySettings = RelaySettings()
@@ -113,6 +114,9 @@ class StoreSettings:
             snapshot_every=env_int(env, "SNAPSHOT_EVERY", 100, minimum=0, maximum=1_000_000),
             jwt_secret=env["JWT_SECRET"],
             jwt_ttl_seconds=codec.ttl_seconds,
+            stream_cache_events=env_int(
+                env, "STORE_STREAM_CACHE_EVENTS", 100_000, minimum=0, maximum=10_000_000
+            ),
             subscriber_buffer=env_int(
                 env, "STORE_SUBSCRIBER_BUFFER", 1000, minimum=10, maximum=1_000_000
             ),

@@ -243,6 +243,66 @@ class _LiveFeed:
         self.wakeup.set()
 
 
+class _StreamCache:
+    """Whole streams (versions 1..head) kept in memory: LRU, bounded in events.
+
+    Write-through: this process is the single writer, so every committed
+    event is appended here in the same synchronous step that moves the head,
+    and a cached stream is never stale. A stream that cannot be kept whole
+    (too large, or an append that does not follow) is simply not cached.
+    """
+
+    def __init__(self, capacity: int) -> None:
+        self._capacity = capacity
+        self._streams: OrderedDict[str, list[RecordedEvent]] = OrderedDict()
+        self._size = 0
+
+    @property
+    def max_stream(self) -> int:
+        """Longest stream worth caching (a tenth of the capacity)."""
+        return self._capacity // 10
+
+    def get(self, aggregate_id: str) -> list[RecordedEvent] | None:
+        events = self._streams.get(aggregate_id)
+        if events is not None:
+            self._streams.move_to_end(aggregate_id)
+        return events
+
+    def put(self, aggregate_id: str, events: list[RecordedEvent]) -> None:
+        if not events or len(events) > self.max_stream:
+            return
+        self.discard(aggregate_id)
+        self._streams[aggregate_id] = events
+        self._size += len(events)
+        self._evict()
+
+    def extend(self, records: Sequence[RecordedEvent]) -> None:
+        for record in records:
+            events = self._streams.get(record.aggregate_id)
+            if events is None:
+                continue
+            if events[-1].version + 1 == record.version and len(events) < self.max_stream:
+                events.append(record)
+                self._size += 1
+            else:
+                self.discard(record.aggregate_id)
+        self._evict()
+
+    def discard(self, aggregate_id: str) -> None:
+        events = self._streams.pop(aggregate_id, None)
+        if events is not None:
+            self._size -= len(events)
+
+    def clear(self) -> None:
+        self._streams.clear()
+        self._size = 0
+
+    def _evict(self) -> None:
+        while self._size > self._capacity and self._streams:
+            _, events = self._streams.popitem(last=False)
+            self._size -= len(events)
+
+
 class EventStore:
     """The event store engine: one per process, the single writer of its storage.
 
@@ -259,6 +319,7 @@ class EventStore:
         subscriber_buffer: int,
         max_pending_appends: int,
         on_batch: Callable[[int], None] | None = None,
+        stream_cache_events: int = 0,
     ) -> None:
         # Use `EventStore.open`: the constructor neither locks nor loads.
         self._storage = storage
@@ -274,10 +335,11 @@ class EventStore:
         self._pending_events = 0
         self._slots = asyncio.Semaphore(max_pending_appends)
         self._on_batch = on_batch  # observer of committed batch sizes (metrics)
+        self._streams = _StreamCache(stream_cache_events)
         self._wakeup = asyncio.Event()
         self._batch_full = asyncio.Event()
         self._subscribers: set[_LiveFeed] = set()
-        self._snapshots: OrderedDict[str, SnapshotRecord] = OrderedDict()
+        self._snapshots: OrderedDict[str, SnapshotRecord | None] = OrderedDict()
         self._closing = False
         self._closed = False
         self._writer: asyncio.Task[None] | None = None
@@ -292,6 +354,7 @@ class EventStore:
         subscriber_buffer: int = 1000,
         max_pending_appends: int = 10_000,
         on_batch: Callable[[int], None] | None = None,
+        stream_cache_events: int = 100_000,
     ) -> EventStore:
         """Take the writer lock, load heads/claims/last position, start the writer task.
 
@@ -312,6 +375,7 @@ class EventStore:
             subscriber_buffer=subscriber_buffer,
             max_pending_appends=max_pending_appends,
             on_batch=on_batch,
+            stream_cache_events=stream_cache_events,
         )
         await storage.acquire_writer_lock()
         try:
@@ -509,6 +573,7 @@ class EventStore:
             else:
                 self._claims[claim] = owner
         self._last_position = plan.position
+        self._streams.extend([pending.record for pending in plan.pending])
         for req, outcome in zip(batch, outcomes, strict=True):
             self._settle(req, outcome)
         if plan.pending:
@@ -539,6 +604,7 @@ class EventStore:
             self._subscribers.clear()
         self._heads, self._claims = state.heads, state.claims
         self._last_position = state.last_position
+        self._streams.clear()  # storage is the truth again; refill on demand
         self._needs_resync = False
         return True
 
@@ -601,6 +667,9 @@ class EventStore:
             return []
         if until is not None:
             to_micros(until)  # validates
+        whole = await self._whole_stream(aggregate_id)
+        if whole is not None:
+            return _slice(whole, from_version, to_version, until, limit)
         events = await self._storage.read_stream(
             aggregate_id, from_version=from_version, to_version=to_version, until=until, limit=limit
         )
@@ -612,6 +681,27 @@ class EventStore:
                 break
             prefix.append(event)
         return prefix
+
+    async def _whole_stream(self, aggregate_id: str) -> list[RecordedEvent] | None:
+        """The whole stream from the cache (filled on a miss), or None if not cacheable."""
+        cached = self._streams.get(aggregate_id)
+        if cached is not None:
+            return cached
+        head = self._heads.get(aggregate_id, 0)
+        if head == 0 or head > self._streams.max_stream:
+            return None
+        events = await self._storage.read_stream(
+            aggregate_id, from_version=1, to_version=None, until=None, limit=None
+        )
+        # Cache only what is provably the whole stream now: a commit during the
+        # read moved the head, and those events would be missing.
+        if (
+            events
+            and len(events) == self._heads.get(aggregate_id, 0)
+            and events[-1].version == len(events)
+        ):
+            self._streams.put(aggregate_id, events)
+        return events
 
     async def read_all(
         self,
@@ -676,7 +766,7 @@ class EventStore:
         await self._storage.save_snapshot(snapshot)
         cached = self._snapshots.get(snapshot.aggregate_id)
         if cached is None or cached.version <= snapshot.version:
-            self._remember_snapshot(snapshot)
+            self._remember(snapshot.aggregate_id, snapshot)
 
     async def latest_snapshot(self, aggregate_id: str) -> SnapshotRecord | None:
         """The snapshot with the highest version, if any.
@@ -684,18 +774,17 @@ class EventStore:
         Served from a bounded write-through cache: this process is the only
         writer of snapshots, so a cached latest snapshot cannot be stale.
         """
-        cached = self._snapshots.get(aggregate_id)
-        if cached is not None:
+        if aggregate_id in self._snapshots:
             self._snapshots.move_to_end(aggregate_id)
-            return cached
+            return self._snapshots[aggregate_id]
         found = await self._storage.latest_snapshot(aggregate_id)
-        if found is not None:
-            self._remember_snapshot(found)
+        # "No snapshot" is cached too: only this process writes snapshots.
+        self._remember(aggregate_id, found)
         return found
 
-    def _remember_snapshot(self, snapshot: SnapshotRecord) -> None:
-        self._snapshots[snapshot.aggregate_id] = snapshot
-        self._snapshots.move_to_end(snapshot.aggregate_id)
+    def _remember(self, aggregate_id: str, snapshot: SnapshotRecord | None) -> None:
+        self._snapshots[aggregate_id] = snapshot
+        self._snapshots.move_to_end(aggregate_id)
         if len(self._snapshots) > _SNAPSHOT_CACHE_SIZE:
             self._snapshots.popitem(last=False)
 
@@ -797,3 +886,23 @@ def _check_times(since: datetime | None, until: datetime | None) -> None:
     for moment in (since, until):
         if moment is not None:
             to_micros(moment)  # validates: aware and within range
+
+
+def _slice(
+    events: list[RecordedEvent],
+    from_version: int,
+    to_version: int | None,
+    until: datetime | None,
+    limit: int | None,
+) -> list[RecordedEvent]:
+    """What `read_stream` returns, cut from a whole stream (index = version - 1)."""
+    end = len(events) if to_version is None else min(to_version, len(events))
+    picked = events[from_version - 1 : end]
+    if until is not None:
+        for i, event in enumerate(picked):
+            if event.timestamp > until:
+                picked = picked[:i]  # the stream as it was: stop at the first later event
+                break
+    if limit is not None:
+        picked = picked[:limit]
+    return picked
