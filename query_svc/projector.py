@@ -24,11 +24,11 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import datetime
 
-from query_svc.batching import batches
 from query_svc.db import LIVE, Database, Tables, read_checkpoint
 from query_svc.projection import ProjectionError
 from query_svc.source import EventSource, SourceItem
 from query_svc.writer import new_events, write_batch
+from service_kit.batching import batches
 
 log = logging.getLogger(__name__)
 

@@ -30,11 +30,11 @@ from typing import Final
 
 import grpc
 
-from query_svc.batching import batches
 from query_svc.db import LIVE, Database, Tables, create_tables, define_tables, drop_tables, swap_in
 from query_svc.projector import Projector
 from query_svc.source import EventSource, SourceItem
 from query_svc.writer import new_events, write_batch
+from service_kit.batching import batches
 from service_kit.errors import ServiceError
 
 log = logging.getLogger(__name__)

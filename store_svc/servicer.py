@@ -21,10 +21,10 @@ from google.protobuf import json_format
 import domain
 from service_kit import errors, metadata, validate
 from service_kit.auth import current_principal
+from service_kit.batching import batches
 from service_kit.errors import invalid
 from service_kit.timeconv import to_timestamp, utcnow
 from store_svc import convert
-from store_svc.batching import batches
 from store_svc.engine import (
     Claim,
     EventStore,
@@ -291,7 +291,7 @@ class EventStoreServicer(pb_grpc.EventStoreServiceServicer):
         if not 1 <= max_batch <= validate.MAX_PAGE:
             raise invalid("max_batch", f"must be 1..{validate.MAX_PAGE}, got {max_batch}")
         items = self._store.subscribe(start, heartbeat=float(heartbeat))
-        async for group in batches(items, max_batch):
+        async for group in batches(items, max_size=max_batch, read_ahead=max_batch):
             events: list[pb.Event] = []
             for item in group:
                 if isinstance(item, RecordedEvent):

@@ -1,8 +1,9 @@
 """Grouping the items of an async stream into batches of what has already arrived.
 
-The projector commits one transaction per batch; the bigger the batch the
-cheaper each event, but waiting for a batch to fill would delay every read
-that waits for a position. :func:`batches` does neither: a background task
+Used where per-item cost dominates: the projector commits one transaction
+per batch, and the store's Subscribe sends one gRPC message per batch. The
+bigger the batch the cheaper each item, but waiting for a batch to fill would
+delay every reader waiting for a position. :func:`batches` does neither: a background task
 reads ahead into a bounded queue, and each batch is whatever the queue holds
 (at least one item, at most ``max_size``). Under load batches grow by
 themselves; when idle every item goes out alone and at once.

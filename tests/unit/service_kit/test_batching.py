@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from query_svc.batching import batches
+from service_kit.batching import batches
 
 pytestmark = pytest.mark.unit
 
