@@ -15,11 +15,12 @@ so several services in one process share them without double registration.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -84,19 +85,8 @@ class MetricsInterceptor(_InterceptorBase):
             inner = handler.unary_unary
 
             async def unary(request: Any, context: Any) -> Any:
-                token = correlation_id.set(corr)
-                start = time.perf_counter()
-                code = "OK"
-                try:
+                with _timed(service, method, corr, context, failed="UNKNOWN"):
                     return await inner(request, context)
-                except BaseException:
-                    code = _code_name(context, default="UNKNOWN")
-                    raise
-                finally:
-                    if code == "OK":
-                        code = _code_name(context, default="OK")
-                    RPC_SECONDS.labels(service, method, code).observe(time.perf_counter() - start)
-                    correlation_id.reset(token)
 
             return grpc.unary_unary_rpc_method_handler(
                 unary,
@@ -107,20 +97,9 @@ class MetricsInterceptor(_InterceptorBase):
             stream: Any = handler.unary_stream  # an async generator function under aio
 
             async def streaming(request: Any, context: Any) -> Any:
-                token = correlation_id.set(corr)
-                start = time.perf_counter()
-                code = "OK"
-                try:
+                with _timed(service, method, corr, context, failed="CANCELLED"):
                     async for item in stream(request, context):
                         yield item
-                except BaseException:
-                    code = _code_name(context, default="CANCELLED")
-                    raise
-                finally:
-                    if code == "OK":
-                        code = _code_name(context, default="OK")
-                    RPC_SECONDS.labels(service, method, code).observe(time.perf_counter() - start)
-                    correlation_id.reset(token)
 
             return grpc.unary_stream_rpc_method_handler(
                 streaming,
@@ -128,6 +107,24 @@ class MetricsInterceptor(_InterceptorBase):
                 response_serializer=handler.response_serializer,
             )
         return handler
+
+
+@contextlib.contextmanager
+def _timed(service: str, method: str, corr: str, context: Any, *, failed: str) -> Iterator[None]:
+    """Sets the correlation id for the call and records its latency with its code."""
+    token = correlation_id.set(corr)
+    start = time.perf_counter()
+    code = "OK"
+    try:
+        yield
+    except BaseException:
+        code = _code_name(context, default=failed)
+        raise
+    finally:
+        if code == "OK":
+            code = _code_name(context, default="OK")
+        RPC_SECONDS.labels(service, method, code).observe(time.perf_counter() - start)
+        correlation_id.reset(token)
 
 
 def _code_name(context: Any, *, default: str) -> str:
