@@ -9,17 +9,55 @@ whole session, nor the system's log, contains a bcrypt hash.
 
 from __future__ import annotations
 
+import asyncio
+import os
 from collections.abc import Iterator
 
+import asyncpg  # type: ignore[import-untyped]
 import pytest
+from asynch.connection import Connection
 
 from tests.e2e.body_log import BodyLog, find_hash
 from tests.e2e.grpcurl_client import Grpcurl
 from tests.e2e.http_client import HttpClient
 from tests.e2e.support import login
-from tests.e2e.system_process import STOP_TIMEOUT, SystemProcess, start_system
+from tests.e2e.system_process import (
+    MODES,
+    STOP_TIMEOUT,
+    SystemProcess,
+    production_available,
+    start_system,
+)
 
 _BODY_LOG = BodyLog()
+
+
+async def drop_production_data(env: dict[str, str]) -> None:
+    """Drops the run's ClickHouse database and PostgreSQL schema (the topic stays: cheap)."""
+    host, _, port = env["CLICKHOUSE_HOST"].rpartition(":")
+    ch = Connection(
+        user=env.get("CLICKHOUSE_USER", "default"),
+        password=env.get("CLICKHOUSE_PASSWORD", ""),
+        host=host,
+        port=int(port),
+    )
+    await ch.connect()
+    try:
+        async with ch.cursor() as cursor:
+            await cursor.execute(f"DROP DATABASE IF EXISTS {env['CLICKHOUSE_DB']}")
+    finally:
+        await ch.close()
+    pg = await asyncpg.connect(
+        host=env["POSTGRES_QUERY_HOST"],
+        port=int(env.get("POSTGRES_QUERY_PORT", "5432")),
+        user=env.get("POSTGRES_QUERY_USER", "postgres"),
+        password=env.get("POSTGRES_QUERY_PASSWORD", ""),
+        database=env.get("POSTGRES_QUERY_DB", "query_db"),
+    )
+    try:
+        await pg.execute(f'DROP SCHEMA IF EXISTS "{env["POSTGRES_QUERY_SCHEMA"]}" CASCADE')
+    finally:
+        await pg.close()
 
 
 @pytest.fixture(scope="session")
@@ -28,15 +66,21 @@ def body_log() -> BodyLog:
     return _BODY_LOG
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="session", params=MODES)
 def e2e_system(
-    tmp_path_factory: pytest.TempPathFactory, body_log: BodyLog
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, body_log: BodyLog
 ) -> Iterator[SystemProcess]:
-    system = start_system(tmp_path_factory.mktemp("e2e-system"), body_log)
+    """The system on embedded defaults, then on ClickHouse + Kafka + PostgreSQL."""
+    mode = str(request.param)
+    if mode == "production" and not production_available(dict(os.environ)):
+        pytest.skip("ClickHouse/PostgreSQL/Kafka not configured (make test sets them)")
+    system = start_system(tmp_path_factory.mktemp(f"e2e-{mode}"), body_log, mode=mode)
     try:
         yield system
     finally:
         code = system.stop()
+        if mode == "production":
+            asyncio.run(drop_production_data(system.env))
     problems: list[str] = []
     if code != 0:
         shown = "did not exit" if code is None else f"exited {code}"

@@ -70,6 +70,7 @@ class SystemProcess:
     data_dir: Path
     log_path: Path
     proc: subprocess.Popen[bytes]
+    env: dict[str, str]
 
     def operator_token(self) -> str:
         """A service token signed with the JWT_SECRET the test gave the system.
@@ -110,8 +111,51 @@ def free_ports(count: int) -> list[int]:
             s.close()
 
 
-def system_env(base: dict[str, str], ports: SystemPorts, data_dir: Path) -> dict[str, str]:
+# The production stack's servers, as `scripts/infra.sh env` exports them.
+_INFRA_VARIABLES = (
+    "CLICKHOUSE_HOST",
+    "CLICKHOUSE_USER",
+    "CLICKHOUSE_PASSWORD",
+    "POSTGRES_QUERY_HOST",
+    "POSTGRES_QUERY_PORT",
+    "POSTGRES_QUERY_USER",
+    "POSTGRES_QUERY_PASSWORD",
+    "POSTGRES_QUERY_DB",
+    "KAFKA_BROKER",
+)
+MODES = ("embedded", "production")
+
+
+def production_available(base: dict[str, str]) -> bool:
+    """Whether the environment points at ClickHouse, PostgreSQL and Kafka."""
+    return all(
+        base.get(name) for name in ("CLICKHOUSE_HOST", "POSTGRES_QUERY_HOST", "KAFKA_BROKER")
+    )
+
+
+def production_env(base: dict[str, str], run_id: str) -> dict[str, str]:
+    """ClickHouse event store, PostgreSQL read model fed from Kafka, each fresh for this run."""
+    env = {name: base[name] for name in _INFRA_VARIABLES if name in base}
+    env.update(
+        {
+            "EVENT_STORE_BACKEND": "clickhouse",
+            "CLICKHOUSE_DB": f"e2e_{run_id}",
+            "QUERY_DB_BACKEND": "postgres",
+            "POSTGRES_QUERY_SCHEMA": f"e2e_{run_id}",
+            "QUERY_EVENT_SOURCE": "kafka",
+            "KAFKA_TOPIC": f"e2e-{run_id}",
+            "KAFKA_GROUP": f"e2e-{run_id}",
+        }
+    )
+    return env
+
+
+def system_env(
+    base: dict[str, str], ports: SystemPorts, data_dir: Path, mode: str = "embedded"
+) -> dict[str, str]:
     env = {k: v for k, v in base.items() if not k.startswith(_PROJECT_VARIABLES)}
+    if mode == "production":
+        env.update(production_env(base, secrets.token_hex(5)))
     env.update(
         {
             "DATA_DIR": str(data_dir),
@@ -132,7 +176,9 @@ def system_env(base: dict[str, str], ports: SystemPorts, data_dir: Path) -> dict
     return env
 
 
-def start_system(workdir: Path, log: BodyLog, *, attempts: int = 3) -> SystemProcess:
+def start_system(
+    workdir: Path, log: BodyLog, *, mode: str = "embedded", attempts: int = 3
+) -> SystemProcess:
     """Starts the system and returns once every port answers and the admin exists.
 
     A port taken between choosing and binding it makes the process exit at
@@ -143,7 +189,7 @@ def start_system(workdir: Path, log: BodyLog, *, attempts: int = 3) -> SystemPro
         ports = SystemPorts(*free_ports(6))
         data_dir = workdir / f"data-{attempt}"
         log_path = workdir / f"system-{attempt}.log"
-        env = system_env(dict(os.environ), ports, data_dir)
+        env = system_env(dict(os.environ), ports, data_dir, mode)
         with log_path.open("wb") as out:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "bootstrap"],
@@ -160,6 +206,7 @@ def start_system(workdir: Path, log: BodyLog, *, attempts: int = 3) -> SystemPro
             data_dir=data_dir,
             log_path=log_path,
             proc=proc,
+            env=env,
         )
         if _wait_ready(system, log):
             return system
