@@ -49,16 +49,7 @@ errors.register(domain.UnknownEventType, grpc.StatusCode.INVALID_ARGUMENT)
 async def open_storage(settings: StoreSettings) -> engine.Storage:
     """Opens the storage adapter the settings name (creating its schema)."""
     if settings.backend == "clickhouse":
-        ch = settings.clickhouse
-        return await engine.ClickHouseStorage.open(
-            engine.ClickHouseConfig(
-                host=ch.host,
-                port=ch.port,
-                user=ch.user,
-                password=ch.password,
-                database=ch.database,
-            )
-        )
+        return await engine.ClickHouseStorage.open(settings.clickhouse)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     return await engine.SqliteStorage.open(settings.sqlite_path)
 

@@ -34,8 +34,7 @@ from typing import Any, Protocol
 
 import asynch
 
-from store_svc.engine import StorageUnavailable
-from store_svc.settings import ClickHouseSettings
+from store_svc.engine import ClickHouseConfig, StorageUnavailable
 
 # Kafka's own rule for topic names; it also makes them safe in a file name.
 _TOPIC = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
@@ -116,7 +115,7 @@ class ClickHouseRelayCheckpoint:
     storage adapter's pool and heals by itself after a ClickHouse restart.
     """
 
-    def __init__(self, *, settings: ClickHouseSettings, topic: str) -> None:
+    def __init__(self, *, settings: ClickHouseConfig, topic: str) -> None:
         self._settings = settings
         self._topic = _check_topic(topic)
         self._table = f"`{settings.database}`.relay_checkpoint"

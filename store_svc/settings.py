@@ -9,20 +9,10 @@ from pathlib import Path
 
 from service_kit.auth import TokenCodec
 from service_kit.settings import SettingsError, env_choice, env_float, env_int, env_str
+from store_svc.engine import ClickHouseConfig
 
 # Kafka's rule for topic names.
 _TOPIC = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
-
-
-@dataclass(frozen=True, slots=True)
-class ClickHouseSettings:
-    """Where the ClickHouse event store lives (names as in the seed's .env)."""
-
-    host: str
-    port: int
-    user: str
-    password: str
-    database: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +59,7 @@ class StoreSettings:
     listen: str
     backend: str
     data_dir: Path
-    clickhouse: ClickHouseSettings
+    clickhouse: ClickHouseConfig
     batch_max_events: int
     batch_max_delay: float
     snapshot_every: int
@@ -93,17 +83,15 @@ class StoreSettings:
         host, _, port = host_port.rpartition(":")
         if not host or not port.isdigit():
             raise SettingsError(f"CLICKHOUSE_HOST={host_port!r}: expected host:port")
+        try:  # the engine's own parser reads the CLICKHOUSE_* variables
+            clickhouse = ClickHouseConfig.from_env(env, default_host=host_port)
+        except ValueError as exc:
+            raise SettingsError(str(exc)) from None
         return cls(
             listen=env_str(env, "STORE_GRPC_LISTEN", "127.0.0.1:9090"),
             backend=env_choice(env, "EVENT_STORE_BACKEND", "sqlite", ("sqlite", "clickhouse")),
             data_dir=Path(env_str(env, "DATA_DIR", "data")),
-            clickhouse=ClickHouseSettings(
-                host=host,
-                port=int(port),
-                user=env_str(env, "CLICKHOUSE_USER", "default"),
-                password=env.get("CLICKHOUSE_PASSWORD", ""),
-                database=env_str(env, "CLICKHOUSE_DB", "events"),
-            ),
+            clickhouse=clickhouse,
             batch_max_events=env_int(
                 env, "STORE_BATCH_MAX_EVENTS", 500, minimum=1, maximum=100_000
             ),

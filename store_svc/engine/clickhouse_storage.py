@@ -122,12 +122,17 @@ class ClickHouseConfig:
 
     @classmethod
     def from_env(
-        cls, environ: Mapping[str, str] | None = None, **overrides: Any
+        cls,
+        environ: Mapping[str, str] | None = None,
+        *,
+        default_host: str = "",
+        **overrides: Any,
     ) -> ClickHouseConfig:
-        """Read CLICKHOUSE_HOST (host[:port]), CLICKHOUSE_USER, CLICKHOUSE_PASSWORD,
-        CLICKHOUSE_DB; a bad value fails with the variable's name in the message."""
+        """Read CLICKHOUSE_HOST (host[:port]; ``default_host`` when unset, else it is
+        required), CLICKHOUSE_USER, CLICKHOUSE_PASSWORD, CLICKHOUSE_DB; a bad value
+        fails with the variable's name in the message."""
         env = os.environ if environ is None else environ
-        address = env.get("CLICKHOUSE_HOST", "").strip()
+        address = env.get("CLICKHOUSE_HOST", "").strip() or default_host
         if not address:
             raise ValueError("CLICKHOUSE_HOST is not set (expected host:port)")
         host, _, port_text = address.rpartition(":") if ":" in address else (address, "", "")
