@@ -216,11 +216,15 @@ def _postgres_engine(settings: QuerySettings) -> AsyncEngine:
         # which would invalidate cached statements on every pooled connection.
         query={"prepared_statement_cache_size": "0"},
     )
+    # A fixed pool: overflow connections would be opened and closed under
+    # load (each connect negotiates TLS and loads type codecs, ~ms of CPU).
+    # No pre-ping: it costs a round trip per checkout on the projector's and
+    # every query's path; a connection found dead (database restarted) fails
+    # its call with UNAVAILABLE and SQLAlchemy then recycles the whole pool.
     return create_async_engine(
         url,
-        pool_size=10,
-        max_overflow=10,
-        pool_pre_ping=True,
+        pool_size=20,
+        max_overflow=0,
         connect_args={"server_settings": {"search_path": pg.schema}, "timeout": 10},
     )
 

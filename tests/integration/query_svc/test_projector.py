@@ -199,3 +199,36 @@ async def test_it_reconnects_when_the_store_comes_back(
             await projector.stop()
             await store.stop(grace=0)
     await assert_matches_store(database, feeder)
+
+
+async def test_a_user_taking_an_address_released_in_the_same_batch_fits_the_unique_email(
+    database: Database,
+) -> None:
+    """B y->fresh then A tmp->y in one batch, A's row first: the writer parks the movers.
+
+    auth_projections.email is UNIQUE and checked row by row, so A's row,
+    written first, would collide with B's old address; batches where no
+    mover takes a released address skip the parking step.
+    """
+    log, a, b = Log(), new_id(), new_id()
+    events = [
+        # batch 1
+        log.created(a, "x@example.com"),
+        log.created(b, "y@example.com"),
+        log.email(a, "x@example.com", "tmp@example.com"),
+        # batch 2: A is seen first, so its row is written first
+        log.login(a),
+        log.email(b, "y@example.com", "fresh@example.com"),
+        log.email(a, "tmp@example.com", "y@example.com"),
+    ]
+    feed = ListSource(events)
+    projector = Projector(database=database, source=feed, batch_max=3)
+    await projector.start()
+    try:
+        assert await projector.wait_for(len(events), within=10)
+    finally:
+        await projector.stop()
+    assert projector.last_error == ""
+    rows = await dump(database)
+    emails = {row[0]: row[1] for row in rows["users"]}
+    assert emails == {a: "y@example.com", b: "fresh@example.com"}

@@ -132,7 +132,7 @@ def test_an_unknown_event_type_only_bumps_version_and_time() -> None:
     assert after == replace(user, version=2, updated_at=future.occurred_at)  # type: ignore[type-var]
 
 
-def test_batch_splits_new_and_existing_users_and_flags_email_moves() -> None:
+def test_batch_splits_new_and_existing_users() -> None:
     log, old_id, new = Log(), new_id(), new_id()
     before = fold([log.created(old_id, "x@example.com")])
     assert before is not None
@@ -145,12 +145,27 @@ def test_batch_splits_new_and_existing_users_and_flags_email_moves() -> None:
     changes = project_batch(batch, {old_id: before})
     assert set(changes.inserted) == {new}
     assert set(changes.updated) == {old_id}
-    assert changes.email_moved == {old_id}
+    # x is released by old_id and taken by a new user, whose row is inserted
+    # after the updates: no mover takes a released address, so no parking.
+    assert changes.email_moved == set()
     assert changes.inserted[new].email == "x@example.com"
     assert changes.inserted[new].login_count == 1
     assert changes.updated[old_id].email == "z@example.com"
     assert [x.id for x in changes.logins] == [4]
     assert changes.applied == 4
+
+
+def test_movers_are_flagged_only_when_one_takes_an_address_another_released() -> None:
+    log, a, b = Log(), new_id(), new_id()
+    users = {
+        a: fold([log.created(a, "a@example.com")]),
+        b: fold([log.created(b, "b@example.com")]),
+    }
+    existing = {uid: user for uid, user in users.items() if user is not None}
+    a_moves = log.email(a, "a@example.com", "n@example.com")
+    assert project_batch([a_moves], existing).email_moved == set()
+    b_takes_a_s_old_address = log.email(b, "b@example.com", "a@example.com")
+    assert project_batch([a_moves, b_takes_a_s_old_address], existing).email_moved == {a, b}
 
 
 def test_batch_skips_reflected_events_and_leaves_input_alone() -> None:
