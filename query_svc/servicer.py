@@ -61,7 +61,7 @@ class QueryServicer(pb_grpc.QueryServiceServicer):
     async def _await_position(self, requested: int, context: Any) -> None:
         if requested < 0:
             raise invalid("min_position", f"must not be negative, got {requested}")
-        raw = metadata.get(context.invocation_metadata(), MIN_POSITION_METADATA).strip()
+        raw = metadata.get(metadata.call_metadata(context), MIN_POSITION_METADATA).strip()
         from_metadata = 0
         if raw:
             if not raw.isdigit() or len(raw) > 19:

@@ -20,9 +20,9 @@ from typing import Any, Final
 import grpc
 from cqrs.eventstore.v1 import event_store_pb2 as pb
 from cqrs.eventstore.v1 import event_store_pb2_grpc as pb_grpc
-from google.protobuf import json_format
 
 from query_svc.source import Checkpoint, SourceItem, StoredEvent
+from service_kit.structs import struct_to_dict
 from service_kit.timeconv import to_datetime
 
 MetadataFn = Callable[[], list[tuple[str, str]]]
@@ -44,7 +44,7 @@ def stored_event(event: pb.Event) -> StoredEvent:
         event_type=event.event_type,
         version=event.version,
         occurred_at=to_datetime(event.timestamp),
-        payload=json_format.MessageToDict(event.payload),
+        payload=struct_to_dict(event.payload),
     )
 
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextvars
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 CORRELATION_ID = "x-correlation-id"
@@ -19,12 +20,33 @@ def get(metadata: Iterable[Any] | None, key: str) -> str:
     return ""
 
 
+# The current call's metadata, set by the first server interceptor in the
+# call's own context; reading it there is cheaper than asking the context
+# again (grpc.aio rebuilds the tuple on every invocation_metadata() call).
+_call_metadata: contextvars.ContextVar[Sequence[Any] | None] = contextvars.ContextVar(
+    "call_metadata", default=None
+)
+
+
+def remember_call_metadata(metadata: Sequence[Any] | None) -> None:
+    """Called by the first interceptor with the call's metadata (see :func:`call_metadata`)."""
+    _call_metadata.set(metadata or ())
+
+
+def call_metadata(context: Any) -> Sequence[Any]:
+    """The call's metadata: the interceptor's copy, else the context's own."""
+    remembered = _call_metadata.get()
+    if remembered is not None:
+        return remembered
+    return tuple(context.invocation_metadata() or ())
+
+
 def correlation_ids(context: Any) -> tuple[str, str]:
     """(correlation id, causation id) of a call; a fresh correlation id if none came.
 
     Values are capped at 128 characters so a caller cannot bloat every event.
     """
-    md = context.invocation_metadata()
+    md = call_metadata(context)
     correlation = get(md, CORRELATION_ID)[:128] or str(uuid.uuid4())
     causation = get(md, CAUSATION_ID)[:128]
     return correlation, causation

@@ -15,14 +15,13 @@ so several services in one process share them without double registration.
 
 from __future__ import annotations
 
-import contextlib
 import contextvars
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import grpc
 from prometheus_client import Gauge, Histogram, start_http_server
@@ -67,7 +66,18 @@ else:
 
 
 class MetricsInterceptor(_InterceptorBase):
-    """Times unary and server-streaming calls and sets the correlation id for logs."""
+    """Times unary and server-streaming calls and sets the correlation id for logs.
+
+    It runs first, in the call's own ``contextvars.Context`` (grpc.aio runs
+    the interceptors and the handler of one call in one task), so what it
+    sets there (correlation id, the call's metadata) is seen by that call
+    only. The timing wrapper of a method is built once and reused while the
+    inner handler is the same object (every call of a plain method; per-call
+    handlers, e.g. owner checks, get a fresh one).
+    """
+
+    def __init__(self) -> None:
+        self._wrapped: dict[str, tuple[grpc.RpcMethodHandler[Any, Any], Any]] = {}
 
     async def intercept_service(
         self,
@@ -76,55 +86,70 @@ class MetricsInterceptor(_InterceptorBase):
         ],
         details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler[Any, Any]:
+        md.remember_call_metadata(details.invocation_metadata)
+        correlation_id.set(md.get(details.invocation_metadata, md.CORRELATION_ID))
         handler = await continuation(details)
         if handler is None:
             return handler
-        service, method = _split(details.method)
-        corr = md.get(details.invocation_metadata, md.CORRELATION_ID)
-        if handler.unary_unary is not None:
-            inner = handler.unary_unary
-
-            async def unary(request: Any, context: Any) -> Any:
-                with _timed(service, method, corr, context, failed="UNKNOWN"):
-                    return await inner(request, context)
-
-            return grpc.unary_unary_rpc_method_handler(
-                unary,
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
-        if handler.unary_stream is not None:
-            stream: Any = handler.unary_stream  # an async generator function under aio
-
-            async def streaming(request: Any, context: Any) -> Any:
-                with _timed(service, method, corr, context, failed="CANCELLED"):
-                    async for item in stream(request, context):
-                        yield item
-
-            return grpc.unary_stream_rpc_method_handler(
-                streaming,
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
-        return handler
+        cached = self._wrapped.get(details.method)
+        if cached is not None and cached[0] is handler:
+            return cast("grpc.RpcMethodHandler[Any, Any]", cached[1])
+        wrapped = _timing(handler, *_split(details.method))
+        # Keyed by method: only methods the server has (handler is not None).
+        self._wrapped[details.method] = (handler, wrapped)
+        return wrapped
 
 
-@contextlib.contextmanager
-def _timed(service: str, method: str, corr: str, context: Any, *, failed: str) -> Iterator[None]:
-    """Sets the correlation id for the call and records its latency with its code."""
-    token = correlation_id.set(corr)
-    start = time.perf_counter()
-    code = "OK"
-    try:
-        yield
-    except BaseException:
-        code = _code_name(context, default=failed)
-        raise
-    finally:
-        if code == "OK":
-            code = _code_name(context, default="OK")
-        RPC_SECONDS.labels(service, method, code).observe(time.perf_counter() - start)
-        correlation_id.reset(token)
+def _timing(
+    handler: grpc.RpcMethodHandler[Any, Any], service: str, method: str
+) -> grpc.RpcMethodHandler[Any, Any]:
+    """``handler`` with its calls' latencies recorded in ``RPC_SECONDS`` by status code."""
+    children: dict[str, Any] = {}  # status code name -> labelled histogram
+
+    def observe(context: Any, start: float, failed: str | None) -> None:
+        code = _code_name(context, default=failed or "OK")
+        child = children.get(code)
+        if child is None:
+            child = children[code] = RPC_SECONDS.labels(service, method, code)
+        child.observe(time.perf_counter() - start)
+
+    if handler.unary_unary is not None:
+        inner = handler.unary_unary
+
+        async def unary(request: Any, context: Any) -> Any:
+            start = time.perf_counter()
+            try:
+                reply = await inner(request, context)
+            except BaseException:
+                observe(context, start, "UNKNOWN")
+                raise
+            observe(context, start, None)
+            return reply
+
+        return grpc.unary_unary_rpc_method_handler(
+            unary,
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+    if handler.unary_stream is not None:
+        stream: Any = handler.unary_stream  # an async generator function under aio
+
+        async def streaming(request: Any, context: Any) -> Any:
+            start = time.perf_counter()
+            try:
+                async for item in stream(request, context):
+                    yield item
+            except BaseException:
+                observe(context, start, "CANCELLED")
+                raise
+            observe(context, start, None)
+
+        return grpc.unary_stream_rpc_method_handler(
+            streaming,
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+    return handler
 
 
 def _code_name(context: Any, *, default: str) -> str:

@@ -16,13 +16,13 @@ from typing import Any
 import grpc
 from cqrs.eventstore.v1 import event_store_pb2 as pb
 from cqrs.eventstore.v1 import event_store_pb2_grpc as pb_grpc
-from google.protobuf import json_format
 
 import domain
 from service_kit import errors, metadata, validate
 from service_kit.auth import current_principal
 from service_kit.batching import batches
 from service_kit.errors import invalid
+from service_kit.structs import struct_to_dict
 from service_kit.timeconv import to_timestamp, utcnow
 from store_svc import convert
 from store_svc.engine import (
@@ -67,7 +67,9 @@ def _expected(request: pb.AppendRequest) -> Any:
     raise invalid("expected_version", "required: one of any, no_stream, exact")
 
 
-def _new_event(i: int, aggregate_id: str, version: int, proposed: pb.ProposedEvent) -> NewEvent:
+def _new_event(
+    i: int, aggregate_id: str, version: int, proposed: pb.ProposedEvent, now: datetime
+) -> NewEvent:
     field = f"events[{i}]"
     event_id = validate.uuid_field(f"{field}.event_id", proposed.event_id)
     if proposed.event_type not in domain.EVENT_TYPES:
@@ -75,7 +77,10 @@ def _new_event(i: int, aggregate_id: str, version: int, proposed: pb.ProposedEve
             f"{field}.event_type",
             f"unknown {proposed.event_type!r}; one of {', '.join(domain.EVENT_TYPES)}",
         )
-    payload = json_format.MessageToDict(proposed.payload)
+    try:
+        payload = struct_to_dict(proposed.payload)
+    except ValueError as exc:
+        raise invalid(f"{field}.payload", str(exc)) from None
     # Decoding with the domain rejects a payload that time travel could not fold.
     try:
         domain.event_from_payload(
@@ -83,7 +88,7 @@ def _new_event(i: int, aggregate_id: str, version: int, proposed: pb.ProposedEve
             payload,
             aggregate_id=aggregate_id,
             version=version,
-            occurred_at=utcnow(),
+            occurred_at=now,
         )
     except domain.ValidationError as exc:
         raise invalid(f"{field}.payload.{exc.field}", exc.reason) from None
@@ -128,9 +133,9 @@ class EventStoreServicer(pb_grpc.EventStoreServiceServicer):
             raise invalid("events", "at least one event is required")
         if len(request.events) > MAX_EVENTS_PER_APPEND:
             raise invalid("events", f"at most {MAX_EVENTS_PER_APPEND} per append")
-        events = [_new_event(i, aggregate_id, i + 1, e) for i, e in enumerate(request.events)]
-        correlation, causation = metadata.correlation_ids(context)
         now = utcnow()
+        events = [_new_event(i, aggregate_id, i + 1, e, now) for i, e in enumerate(request.events)]
+        correlation, causation = metadata.correlation_ids(context)
         old_version = self._store.stream_version(aggregate_id)
         result = await self._store.append(
             aggregate_id,
