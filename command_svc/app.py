@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from cqrs.command.v1 import command_pb2_grpc as pb_grpc
 from google.protobuf.message import Message
 
+from command_svc.aggregate_cache import AggregateCache
 from command_svc.bootstrap_admin import bootstrap_admin
 from command_svc.handlers import CommandHandler
 from command_svc.idempotency import IdempotencyCache
@@ -65,7 +66,12 @@ async def start(settings: CommandSettings) -> CommandService:
         timeout=settings.store_timeout,
     )
     hasher = PasswordHasher(settings.bcrypt_cost)
-    handler = CommandHandler(store=store, hasher=hasher, max_attempts=settings.max_attempts)
+    handler = CommandHandler(
+        store=store,
+        hasher=hasher,
+        max_attempts=settings.max_attempts,
+        cache=AggregateCache(settings.aggregate_cache_size),
+    )
     idempotency: IdempotencyCache[Message] = IdempotencyCache(
         capacity=settings.idempotency_capacity, ttl_seconds=settings.idempotency_ttl
     )

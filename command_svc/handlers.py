@@ -3,21 +3,32 @@
 For every command:
 1. cheap validation first (``domain.normalize_email``, ``validate_password``,
    ``validate_password_change``), so a malformed request never costs a bcrypt;
-2. load the user (snapshot + newer events) and build the domain command,
-   hashing/verifying passwords off the event loop (``PasswordHasher``);
-3. ``domain.decide(state, command, now=clock())``;
+2. take the user from the aggregate cache (``command_svc.aggregate_cache``),
+   or load it (snapshot + newer events) and cache it; build the domain
+   command, hashing/verifying passwords off the event loop (``PasswordHasher``);
+3. ``domain.decide(state, command, now=clock())``; if that (or the command's
+   own checks) refuses a *cached* state, drop the entry, load the user from
+   the store and decide once more: only a refusal of the store's state
+   reaches the caller. This second decision is part of the same attempt;
 4. append with the version decided against (``exact``; "no stream" for a
-   registration) and fresh uuid4 event ids;
-5. if the store says the stream moved (ABORTED), reload and go to 2, at most
-   ``max_attempts`` times in all with a little random jitter between tries,
-   then fail with ABORTED. The pause before retry n is random in
-   [0, retry_pause * 2**(n-1)] (10, 20, 40, 80 ms by default): "full jitter"
-   exponential backoff, which spreads competing writers apart fastest.
+   registration) and fresh uuid4 event ids, then cache the new state at the
+   version the store returned;
+5. if the store says the stream moved (ABORTED), drop the cache entry, reload
+   and go to 2, at most ``max_attempts`` times in all with a little random
+   jitter between tries, then fail with ABORTED. The pause before retry n is
+   random in [0, retry_pause * 2**(n-1)] (10, 20, 40, 80 ms by default):
+   "full jitter" exponential backoff, which spreads competing writers apart
+   fastest.
+
+A registration never reads the cache (its fresh uuid4 has no stream); the
+new user is cached once appended.
 
 Invariants: nothing is appended unless ``decide`` accepted the command
-against the exact version appended at; a password hash is computed at most
-once per command and an old password verified at most once per stored hash,
-however many retries there are.
+against the exact version appended at, so a stale cache entry can cost an
+ABORTED and a reload but never a wrong event; no refusal is reported from a
+cached state; a password hash is computed at most once per command and an
+old password verified at most once per stored hash, however many retries
+and reloads there are.
 
 An email held by another user is ALREADY_EXISTS with the field named
 (``email: already registered`` / ``new_email: already registered``) and never
@@ -38,6 +49,7 @@ from typing import Protocol
 import grpc
 
 import domain
+from command_svc.aggregate_cache import AggregateCache
 from command_svc.errors import ClaimConflict, StoreConflict
 from command_svc.store_client import EventStorePort, Trace
 from service_kit.errors import ServiceError
@@ -88,7 +100,10 @@ class CommandHandler:
         clock: Callable[[], datetime] = utcnow,
         new_id: Callable[[], str] = _new_uuid,
         retry_pause: float = 0.01,
+        cache: AggregateCache | None = None,
     ) -> None:
+        """``cache``: the aggregate cache to use; None runs without one (every
+        command loads from the store)."""
         if max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
         self._store = store
@@ -97,6 +112,7 @@ class CommandHandler:
         self._clock = clock
         self._new_id = new_id
         self._retry_pause = retry_pause
+        self._cache = cache if cache is not None else AggregateCache(0)
 
     # -- commands ------------------------------------------------------------
 
@@ -192,15 +208,27 @@ class CommandHandler:
         claim_field: str = "email",
     ) -> Outcome:
         for attempt in range(1, self._max_attempts + 1):
-            if new_stream and attempt == 1:
+            cached = None if new_stream else self._cache.get(user_id)
+            if cached is not None:
+                state, version = cached
+            elif new_stream and attempt == 1:
                 # A fresh uuid4 has no stream: skip the load round trip.
                 state, version = None, 0
             else:
-                state, version = await self._store.load(user_id)
-            if state is None and not new_stream:
-                raise domain.UserNotFound(user_id)
-            command = await build(state)
-            events = domain.decide(state, command, now=self._clock())
+                state, version = await self._load(user_id, new_stream=new_stream)
+            try:
+                events = await self._decide(state, build)
+            except domain.DomainError:
+                if cached is None:
+                    raise
+                # The refusal may come from stale data (another instance
+                # changed the email, password or status): decide again on the
+                # store's state and report only that verdict. Not a new
+                # attempt; ``build`` keeps its bcrypt verdicts by stored hash.
+                log.debug("refused on cached state of %s; reloading", user_id)
+                self._cache.discard(user_id, version)
+                state, version = await self._load(user_id, new_stream=new_stream)
+                events = await self._decide(state, build)
             try:
                 appended = await self._store.append(
                     user_id=user_id,
@@ -210,11 +238,17 @@ class CommandHandler:
                     trace=trace,
                 )
             except ClaimConflict as exc:
+                # Safe from a cached state too: the store checks the version
+                # before the claims, so this refusal was made at our exact
+                # (hence current) version, and it is about another user.
                 log.info("claim refused for %s: %s", user_id, exc)
                 raise ServiceError(
                     grpc.StatusCode.ALREADY_EXISTS, f"{claim_field}: {ALREADY_REGISTERED}"
                 ) from None
             except StoreConflict:
+                # What we decided against is stale: the next attempt must not
+                # take it from the cache again.
+                self._cache.discard(user_id, version)
                 if attempt == self._max_attempts:
                     break
                 # Jitter spreads competing writers so they stop colliding.
@@ -222,12 +256,29 @@ class CommandHandler:
                 continue
             new_state = domain.fold(events, state)
             assert new_state is not None  # decide returns at least one event
+            self._cache.put(user_id, new_state, appended.version)
             return Outcome(user_id, appended.version, appended.last_position, new_state)
         raise ServiceError(
             grpc.StatusCode.ABORTED,
             f"user {user_id} was changed concurrently; gave up after "
             f"{self._max_attempts} attempts, retry the command",
         )
+
+    async def _load(self, user_id: str, *, new_stream: bool) -> tuple[domain.UserState | None, int]:
+        """The user as the store has it now, cached; UserNotFound unless ``new_stream``."""
+        state, version = await self._store.load(user_id)
+        if state is None:
+            if not new_stream:
+                raise domain.UserNotFound(user_id)
+        else:
+            self._cache.put(user_id, state, version)
+        return state, version
+
+    async def _decide(
+        self, state: domain.UserState | None, build: BuildCommand
+    ) -> tuple[domain.DomainEvent, ...]:
+        command = await build(state)
+        return domain.decide(state, command, now=self._clock())
 
 
 def _require_active(state: domain.UserState | None, user_id: str) -> domain.UserState:

@@ -44,6 +44,7 @@ class CommandSettings:
     max_attempts: int = 5
     idempotency_capacity: int = 10_000
     idempotency_ttl: float = 24 * 3600.0
+    aggregate_cache_size: int = 10_000
     admin: AdminAccount | None = None
 
     def token_codec(self) -> TokenCodec:
@@ -69,6 +70,9 @@ class CommandSettings:
             ),
             idempotency_ttl=env_float(
                 env, "COMMAND_IDEMPOTENCY_TTL_SECONDS", 86_400.0, minimum=1.0, maximum=7 * 86_400.0
+            ),
+            aggregate_cache_size=env_int(
+                env, "COMMAND_AGGREGATE_CACHE_SIZE", 10_000, minimum=0, maximum=10_000_000
             ),
             admin=_admin_from_env(env),
         )

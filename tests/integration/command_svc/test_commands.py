@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
 from collections import Counter
@@ -51,6 +52,19 @@ async def failure(call: object) -> grpc.aio.AioRpcError:
     with pytest.raises(grpc.aio.AioRpcError) as info:
         await call  # type: ignore[misc]
     return info.value
+
+
+@contextlib.asynccontextmanager
+async def other_instance(
+    stack: Stack, **overrides: object
+) -> AsyncIterator[command_grpc.CommandServiceAsyncStub]:
+    """A second command_svc on the stack's store, with its own aggregate cache."""
+    service = await command_app.start(command_settings(stack.store.server.port, **overrides))
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{service.server.port}") as channel:
+            yield command_grpc.CommandServiceStub(channel)
+    finally:
+        await service.stop(grace=1)
 
 
 async def test_lifecycle_versions_positions_and_tracing(stack: Stack) -> None:
@@ -217,12 +231,74 @@ async def test_password_change_after_a_snapshot(stack: Stack) -> None:
         await asyncio.sleep(0.01)
     assert loaded.snapshot_state, "the store took no snapshot"
     assert len(loaded.events) < 5
-    reply = await stack.commands.ChangePassword(
-        pb.ChangePasswordRequest(id=user.id, old_password=PASSWORD, new_password="password-2"),
-        metadata=bearer(user.id, ROLE_USER),
-        timeout=10,
-    )
+    # The stack's instance has this user cached; one without a cache must
+    # read the hash from the snapshot.
+    async with other_instance(stack, aggregate_cache_size=0) as commands:
+        reply = await commands.ChangePassword(
+            pb.ChangePasswordRequest(id=user.id, old_password=PASSWORD, new_password="password-2"),
+            metadata=bearer(user.id, ROLE_USER),
+            timeout=10,
+        )
     assert reply.version == 6
+
+
+async def test_a_stale_cache_never_reaches_the_caller(stack: Stack) -> None:
+    """Two instances on one store change the same user behind each other's cache."""
+    address, moved = email("stale"), email("moved")
+    user = await register(stack, address)  # the stack caches version 1
+    me = bearer(user.id, ROLE_USER)
+
+    async def change_email(
+        commands: command_grpc.CommandServiceAsyncStub, new: str
+    ) -> pb.ChangeEmailResponse:
+        request = pb.ChangeEmailRequest(id=user.id, new_email=new)
+        reply: pb.ChangeEmailResponse = await commands.ChangeEmail(request, metadata=me, timeout=10)
+        return reply
+
+    async def change_password(
+        commands: command_grpc.CommandServiceAsyncStub, old: str, new: str
+    ) -> pb.ChangePasswordResponse:
+        request = pb.ChangePasswordRequest(id=user.id, old_password=old, new_password=new)
+        reply: pb.ChangePasswordResponse = await commands.ChangePassword(
+            request, metadata=me, timeout=10
+        )
+        return reply
+
+    async with other_instance(stack) as elsewhere:
+        await change_email(elsewhere, moved)
+        await change_password(elsewhere, PASSWORD, "password-2")
+        # Stale cached hash (PASSWORD): refused, re-verified against the store's.
+        reply = await change_password(stack.commands, "password-2", "password-3")
+        assert reply.version == 4
+        # Accepted on elsewhere's stale version 3: ABORTED, reload, success.
+        login = await elsewhere.RecordLogin(
+            pb.RecordLoginRequest(id=user.id, client_address="127.0.0.1"),
+            metadata=stack.service_md(),
+            timeout=10,
+        )
+        assert login.version == 5
+        await change_email(elsewhere, address)
+        # The stack's cache still says `moved`: "the same email", but the store disagrees.
+        moved_back = await change_email(stack.commands, moved)
+        assert (moved_back.version, moved_back.email) == (7, moved)
+        await elsewhere.Deactivate(
+            pb.DeactivateRequest(id=user.id, reason="done"), metadata=me, timeout=10
+        )
+        # Active in the stack's cache; the store's state is what is reported.
+        err = await failure(change_email(stack.commands, email("late")))
+        assert err.code() == grpc.StatusCode.FAILED_PRECONDITION
+    events = await stored_events(stack, user.id)
+    assert [e.version for e in events] == list(range(1, 9))
+    assert [e.event_type for e in events] == [
+        "user.created",
+        "user.email.changed",
+        "user.password.changed",
+        "user.password.changed",
+        "user.login.recorded",
+        "user.email.changed",
+        "user.email.changed",
+        "user.deactivated",
+    ]
 
 
 async def test_authentication_and_ownership(stack: Stack) -> None:

@@ -18,6 +18,7 @@ def test_defaults() -> None:
     assert s.store_target == "127.0.0.1:9090"
     assert (s.bcrypt_cost, s.jwt_ttl_seconds, s.max_attempts) == (12, 3600, 5)
     assert s.admin is None
+    assert s.aggregate_cache_size == 10_000
     assert s.token_codec().ttl_seconds == 3600
 
 
@@ -42,6 +43,11 @@ def test_overrides_and_admin_email_normalised() -> None:
     assert s.admin == AdminAccount("root@example.com", "admin-password")
 
 
+def test_aggregate_cache_size_zero_disables() -> None:
+    s = CommandSettings.from_env({"JWT_SECRET": SECRET, "COMMAND_AGGREGATE_CACHE_SIZE": "0"})
+    assert s.aggregate_cache_size == 0
+
+
 def test_secrets_are_not_in_repr() -> None:
     s = CommandSettings.from_env(
         {"JWT_SECRET": SECRET, "ADMIN_EMAIL": "r@example.com", "ADMIN_PASSWORD": "admin-password"}
@@ -59,6 +65,8 @@ def test_secrets_are_not_in_repr() -> None:
         ({"BCRYPT_COST": "x"}, "BCRYPT_COST"),
         ({"COMMAND_MAX_ATTEMPTS": "0"}, "COMMAND_MAX_ATTEMPTS"),
         ({"COMMAND_STORE_TIMEOUT_SECONDS": "0"}, "COMMAND_STORE_TIMEOUT_SECONDS"),
+        ({"COMMAND_AGGREGATE_CACHE_SIZE": "-1"}, "COMMAND_AGGREGATE_CACHE_SIZE"),
+        ({"COMMAND_AGGREGATE_CACHE_SIZE": "many"}, "COMMAND_AGGREGATE_CACHE_SIZE"),
         ({"ADMIN_EMAIL": "r@example.com"}, "ADMIN_PASSWORD"),
         ({"ADMIN_PASSWORD": "admin-password"}, "ADMIN_EMAIL"),
         ({"ADMIN_EMAIL": "nope", "ADMIN_PASSWORD": "admin-password"}, "ADMIN_EMAIL"),
