@@ -644,6 +644,10 @@ class ClickHouseStorage:
 
     # --- writes -----------------------------------------------------------------
 
+    @property
+    def unique_event_ids(self) -> bool:
+        return False  # MergeTree has no unique keys: find_event_ids is the check
+
     async def write_batch(self, events: Sequence[PendingEvent]) -> None:
         self._check_lease()
         if not events:

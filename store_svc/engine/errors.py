@@ -66,6 +66,15 @@ class DuplicateEventId(EngineError):
         super().__init__(f"event id {event_id!r} is {where}")
 
 
+class EventIdsAlreadyStored(Exception):
+    """Storage refused a batch (wrote nothing) because one of its event ids is stored.
+
+    Only storages with ``unique_event_ids`` raise it; the engine then decides
+    the batch again knowing where those ids are (a retry, or a caller bug).
+    Never reaches a caller.
+    """
+
+
 class StorageUnavailable(EngineError):
     """The storage could not be reached or refused the operation; the message says which."""
 

@@ -41,10 +41,10 @@ from sqlalchemy import (
     or_,
     select,
 )
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from store_svc.engine.errors import StorageUnavailable, WriterLockHeld
+from store_svc.engine.errors import EventIdsAlreadyStored, StorageUnavailable, WriterLockHeld
 from store_svc.engine.model import (
     EventLocation,
     PendingEvent,
@@ -305,6 +305,10 @@ class SqliteStorage:
             last_position=int(last_rows[0][0]),
         )
 
+    @property
+    def unique_event_ids(self) -> bool:
+        return True  # UNIQUE(event_id): a stored id fails the whole INSERT
+
     async def write_batch(self, events: Sequence[PendingEvent]) -> None:
         if not events:
             return
@@ -326,7 +330,12 @@ class SqliteStorage:
             for p in events
         ]
         async with self._transaction("write batch") as conn:
-            await conn.execute(insert(_events), rows)
+            try:
+                await conn.execute(insert(_events), rows)
+            except IntegrityError as exc:
+                if "events.event_id" in str(exc.orig):  # UNIQUE(event_id), not the version
+                    raise EventIdsAlreadyStored(str(exc.orig)) from exc  # rolled back
+                raise
 
     async def find_event_ids(self, event_ids: Sequence[str]) -> dict[str, EventLocation]:
         found: dict[str, EventLocation] = {}

@@ -54,6 +54,15 @@ class Storage(Protocol):
         """Settle any interrupted write, then return stream heads, claims and last position."""
         ...
 
+    @property
+    def unique_event_ids(self) -> bool:
+        """Whether ``write_batch`` refuses, atomically, a batch holding a stored event id.
+
+        If so it raises ``EventIdsAlreadyStored`` and writes nothing, and the
+        engine may skip ``find_event_ids`` for a batch that looks new.
+        """
+        ...
+
     async def write_batch(self, events: Sequence[PendingEvent]) -> None:
         """Store the batch atomically (all or nothing); positions are already assigned."""
         ...

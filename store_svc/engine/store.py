@@ -35,6 +35,7 @@ from store_svc.engine.errors import (
     ClaimTaken,
     DuplicateEventId,
     EngineError,
+    EventIdsAlreadyStored,
     StorageUnavailable,
     StoreClosed,
     WrongExpectedVersion,
@@ -529,21 +530,35 @@ class EventStore:
             )
             return
         all_ids = [event.event_id for req in batch for event in req.events]
+        # Where storage refuses stored ids itself (unique_event_ids), a batch is
+        # first decided as if all its ids were new, which saves a lookup per
+        # batch; it is decided again knowing the stored ids when anything in it
+        # is rejected (a rejected append may be a retry, whose answer is its
+        # original result) or when storage refuses the write for a stored id.
+        optimistic = self._storage.unique_event_ids
         try:
-            stored_ids = await self._storage.find_event_ids(all_ids) if all_ids else {}
+            stored_ids = await self._find_ids(all_ids) if not optimistic else {}
         except StorageUnavailable as exc:
             self._settle_all(batch, exc)
             return
-        plan = _BatchPlan(self._heads, self._claims, self._last_position, stored_ids)
-        outcomes: list[AppendResult | EngineError] = []
-        for req in batch:
+        plan, outcomes = self._plan(batch, stored_ids)
+        if optimistic and any(isinstance(outcome, EngineError) for outcome in outcomes):
             try:
-                outcomes.append(plan.add(req))
-            except (WrongExpectedVersion, ClaimTaken, DuplicateEventId) as exc:
-                outcomes.append(exc)
+                plan, outcomes = self._plan(batch, await self._find_ids(all_ids))
+            except StorageUnavailable as exc:
+                self._settle_all(batch, exc)
+                return
+            optimistic = False
         if plan.pending:
             try:
-                await self._storage.write_batch(plan.pending)
+                try:
+                    await self._storage.write_batch(plan.pending)
+                except EventIdsAlreadyStored:
+                    if not optimistic:
+                        raise  # the lookup said they were new: storage disagrees
+                    plan, outcomes = self._plan(batch, await self._find_ids(all_ids))
+                    if plan.pending:
+                        await self._storage.write_batch(plan.pending)
             except Exception as exc:
                 error = (
                     exc
@@ -580,6 +595,22 @@ class EventStore:
             self._publish([pending.record for pending in plan.pending])
             if self._on_batch is not None:
                 self._on_batch(len(plan.pending))
+
+    async def _find_ids(self, event_ids: list[str]) -> dict[str, EventLocation]:
+        return await self._storage.find_event_ids(event_ids) if event_ids else {}
+
+    def _plan(
+        self, batch: list[_AppendRequest], stored_ids: dict[str, EventLocation]
+    ) -> tuple[_BatchPlan, list[AppendResult | EngineError]]:
+        """Decides every append of ``batch`` in order; touches no state of the store."""
+        plan = _BatchPlan(self._heads, self._claims, self._last_position, stored_ids)
+        outcomes: list[AppendResult | EngineError] = []
+        for req in batch:
+            try:
+                outcomes.append(plan.add(req))
+            except (WrongExpectedVersion, ClaimTaken, DuplicateEventId) as exc:
+                outcomes.append(exc)
+        return plan, outcomes
 
     async def _resync(self) -> bool:
         """Reload heads/claims/position from storage after a failed write; True on success."""

@@ -98,6 +98,11 @@ class FaultyStorage:
         self.fail_before = 0
         self.fail_after = 0
         self.write_calls = 0
+        self.find_calls = 0
+
+    @property
+    def unique_event_ids(self) -> bool:
+        return self.inner.unique_event_ids
 
     async def write_batch(self, events: Sequence[PendingEvent]) -> None:
         self.write_calls += 1
@@ -119,6 +124,7 @@ class FaultyStorage:
         return await self.inner.load_state()
 
     async def find_event_ids(self, event_ids: Sequence[str]) -> dict[str, EventLocation]:
+        self.find_calls += 1
         return await self.inner.find_event_ids(event_ids)
 
     async def read_stream(

@@ -279,6 +279,44 @@ async def test_event_id_used_elsewhere_is_rejected(harness: Harness) -> None:
     assert store.stream_version(other) == 0
 
 
+async def test_a_retry_batched_with_fresh_appends_gets_its_original_result(
+    harness: Harness,
+) -> None:
+    """Storages that refuse stored ids themselves skip the per-batch id lookup;
+    a retry (any expected version) in a batch of fresh appends still gets its
+    original result, and the fresh appends beside it are written once."""
+    counting = FaultyStorage(harness.storage())
+    store = await harness.open(counting, batch_max_delay=0.05)
+    stream = f"agg-{uid()}"
+    events = [new_event()]
+    original = await store.append(stream, "thing", ExpectedVersion.NO_STREAM, events, now=T0)
+    lookups = counting.find_calls
+    fresh = [f"agg-{uid()}" for _ in range(5)]
+    retried, *appended = await asyncio.gather(
+        store.append(stream, "thing", ExpectedVersion.ANY, events, now=T0),
+        *(
+            store.append(s, "thing", ExpectedVersion.NO_STREAM, [new_event()], now=T0)
+            for s in fresh
+        ),
+    )
+    assert retried == AppendResult(stream, 1, original.positions, idempotent=True)
+    assert not any(result.idempotent for result in appended)
+    assert sorted(p for result in appended for p in result.positions) == list(
+        range(original.positions[0] + 1, original.positions[0] + 6)
+    )
+    assert store.stream_version(stream) == 1
+    assert counting.unique_event_ids == (harness.backend.name == "sqlite")
+    if counting.unique_event_ids:
+        # Looked up once, for the batch the storage refused.
+        assert counting.find_calls == lookups + 1
+        await store.append(
+            f"agg-{uid()}", "thing", ExpectedVersion.NO_STREAM, [new_event()], now=T0
+        )
+        assert counting.find_calls == lookups + 1  # fresh appends need no lookup
+    else:
+        assert counting.find_calls > lookups
+
+
 async def test_storage_failure_fails_the_whole_batch_and_applies_nothing(
     harness: Harness,
 ) -> None:
