@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextvars
+import random
 import uuid
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -41,12 +42,21 @@ def call_metadata(context: Any) -> Sequence[Any]:
     return tuple(context.invocation_metadata() or ())
 
 
+def new_correlation_id() -> str:
+    """A random version-4 UUID string for a call that brought no correlation id.
+
+    An id to group log lines and events by, not a secret: drawn from
+    ``random`` rather than ``os.urandom`` (a system call per call).
+    """
+    return str(uuid.UUID(int=random.getrandbits(128), version=4))
+
+
 def correlation_ids(context: Any) -> tuple[str, str]:
     """(correlation id, causation id) of a call; a fresh correlation id if none came.
 
     Values are capped at 128 characters so a caller cannot bloat every event.
     """
     md = call_metadata(context)
-    correlation = get(md, CORRELATION_ID)[:128] or str(uuid.uuid4())
+    correlation = get(md, CORRELATION_ID)[:128] or new_correlation_id()
     causation = get(md, CAUSATION_ID)[:128]
     return correlation, causation
