@@ -327,14 +327,23 @@ def _refusing_handler(shape: _Handler | None, code: grpc.StatusCode, message: st
     return grpc.unary_unary_rpc_method_handler(abort_unary)
 
 
-def _owner_checked(handler: _Handler, principal: Principal, field: str) -> _Handler:
-    """Wraps a unary-request handler so the owner check runs on the parsed request."""
+def _owner_checked(handler: _Handler, field: str) -> _Handler:
+    """Wraps a unary-request handler so the owner check runs on the parsed request.
+
+    The caller is read at call time from the call's context (set by the
+    interceptor just before), so one wrapper serves every call of a method.
+    """
     denied = f"{field}: not yours; only its owner or an admin may do this"
+
+    def allowed(request: Any) -> bool:
+        principal = _principal.get()
+        return principal is not None and owns(principal, request, field)
+
     if handler.unary_unary is not None:
         inner_uu: Callable[..., Awaitable[Any]] = handler.unary_unary
 
         async def unary_unary(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-            if not owns(principal, request, field):
+            if not allowed(request):
                 await context.abort(grpc.StatusCode.PERMISSION_DENIED, denied)
             return await inner_uu(request, context)
 
@@ -349,7 +358,7 @@ def _owner_checked(handler: _Handler, principal: Principal, field: str) -> _Hand
         async def unary_stream(
             request: Any, context: grpc.aio.ServicerContext[Any, Any]
         ) -> AsyncIterator[Any]:
-            if not owns(principal, request, field):
+            if not allowed(request):
                 await context.abort(grpc.StatusCode.PERMISSION_DENIED, denied)
             if inspect.isasyncgenfunction(inner_us):
                 async for item in inner_us(request, context):
@@ -375,6 +384,8 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
     def __init__(self, codec: TokenCodec, policies: Mapping[str, Access]) -> None:
         self._codec = codec
         self._policies = dict(policies)
+        # method -> (inner handler, its owner-checking wrapper), built once.
+        self._owner_wrappers: dict[str, tuple[_Handler, _Handler]] = {}
 
     async def intercept_service(
         self,
@@ -417,5 +428,11 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
         # contextvars.Context, so this value is seen by the handler and no other call.
         _principal.set(principal)
         if policy.kind == "owner":
-            return _owner_checked(handler, principal, policy.field)
+            cached = self._owner_wrappers.get(method)
+            if cached is None or cached[0] is not handler:
+                cached = self._owner_wrappers[method] = (
+                    handler,
+                    _owner_checked(handler, policy.field),
+                )
+            return cached[1]
         return handler

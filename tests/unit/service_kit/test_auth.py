@@ -6,6 +6,8 @@ serving a tiny generic service, called by a real grpc.aio client.
 
 from __future__ import annotations
 
+import asyncio
+import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -402,6 +404,26 @@ async def test_owner_method_allows_the_owner_admins_and_services(
     assert code == grpc.StatusCode.PERMISSION_DENIED
     assert (await _call(channel, "Owner", ADMIN, ALICE)).id == BOB
     assert (await _call(channel, "Owner", SERVICE, ALICE)).id == "query_svc"
+
+
+async def test_concurrent_owner_calls_are_each_judged_by_their_own_token(
+    channel: grpc.aio.Channel,
+) -> None:
+    """One wrapper serves every call of a method; the caller is per call."""
+    carol = str(uuid.uuid4())
+    tokens = {ALICE: USER, carol: _token(carol, ROLE_USER)}
+
+    async def attempt(caller: str, target: str) -> bool:
+        try:
+            await _call(channel, "Owner", tokens[caller], target)
+        except grpc.aio.AioRpcError as exc:
+            assert exc.code() == grpc.StatusCode.PERMISSION_DENIED
+            return False
+        return True
+
+    pairs = [(c, t) for c in tokens for t in tokens] * 25
+    outcomes = await asyncio.gather(*(attempt(c, t) for c, t in pairs))
+    assert outcomes == [c == t for c, t in pairs]
 
 
 async def test_owner_check_applies_to_server_streaming_methods(
