@@ -80,6 +80,11 @@ _events = Table(
     UniqueConstraint("aggregate_id", "version", name="uq_events_stream_version"),
     UniqueConstraint("event_id", name="uq_events_event_id"),
 )
+# Every column, in table order: write_batch's row tuples follow this order.
+_INSERT_EVENTS = (
+    f"INSERT INTO {_events.name} ({', '.join(c.name for c in _events.columns)}) "
+    f"VALUES ({', '.join('?' for _ in _events.columns)})"
+)
 Index("ix_events_type_position", _events.c.event_type, _events.c.position)
 Index("ix_events_timestamp", _events.c.timestamp_us, _events.c.position)
 # Loading claims at open reads only the few rows that carry claim changes.
@@ -313,25 +318,27 @@ class SqliteStorage:
         if not events:
             return
         rows = [
-            {
-                "position": p.record.position,
-                "event_id": p.record.event_id,
-                "aggregate_id": p.record.aggregate_id,
-                "aggregate_type": p.record.aggregate_type,
-                "version": p.record.version,
-                "event_type": p.record.event_type,
-                "timestamp_us": to_micros(p.record.timestamp),
-                "payload": p.record.payload,
-                "correlation_id": p.record.correlation_id,
-                "causation_id": p.record.causation_id,
-                "claims": encode_claims(p.claims),
-                "releases": encode_claims(p.releases),
-            }
+            (  # the order of _INSERT_EVENTS (the table's)
+                p.record.position,
+                p.record.event_id,
+                p.record.aggregate_id,
+                p.record.aggregate_type,
+                p.record.version,
+                p.record.event_type,
+                to_micros(p.record.timestamp),
+                p.record.payload,
+                p.record.correlation_id,
+                p.record.causation_id,
+                encode_claims(p.claims),
+                encode_claims(p.releases),
+            )
             for p in events
         ]
         async with self._transaction("write batch") as conn:
             try:
-                await conn.execute(insert(_events), rows)
+                # Plain SQL: the hot path skips SQLAlchemy's per-row parameter
+                # processing (every value here is already a driver type).
+                await conn.exec_driver_sql(_INSERT_EVENTS, rows)
             except IntegrityError as exc:
                 if "events.event_id" in str(exc.orig):  # UNIQUE(event_id), not the version
                     raise EventIdsAlreadyStored(str(exc.orig)) from exc  # rolled back
