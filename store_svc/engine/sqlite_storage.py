@@ -184,7 +184,13 @@ class SqliteStorage:
         self._closed = False
         self._schema_lock = asyncio.Lock()
         self._engine: AsyncEngine = create_async_engine(
-            f"sqlite+aiosqlite:///{self._path}", pool_size=pool_size, max_overflow=pool_size
+            f"sqlite+aiosqlite:///{self._path}",
+            pool_size=pool_size,
+            max_overflow=pool_size,
+            # Every use ends its own transaction (begin() commits or rolls
+            # back; connect() rolls back on close): a reset on return would
+            # be a second, empty rollback, one more thread hop per call.
+            pool_reset_on_return=None,
         )
         busy_ms = int(call_timeout * 1000)
 
