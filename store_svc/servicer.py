@@ -67,6 +67,11 @@ def _expected(request: pb.AppendRequest) -> Any:
     raise invalid("expected_version", "required: one of any, no_stream, exact")
 
 
+# One encoder for every payload: json.dumps builds a new one per call when
+# given non-default separators.
+_COMPACT_JSON = json.JSONEncoder(separators=(",", ":"))
+
+
 def _new_event(
     i: int, aggregate_id: str, version: int, proposed: pb.ProposedEvent, now: datetime
 ) -> NewEvent:
@@ -100,7 +105,7 @@ def _new_event(
     return NewEvent(
         event_id=event_id,
         event_type=proposed.event_type,
-        payload=json.dumps(payload, separators=(",", ":")).encode(),
+        payload=_COMPACT_JSON.encode(payload).encode(),
         claims=claims,
         releases=releases,
     )
