@@ -12,7 +12,6 @@ The decisions live in :mod:`command_svc.handlers`; this module only
 from __future__ import annotations
 
 import functools
-import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any, Final, TypeVar
 
@@ -55,8 +54,9 @@ def _command(
     async def method(self: Servicer, request: Req, context: Any) -> Resp:
         try:
             correlation_id, _ = metadata.correlation_ids(context)
-            trace = Trace(correlation_id=correlation_id, causation_id=str(uuid.uuid4()))
-            key = check_key(metadata.get(context.invocation_metadata(), IDEMPOTENCY_KEY))
+            # The command's own id: names it in its events' causation ids.
+            trace = Trace(correlation_id=correlation_id, causation_id=metadata.new_correlation_id())
+            key = check_key(metadata.get(metadata.call_metadata(context), IDEMPOTENCY_KEY))
             if not key:
                 return await fn(self, request, trace)
             principal = current_principal()

@@ -43,7 +43,8 @@ def call_metadata(context: Any) -> Sequence[Any]:
 
 
 def new_correlation_id() -> str:
-    """A random version-4 UUID string for a call that brought no correlation id.
+    """A random version-4 UUID string for tracing: a call's correlation id when
+    none came, a command's id (its events' causation id).
 
     An id to group log lines and events by, not a secret: drawn from
     ``random`` rather than ``os.urandom`` (a system call per call).
