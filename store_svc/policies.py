@@ -29,6 +29,7 @@ _OWNER = Access.owner("aggregate_id")
 POLICIES: Final[Mapping[str, Access]] = MappingProxyType(
     {
         method("Append"): Access.SERVICE,
+        method("AppendStream"): Access.SERVICE,
         method("LoadAggregate"): Access.SERVICE,
         method("ReadStream"): _OWNER,
         method("GetAggregateEvents"): _OWNER,

@@ -7,11 +7,13 @@ calls them and maps results. Exceptions become statuses via service_kit.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import re
 from collections.abc import AsyncIterator
 from datetime import datetime
-from typing import Any
+from typing import Any, Final
 
 import grpc
 from cqrs.eventstore.v1 import event_store_pb2 as pb
@@ -35,6 +37,8 @@ from store_svc.engine import (
 )
 from store_svc.engine.model import MAX_TIMESTAMP, MIN_TIMESTAMP
 from store_svc.time_travel import TimeTravel, snapshot_state
+
+log = logging.getLogger(__name__)
 
 _AGGREGATE_TYPE = re.compile(r"^[a-z][a-z0-9_.-]{0,63}$")
 MAX_EVENTS_PER_APPEND = 100
@@ -111,6 +115,10 @@ def _new_event(
     )
 
 
+STREAM_IN_FLIGHT: Final = 1024
+"""Unanswered requests one AppendStream may have before the store stops reading it."""
+
+
 def _events_message(events: list[pb.Event], max_batch: int) -> pb.SubscribeResponse:
     """One event as ``event`` (the default contract), several as ``batch``."""
     if max_batch == 1:
@@ -129,6 +137,63 @@ class EventStoreServicer(pb_grpc.EventStoreServiceServicer):
 
     @errors.unary
     async def Append(self, request: pb.AppendRequest, context: Any) -> pb.AppendResponse:
+        correlation, causation = metadata.correlation_ids(context)
+        return await self._append(request, correlation, causation)
+
+    async def AppendStream(
+        self, request_iterator: AsyncIterator[pb.AppendStreamRequest], context: Any
+    ) -> AsyncIterator[pb.AppendStreamResponse]:
+        """Each request is appended concurrently (the engine batches them like
+        separate calls); each outcome is sent as soon as it is known. At most
+        ``STREAM_IN_FLIGHT`` requests of one stream are unanswered: beyond
+        that the stream is not read, which pushes back on the client."""
+        replies: asyncio.Queue[pb.AppendStreamResponse | None] = asyncio.Queue()
+        in_flight = asyncio.Semaphore(STREAM_IN_FLIGHT)
+        tasks: set[asyncio.Task[None]] = set()
+
+        async def answer(request: pb.AppendStreamRequest) -> None:
+            try:
+                appended = await self._append(
+                    request.append,
+                    request.correlation_id[:128] or metadata.new_correlation_id(),
+                    request.causation_id[:128],
+                )
+                reply = pb.AppendStreamResponse(request_id=request.request_id, appended=appended)
+            except Exception as exc:
+                code, message = errors.status_of(exc)
+                if code == grpc.StatusCode.INTERNAL:
+                    log.exception("unhandled error in AppendStream")
+                failed = pb.AppendFailure(code=code.value[0], message=message)
+                reply = pb.AppendStreamResponse(request_id=request.request_id, failed=failed)
+            finally:
+                in_flight.release()
+            replies.put_nowait(reply)
+
+        async def read() -> None:
+            try:
+                async for request in request_iterator:
+                    await in_flight.acquire()
+                    task = asyncio.create_task(answer(request))
+                    tasks.add(task)
+                    task.add_done_callback(tasks.discard)
+                while tasks:  # the client is done writing: answer what it sent
+                    await asyncio.wait(set(tasks))
+            finally:
+                replies.put_nowait(None)
+
+        reader = asyncio.create_task(read())
+        try:
+            while (reply := await replies.get()) is not None:
+                yield reply
+            await reader  # a failed read ends the call with its error
+        finally:
+            reader.cancel()
+            for task in tasks:
+                task.cancel()  # the client is gone; a queued append may still commit
+
+    async def _append(
+        self, request: pb.AppendRequest, correlation: str, causation: str
+    ) -> pb.AppendResponse:
         aggregate_id = validate.uuid_field("aggregate_id", request.aggregate_id)
         aggregate_type = request.aggregate_type or "user"
         if not _AGGREGATE_TYPE.match(aggregate_type):
@@ -140,7 +205,6 @@ class EventStoreServicer(pb_grpc.EventStoreServiceServicer):
             raise invalid("events", f"at most {MAX_EVENTS_PER_APPEND} per append")
         now = utcnow()
         events = [_new_event(i, aggregate_id, i + 1, e, now) for i, e in enumerate(request.events)]
-        correlation, causation = metadata.correlation_ids(context)
         old_version = self._store.stream_version(aggregate_id)
         result = await self._store.append(
             aggregate_id,

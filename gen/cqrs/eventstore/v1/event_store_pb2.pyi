@@ -243,6 +243,108 @@ class AppendResponse(_message.Message):
 Global___AppendResponse: _TypeAlias = AppendResponse  # noqa: Y015
 
 @_typing.final
+class AppendStreamRequest(_message.Message):
+    """Request of AppendStream: one append."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    APPEND_FIELD_NUMBER: _builtins.int
+    CORRELATION_ID_FIELD_NUMBER: _builtins.int
+    CAUSATION_ID_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.int
+    """Chosen by the client and carried back by the reply; unique among the
+    stream's unanswered requests.
+    """
+    correlation_id: _builtins.str
+    """Correlation id stored with the events (Append reads it from the call's
+    x-correlation-id metadata); a fresh one if empty.
+    """
+    causation_id: _builtins.str
+    """Causation id stored with the events (Append: x-causation-id)."""
+    @_builtins.property
+    def append(self) -> Global___AppendRequest:
+        """The append, exactly as for Append."""
+
+    def __init__(
+        self,
+        *,
+        request_id: _builtins.int = ...,
+        append: Global___AppendRequest | None = ...,
+        correlation_id: _builtins.str = ...,
+        causation_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["append", b"append"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["append", b"append", "causation_id", b"causation_id", "correlation_id", b"correlation_id", "request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AppendStreamRequest: _TypeAlias = AppendStreamRequest  # noqa: Y015
+
+@_typing.final
+class AppendStreamResponse(_message.Message):
+    """Response of AppendStream: the outcome of one request."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    APPENDED_FIELD_NUMBER: _builtins.int
+    FAILED_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.int
+    """The request answered."""
+    @_builtins.property
+    def appended(self) -> Global___AppendResponse:
+        """What Append would have returned."""
+
+    @_builtins.property
+    def failed(self) -> Global___AppendFailure:
+        """The error Append would have failed with."""
+
+    def __init__(
+        self,
+        *,
+        request_id: _builtins.int = ...,
+        appended: Global___AppendResponse | None = ...,
+        failed: Global___AppendFailure | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["appended", b"appended", "failed", b"failed", "outcome", b"outcome"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["appended", b"appended", "failed", b"failed", "outcome", b"outcome", "request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_outcome: _TypeAlias = _typing.Literal["appended", "failed"]  # noqa: Y015
+    _WhichOneofArgType_outcome: _TypeAlias = _typing.Literal["outcome", b"outcome"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_outcome) -> _WhichOneofReturnType_outcome | None: ...
+
+Global___AppendStreamResponse: _TypeAlias = AppendStreamResponse  # noqa: Y015
+
+@_typing.final
+class AppendFailure(_message.Message):
+    """Why one append of an AppendStream failed."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CODE_FIELD_NUMBER: _builtins.int
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    code: _builtins.int
+    """The gRPC status code (as its number, e.g. 10 for ABORTED)."""
+    message: _builtins.str
+    """The status message, as Append would have given it."""
+    def __init__(
+        self,
+        *,
+        code: _builtins.int = ...,
+        message: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "message", b"message"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AppendFailure: _TypeAlias = AppendFailure  # noqa: Y015
+
+@_typing.final
 class LoadAggregateRequest(_message.Message):
     """Request of LoadAggregate."""
 

@@ -44,6 +44,11 @@ class EventStoreServiceStub:
                 request_serializer=cqrs_dot_eventstore_dot_v1_dot_event__store__pb2.AppendRequest.SerializeToString,
                 response_deserializer=cqrs_dot_eventstore_dot_v1_dot_event__store__pb2.AppendResponse.FromString,
                 _registered_method=True)
+        self.AppendStream = channel.stream_stream(
+                '/cqrs.eventstore.v1.EventStoreService/AppendStream',
+                request_serializer=cqrs_dot_eventstore_dot_v1_dot_event__store__pb2.AppendStreamRequest.SerializeToString,
+                response_deserializer=cqrs_dot_eventstore_dot_v1_dot_event__store__pb2.AppendStreamResponse.FromString,
+                _registered_method=True)
         self.LoadAggregate = channel.unary_unary(
                 '/cqrs.eventstore.v1.EventStoreService/LoadAggregate',
                 request_serializer=cqrs_dot_eventstore_dot_v1_dot_event__store__pb2.LoadAggregateRequest.SerializeToString,
@@ -135,6 +140,18 @@ class EventStoreServiceServicer:
         Acknowledged only once durably stored. A retry carrying the same event ids
         at the same place returns the first result and stores nothing twice.
         Taking a unique claim held by another stream fails with ALREADY_EXISTS.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AppendStream(self, request_iterator, context):
+        """Appends over one long-lived stream, for a client that sends many appends
+        (command_svc): cheaper per append than a call each. Every request is an
+        Append with its own correlation and causation ids; every reply names the
+        request it answers. Replies come in completion order. A failed append is
+        a reply carrying the status code Append would have failed with, and the
+        stream goes on. Reserved to the project's services.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -257,6 +274,11 @@ def add_EventStoreServiceServicer_to_server(servicer, server):
                     request_deserializer=cqrs_dot_eventstore_dot_v1_dot_event__store__pb2.AppendRequest.FromString,
                     response_serializer=cqrs_dot_eventstore_dot_v1_dot_event__store__pb2.AppendResponse.SerializeToString,
             ),
+            'AppendStream': grpc.stream_stream_rpc_method_handler(
+                    servicer.AppendStream,
+                    request_deserializer=cqrs_dot_eventstore_dot_v1_dot_event__store__pb2.AppendStreamRequest.FromString,
+                    response_serializer=cqrs_dot_eventstore_dot_v1_dot_event__store__pb2.AppendStreamResponse.SerializeToString,
+            ),
             'LoadAggregate': grpc.unary_unary_rpc_method_handler(
                     servicer.LoadAggregate,
                     request_deserializer=cqrs_dot_eventstore_dot_v1_dot_event__store__pb2.LoadAggregateRequest.FromString,
@@ -365,6 +387,33 @@ class EventStoreService:
             '/cqrs.eventstore.v1.EventStoreService/Append',
             cqrs_dot_eventstore_dot_v1_dot_event__store__pb2.AppendRequest.SerializeToString,
             cqrs_dot_eventstore_dot_v1_dot_event__store__pb2.AppendResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AppendStream(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/cqrs.eventstore.v1.EventStoreService/AppendStream',
+            cqrs_dot_eventstore_dot_v1_dot_event__store__pb2.AppendStreamRequest.SerializeToString,
+            cqrs_dot_eventstore_dot_v1_dot_event__store__pb2.AppendStreamResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -47,6 +47,14 @@ class EventStoreServiceStub:
     at the same place returns the first result and stores nothing twice.
     Taking a unique claim held by another stream fails with ALREADY_EXISTS.
     """
+    AppendStream: _grpc.StreamStreamMultiCallable[_event_store_pb2.AppendStreamRequest, _event_store_pb2.AppendStreamResponse]
+    """Appends over one long-lived stream, for a client that sends many appends
+    (command_svc): cheaper per append than a call each. Every request is an
+    Append with its own correlation and causation ids; every reply names the
+    request it answers. Replies come in completion order. A failed append is
+    a reply carrying the status code Append would have failed with, and the
+    stream goes on. Reserved to the project's services.
+    """
     LoadAggregate: _grpc.UnaryUnaryMultiCallable[_event_store_pb2.LoadAggregateRequest, _event_store_pb2.LoadAggregateResponse]
     """Loads what the command side needs to decide: the newest usable snapshot
     (internal format, with the password hash) and the events after it.
@@ -101,6 +109,14 @@ class EventStoreServiceAsyncStub(EventStoreServiceStub):
     Acknowledged only once durably stored. A retry carrying the same event ids
     at the same place returns the first result and stores nothing twice.
     Taking a unique claim held by another stream fails with ALREADY_EXISTS.
+    """
+    AppendStream: _aio.StreamStreamMultiCallable[_event_store_pb2.AppendStreamRequest, _event_store_pb2.AppendStreamResponse]  # type: ignore[assignment]
+    """Appends over one long-lived stream, for a client that sends many appends
+    (command_svc): cheaper per append than a call each. Every request is an
+    Append with its own correlation and causation ids; every reply names the
+    request it answers. Replies come in completion order. A failed append is
+    a reply carrying the status code Append would have failed with, and the
+    stream goes on. Reserved to the project's services.
     """
     LoadAggregate: _aio.UnaryUnaryMultiCallable[_event_store_pb2.LoadAggregateRequest, _event_store_pb2.LoadAggregateResponse]  # type: ignore[assignment]
     """Loads what the command side needs to decide: the newest usable snapshot
@@ -159,6 +175,20 @@ class EventStoreServiceServicer(metaclass=_abc_1.ABCMeta):
         Acknowledged only once durably stored. A retry carrying the same event ids
         at the same place returns the first result and stores nothing twice.
         Taking a unique claim held by another stream fails with ALREADY_EXISTS.
+        """
+
+    @_abc_1.abstractmethod
+    def AppendStream(
+        self,
+        request_iterator: _MaybeAsyncIterator[_event_store_pb2.AppendStreamRequest],
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_event_store_pb2.AppendStreamResponse], _abc.AsyncIterator[_event_store_pb2.AppendStreamResponse]]:
+        """Appends over one long-lived stream, for a client that sends many appends
+        (command_svc): cheaper per append than a call each. Every request is an
+        Append with its own correlation and causation ids; every reply names the
+        request it answers. Replies come in completion order. A failed append is
+        a reply carrying the status code Append would have failed with, and the
+        stream goes on. Reserved to the project's services.
         """
 
     @_abc_1.abstractmethod

@@ -7,10 +7,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import (
     TYPE_CHECKING,
+    AsyncIterable,
     AsyncIterator,
     Dict,
+    Iterable,
     List,
     Optional,
+    Union,
 )
 
 import betterproto
@@ -142,6 +145,54 @@ class AppendResponse(betterproto.Message):
     """
     True if the events were already stored by an earlier identical append.
     """
+
+
+@dataclass(eq=False, repr=False)
+class AppendStreamRequest(betterproto.Message):
+    """Request of AppendStream: one append."""
+
+    request_id: int = betterproto.uint64_field(1)
+    """
+    Chosen by the client and carried back by the reply; unique among the
+     stream's unanswered requests.
+    """
+
+    append: "AppendRequest" = betterproto.message_field(2)
+    """The append, exactly as for Append."""
+
+    correlation_id: str = betterproto.string_field(3)
+    """
+    Correlation id stored with the events (Append reads it from the call's
+     x-correlation-id metadata); a fresh one if empty.
+    """
+
+    causation_id: str = betterproto.string_field(4)
+    """Causation id stored with the events (Append: x-causation-id)."""
+
+
+@dataclass(eq=False, repr=False)
+class AppendStreamResponse(betterproto.Message):
+    """Response of AppendStream: the outcome of one request."""
+
+    request_id: int = betterproto.uint64_field(1)
+    """The request answered."""
+
+    appended: "AppendResponse" = betterproto.message_field(2, group="outcome")
+    """What Append would have returned."""
+
+    failed: "AppendFailure" = betterproto.message_field(3, group="outcome")
+    """The error Append would have failed with."""
+
+
+@dataclass(eq=False, repr=False)
+class AppendFailure(betterproto.Message):
+    """Why one append of an AppendStream failed."""
+
+    code: int = betterproto.uint32_field(1)
+    """The gRPC status code (as its number, e.g. 10 for ABORTED)."""
+
+    message: str = betterproto.string_field(2)
+    """The status message, as Append would have given it."""
 
 
 @dataclass(eq=False, repr=False)
@@ -705,6 +756,27 @@ class EventStoreServiceStub(betterproto.ServiceStub):
             metadata=metadata,
         )
 
+    async def append_stream(
+        self,
+        append_stream_request_iterator: Union[
+            AsyncIterable[AppendStreamRequest], Iterable[AppendStreamRequest]
+        ],
+        *,
+        timeout: Optional[float] = None,
+        deadline: Optional["Deadline"] = None,
+        metadata: Optional["MetadataLike"] = None
+    ) -> AsyncIterator[AppendStreamResponse]:
+        async for response in self._stream_stream(
+            "/cqrs.eventstore.v1.EventStoreService/AppendStream",
+            append_stream_request_iterator,
+            AppendStreamRequest,
+            AppendStreamResponse,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        ):
+            yield response
+
     async def load_aggregate(
         self,
         load_aggregate_request: "LoadAggregateRequest",
@@ -967,6 +1039,12 @@ class EventStoreServiceBase(ServiceBase):
     async def append(self, append_request: "AppendRequest") -> "AppendResponse":
         raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
 
+    async def append_stream(
+        self, append_stream_request_iterator: AsyncIterator[AppendStreamRequest]
+    ) -> AsyncIterator[AppendStreamResponse]:
+        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+        yield AppendStreamResponse()
+
     async def load_aggregate(
         self, load_aggregate_request: "LoadAggregateRequest"
     ) -> "LoadAggregateResponse":
@@ -1049,6 +1127,16 @@ class EventStoreServiceBase(ServiceBase):
         request = await stream.recv_message()
         response = await self.append(request)
         await stream.send_message(response)
+
+    async def __rpc_append_stream(
+        self, stream: "grpclib.server.Stream[AppendStreamRequest, AppendStreamResponse]"
+    ) -> None:
+        request = stream.__aiter__()
+        await self._call_rpc_handler_server_stream(
+            self.append_stream,
+            stream,
+            request,
+        )
 
     async def __rpc_load_aggregate(
         self,
@@ -1170,6 +1258,12 @@ class EventStoreServiceBase(ServiceBase):
                 grpclib.const.Cardinality.UNARY_UNARY,
                 AppendRequest,
                 AppendResponse,
+            ),
+            "/cqrs.eventstore.v1.EventStoreService/AppendStream": grpclib.const.Handler(
+                self.__rpc_append_stream,
+                grpclib.const.Cardinality.STREAM_STREAM,
+                AppendStreamRequest,
+                AppendStreamResponse,
             ),
             "/cqrs.eventstore.v1.EventStoreService/LoadAggregate": grpclib.const.Handler(
                 self.__rpc_load_aggregate,
