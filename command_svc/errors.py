@@ -28,6 +28,8 @@ __all__ = [
     "StoreError",
     "StoreFailure",
     "StoreUnavailable",
+    "StoreUnreached",
+    "store_error",
     "to_service_error",
 ]
 
@@ -54,6 +56,14 @@ class StoreUnavailable(StoreError):
     """The store could not be reached or did not answer in time."""
 
 
+class StoreUnreached(StoreUnavailable):
+    """The store was not reached, or the connection broke before it answered.
+
+    The append may or may not have been stored: resending the same event ids
+    is safe (the store's idempotency returns the first result).
+    """
+
+
 class StoreFailure(StoreError):
     """The store refused a call for a reason that is a bug on our side."""
 
@@ -61,6 +71,19 @@ class StoreFailure(StoreError):
         super().__init__(f"{code.name}: {details}")
         self.code = code
         self.details = details
+
+
+def store_error(code: grpc.StatusCode, details: str) -> StoreError:
+    """The ``StoreError`` for a status the store answered with."""
+    if code == grpc.StatusCode.ABORTED:
+        return StoreConflict(details)
+    if code == grpc.StatusCode.ALREADY_EXISTS:
+        return ClaimConflict(details)
+    if code == grpc.StatusCode.UNAVAILABLE:
+        return StoreUnreached(f"{code.name}: {details}")
+    if code in (grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.RESOURCE_EXHAUSTED):
+        return StoreUnavailable(f"{code.name}: {details}")
+    return StoreFailure(code, details)
 
 
 _INTERNAL = "internal error; see the service log"

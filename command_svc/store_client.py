@@ -5,12 +5,13 @@ in-memory fake); ``StoreClient`` implements it over a grpc.aio channel.
 
 Invariants of ``StoreClient``:
 - every call carries a deadline (``timeout``) and the service's identity
-  (``authorization`` from ``service_kit.auth.service_metadata``), plus the
-  command's ``x-correlation-id`` / ``x-causation-id`` on appends;
+  (``authorization`` from ``service_kit.auth.service_metadata``); appends go
+  over ``AppendStream`` (``command_svc.append_stream``), each with its own
+  deadline and the command's correlation and causation ids;
 - it raises only the ``command_svc.errors.StoreError`` family;
-- ``append`` resends the same event ids when the store was unreachable: the
-  store's event-id idempotency makes the retry safe even if the first
-  attempt was in fact stored.
+- ``append`` resends the same event ids when the store was unreachable or
+  the stream broke before it answered: the store's event-id idempotency
+  makes the retry safe even if the first attempt was in fact stored.
 """
 
 from __future__ import annotations
@@ -26,13 +27,8 @@ from cqrs.eventstore.v1 import event_store_pb2_grpc as pb_grpc
 from google.protobuf import empty_pb2, json_format, struct_pb2
 
 import domain
-from command_svc.errors import (
-    ClaimConflict,
-    StoreConflict,
-    StoreFailure,
-    StoreUnavailable,
-)
-from service_kit import metadata
+from command_svc.append_stream import AppendStreams
+from command_svc.errors import StoreUnavailable, StoreUnreached, store_error
 from service_kit.timeconv import to_datetime
 
 __all__ = [
@@ -124,18 +120,7 @@ def domain_event(event: pb.Event) -> domain.DomainEvent:
 
 
 def _store_error(err: grpc.aio.AioRpcError) -> Exception:
-    code, details = err.code(), err.details() or ""
-    if code == grpc.StatusCode.ABORTED:
-        return StoreConflict(details)
-    if code == grpc.StatusCode.ALREADY_EXISTS:
-        return ClaimConflict(details)
-    if code in (
-        grpc.StatusCode.UNAVAILABLE,
-        grpc.StatusCode.DEADLINE_EXCEEDED,
-        grpc.StatusCode.RESOURCE_EXHAUSTED,
-    ):
-        return StoreUnavailable(f"{code.name}: {details}")
-    return StoreFailure(code, details)
+    return store_error(err.code(), err.details() or "")
 
 
 class StoreClient:
@@ -152,6 +137,7 @@ class StoreClient:
         self._stub = pb_grpc.EventStoreServiceStub(channel)
         self._auth = auth_metadata
         self._timeout = timeout
+        self._streams = AppendStreams(self._stub, auth_metadata)
 
     @classmethod
     def connect(cls, target: str, *, auth_metadata: AuthMetadata, timeout: float) -> StoreClient:
@@ -159,6 +145,7 @@ class StoreClient:
         return cls(grpc.aio.insecure_channel(target), auth_metadata=auth_metadata, timeout=timeout)
 
     async def close(self) -> None:
+        await self._streams.close()
         await self._channel.close(None)
 
     async def load(self, user_id: str) -> Loaded:
@@ -201,19 +188,21 @@ class StoreClient:
         else:
             request.exact = expected_version
         for pause in (*_UNAVAILABLE_BACKOFF, None):
-            call_metadata = [
-                *self._auth(),
-                (metadata.CORRELATION_ID, trace.correlation_id),
-                (metadata.CAUSATION_ID, trace.causation_id),
-            ]
             try:
-                response: pb.AppendResponse = await self._stub.Append(
-                    request, timeout=self._timeout, metadata=call_metadata
-                )
-            except grpc.aio.AioRpcError as err:
-                if err.code() == grpc.StatusCode.UNAVAILABLE and pause is not None:
-                    await asyncio.sleep(pause)
-                    continue
-                raise _store_error(err) from None
+                async with asyncio.timeout(self._timeout):
+                    response = await self._streams.append(
+                        request,
+                        correlation_id=trace.correlation_id,
+                        causation_id=trace.causation_id,
+                    )
+            except TimeoutError:
+                raise StoreUnavailable(
+                    f"DEADLINE_EXCEEDED: the store did not answer within {self._timeout:g}s"
+                ) from None
+            except StoreUnreached:
+                if pause is None:
+                    raise
+                await asyncio.sleep(pause)
+                continue
             return Appended(response.version, response.positions[-1] if response.positions else 0)
         raise AssertionError("unreachable")  # pragma: no cover
