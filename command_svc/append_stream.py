@@ -10,7 +10,8 @@ Invariants:
 - one stream takes new requests at a time; it is replaced when it broke,
   when the service token changed (the store checks the token once, when a
   stream opens) or after ``lifetime`` seconds. A replaced stream is closed
-  for writing and ends once the store answered what it had;
+  for writing and ends once the store answered what it had (it is cancelled
+  if that takes more than a minute);
 - every request ends exactly one way: with its reply; with
   ``StoreUnreached`` if the stream broke or ended first (the append may or
   may not be stored: resending the same event ids is safe); or cancelled by
@@ -38,6 +39,7 @@ __all__ = ["DEFAULT_LIFETIME", "AppendStreams"]
 AuthMetadata = Callable[[], list[tuple[str, str]]]
 
 DEFAULT_LIFETIME = 300.0
+_DRAIN_SECONDS = 60.0  # how long a replaced stream may take to end by itself
 _STATUS_BY_NUMBER = {status.value[0]: status for status in grpc.StatusCode}
 
 
@@ -172,6 +174,11 @@ class AppendStreams:
         stream.retire()
         self._retired.add(stream)
         stream.reader.add_done_callback(lambda _task: self._retired.discard(stream))
+        # A store that never ends it must not keep it (and its tasks) forever;
+        # its callers have given up long before (their own deadlines).
+        asyncio.get_running_loop().call_later(
+            _DRAIN_SECONDS, lambda: asyncio.ensure_future(stream.close())
+        )
 
     async def close(self) -> None:
         streams = [*self._retired, *([self._stream] if self._stream else [])]
