@@ -68,8 +68,12 @@ async def _caught_up(stub: qpb_grpc.QueryServiceAsyncStub, md: Metadata, head: i
             )
             return
         except grpc.aio.AioRpcError as exc:
-            # FAILED_PRECONDITION: query_svc's own wait ran out first; ask again.
-            if exc.code() != grpc.StatusCode.FAILED_PRECONDITION or time.monotonic() > deadline:
+            # UNAVAILABLE "min_position: ...": query_svc's own wait (5 s) ran
+            # out before the projector got there; ask again until our deadline.
+            behind = exc.code() == grpc.StatusCode.UNAVAILABLE and (exc.details() or "").startswith(
+                "min_position"
+            )
+            if not behind or time.monotonic() > deadline:
                 raise
 
 
