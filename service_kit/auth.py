@@ -51,6 +51,7 @@ __all__ = [
     "AuthInterceptor",
     "Principal",
     "TokenCodec",
+    "credentials_expire_at",
     "current_principal",
     "service_metadata",
 ]
@@ -161,20 +162,24 @@ class TokenCodec:
 
     def decode(self, token: str) -> Principal:
         """The principal a token names; ``ServiceError(UNAUTHENTICATED)`` if it is not valid."""
+        return self.decode_with_expiry(token)[0]
+
+    def decode_with_expiry(self, token: str) -> tuple[Principal, int]:
+        """:meth:`decode`, and when the token expires (``exp``, Unix seconds)."""
         if not token:
             raise _unauthenticated("missing bearer token")
         hit = self._verified.get(token)
         if hit is not None:
             if time.time() < hit[1]:
                 self._verified.move_to_end(token)
-                return hit[0]
+                return hit
             del self._verified[token]
             raise _unauthenticated("token expired")
-        principal, exp = self._verify(token)
-        self._verified[token] = (principal, exp)
+        verified = self._verify(token)
+        self._verified[token] = verified
         if len(self._verified) > _VERIFIED_CACHE_SIZE:
             self._verified.popitem(last=False)
-        return principal
+        return verified
 
     def _verify(self, token: str) -> tuple[Principal, int]:
         try:
@@ -239,9 +244,23 @@ _principal: contextvars.ContextVar[Principal | None] = contextvars.ContextVar(
 )
 
 
+_expires: contextvars.ContextVar[int | None] = contextvars.ContextVar(
+    "service_kit.auth.expires", default=None
+)
+
+
 def current_principal() -> Principal | None:
     """The caller of the RPC being served (None if anonymous or outside a call)."""
     return _principal.get()
+
+
+def credentials_expire_at() -> int | None:
+    """When the token of the call being served expires (Unix seconds; None: no token).
+
+    A long-lived stream is authenticated once, when it opens: it must end by
+    then (see ``store_svc``'s AppendStream).
+    """
+    return _expires.get()
 
 
 @dataclass(frozen=True, slots=True)
@@ -407,7 +426,8 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
         principal: Principal | None = None
         if token:
             try:
-                principal = self._codec.decode(token)
+                principal, expires = self._codec.decode_with_expiry(token)
+                _expires.set(expires)
             except ServiceError as exc:
                 if policy.kind != "public":
                     return _refusing_handler(handler, exc.code, exc.message)

@@ -1,7 +1,9 @@
 """Metrics and structured logs, the same in every service.
 
-- ``MetricsInterceptor`` records every RPC's latency in a histogram labelled
-  by service, method and status code (``rpc_server_handled_seconds``).
+- ``MetricsInterceptor`` records every unary and server-streaming RPC's
+  latency in a histogram labelled by service, method and status code
+  (``rpc_server_handled_seconds``); ``observe_rpc`` adds one entry per
+  request served on a long-lived stream (store_svc's AppendStream).
 - Gauges and histograms the services update: append batch sizes, relay lag,
   projector lag (positions and seconds).
 - ``configure_logging`` emits one JSON object per line carrying the call's
@@ -72,8 +74,9 @@ class MetricsInterceptor(_InterceptorBase):
     the interceptors and the handler of one call in one task), so what it
     sets there (correlation id, the call's metadata) is seen by that call
     only. The timing wrapper of a method is built once and reused while the
-    inner handler is the same object (every call of a plain method; per-call
-    handlers, e.g. owner checks, get a fresh one).
+    inner handler is the same object (every call but a refused one).
+    Client-streaming calls pass untimed: a servicer that serves many
+    requests on one stream times each with :func:`observe_rpc`.
     """
 
     def __init__(self) -> None:
@@ -98,6 +101,19 @@ class MetricsInterceptor(_InterceptorBase):
         # Keyed by method: only methods the server has (handler is not None).
         self._wrapped[details.method] = (handler, wrapped)
         return wrapped
+
+
+_RPC_CHILDREN: dict[tuple[str, str, str], Any] = {}
+
+
+def observe_rpc(service: str, method: str, code: str, seconds: float) -> None:
+    """Records one call's latency in ``RPC_SECONDS``; for work the interceptor
+    cannot time, such as each append of a long-lived AppendStream."""
+    key = (service, method, code)
+    child = _RPC_CHILDREN.get(key)
+    if child is None:
+        child = _RPC_CHILDREN[key] = RPC_SECONDS.labels(service, method, code)
+    child.observe(seconds)
 
 
 def _timing(

@@ -25,6 +25,11 @@ _OPTIONS = [
     ("grpc.max_receive_message_length", 16 * 1024 * 1024),
     ("grpc.max_send_message_length", 16 * 1024 * 1024),
     ("grpc.so_reuseport", 0),
+    # Ping a client that has calls open and has been silent for a minute, and
+    # drop it after 20 s without an answer: a long-lived stream (Subscribe,
+    # AppendStream) from a host that vanished must not be held forever.
+    ("grpc.keepalive_time_ms", 60_000),
+    ("grpc.keepalive_timeout_ms", 20_000),
 ]
 
 

@@ -69,8 +69,13 @@ class StoreService:
     time_travel: TimeTravel
     server: RunningServer
     relay: OutboxRelay | None = None
+    servicer: EventStoreServicer | None = None
 
     async def stop(self, grace: float = 5.0) -> None:
+        if self.servicer is not None:
+            # Append streams never end by themselves: end them first, so the
+            # grace period is not spent accepting appends that it then cuts.
+            self.servicer.close_streams()
         await self.server.stop(grace)
         await self.time_travel.drain()
         if self.relay is not None:
@@ -96,15 +101,10 @@ async def start(settings: StoreSettings) -> StoreService:
         raise
     try:
         tt = TimeTravel(store, snapshot_every=settings.snapshot_every)
+        servicer = EventStoreServicer(store, tt)
         server = await start_server(
             settings.listen,
-            [
-                Registration(
-                    SERVICE_NAME,
-                    pb_grpc.add_EventStoreServiceServicer_to_server,
-                    EventStoreServicer(store, tt),
-                )
-            ],
+            [Registration(SERVICE_NAME, pb_grpc.add_EventStoreServiceServicer_to_server, servicer)],
             interceptors=[MetricsInterceptor(), AuthInterceptor(settings.token_codec(), POLICIES)],
         )
     except BaseException:
@@ -123,7 +123,7 @@ async def start(settings: StoreSettings) -> StoreService:
         observe_relay(relay)
         log.info("outbox relay on: topic %r at %s", settings.relay.topic, settings.relay.broker)
     log.info("store_svc serving gRPC on port %d (%s backend)", server.port, settings.backend)
-    return StoreService(store, tt, server, relay)
+    return StoreService(store, tt, server, relay, servicer)
 
 
 async def serve(settings: StoreSettings) -> None:

@@ -11,6 +11,7 @@ import asyncio
 import json
 import logging
 import re
+import time
 from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any, Final
@@ -20,13 +21,13 @@ from cqrs.eventstore.v1 import event_store_pb2 as pb
 from cqrs.eventstore.v1 import event_store_pb2_grpc as pb_grpc
 
 import domain
-from service_kit import errors, metadata, validate
-from service_kit.auth import current_principal
+from service_kit import errors, metadata, observability, validate
+from service_kit.auth import credentials_expire_at, current_principal
 from service_kit.batching import batches
-from service_kit.errors import invalid
+from service_kit.errors import ServiceError, invalid
 from service_kit.structs import struct_to_dict
 from service_kit.timeconv import to_timestamp, utcnow
-from store_svc import convert
+from store_svc import convert, policies
 from store_svc.engine import (
     Claim,
     EventStore,
@@ -132,6 +133,7 @@ class EventStoreServicer(pb_grpc.EventStoreServiceServicer):
     def __init__(self, store: EventStore, time_travel: TimeTravel) -> None:
         self._store = store
         self._tt = time_travel
+        self._closing = asyncio.Event()
 
     # -- writes ------------------------------------------------------------
 
@@ -140,33 +142,44 @@ class EventStoreServicer(pb_grpc.EventStoreServiceServicer):
         correlation, causation = metadata.correlation_ids(context)
         return await self._append(request, correlation, causation)
 
+    @errors.streaming
     async def AppendStream(
         self, request_iterator: AsyncIterator[pb.AppendStreamRequest], context: Any
     ) -> AsyncIterator[pb.AppendStreamResponse]:
         """Each request is appended concurrently (the engine batches them like
-        separate calls); each outcome is sent as soon as it is known. At most
-        ``STREAM_IN_FLIGHT`` requests of one stream are unanswered: beyond
-        that the stream is not read, which pushes back on the client."""
+        separate calls) and answered as soon as its outcome is known.
+
+        Invariants: at most ``STREAM_IN_FLIGHT`` requests of a stream are
+        being appended or waiting to be sent (beyond that the stream is not
+        read, which pushes back on the client); every request read is
+        answered before the stream ends; the stream ends with UNAVAILABLE
+        (reconnect) when the store shuts down or the caller's token expires,
+        since the token is checked only when the stream opens.
+        """
         replies: asyncio.Queue[pb.AppendStreamResponse | None] = asyncio.Queue()
         in_flight = asyncio.Semaphore(STREAM_IN_FLIGHT)
         tasks: set[asyncio.Task[None]] = set()
+        stop_reason = ""
 
         async def answer(request: pb.AppendStreamRequest) -> None:
+            started = time.perf_counter()
+            correlation = request.correlation_id[:128] or metadata.new_correlation_id()
+            observability.correlation_id.set(correlation)  # this task's own context
             try:
                 appended = await self._append(
-                    request.append,
-                    request.correlation_id[:128] or metadata.new_correlation_id(),
-                    request.causation_id[:128],
+                    request.append, correlation, request.causation_id[:128]
                 )
                 reply = pb.AppendStreamResponse(request_id=request.request_id, appended=appended)
+                code = grpc.StatusCode.OK
             except Exception as exc:
                 code, message = errors.status_of(exc)
                 if code == grpc.StatusCode.INTERNAL:
                     log.exception("unhandled error in AppendStream")
                 failed = pb.AppendFailure(code=code.value[0], message=message)
                 reply = pb.AppendStreamResponse(request_id=request.request_id, failed=failed)
-            finally:
-                in_flight.release()
+            observability.observe_rpc(
+                policies.SERVICE_NAME, "AppendStream", code.name, time.perf_counter() - started
+            )
             replies.put_nowait(reply)
 
         async def read() -> None:
@@ -176,20 +189,48 @@ class EventStoreServicer(pb_grpc.EventStoreServiceServicer):
                     task = asyncio.create_task(answer(request))
                     tasks.add(task)
                     task.add_done_callback(tasks.discard)
-                while tasks:  # the client is done writing: answer what it sent
-                    await asyncio.wait(set(tasks))
-            finally:
-                replies.put_nowait(None)
+            except asyncio.CancelledError:
+                if not stop_reason:
+                    raise  # the call itself is being cancelled
+                current = asyncio.current_task()
+                if current is not None:
+                    current.uncancel()  # the watcher's stop: carry on below
+            # The client is done writing, or the stream is being ended: answer
+            # every request read so far.
+            while tasks:
+                await asyncio.wait(set(tasks))
+            replies.put_nowait(None)
+
+        async def stop_at_expiry_or_shutdown() -> None:
+            nonlocal stop_reason
+            expires = credentials_expire_at()
+            lifetime = None if expires is None else max(0.0, expires - time.time())
+            try:
+                async with asyncio.timeout(lifetime):
+                    await self._closing.wait()
+                stop_reason = "the event store is shutting down; reconnect"
+            except TimeoutError:
+                stop_reason = "the stream's token expired; open a new stream"
+            reader.cancel()
 
         reader = asyncio.create_task(read())
+        watcher = asyncio.create_task(stop_at_expiry_or_shutdown())
         try:
             while (reply := await replies.get()) is not None:
                 yield reply
+                in_flight.release()  # sent: the next request may be read
             await reader  # a failed read ends the call with its error
         finally:
+            watcher.cancel()
             reader.cancel()
             for task in tasks:
                 task.cancel()  # the client is gone; a queued append may still commit
+        if stop_reason:
+            raise ServiceError(grpc.StatusCode.UNAVAILABLE, stop_reason)
+
+    def close_streams(self) -> None:
+        """Ends every AppendStream (each answers what it read, then UNAVAILABLE)."""
+        self._closing.set()
 
     async def _append(
         self, request: pb.AppendRequest, correlation: str, causation: str

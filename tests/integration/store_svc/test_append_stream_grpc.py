@@ -11,8 +11,9 @@ from cqrs.eventstore.v1 import event_store_pb2 as pb
 from cqrs.eventstore.v1 import event_store_pb2_grpc as pb_grpc
 
 import domain
+from service_kit.auth import ROLE_SERVICE, Principal, TokenCodec
 from store_svc.app import StoreService
-from tests.auth_support import SERVICE, bearer
+from tests.auth_support import SERVICE, TEST_JWT_SECRET, bearer
 from tests.integration.store_svc.support import StoreStub, append_request, created, register
 
 pytestmark = pytest.mark.integration
@@ -124,3 +125,39 @@ async def test_only_services_may_open_it(store: Store) -> None:
                 pb.GetAggregateEventsRequest(aggregate_id=user_id), metadata=SERVICE, timeout=10
             )
         assert caught.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+async def _one(stub: StoreStub, call: object, user: str) -> pb.AppendStreamResponse:
+    """Writes one registration on an open AppendStream and reads its reply."""
+    append = append_request(user, [created(user, f"{user}@example.com")], exact=0)
+    await call.write(pb.AppendStreamRequest(request_id=1, append=append))  # type: ignore[attr-defined]
+    reply: pb.AppendStreamResponse = await call.read()  # type: ignore[attr-defined]
+    return reply
+
+
+async def test_shutdown_ends_open_streams_with_unavailable_after_answering(
+    store: Store,
+) -> None:
+    service, stub = store
+    call = stub.AppendStream(None, metadata=SERVICE, timeout=30)
+    first = await _one(stub, call, str(uuid.uuid4()))
+    assert first.WhichOneof("outcome") == "appended"
+    assert service.servicer is not None
+    service.servicer.close_streams()
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await call.read()
+    assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert "shutting down" in (caught.value.details() or "")
+
+
+async def test_a_stream_ends_when_its_token_expires(store: Store) -> None:
+    _, stub = store
+    short = TokenCodec(TEST_JWT_SECRET, ttl_seconds=2)
+    token, _ = short.issue(Principal("tests", "", ROLE_SERVICE), now=datetime.now(UTC))
+    call = stub.AppendStream(None, metadata=[("authorization", f"Bearer {token}")], timeout=30)
+    first = await _one(stub, call, str(uuid.uuid4()))
+    assert first.WhichOneof("outcome") == "appended"
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await call.read()
+    assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert "token expired" in (caught.value.details() or "")
