@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import Callable, Sequence
 from typing import NamedTuple, Protocol
 
@@ -27,8 +28,9 @@ from cqrs.eventstore.v1 import event_store_pb2_grpc as pb_grpc
 from google.protobuf import empty_pb2, json_format, struct_pb2
 
 import domain
-from command_svc.append_stream import AppendStreams
+from command_svc.append_stream import AppendStreams, AppendStreamUnsupported
 from command_svc.errors import StoreUnavailable, StoreUnreached, store_error
+from service_kit import metadata
 from service_kit.timeconv import to_datetime
 
 __all__ = [
@@ -40,6 +42,8 @@ __all__ = [
     "Trace",
     "proposed_event",
 ]
+
+log = logging.getLogger(__name__)
 
 AGGREGATE_TYPE = "user"
 # Pauses before resending an append the store did not receive (UNAVAILABLE).
@@ -138,6 +142,7 @@ class StoreClient:
         self._auth = auth_metadata
         self._timeout = timeout
         self._streams = AppendStreams(self._stub, auth_metadata)
+        self._use_streams = True
 
     @classmethod
     def connect(cls, target: str, *, auth_metadata: AuthMetadata, timeout: float) -> StoreClient:
@@ -190,12 +195,9 @@ class StoreClient:
         for pause in (*_UNAVAILABLE_BACKOFF, None):
             try:
                 async with asyncio.timeout(self._timeout):
-                    response = await self._streams.append(
-                        request,
-                        correlation_id=trace.correlation_id,
-                        causation_id=trace.causation_id,
-                    )
+                    response = await self._append_once(request, trace)
             except TimeoutError:
+                self._streams.abandon_if_stalled(self._timeout)
                 raise StoreUnavailable(
                     f"DEADLINE_EXCEEDED: the store did not answer within {self._timeout:g}s"
                 ) from None
@@ -206,3 +208,26 @@ class StoreClient:
                 continue
             return Appended(response.version, response.positions[-1] if response.positions else 0)
         raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _append_once(self, request: pb.AppendRequest, trace: Trace) -> pb.AppendResponse:
+        if self._use_streams:
+            try:
+                return await self._streams.append(
+                    request, correlation_id=trace.correlation_id, causation_id=trace.causation_id
+                )
+            except AppendStreamUnsupported:
+                # An older store_svc (a rolling deploy): unary Append from now on.
+                log.warning("the event store has no AppendStream; appending call by call")
+                self._use_streams = False
+        call_metadata = [
+            *self._auth(),
+            (metadata.CORRELATION_ID, trace.correlation_id),
+            (metadata.CAUSATION_ID, trace.causation_id),
+        ]
+        try:
+            response: pb.AppendResponse = await self._stub.Append(
+                request, timeout=self._timeout, metadata=call_metadata
+            )
+        except grpc.aio.AioRpcError as err:
+            raise _store_error(err) from None
+        return response

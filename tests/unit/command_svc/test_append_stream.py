@@ -10,8 +10,14 @@ import grpc
 import pytest
 from cqrs.eventstore.v1 import event_store_pb2 as pb
 
-from command_svc.append_stream import AppendStreams
-from command_svc.errors import ClaimConflict, StoreConflict, StoreUnreached
+from command_svc.append_stream import AppendStreams, AppendStreamUnsupported
+from command_svc.errors import (
+    ClaimConflict,
+    StoreConflict,
+    StoreFailure,
+    StoreUnavailable,
+    StoreUnreached,
+)
 
 _END = object()
 
@@ -26,8 +32,11 @@ class FakeCall:
         self.cancelled = False
         self._replies: asyncio.Queue[Any] = asyncio.Queue()
         self.wrote = asyncio.Event()
+        self.gate = asyncio.Event()  # writes wait for it (flow control)
+        self.gate.set()
 
     async def write(self, request: pb.AppendStreamRequest) -> None:
+        await self.gate.wait()
         self.written.append(request)
         self.wrote.set()
 
@@ -206,4 +215,89 @@ async def test_streams_are_replaced_after_their_lifetime() -> None:
     stub.calls[1].reply(_appended(stub.calls[1].written[0].request_id, 1))
     await first
     await second
+    await streams.close()
+
+
+def _rpc_error(code: grpc.StatusCode, details: str) -> grpc.aio.AioRpcError:
+    return grpc.aio.AioRpcError(
+        code, grpc.aio.Metadata(), grpc.aio.Metadata(), details=details, debug_error_string=""
+    )
+
+
+@pytest.mark.parametrize(
+    ("code", "expected"),
+    [
+        (grpc.StatusCode.UNAVAILABLE, StoreUnreached),  # restarting: resend
+        (grpc.StatusCode.CANCELLED, StoreUnreached),
+        (grpc.StatusCode.UNAUTHENTICATED, StoreFailure),  # our bug: INTERNAL, logged
+        (grpc.StatusCode.PERMISSION_DENIED, StoreFailure),
+        (grpc.StatusCode.UNIMPLEMENTED, AppendStreamUnsupported),  # an older store
+    ],
+)
+async def test_a_stream_refused_or_ended_by_the_store_keeps_its_status(
+    code: grpc.StatusCode, expected: type[Exception]
+) -> None:
+    stub, token = FakeStub(), ["t1"]
+    streams = _streams(stub, token)
+    pending = _send(streams, 1)
+    await asyncio.sleep(0)
+    await _written(stub.calls[0], 1)
+    stub.calls[0].fail(_rpc_error(code, "why"))
+    with pytest.raises(expected) as caught:
+        await pending
+    assert type(caught.value) is expected
+    await streams.close()
+
+
+async def test_a_request_whose_caller_gave_up_before_it_was_written_is_not_sent() -> None:
+    stub, token = FakeStub(), ["t1"]
+    streams = _streams(stub, token)
+    first = _send(streams, 1)
+    await asyncio.sleep(0)
+    call = stub.calls[0]
+    await _written(call, 1)
+    call.gate.clear()  # the store stops reading: writes block
+    blocked, abandoned = _send(streams, 2), _send(streams, 3)
+    await asyncio.sleep(0.01)
+    abandoned.cancel()  # its deadline passed
+    with pytest.raises(asyncio.CancelledError):
+        await abandoned
+    call.gate.set()
+    await _written(call, 2)
+    await asyncio.sleep(0.01)
+    assert [r.append.aggregate_id for r in call.written] == ["a1", "a2"]
+    call.reply(_appended(call.written[0].request_id, 1))
+    call.reply(_appended(call.written[1].request_id, 2))
+    assert (await first).version == 1 and (await blocked).version == 2
+    await streams.close()
+
+
+async def test_too_many_waiting_appends_fail_at_once() -> None:
+    stub, token = FakeStub(), ["t1"]
+    streams = _streams(stub, token, max_waiting=2)
+    waiting = [_send(streams, 1), _send(streams, 2)]
+    await asyncio.sleep(0)
+    with pytest.raises(StoreUnavailable, match="already wait"):
+        await _send(streams, 3)
+    for task in waiting:
+        task.cancel()
+    await streams.close()
+
+
+async def test_a_stalled_stream_is_abandoned_after_a_deadline() -> None:
+    stub, token = FakeStub(), ["t1"]
+    streams = _streams(stub, token)
+    pending = _send(streams, 1)
+    await asyncio.sleep(0)
+    await _written(stub.calls[0], 1)
+    streams.abandon_if_stalled(60.0)  # replied recently enough: kept
+    assert not pending.done()
+    await asyncio.sleep(0.02)
+    streams.abandon_if_stalled(0.01)
+    with pytest.raises(StoreUnreached, match="no reply"):
+        await pending
+    retry = _send(streams, 1)
+    await asyncio.sleep(0)
+    assert len(stub.calls) == 2
+    retry.cancel()
     await streams.close()
