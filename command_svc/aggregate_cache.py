@@ -7,7 +7,10 @@ after a successful load or append, and drop an entry the store proved stale.
 Invariants:
 - an entry is a state folded from the first ``version`` events of the
   user's stream (``state.version == version``); "no such user" is never
-  cached, so a miss always goes to the store;
+  cached, so a miss always goes to the store. After an append the entry is
+  folded from the events as command_svc decided them, so its times
+  (``updated_at``, ``last_login_at``) are command_svc's clock, a few
+  milliseconds off the store's timestamps; no decision reads them;
 - an entry may be stale (another command_svc instance, or a slower command
   in this one, appended since), and correctness never depends on it being
   fresh: the handlers append at the exact cached version, so a stale entry

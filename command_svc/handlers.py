@@ -15,7 +15,9 @@ For every command:
    version the store returned;
 5. if the store says the stream moved (ABORTED), drop the cache entry, reload
    and go to 2, at most ``max_attempts`` times in all with a little random
-   jitter between tries, then fail with ABORTED. The pause before retry n is
+   jitter between tries, then fail with ABORTED. The first ABORTED of a
+   decision made on a cached state is not counted and not paused for: it
+   says the cache was behind, not that writers are racing. The pause before retry n is
    random in [0, retry_pause * 2**(n-1)] (10, 20, 40, 80 ms by default):
    "full jitter" exponential backoff, which spreads competing writers apart
    fastest.
@@ -207,7 +209,10 @@ class CommandHandler:
         new_stream: bool = False,
         claim_field: str = "email",
     ) -> Outcome:
-        for attempt in range(1, self._max_attempts + 1):
+        attempt = 0
+        stale_cache_forgiven = False
+        while attempt < self._max_attempts:
+            attempt += 1
             cached = None if new_stream else self._cache.get(user_id)
             if cached is not None:
                 state, version = cached
@@ -229,6 +234,7 @@ class CommandHandler:
                 self._cache.discard(user_id, version)
                 state, version = await self._load(user_id, new_stream=new_stream)
                 events = await self._decide(state, build)
+                cached = None  # decided on the store's state after all
             try:
                 appended = await self._store.append(
                     user_id=user_id,
@@ -249,6 +255,12 @@ class CommandHandler:
                 # What we decided against is stale: the next attempt must not
                 # take it from the cache again.
                 self._cache.discard(user_id, version)
+                if cached is not None and not stale_cache_forgiven:
+                    # Only our cache was behind (another instance wrote), not
+                    # a race: reload at once, and it does not use up an attempt.
+                    stale_cache_forgiven = True
+                    attempt -= 1
+                    continue
                 if attempt == self._max_attempts:
                     break
                 # Jitter spreads competing writers so they stop colliding.

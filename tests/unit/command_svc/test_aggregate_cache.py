@@ -178,12 +178,26 @@ async def test_stale_entry_is_aborted_reloaded_and_appended_once() -> None:
 async def test_conflict_drops_the_entry_so_the_retry_loads() -> None:
     handler, store, _, cache = make(attempts=2)
     uid = await registered(handler)
-    store.conflicts = 2
+    store.conflicts = 3
     with pytest.raises(ServiceError) as info:
         await handler.record_login(user_id=uid, client_address="x", trace=TRACE)
     assert info.value.code == grpc.StatusCode.ABORTED
-    assert store.loads == 1  # attempt 2 did not trust the cache
+    # The cached decision's conflict is forgiven once; the two counted
+    # attempts then both loaded (neither trusted the cache).
+    assert store.loads == 2
     assert cache.get(uid) is None  # the last conflict dropped the reloaded entry too
+
+
+async def test_a_conflict_of_a_cached_decision_does_not_use_up_an_attempt() -> None:
+    handler, store, _, _ = make(attempts=1)
+    uid = await registered(handler)
+    store.conflicts = 1  # e.g. another instance wrote behind our cache
+    out = await handler.record_login(user_id=uid, client_address="x", trace=TRACE)
+    assert out.version == 2 and store.loads == 1
+    store.conflicts = 2  # a real race after a fresh load still counts
+    with pytest.raises(ServiceError) as info:
+        await handler.record_login(user_id=uid, client_address="x", trace=TRACE)
+    assert info.value.code == grpc.StatusCode.ABORTED
 
 
 async def test_refusal_on_a_stale_cached_email_is_redecided_on_fresh_state() -> None:
