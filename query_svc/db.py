@@ -219,12 +219,15 @@ def _postgres_engine(settings: QuerySettings) -> AsyncEngine:
     # A fixed pool: overflow connections would be opened and closed under
     # load (each connect negotiates TLS and loads type codecs, ~ms of CPU).
     # No pre-ping: it costs a round trip per checkout on the projector's and
-    # every query's path; a connection found dead (database restarted) fails
-    # its call with UNAVAILABLE and SQLAlchemy then recycles the whole pool.
+    # every query's path; a connection found dead (database restarted, or an
+    # idle timeout in between) fails its call with UNAVAILABLE and SQLAlchemy
+    # then recycles the whole pool.
     return create_async_engine(
         url,
         pool_size=20,
         max_overflow=0,
+        # Replace connections before idle timeouts (PgBouncer, firewalls) cut them.
+        pool_recycle=1800,
         connect_args={"server_settings": {"search_path": pg.schema}, "timeout": 10},
     )
 
@@ -241,6 +244,7 @@ def _unreachable(exc: Exception) -> bool:
         exc,
         (
             OSError,  # refused or timed-out connects (asyncpg raises them unwrapped)
+            sa_exc.TimeoutError,  # every pooled connection busy for pool_timeout: overloaded
             sa_exc.OperationalError,
             sa_exc.InterfaceError,
             asyncpg.PostgresConnectionError,
