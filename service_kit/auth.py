@@ -39,6 +39,7 @@ import jwt
 
 from service_kit import metadata as md
 from service_kit.errors import ServiceError
+from service_kit.method_wrappers import MethodWrappers
 from service_kit.settings import SettingsError, env_int
 from service_kit.timeconv import utcnow
 
@@ -403,8 +404,9 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
     def __init__(self, codec: TokenCodec, policies: Mapping[str, Access]) -> None:
         self._codec = codec
         self._policies = dict(policies)
-        # method -> (inner handler, its owner-checking wrapper), built once.
-        self._owner_wrappers: dict[str, tuple[_Handler, _Handler]] = {}
+        self._owner_wrappers: MethodWrappers[_Handler] = MethodWrappers(
+            lambda method, handler: _owner_checked(handler, self._policies[method].field)
+        )
 
     async def intercept_service(
         self,
@@ -448,11 +450,5 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
         # contextvars.Context, so this value is seen by the handler and no other call.
         _principal.set(principal)
         if policy.kind == "owner":
-            cached = self._owner_wrappers.get(method)
-            if cached is None or cached[0] is not handler:
-                cached = self._owner_wrappers[method] = (
-                    handler,
-                    _owner_checked(handler, policy.field),
-                )
-            return cached[1]
+            return self._owner_wrappers.get(method, handler)
         return handler

@@ -23,12 +23,13 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Protocol, cast
+from typing import TYPE_CHECKING, Any, Protocol
 
 import grpc
 from prometheus_client import Gauge, Histogram, start_http_server
 
 from service_kit import metadata as md
+from service_kit.method_wrappers import MethodWrappers
 from service_kit.settings import env_choice, env_int, env_str
 
 correlation_id: contextvars.ContextVar[str] = contextvars.ContextVar("correlation_id", default="")
@@ -80,7 +81,9 @@ class MetricsInterceptor(_InterceptorBase):
     """
 
     def __init__(self) -> None:
-        self._wrapped: dict[str, tuple[grpc.RpcMethodHandler[Any, Any], Any]] = {}
+        self._wrapped: MethodWrappers[grpc.RpcMethodHandler[Any, Any]] = MethodWrappers(
+            lambda method, handler: _timing(handler, *_split(method))
+        )
 
     async def intercept_service(
         self,
@@ -94,21 +97,15 @@ class MetricsInterceptor(_InterceptorBase):
         handler = await continuation(details)
         if handler is None:
             return handler
-        cached = self._wrapped.get(details.method)
-        if cached is not None and cached[0] is handler:
-            return cast("grpc.RpcMethodHandler[Any, Any]", cached[1])
-        wrapped = _timing(handler, *_split(details.method))
-        # Keyed by method: only methods the server has (handler is not None).
-        self._wrapped[details.method] = (handler, wrapped)
-        return wrapped
+        return self._wrapped.get(details.method, handler)
 
 
 _RPC_CHILDREN: dict[tuple[str, str, str], Any] = {}
 
 
 def observe_rpc(service: str, method: str, code: str, seconds: float) -> None:
-    """Records one call's latency in ``RPC_SECONDS``; for work the interceptor
-    cannot time, such as each append of a long-lived AppendStream."""
+    """Records one call's latency in ``RPC_SECONDS`` (the interceptor's timing
+    wrappers, and work it cannot time, such as each append of an AppendStream)."""
     key = (service, method, code)
     child = _RPC_CHILDREN.get(key)
     if child is None:
@@ -120,14 +117,10 @@ def _timing(
     handler: grpc.RpcMethodHandler[Any, Any], service: str, method: str
 ) -> grpc.RpcMethodHandler[Any, Any]:
     """``handler`` with its calls' latencies recorded in ``RPC_SECONDS`` by status code."""
-    children: dict[str, Any] = {}  # status code name -> labelled histogram
 
     def observe(context: Any, start: float, failed: str | None) -> None:
         code = _code_name(context, default=failed or "OK")
-        child = children.get(code)
-        if child is None:
-            child = children[code] = RPC_SECONDS.labels(service, method, code)
-        child.observe(time.perf_counter() - start)
+        observe_rpc(service, method, code, time.perf_counter() - start)
 
     if handler.unary_unary is not None:
         inner = handler.unary_unary
