@@ -59,11 +59,17 @@ Resp = TypeVar("Resp")
 Self_ = TypeVar("Self_")
 
 
-async def _abort(context: _Context, exc: Exception, method: str) -> None:
+def reported_status(exc: Exception, where: str) -> tuple[grpc.StatusCode, str]:
+    """:func:`status_of`, logging the error with its traceback when it is a bug
+    (INTERNAL); call it inside the ``except`` block that caught ``exc``."""
     code, message = status_of(exc)
     if code == grpc.StatusCode.INTERNAL:
-        log.exception("unhandled error in %s", method)
-    await context.abort(code, message)
+        log.exception("unhandled error in %s", where)
+    return code, message
+
+
+async def _abort(context: _Context, exc: Exception, method: str) -> None:
+    await context.abort(*reported_status(exc, method))
 
 
 def unary(

@@ -52,12 +52,13 @@ def new_correlation_id() -> str:
     return str(uuid.UUID(int=random.getrandbits(128), version=4))
 
 
-def correlation_ids(context: Any) -> tuple[str, str]:
-    """(correlation id, causation id) of a call; a fresh correlation id if none came.
+def trace_ids(correlation: str, causation: str) -> tuple[str, str]:
+    """(correlation id, causation id) as stored: a fresh correlation id if none
+    came, both capped at 128 characters so a caller cannot bloat every event."""
+    return correlation[:128] or new_correlation_id(), causation[:128]
 
-    Values are capped at 128 characters so a caller cannot bloat every event.
-    """
+
+def correlation_ids(context: Any) -> tuple[str, str]:
+    """:func:`trace_ids` of a call's ``x-correlation-id`` / ``x-causation-id``."""
     md = call_metadata(context)
-    correlation = get(md, CORRELATION_ID)[:128] or new_correlation_id()
-    causation = get(md, CAUSATION_ID)[:128]
-    return correlation, causation
+    return trace_ids(get(md, CORRELATION_ID), get(md, CAUSATION_ID))

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import re
 import time
 from collections.abc import AsyncIterator
@@ -38,8 +37,6 @@ from store_svc.engine import (
 )
 from store_svc.engine.model import MAX_TIMESTAMP, MIN_TIMESTAMP
 from store_svc.time_travel import TimeTravel, snapshot_state
-
-log = logging.getLogger(__name__)
 
 _AGGREGATE_TYPE = re.compile(r"^[a-z][a-z0-9_.-]{0,63}$")
 MAX_EVENTS_PER_APPEND = 100
@@ -163,18 +160,16 @@ class EventStoreServicer(pb_grpc.EventStoreServiceServicer):
 
         async def answer(request: pb.AppendStreamRequest) -> None:
             started = time.perf_counter()
-            correlation = request.correlation_id[:128] or metadata.new_correlation_id()
+            correlation, causation = metadata.trace_ids(
+                request.correlation_id, request.causation_id
+            )
             observability.correlation_id.set(correlation)  # this task's own context
             try:
-                appended = await self._append(
-                    request.append, correlation, request.causation_id[:128]
-                )
+                appended = await self._append(request.append, correlation, causation)
                 reply = pb.AppendStreamResponse(request_id=request.request_id, appended=appended)
                 code = grpc.StatusCode.OK
             except Exception as exc:
-                code, message = errors.status_of(exc)
-                if code == grpc.StatusCode.INTERNAL:
-                    log.exception("unhandled error in AppendStream")
+                code, message = errors.reported_status(exc, "AppendStream")
                 failed = pb.AppendFailure(code=code.value[0], message=message)
                 reply = pb.AppendStreamResponse(request_id=request.request_id, failed=failed)
             observability.observe_rpc(
