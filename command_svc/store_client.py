@@ -25,12 +25,13 @@ from typing import NamedTuple, Protocol
 import grpc
 from cqrs.eventstore.v1 import event_store_pb2 as pb
 from cqrs.eventstore.v1 import event_store_pb2_grpc as pb_grpc
-from google.protobuf import empty_pb2, json_format, struct_pb2
+from google.protobuf import empty_pb2, struct_pb2
 
 import domain
 from command_svc.append_stream import AppendStreams, AppendStreamUnsupported
 from command_svc.errors import StoreUnavailable, StoreUnreached, store_error
 from service_kit import metadata
+from service_kit.structs import struct_to_dict
 from service_kit.timeconv import to_datetime
 
 __all__ = [
@@ -116,7 +117,7 @@ def domain_event(event: pb.Event) -> domain.DomainEvent:
     """A stored event (unredacted, from LoadAggregate) as a domain event."""
     return domain.event_from_payload(
         event.event_type,
-        json_format.MessageToDict(event.payload),
+        struct_to_dict(event.payload),
         aggregate_id=event.aggregate_id,
         version=event.version,
         occurred_at=to_datetime(event.timestamp),
