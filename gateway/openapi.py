@@ -17,6 +17,7 @@ from typing import Any
 import grpc
 from google.protobuf.descriptor import Descriptor, EnumDescriptor, FieldDescriptor
 
+from gateway import enum_words
 from gateway.comments import summary
 from gateway.fields import (
     INT64_TYPES,
@@ -295,10 +296,12 @@ class _Builder:
             lines = [self.comments.get(enum.full_name, "")]
             for value in enum.values:
                 text = self.comments.get(f"{enum.full_name}.{value.name}", "")
-                lines.append(f"- `{value.name}`: {text}" if text else f"- `{value.name}`")
+                shown = enum_words.word(enum, value.name)
+                lines.append(f"- `{shown}`: {text}" if text else f"- `{shown}`")
+            lines.append("Requests may also give the proto name or the number.")
             self.schemas[enum.full_name] = {
                 "type": "string",
-                "enum": [v.name for v in enum.values],
+                "enum": enum_words.words(enum),
                 "description": "\n".join(line for line in lines if line),
             }
         return {"$ref": f"#/components/schemas/{enum.full_name}"}

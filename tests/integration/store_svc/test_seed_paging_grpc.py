@@ -1,4 +1,4 @@
-"""The seed's paging on the store's reads: ListEvents ``offset``, GetAggregateEvents ``from_version``.
+"""The seed's paging on store reads: ListEvents ``offset``, GetAggregateEvents ``from_version``.
 
 Both are additive fields of the contract, so the seed's ``GET /events?offset=``
 and ``GET /events/aggregate/{id}?from_version=`` work through the gateway
