@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 import uuid
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -32,6 +30,7 @@ from tests.e2e.postman_collection import (
     PostmanRequest,
     load,
     requests,
+    run_newman,
     substitute,
     variables_in,
 )
@@ -39,7 +38,6 @@ from tests.e2e.system_process import SystemProcess
 
 pytestmark = pytest.mark.e2e
 
-NEWMAN = Path(__file__).parents[2] / "node_modules" / ".bin" / "newman"
 PUBLIC = {("GET", "/health"), ("POST", "/v1/register"), ("POST", "/v1/login")}
 ADMIN_ONLY = {
     f"/v1{path}"
@@ -123,9 +121,6 @@ def test_each_request_targets_a_real_route(request_: PostmanRequest) -> None:
 def newman_report(
     e2e_system: SystemProcess, body_log: BodyLog, tmp_path_factory: pytest.TempPathFactory
 ) -> dict[str, Any]:
-    if not NEWMAN.exists():
-        pytest.skip("newman is not installed: run `npm ci` (it is a devDependency in package.json)")
-    report = tmp_path_factory.mktemp("newman") / "report.json"
     ports = e2e_system.ports
     overrides = {
         "auth_url": f"http://127.0.0.1:{ports.auth}",
@@ -134,19 +129,8 @@ def newman_report(
         "admin_email": e2e_system.admin_email,
         "admin_password": e2e_system.admin_password,
     }
-    cmd = [str(NEWMAN), "run", str(COLLECTION), "--reporters", "cli,json"]
-    cmd += ["--reporter-json-export", str(report), "--color", "off", "--timeout-request", "30000"]
-    for name, value in overrides.items():
-        cmd += ["--env-var", f"{name}={value}"]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
-    body_log.add("newman output", done.stdout + done.stderr)
-    data: dict[str, Any] = json.loads(report.read_text())
-    for execution in data["run"]["executions"]:
-        stream = execution.get("response", {}).get("stream", {})
-        if stream.get("type") == "Buffer":
-            body_log.add(f"newman {execution['item']['name']}", bytes(stream["data"]))
-    assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-2000:]
-    return data
+    folder = tmp_path_factory.mktemp("newman")
+    return run_newman(COLLECTION, overrides, body_log=body_log, folder=folder, label="newman")
 
 
 def test_newman_runs_the_collection_against_the_live_system(

@@ -23,15 +23,14 @@ from __future__ import annotations
 
 import copy
 import json
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.e2e.body_log import BodyLog
+from tests.e2e.postman_collection import run_newman
 from tests.e2e.system_process import SystemProcess
-from tests.e2e.test_postman_collection import NEWMAN
 
 pytestmark = pytest.mark.e2e
 
@@ -106,30 +105,16 @@ def test_the_run_copy_adds_only_the_token_and_moves_only_login() -> None:
 def seed_newman_report(
     e2e_system: SystemProcess, body_log: BodyLog, tmp_path_factory: pytest.TempPathFactory
 ) -> dict[str, Any]:
-    if not NEWMAN.exists():
-        pytest.skip("newman is not installed: run `npm ci` (it is a devDependency in package.json)")
     folder = tmp_path_factory.mktemp("seed-newman")
     collection = folder / "seed_run.postman_collection.json"
     collection.write_text(json.dumps(run_copy(json.loads(SEED_COLLECTION.read_text()))))
-    report = folder / "report.json"
     ports = e2e_system.ports
-    cmd = [str(NEWMAN), "run", str(collection), "--reporters", "cli,json"]
-    cmd += ["--reporter-json-export", str(report), "--color", "off", "--timeout-request", "30000"]
-    for name, port in (
-        ("auth_service_url", ports.auth),
-        ("query_service_url", ports.query),
-        ("event_store_url", ports.store_http),
-    ):
-        cmd += ["--env-var", f"{name}=http://127.0.0.1:{port}"]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=180, check=False)
-    body_log.add("newman (seed collection) output", done.stdout + done.stderr)
-    data: dict[str, Any] = json.loads(report.read_text())
-    for execution in data["run"]["executions"]:
-        stream = execution.get("response", {}).get("stream", {})
-        if stream.get("type") == "Buffer":
-            body_log.add(f"newman seed {execution['item']['name']}", bytes(stream["data"]))
-    assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-2000:]
-    return data
+    urls = {
+        "auth_service_url": f"http://127.0.0.1:{ports.auth}",
+        "query_service_url": f"http://127.0.0.1:{ports.query}",
+        "event_store_url": f"http://127.0.0.1:{ports.store_http}",
+    }
+    return run_newman(collection, urls, body_log=body_log, folder=folder, label="newman seed")
 
 
 def _body(execution: dict[str, Any]) -> Any:

@@ -14,11 +14,11 @@ from datetime import UTC, datetime
 
 import grpc
 import pytest
-from cqrs.eventstore.v1 import event_store_pb2 as pb
 from cqrs.eventstore.v1 import event_store_pb2_grpc as pb_grpc
 
-from domain import EMAIL_CLAIM_NAMESPACE, EmailChanged, UserCreated, event_to_payload
+from domain import EmailChanged
 from service_kit.auth import service_metadata
+from tests.integration.store_svc.support import append_request, created
 
 from .client import fetch
 from .conftest import CODEC, Fakes, RealStore, Running, bearer
@@ -26,41 +26,27 @@ from .conftest import CODEC, Fakes, RealStore, Running, bearer
 pytestmark = pytest.mark.integration
 
 ADMIN = bearer("admin-1", "admin")
-HASH = "$2b$04$abcdefghijklmnopqrstuuJ0123456789abcdefghijklmnopqrstu"
-
-
-async def _append(store: RealStore, user_id: str, event: UserCreated | EmailChanged) -> None:
-    proposed = pb.ProposedEvent(event_id=str(uuid.uuid4()), event_type=event.EVENT_TYPE)
-    proposed.payload.update(event_to_payload(event))
-    request = pb.AppendRequest(aggregate_id=user_id, aggregate_type="user", events=[proposed])
-    if isinstance(event, UserCreated):
-        proposed.claims.add(namespace=EMAIL_CLAIM_NAMESPACE, value=event.email)
-        request.no_stream.SetInParent()
-    else:
-        request.exact = event.version - 1
-    async with grpc.aio.insecure_channel(store.target) as channel:
-        stub = pb_grpc.EventStoreServiceStub(channel)
-        await stub.Append(request, timeout=10, metadata=service_metadata(CODEC, "test")())
 
 
 async def _user_with_two_events(store: RealStore) -> tuple[str, str, str]:
     """(user id, first email, second email): user.created then user.email.changed."""
     user_id = str(uuid.uuid4())
     first, second = f"{user_id[:8]}-a@example.com", f"{user_id[:8]}-b@example.com"
-    now = datetime.now(UTC)
-    created = UserCreated(
-        aggregate_id=user_id,
-        version=1,
-        occurred_at=now,
-        email=first,
-        password_hash=HASH,
-        role="user",
-    )
-    await _append(store, user_id, created)
     changed = EmailChanged(
-        aggregate_id=user_id, version=2, occurred_at=now, old_email=first, new_email=second
+        aggregate_id=user_id,
+        version=2,
+        occurred_at=datetime.now(UTC),
+        old_email=first,
+        new_email=second,
     )
-    await _append(store, user_id, changed)
+    appends = (
+        append_request(user_id, [created(user_id, first)], exact=0),
+        append_request(user_id, [changed], exact=1),
+    )
+    async with grpc.aio.insecure_channel(store.target) as channel:
+        stub = pb_grpc.EventStoreServiceStub(channel)
+        for request in appends:
+            await stub.Append(request, timeout=10, metadata=service_metadata(CODEC, "test")())
     return user_id, first, second
 
 
