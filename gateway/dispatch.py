@@ -26,7 +26,7 @@ from gateway.health import MetadataSource, check
 from gateway.profiles import ServedRoute
 from gateway.router import RouteTable
 from gateway.routes import HttpRoute
-from gateway.seed_format import IGNORED_HEADER, health_body, seed_query
+from gateway.seed_format import IGNORED_HEADER, health_body, ignored_header, seed_query
 from gateway.settings import GatewaySettings
 from gateway.transcode import build_request, dumps, render
 
@@ -110,7 +110,7 @@ async def call_rpc(
     if seed is not None:
         query, ignored = seed_query(seed, route, query)
         if ignored:
-            headers[IGNORED_HEADER] = ", ".join(ignored)[:1000]
+            headers[IGNORED_HEADER] = ignored_header(ignored)
     message = build_request(route, path_params=params, query=query, body=body)
     client = request.client.host if request.client else None
     metadata, correlation = call_metadata(request.headers, client)

@@ -34,6 +34,7 @@ class ServedRoute:
     route: HttpRoute
     template: PathTemplate
     seed: SeedRoute | None
+    prefixed: bool
 
     @property
     def verb(self) -> str:
@@ -44,7 +45,7 @@ class ServedRoute:
         """``v1`` (our shape under /v1), ``seed`` or ``unprefixed`` (our shape, no prefix)."""
         if self.seed is not None:
             return "seed"
-        return "v1" if self.template.text.startswith(V1 + "/") else "unprefixed"
+        return "v1" if self.prefixed else "unprefixed"
 
 
 def served_routes(
@@ -60,6 +61,6 @@ def served_routes(
     for route in routes:
         text = route.template.text
         seed = seed_routes.get((route.verb, text))
-        served.append(ServedRoute(route, parse(V1 + ("" if text == "/" else text)), None))
-        served.append(ServedRoute(route, route.template, seed))
+        served.append(ServedRoute(route, parse(V1 + ("" if text == "/" else text)), None, True))
+        served.append(ServedRoute(route, route.template, seed, False))
     return served

@@ -91,6 +91,17 @@ def seed_query(
     return kept, ignored
 
 
+def ignored_header(ignored: Sequence[str]) -> str:
+    """The ``X-Ignored-Query-Parameters`` value: the names, made safe for a header.
+
+    The names are the client's own text: anything but printable ASCII is
+    dropped (no CR/LF can reach the answer's headers), each is cut to 64
+    characters and the whole to 1,000.
+    """
+    safe = ("".join(c for c in name if " " <= c <= "~")[:64] for name in ignored)
+    return ", ".join(safe)[:1000]
+
+
 def _settable(route: HttpRoute, name: str, bound: set[str]) -> bool:
     try:
         chain = resolve_path(route.rpc.input, name)

@@ -112,6 +112,12 @@ def test_seed_query_ignores_path_fields_and_everything_on_body_routes() -> None:
     assert (kept, ignored) == ([], ["email"])
 
 
+def test_the_ignored_names_header_cannot_carry_a_line_break() -> None:
+    header = seed_format.ignored_header(["utm\r\nSet-Cookie: x=1", "é" + "a" * 100, "ok"])
+    assert header == "utmSet-Cookie: x=1, " + "a" * 64 + ", ok"
+    assert len(seed_format.ignored_header(["n" * 64] * 100)) == 1000
+
+
 def test_seed_query_defaults_fill_only_what_is_not_given() -> None:
     route, seed = BY_NAME["ListUsers"], _seed("ListUsers")
     assert seed_query(seed, route, [])[0] == [("page_size", "1000")]
