@@ -3,8 +3,9 @@
 It calls the seed's unprefixed routes on the seed's three ports (auth 8088,
 query 8089, event store 8090), sends only what the seed's clients send
 (plus a bearer token, which the system now requires), and decodes every
-answer into the seed's types (:mod:`tests.e2e.seed_shapes`). It records
-which of the seed's routes it called, so a test can show it called them all.
+answer into the seed's types (:mod:`tests.e2e.seed_shapes`). It keeps the
+last answer of each of the seed's routes, so a test can show it called them
+all and check those answers against the OpenAPI document.
 """
 
 from __future__ import annotations
@@ -32,10 +33,15 @@ class SeedClient:
     query: HttpClient
     store: HttpClient
     token: str | None = None
-    called: set[tuple[str, str]] = field(default_factory=set)
+    # (method, seed route) -> the last answer's body, shared by with_token copies
+    answers: dict[tuple[str, str], Any] = field(default_factory=dict)
+
+    @property
+    def called(self) -> set[tuple[str, str]]:
+        return set(self.answers)
 
     def with_token(self, token: str | None) -> SeedClient:
-        return SeedClient(self.auth, self.query, self.store, token, self.called)
+        return SeedClient(self.auth, self.query, self.store, token, self.answers)
 
     def _call(
         self,
@@ -50,11 +56,11 @@ class SeedClient:
         # curl -d, as the seed's README does it: a form content type, JSON text.
         data = body.encode() if body is not None else None
         answer = client.request(method, path, data=data, content_type=CURL_FORM, token=self.token)
-        self.called.add((method, route))
         if answer.status != expect:
             raise SeedError(answer.describe())
         assert answer.headers["content-type"] == "application/json", answer.describe()
-        return answer.json()
+        self.answers[(method, route)] = answer.json()
+        return self.answers[(method, route)]
 
     def fails(self, port: str, method: str, path: str, *, body: str | None = None) -> HttpResponse:
         """A request expected to fail: its answer, with the seed's error body checked."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 
+import jsonschema
 import pytest
 
 from gateway.seed_format import SEED_ROUTES
@@ -118,6 +119,17 @@ def test_every_seed_route_answers_the_seeds_types(seed: SeedClient, admin: SeedC
 
     assert set(SEED_ROUTES) <= seed.called
     assert ("GET", "/health") in seed.called
+    # The OpenAPI document describes these answers truthfully.
+    document = seed.store.get("/openapi.json").json()
+    for (method, route), body in seed.answers.items():
+        operation = document["paths"][route][method.lower()]
+        success = next(r for code, r in operation["responses"].items() if code[0] == "2")
+        schema = success["content"]["application/json"]["schema"]
+        validator = jsonschema.Draft202012Validator(
+            {**schema, "components": document["components"]}
+        )
+        errors = [e.message for e in validator.iter_errors(body)]
+        assert errors == [], (method, route, errors)
 
 
 def test_scenario_1_basic_cqrs_flow(seed: SeedClient, admin: SeedClient) -> None:
