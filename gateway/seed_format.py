@@ -3,7 +3,7 @@
 The seed's clients (its Postman collection, scripts, Go structs) decode the
 seed's JSON. On the seed's routes, unprefixed, the gateway answers in that
 format: every key the seed returns with the seed's type, plus the keys of
-our own shape where they do not clash (docs/adr/0007-seed-wire-format.md).
+our own shape where they do not clash (docs/adr/0007-seed-wire-format-and-v1.md).
 Our shapes are served under ``/v1`` (:mod:`gateway.profiles`).
 
 One table, :data:`SEED_ROUTES`, keyed by the annotated route (verb and
