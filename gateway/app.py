@@ -1,7 +1,8 @@
 """Wiring of the gateway: descriptors → routes → Starlette app → uvicorn on every port.
 
-``build_app`` reads the descriptor set and builds the route table at once
-(a bad annotation fails here, at start); the app's lifespan opens and closes
+``build_app`` reads the descriptor set and builds the route table at once,
+every route under ``/v1`` and unprefixed (:mod:`gateway.profiles`; a bad
+annotation fails here, at start); the app's lifespan opens and closes
 the gRPC channels. ``start`` serves one app on every configured port from a
 single uvicorn server (one socket per port) in the running event loop, so
 it can run beside the other services in one process; it installs no signal
@@ -26,6 +27,7 @@ from gateway.comments import symbol_comments
 from gateway.health import MetadataSource
 from gateway.openapi import build_document
 from gateway.path_template import parse
+from gateway.profiles import served_routes
 from gateway.router import Entry, RouteTable
 from gateway.routes import load_routes
 from gateway.settings import GatewaySettings
@@ -49,8 +51,8 @@ def build_app(
     event count); by default a service token signed with ``JWT_SECRET``.
     """
     fds = descriptors.descriptor_set()
-    routes = load_routes(fds, descriptors.pool())
-    table: RouteTable[dispatch.Endpoint] = RouteTable(Entry(r.verb, r.template, r) for r in routes)
+    served = served_routes(load_routes(fds, descriptors.pool()))
+    table: RouteTable[dispatch.Endpoint] = RouteTable(Entry(s.verb, s.template, s) for s in served)
     # The gateway's own routes go through the same table, so an annotation
     # claiming /health is refused at start rather than silently shadowed.
     table.add(Entry("GET", parse("/health"), dispatch.health))
@@ -62,7 +64,7 @@ def build_app(
     state = dispatch.GatewayState(
         settings=settings,
         table=table,
-        openapi=dumps(build_document(routes, symbol_comments(fds))),
+        openapi=dumps(build_document(served, symbol_comments(fds))),
         service_metadata=service_metadata,
     )
 

@@ -23,8 +23,10 @@ from gateway.backends import Backends
 from gateway.errors import GatewayError, error_body, from_rpc_error, too_large
 from gateway.forwarding import call_metadata
 from gateway.health import MetadataSource, check
+from gateway.profiles import ServedRoute
 from gateway.router import RouteTable
 from gateway.routes import HttpRoute
+from gateway.seed_format import IGNORED_HEADER, health_body, ignored_header, seed_query
 from gateway.settings import GatewaySettings
 from gateway.transcode import build_request, dumps, render
 
@@ -57,7 +59,7 @@ class GatewayState:
 
 
 LocalHandler = Callable[[Request, GatewayState], Awaitable[Response]]
-Endpoint = HttpRoute | LocalHandler
+Endpoint = ServedRoute | LocalHandler
 
 
 class Dispatcher:
@@ -76,7 +78,7 @@ class Dispatcher:
     async def handle(self, request: Request) -> Response:
         try:
             resolved = self.state.table.resolve(request.method, _raw_path(request))
-            if isinstance(resolved.target, HttpRoute):
+            if isinstance(resolved.target, ServedRoute):
                 return await call_rpc(request, self.state, resolved.target, resolved.params)
             return await resolved.target(request, self.state)
         except GatewayError as exc:
@@ -98,16 +100,21 @@ def error_response(exc: GatewayError, headers: dict[str, str] | None = None) -> 
 
 
 async def call_rpc(
-    request: Request, state: GatewayState, route: HttpRoute, params: dict[str, str]
+    request: Request, state: GatewayState, served: ServedRoute, params: dict[str, str]
 ) -> Response:
-    """Transcodes the request, calls the RPC and answers its reply."""
+    """Transcodes the request, calls the RPC and answers its reply in the route's shape."""
+    route, seed = served.route, served.seed
     body = await read_body(request, state.settings.max_body_bytes)
-    message = build_request(
-        route, path_params=params, query=request.query_params.multi_items(), body=body
-    )
+    query = request.query_params.multi_items()
+    headers: dict[str, str] = {}
+    if seed is not None:
+        query, ignored = seed_query(seed, route, query)
+        if ignored:
+            headers[IGNORED_HEADER] = ignored_header(ignored)
+    message = build_request(route, path_params=params, query=query, body=body)
     client = request.client.host if request.client else None
     metadata, correlation = call_metadata(request.headers, client)
-    headers = {"X-Correlation-Id": correlation}
+    headers["X-Correlation-Id"] = correlation
     backends = state.require_backends()
     if route.rpc.server_streaming:
         return await _stream(state, route, message, metadata, headers)
@@ -117,8 +124,14 @@ async def call_rpc(
         )
     except grpc.aio.AioRpcError as exc:
         return error_response(from_rpc_error(exc, backend=route.rpc.service), headers)
+    answer = render(route, reply)
+    if seed is not None and seed.render is not None:
+        try:
+            answer = seed.render(message, answer, headers)
+        except GatewayError as exc:
+            return error_response(exc, headers)
     return Response(
-        dumps(render(route, reply)),
+        dumps(answer),
         status_code=route.success_status,
         media_type=JSON,
         headers=headers,
@@ -217,7 +230,7 @@ async def health(request: Request, state: GatewayState) -> Response:
         service_metadata=state.service_metadata,
         deadline=state.settings.health_timeout,
     )
-    return Response(dumps(body), status_code=status, media_type=JSON)
+    return Response(dumps(health_body(body)), status_code=status, media_type=JSON)
 
 
 async def metrics(request: Request, state: GatewayState) -> Response:

@@ -20,6 +20,7 @@ from typing import Any
 from google.protobuf import json_format, message_factory
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 
+from gateway import enum_words
 from gateway.errors import GatewayError, bad_request
 from gateway.fields import find_field, is_leaf_message, is_map, is_message, is_repeated, message_of
 
@@ -183,11 +184,13 @@ def _enum(field: FieldDescriptor, value: Any, name: str) -> str | int:
     enum = field.enum_type
     if enum is None:  # pragma: no cover - an enum field always has its type
         raise bad_request(name, "has no enum type")
-    if isinstance(value, str) and value in enum.values_by_name:
-        return value
+    if isinstance(value, str):
+        proto_name = enum_words.value_name(enum, value)
+        if proto_name is not None:
+            return proto_name
     if isinstance(value, int) and not isinstance(value, bool) and value in enum.values_by_number:
         return value
-    names = ", ".join(v.name for v in enum.values)
+    names = ", ".join(enum_words.words(enum))
     shown = repr(value[:64]) if isinstance(value, str) else _kind(value)
     raise bad_request(name, f"expected one of {names}; got {shown}")
 

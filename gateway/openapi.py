@@ -1,12 +1,16 @@
 """``GET /openapi.json``: an OpenAPI 3.1 document generated from the routes.
 
-Everything comes from the descriptors: paths and verbs from the http
-annotations, path and query parameters from the request fields they bind,
-request bodies and response schemas from the messages, descriptions from
-the contract's comments. It describes the JSON exactly as
-:mod:`gateway.transcode` writes it (proto field names, enums by name,
+One document describes every served route (:mod:`gateway.profiles`): our
+shape under ``/v1`` and at the unprefixed paths the seed does not use,
+and the seed's shape at the seed's routes. Everything about our shape
+comes from the descriptors: paths and verbs from the http annotations,
+path and query parameters from the request fields they bind, request
+bodies and response schemas from the messages, descriptions from the
+contract's comments. It describes the JSON exactly as
+:mod:`gateway.transcode` writes it (proto field names, enums as words,
 Timestamps as RFC 3339 strings, 64-bit integers as numbers or, beyond
-2**53, strings).
+2**53, strings). The seed's answers are described by the schemas of
+:data:`gateway.seed_format.SCHEMAS`, one per seed route in its table.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from typing import Any
 import grpc
 from google.protobuf.descriptor import Descriptor, EnumDescriptor, FieldDescriptor
 
+from gateway import enum_words
 from gateway.comments import summary
 from gateway.fields import (
     INT64_TYPES,
@@ -28,7 +33,9 @@ from gateway.fields import (
     query_fields,
     resolve_path,
 )
+from gateway.profiles import ServedRoute
 from gateway.routes import HttpRoute
+from gateway.seed_format import IGNORED_HEADER, SCHEMAS, SeedRoute
 
 OPENAPI_VERSION = "3.1.0"
 NDJSON = "application/x-ndjson"
@@ -136,12 +143,20 @@ _HEALTH_SCHEMA: dict[str, Any] = {
             "additionalProperties": {"type": "string"},
         },
         "event_count": {"type": ["integer", "null"]},
+        "total_events": {
+            "type": ["integer", "null"],
+            "description": "The seed's name for event_count.",
+        },
     },
 }
 
+# How each profile's operations are named and grouped.
+_PROFILE_TAGS = {"seed": "Seed routes", "unprefixed": "Unprefixed (our shape)"}
+_PROFILE_SUFFIX = {"v1": "", "seed": "_Seed", "unprefixed": "_Unprefixed"}
+
 
 def build_document(
-    routes: Sequence[HttpRoute],
+    routes: Sequence[ServedRoute],
     comments: Mapping[str, str],
     *,
     title: str = "cqrs-users REST gateway",
@@ -151,15 +166,23 @@ def build_document(
     builder = _Builder(comments)
     paths: dict[str, dict[str, Any]] = {}
     seen: dict[str, int] = {}
-    for route in routes:
+    for served in routes:
+        route = served.route
         operation_id = f"{route.rpc.service.rsplit('.', 1)[-1]}_{route.rpc.name}"
+        operation_id += _PROFILE_SUFFIX[served.profile]
         seen[operation_id] = seen.get(operation_id, 0) + 1
         if seen[operation_id] > 1:  # additional bindings of one RPC
             operation_id += f"_{seen[operation_id]}"
-        path = paths.setdefault(route.template.openapi_path(), {})
-        path[route.verb.lower()] = builder.operation(route, operation_id)
+        path = paths.setdefault(served.template.openapi_path(), {})
+        operation = builder.operation(route, operation_id)
+        if served.profile in _PROFILE_TAGS:
+            operation["tags"] = [_PROFILE_TAGS[served.profile]]
+        if served.seed is not None:
+            _seed_operation(operation, served.seed)
+        path[route.verb.lower()] = operation
     paths.update(_LOCAL_PATHS)
     schemas = dict(sorted(builder.schemas.items()))
+    schemas.update(SCHEMAS)
     schemas["Error"] = _error_schema()
     schemas["Health"] = _HEALTH_SCHEMA
     return {
@@ -168,8 +191,12 @@ def build_document(
             "title": title,
             "version": version,
             "description": "HTTP/JSON routes transcoded to the services' gRPC methods "
-            "from their google.api.http annotations. Errors answer "
-            '{"error": "<message>", "code": "<gRPC status name>"}.',
+            "from their google.api.http annotations. Every route answers under /v1 in "
+            "our shape (proto field names, enums as lower-case words, unknown query "
+            "parameters refused). The seed's documented routes, unprefixed, answer in the "
+            "seed's wire format (tag 'Seed routes'; unknown query parameters ignored and "
+            f"named in the {IGNORED_HEADER} header); other unprefixed paths answer in our "
+            'shape. Errors answer {"error": "<message>", "code": "<gRPC status name>"}.',
         },
         "paths": dict(sorted(paths.items())),
         "components": {
@@ -295,10 +322,12 @@ class _Builder:
             lines = [self.comments.get(enum.full_name, "")]
             for value in enum.values:
                 text = self.comments.get(f"{enum.full_name}.{value.name}", "")
-                lines.append(f"- `{value.name}`: {text}" if text else f"- `{value.name}`")
+                shown = enum_words.word(enum, value.name)
+                lines.append(f"- `{shown}`: {text}" if text else f"- `{shown}`")
+            lines.append("Requests may also give the proto name or the number.")
             self.schemas[enum.full_name] = {
                 "type": "string",
-                "enum": [v.name for v in enum.values],
+                "enum": enum_words.words(enum),
                 "description": "\n".join(line for line in lines if line),
             }
         return {"$ref": f"#/components/schemas/{enum.full_name}"}
@@ -341,6 +370,39 @@ class _Builder:
                 schema["minimum"] = 0
             return schema
         return dict(_SCALARS.get(field.type, {}))
+
+
+def _seed_operation(operation: dict[str, Any], seed: SeedRoute) -> None:
+    """Turns an operation of our shape into the seed route's: its answer and query names."""
+    status = next(code for code in operation["responses"] if code[0] == "2")
+    operation["responses"][status] = {
+        "description": "The seed's wire format.",
+        "content": {"application/json": {"schema": seed.schema}},
+        "headers": {
+            IGNORED_HEADER: {
+                "description": "Query parameters that name no field, ignored as the seed "
+                "ignores them.",
+                "schema": {"type": "string"},
+            }
+        },
+    }
+    parameters: list[dict[str, Any]] = []
+    for ours in operation["parameters"]:
+        name = ours.get("name", "")
+        default = seed.defaults.get(name)
+        parameters.append(
+            ours if default is None else {**ours, "description": f"Default here: {default}."}
+        )
+        parameters.extend(
+            {**ours, "name": alias, "description": f"The seed's name for {name}."}
+            for alias, target in seed.aliases.items()
+            if target == name
+        )
+    operation["parameters"] = parameters
+    operation["description"] += (
+        "\n\nSeed route: the answer is the seed's wire format; query parameters naming "
+        "no field are ignored; empty values count as absent."
+    )
 
 
 def _json_response(description: str, schema: str) -> dict[str, Any]:

@@ -3,7 +3,7 @@
 A parameter names a field by proto or JSON name, dotted for a field of a
 nested message (``filter.status``). Its text becomes the field's JSON value:
 integers from decimal text (int64 included), booleans from
-``true/false/1/0``, enums by name (or number), Timestamps from RFC 3339,
+``true/false/1/0``, enums by word (``active``), name or number, Timestamps from RFC 3339,
 repeated fields from repeated parameters. Text that does not fit the field
 is 400 naming the parameter; so is an unknown parameter, a parameter given
 twice for a singular field, or one naming a field the path or body carries.
@@ -17,6 +17,7 @@ from typing import Any
 
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 
+from gateway import enum_words
 from gateway.errors import bad_request
 from gateway.fields import (
     INT64_TYPES,
@@ -120,11 +121,12 @@ def text_to_json(field: FieldDescriptor, text: str, name: str) -> Any:
         return value
     if kind == FieldDescriptor.TYPE_ENUM:
         enum = field.enum_type
-        if enum is not None and text in enum.values_by_name:
-            return text
+        proto_name = enum_words.value_name(enum, text) if enum is not None else None
+        if proto_name is not None:
+            return proto_name
         if enum is not None and _INTEGER.fullmatch(text) and int(text) in enum.values_by_number:
             return int(text)
-        names = ", ".join(v.name for v in enum.values) if enum is not None else ""
+        names = ", ".join(enum_words.words(enum)) if enum is not None else ""
         raise bad_request(name, f"expected one of {names}; got {text[:64]!r}")
     return text  # string, bytes (base64, checked later)
 

@@ -11,6 +11,10 @@ Rules, in order:
 
 Two routes with the same verb and the same template shape are a conflict,
 refused when the table is built (at start), never resolved by order.
+
+Entries are bucketed by their leading literal segments (up to two), so a
+request is matched only against templates that can match it (every route
+is served twice, under ``/v1`` and unprefixed: a scan of all would double).
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from gateway.errors import bad_request, method_not_allowed, not_found
-from gateway.path_template import PathTemplate, split_path
+from gateway.path_template import PathTemplate, SegmentKind, split_path
 
 T = TypeVar("T")
 
@@ -49,6 +53,9 @@ class RouteTable(Generic[T]):
     def __init__(self, entries: Iterable[Entry[T]] = ()) -> None:
         self._entries: list[Entry[T]] = []
         self._shapes: dict[tuple[str, tuple[object, ...]], Entry[T]] = {}
+        # Leading literal segments (one or two) -> entries starting with
+        # exactly those; () holds the rest (a variable or ** first, or "/").
+        self._buckets: dict[tuple[str, ...], list[Entry[T]]] = {}
         for entry in entries:
             self.add(entry)
 
@@ -66,6 +73,7 @@ class RouteTable(Generic[T]):
             )
         self._shapes[key] = entry
         self._entries.append(entry)
+        self._buckets.setdefault(_leading_literals(entry.template), []).append(entry)
 
     def resolve(self, verb: str, raw_path: str) -> Resolved[T]:
         """The route for a request; raises GatewayError 400/404/405."""
@@ -75,7 +83,11 @@ class RouteTable(Generic[T]):
             raise bad_request("path", "not UTF-8 once percent-decoded") from None
         best: Resolved[T] | None = None
         allowed: set[str] = set()
-        for entry in self._entries:
+        # A literal holds no ":", so a custom verb on a leading segment
+        # ("/probes:watch") never hides the bucket.
+        lead = tuple(part.partition(":")[0] for part in segments[:2])
+        buckets = (self._buckets.get(key, ()) for key in {lead, lead[:1], ()})
+        for entry in (entry for bucket in buckets for entry in bucket):
             params = entry.template.match(segments)
             if params is None:
                 continue
@@ -89,3 +101,13 @@ class RouteTable(Generic[T]):
         if allowed:
             raise method_not_allowed(verb, raw_path[:200], allowed)
         raise not_found(f"no route for {raw_path[:200]}")
+
+
+def _leading_literals(template: PathTemplate) -> tuple[str, ...]:
+    """The literal segments a template starts with, at most two."""
+    out: list[str] = []
+    for segment in template.segments[:2]:
+        if segment.kind is not SegmentKind.LITERAL:
+            break
+        out.append(segment.literal)
+    return tuple(out)

@@ -8,11 +8,14 @@ fields. Path variables are set last and override. Everything is checked by
 ``json_format.ParseDict`` with unknown fields refused.
 
 Response: ``json_format.MessageToDict`` with proto field names and every
-field printed (``"count": 0`` shows). One departure from canonical proto3
-JSON: 64-bit integers are written as JSON numbers, not strings, whenever
-they fit a double exactly (|n| < 2**53, true of every position, count and
-version this system produces), so that every number reads as a number;
-larger ones stay strings. Either form is accepted on input.
+field printed (``"count": 0`` shows). Two departures from canonical proto3
+JSON, made in one walk over that dict: 64-bit integers are written as JSON
+numbers, not strings, whenever they fit a double exactly (|n| < 2**53, true
+of every position, count and version this system produces), so that every
+number reads as a number, larger ones stay strings (docs/adr/0001); enum
+values are lower-case words without the enum's prefix (``active``, not
+``USER_STATUS_ACTIVE``; :mod:`gateway.enum_words`, docs/adr/0008). Either
+form of both is accepted on input.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from google.protobuf import json_format
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
 
+from gateway import enum_words
 from gateway.errors import bad_request
 from gateway.fields import (
     INT64_TYPES,
@@ -136,7 +140,7 @@ def message_to_dict(message: Message) -> dict[str, Any]:
         always_print_fields_with_no_presence=True,
     )
     # The stubs type DESCRIPTOR as a union with upb's class; it is the same API.
-    _int64_as_numbers(cast(Descriptor, message.DESCRIPTOR), data)
+    _http_values(cast(Descriptor, message.DESCRIPTOR), data)
     return data
 
 
@@ -153,7 +157,8 @@ def dumps(value: Any) -> bytes:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
-def _int64_as_numbers(message: Descriptor, data: dict[str, Any]) -> None:
+def _http_values(message: Descriptor, data: dict[str, Any]) -> None:
+    """Rewrites, in place, int64 strings as numbers and enum names as words."""
     for field in message.fields:
         if field.name not in data:
             continue
@@ -169,6 +174,10 @@ def _int64_as_numbers(message: Descriptor, data: dict[str, Any]) -> None:
 
 
 def _converted(field: FieldDescriptor, value: Any) -> Any:
+    if field.type == FieldDescriptor.TYPE_ENUM:
+        if isinstance(value, str) and field.enum_type is not None:
+            return enum_words.word(field.enum_type, value)
+        return value  # a number the enum does not name: printed as the number
     if field.type in INT64_TYPES or (
         is_message(field) and message_of(field).full_name in _INT64_WRAPPERS
     ):
@@ -177,5 +186,5 @@ def _converted(field: FieldDescriptor, value: Any) -> Any:
             return number if -_SAFE_INTEGER <= number <= _SAFE_INTEGER else value
         return value
     if is_walkable_message(field) and isinstance(value, dict):
-        _int64_as_numbers(message_of(field), value)
+        _http_values(message_of(field), value)
     return value

@@ -317,9 +317,10 @@ class EventStoreServicer(pb_grpc.EventStoreServiceServicer):
         self, request: pb.GetAggregateEventsRequest, context: Any
     ) -> pb.GetAggregateEventsResponse:
         aggregate_id = validate.uuid_field("aggregate_id", request.aggregate_id)
+        from_version = validate.non_negative("from_version", request.from_version) or 1
         if self._store.stream_version(aggregate_id) == 0:
             raise errors.ServiceError(grpc.StatusCode.NOT_FOUND, f"stream {aggregate_id} not found")
-        records = await self._store.read_stream(aggregate_id)
+        records = await self._store.read_stream(aggregate_id, from_version=from_version)
         return pb.GetAggregateEventsResponse(
             aggregate_id=aggregate_id,
             events=[convert.event_to_pb(r) for r in records],
@@ -351,12 +352,35 @@ class EventStoreServicer(pb_grpc.EventStoreServiceServicer):
         filters = self._filters(request)
         limit = validate.page_size("limit", request.limit, default=DEFAULT_LIST_LIMIT)
         after = validate.non_negative("after_position", request.after_position)
+        offset = validate.non_negative("offset", request.offset)
+        after = await self._skip(offset, after, filters)
         records = await self._store.read_all(after_position=after, limit=limit, **filters)
         return pb.ListEventsResponse(
             events=[convert.event_to_pb(r) for r in records],
             count=len(records),
             next_after_position=records[-1].position if len(records) == limit else 0,
         )
+
+    async def _skip(self, offset: int, after: int, filters: dict[str, Any]) -> int:
+        """The position to read after once ``offset`` matching events past ``after`` are skipped.
+
+        Without filters every position from 1 up is an event (positions are
+        gapless), so skipping is arithmetic; with filters the skipped events
+        are read, a page at a time, to find where the page starts.
+        """
+        if not offset:
+            return after
+        if not any(filters.values()):
+            return after + offset
+        while offset > 0:
+            skipped = await self._store.read_all(
+                after_position=after, limit=min(offset, validate.MAX_PAGE), **filters
+            )
+            if not skipped:
+                break
+            after = skipped[-1].position
+            offset -= len(skipped)
+        return after
 
     @errors.unary
     async def CountEvents(

@@ -97,20 +97,38 @@ def e2e_system(
 
 @pytest.fixture(scope="session")
 def http(e2e_system: SystemProcess, body_log: BodyLog) -> HttpClient:
-    """A client of the gateway's first port (the seed's auth service, 8088)."""
-    return HttpClient(e2e_system.ports.auth, body_log)
+    """Our shapes (/v1) on the gateway's first port (the seed's auth service, 8088)."""
+    return HttpClient(e2e_system.ports.auth, body_log, prefix="/v1")
 
 
 @pytest.fixture(scope="session")
 def query_http(e2e_system: SystemProcess, http: HttpClient) -> HttpClient:
-    """The seed's query service port (8089)."""
+    """Our shapes (/v1) on the seed's query service port (8089)."""
     return http.on(e2e_system.ports.query)
 
 
 @pytest.fixture(scope="session")
 def store_http(e2e_system: SystemProcess, http: HttpClient) -> HttpClient:
-    """The seed's event store port (8090)."""
+    """Our shapes (/v1) on the seed's event store port (8090)."""
     return http.on(e2e_system.ports.store_http)
+
+
+@pytest.fixture(scope="session")
+def seed_http(http: HttpClient) -> HttpClient:
+    """The seed's routes, unprefixed, on the seed's auth service port (8088)."""
+    return http.root
+
+
+@pytest.fixture(scope="session")
+def seed_query_http(query_http: HttpClient) -> HttpClient:
+    """The seed's routes on the seed's query service port (8089)."""
+    return query_http.root
+
+
+@pytest.fixture(scope="session")
+def seed_store_http(store_http: HttpClient) -> HttpClient:
+    """The seed's routes on the seed's event store port (8090)."""
+    return store_http.root
 
 
 @pytest.fixture(scope="session")

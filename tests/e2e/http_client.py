@@ -3,7 +3,9 @@
 Every response body is recorded in the session's :class:`BodyLog`. A
 request can be sent from another loopback address (``source``) so that
 tests exercising the per-address login limit do not use up the budget of
-127.0.0.1, which every other test logs in from.
+127.0.0.1, which every other test logs in from. A client may put a
+``prefix`` before every path: ``/v1`` talks to our shapes, no prefix to the
+seed's routes.
 """
 
 from __future__ import annotations
@@ -60,10 +62,20 @@ class HttpClient:
     port: int
     log: BodyLog
     timeout: float = 30.0
+    prefix: str = ""
 
     def on(self, port: int) -> HttpClient:
         """The same client talking to another port."""
-        return HttpClient(port, self.log, self.timeout)
+        return HttpClient(port, self.log, self.timeout, self.prefix)
+
+    def with_prefix(self, prefix: str) -> HttpClient:
+        """The same client putting ``prefix`` (e.g. ``/v1``, or "" for none) before paths."""
+        return HttpClient(self.port, self.log, self.timeout, prefix)
+
+    @property
+    def root(self) -> HttpClient:
+        """The same client without a prefix (/health, /metrics, /openapi.json, seed routes)."""
+        return self.with_prefix("")
 
     def request(
         self,
@@ -78,6 +90,7 @@ class HttpClient:
         source: str | None = None,
     ) -> HttpResponse:
         """One request; ``json_body`` is serialised, ``data`` is sent as is."""
+        path = self.prefix + path
         body = data if json_body is None else json.dumps(json_body).encode()
         sent: dict[str, str] = {}
         if body is not None:

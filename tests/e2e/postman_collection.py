@@ -1,14 +1,21 @@
-"""Reading the Postman collection (v2.1) the way the tests need it."""
+"""Reading a Postman collection (v2.1) the way the tests need it, and running one with newman."""
 
 from __future__ import annotations
 
 import json
 import re
+import subprocess
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from tests.e2e.body_log import BodyLog
+
 COLLECTION = Path(__file__).parents[2] / "postman" / "CQRS-EventSourcing.postman_collection.json"
+NEWMAN = Path(__file__).parents[2] / "node_modules" / ".bin" / "newman"
 SCHEMA_V21 = "https://schema.getpostman.com/json/collection/v2.1.0/collection.json"
 # The seed's folders and how many requests each holds, in order.
 FOLDERS = {
@@ -97,3 +104,35 @@ def _request(folder: str, item: dict[str, Any]) -> PostmanRequest:
         body=None if body is None else body["raw"],
         scripts=scripts,
     )
+
+
+def run_newman(
+    collection: Path,
+    variables: Mapping[str, str],
+    *,
+    body_log: BodyLog,
+    folder: Path,
+    label: str,
+) -> dict[str, Any]:
+    """newman's JSON report of one run; every answer it received goes to ``body_log``.
+
+    Fails the test if newman itself fails (a failed assertion of the
+    collection's scripts, a request that got no answer); skips it when
+    newman is not installed.
+    """
+    if not NEWMAN.exists():
+        pytest.skip("newman is not installed: run `npm ci` (it is a devDependency in package.json)")
+    report = folder / "report.json"
+    cmd = [str(NEWMAN), "run", str(collection), "--reporters", "cli,json"]
+    cmd += ["--reporter-json-export", str(report), "--color", "off", "--timeout-request", "30000"]
+    for name, value in variables.items():
+        cmd += ["--env-var", f"{name}={value}"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=180, check=False)
+    body_log.add(f"{label} output", done.stdout + done.stderr)
+    data: dict[str, Any] = json.loads(report.read_text())
+    for execution in data["run"]["executions"]:
+        stream = execution.get("response", {}).get("stream", {})
+        if stream.get("type") == "Buffer":
+            body_log.add(f"{label} {execution['item']['name']}", bytes(stream["data"]))
+    assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-2000:]
+    return data

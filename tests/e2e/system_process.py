@@ -260,7 +260,7 @@ def _healthy(port: int, log: BodyLog) -> bool:
 def _admin_listed(system: SystemProcess, log: BodyLog) -> bool:
     try:
         status, body = _get(
-            system.ports.query, "/users?min_position=1", log, system.operator_token()
+            system.ports.query, "/v1/users?min_position=1", log, system.operator_token()
         )
         users = json.loads(body).get("users", []) if status == 200 else []
     except (OSError, ValueError, http.client.HTTPException):

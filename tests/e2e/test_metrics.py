@@ -12,7 +12,7 @@ pytestmark = pytest.mark.e2e
 
 def test_metrics_cover_every_service(http: HttpClient) -> None:
     register(http, "metrics")  # at least one command, one append, one projection
-    response = http.get("/metrics")
+    response = http.root.get("/metrics")
     assert response.status == 200, response.describe()
     text = response.body.decode()
     for service in (

@@ -11,16 +11,15 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 import uuid
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from gateway.path_template import parse
+from gateway.profiles import ServedRoute, served_routes
 from gateway.router import Entry, RouteTable
-from gateway.routes import HttpRoute, load_routes
+from gateway.routes import load_routes
 from service_kit import descriptors
 from tests.e2e.body_log import BodyLog
 from tests.e2e.postman_collection import (
@@ -31,6 +30,7 @@ from tests.e2e.postman_collection import (
     PostmanRequest,
     load,
     requests,
+    run_newman,
     substitute,
     variables_in,
 )
@@ -38,14 +38,16 @@ from tests.e2e.system_process import SystemProcess
 
 pytestmark = pytest.mark.e2e
 
-NEWMAN = Path(__file__).parents[2] / "node_modules" / ".bin" / "newman"
-PUBLIC = {("GET", "/health"), ("POST", "/register"), ("POST", "/login")}
-ADMIN_ONLY = {"/users", "/events", "/events/count", "/events/replay", "/replay/users/state-at"}
+PUBLIC = {("GET", "/health"), ("POST", "/v1/register"), ("POST", "/v1/login")}
+ADMIN_ONLY = {
+    f"/v1{path}"
+    for path in ("/users", "/events", "/events/count", "/events/replay", "/replay/users/state-at")
+}
 
 
-def _route_table() -> RouteTable[HttpRoute | None]:
-    routes = load_routes(descriptors.descriptor_set(), descriptors.pool())
-    table: RouteTable[HttpRoute | None] = RouteTable(Entry(r.verb, r.template, r) for r in routes)
+def _route_table() -> RouteTable[ServedRoute | None]:
+    served = served_routes(load_routes(descriptors.descriptor_set(), descriptors.pool()))
+    table: RouteTable[ServedRoute | None] = RouteTable(Entry(s.verb, s.template, s) for s in served)
     table.add(Entry("GET", parse("/health"), None))  # the gateway's own route
     return table
 
@@ -90,8 +92,10 @@ def test_each_request_targets_a_real_route(request_: PostmanRequest) -> None:
     values = _sample_values()
     path = substitute(request_.path, values)
     resolved = _route_table().resolve(request_.method, path)
-    route = resolved.target
+    served = resolved.target
     key = (request_.method, resolved.template.text)
+    # Our collection speaks our API: /v1, our shapes (the gateway's /health aside).
+    assert served is None or served.profile == "v1", key
     # The Authorization header is there exactly where the route needs a token.
     authorization = request_.headers.get("Authorization")
     if key in PUBLIC:
@@ -100,8 +104,9 @@ def test_each_request_targets_a_real_route(request_: PostmanRequest) -> None:
         expected = "admin_token" if resolved.template.text in ADMIN_ONLY else "token"
         assert authorization == f"Bearer {{{{{expected}}}}}"
     assert "test" in request_.scripts and "pm.test(" in request_.scripts["test"]
-    if route is None:
+    if served is None:
         return
+    route = served.route
     # Query parameters and body fields are fields of the RPC's request.
     fields = set(route.rpc.input.fields_by_name)
     assert {name for name, _ in request_.query} <= fields
@@ -116,9 +121,6 @@ def test_each_request_targets_a_real_route(request_: PostmanRequest) -> None:
 def newman_report(
     e2e_system: SystemProcess, body_log: BodyLog, tmp_path_factory: pytest.TempPathFactory
 ) -> dict[str, Any]:
-    if not NEWMAN.exists():
-        pytest.skip("newman is not installed: run `npm ci` (it is a devDependency in package.json)")
-    report = tmp_path_factory.mktemp("newman") / "report.json"
     ports = e2e_system.ports
     overrides = {
         "auth_url": f"http://127.0.0.1:{ports.auth}",
@@ -127,19 +129,8 @@ def newman_report(
         "admin_email": e2e_system.admin_email,
         "admin_password": e2e_system.admin_password,
     }
-    cmd = [str(NEWMAN), "run", str(COLLECTION), "--reporters", "cli,json"]
-    cmd += ["--reporter-json-export", str(report), "--color", "off", "--timeout-request", "30000"]
-    for name, value in overrides.items():
-        cmd += ["--env-var", f"{name}={value}"]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
-    body_log.add("newman output", done.stdout + done.stderr)
-    data: dict[str, Any] = json.loads(report.read_text())
-    for execution in data["run"]["executions"]:
-        stream = execution.get("response", {}).get("stream", {})
-        if stream.get("type") == "Buffer":
-            body_log.add(f"newman {execution['item']['name']}", bytes(stream["data"]))
-    assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-2000:]
-    return data
+    folder = tmp_path_factory.mktemp("newman")
+    return run_newman(COLLECTION, overrides, body_log=body_log, folder=folder, label="newman")
 
 
 def test_newman_runs_the_collection_against_the_live_system(

@@ -2,7 +2,9 @@
 
 Register and login are public; a user's own data needs that user's token
 or an admin's; listing users, the global event log and every-user time
-travel need an admin. Errors are ``{"error", "code"}`` JSON.
+travel need an admin. Errors are ``{"error", "code"}`` JSON. The rules are
+checked on both profiles: our routes under /v1 and the unprefixed routes
+(the seed's wire format on the seed's routes).
 """
 
 from __future__ import annotations
@@ -48,6 +50,12 @@ ADMIN_ROUTES = [
 ]
 
 
+@pytest.fixture(params=["/v1", ""], ids=["v1", "unprefixed"])
+def client(request: pytest.FixtureRequest, http: HttpClient) -> HttpClient:
+    """The gateway under /v1, then unprefixed: the same rules on both."""
+    return http.with_prefix(str(request.param))
+
+
 @pytest.fixture(scope="module")
 def victim(http: HttpClient) -> User:
     return register(http, "victim")
@@ -61,9 +69,9 @@ def intruder_token(http: HttpClient) -> str:
 
 @pytest.mark.parametrize(("method", "template", "body"), OWNER_ROUTES)
 def test_no_token_is_401(
-    http: HttpClient, victim: User, method: str, template: str, body: dict[str, str] | None
+    client: HttpClient, victim: User, method: str, template: str, body: dict[str, str] | None
 ) -> None:
-    answer = http.request(method, template.format(id=victim.id), json_body=body)
+    answer = client.request(method, template.format(id=victim.id), json_body=body)
     assert answer.status == 401, answer.describe()
     assert answer.headers["content-type"] == "application/json"
     assert answer.code == "UNAUTHENTICATED"
@@ -73,14 +81,14 @@ def test_no_token_is_401(
 @pytest.mark.parametrize(("method", "template", "body"), OWNER_ROUTES)
 def test_another_users_token_is_403(
     *,
-    http: HttpClient,
+    client: HttpClient,
     victim: User,
     intruder_token: str,
     method: str,
     template: str,
     body: dict[str, str] | None,
 ) -> None:
-    answer = http.request(
+    answer = client.request(
         method, template.format(id=victim.id), json_body=body, token=intruder_token
     )
     assert answer.status == 403, answer.describe()
@@ -95,67 +103,67 @@ def test_the_victim_was_left_untouched(http: HttpClient, victim: User) -> None:
 
 
 @pytest.mark.parametrize("path", ADMIN_ROUTES)
-def test_admin_routes(http: HttpClient, intruder_token: str, admin_token: str, path: str) -> None:
-    anonymous = http.get(path)
+def test_admin_routes(client: HttpClient, intruder_token: str, admin_token: str, path: str) -> None:
+    anonymous = client.get(path)
     assert anonymous.status == 401, anonymous.describe()
     assert anonymous.code == "UNAUTHENTICATED"
-    as_user = http.get(path, token=intruder_token)
+    as_user = client.get(path, token=intruder_token)
     assert as_user.status == 403, as_user.describe()
     assert as_user.code == "PERMISSION_DENIED"
-    as_admin = http.get(path, token=admin_token)
+    as_admin = client.get(path, token=admin_token)
     assert as_admin.status == 200, as_admin.describe()
 
 
-def test_a_user_cannot_list_users_but_sees_itself(http: HttpClient) -> None:
-    user = register(http, "lister")
-    token = login(http, user.email, user.password, after=user.position)
-    listed = http.get("/users", token=token)
+def test_a_user_cannot_list_users_but_sees_itself(client: HttpClient) -> None:
+    user = register(client, "lister")
+    token = login(client, user.email, user.password, after=user.position)
+    listed = client.get("/users", token=token)
     assert listed.status == 403, listed.describe()
     assert listed.json() == {"error": "role 'user' may not do this", "code": "PERMISSION_DENIED"}
-    own = http.get(f"/users/{user.id}", token=token)
+    own = client.get(f"/users/{user.id}", token=token)
     assert own.status == 200, own.describe()
     assert own.json()["user"]["email"] == user.email
 
 
-def test_admin_acts_on_any_user(http: HttpClient, admin_token: str) -> None:
-    user = register(http, "managed")
+def test_admin_acts_on_any_user(client: HttpClient, admin_token: str) -> None:
+    user = register(client, "managed")
     new_email = unique_email("managed-new")
-    changed = http.put(
+    changed = client.put(
         f"/users/{user.id}/email", json_body={"new_email": new_email}, token=admin_token
     )
     assert changed.status == 200, changed.describe()
-    state = http.get(f"/replay/user/{user.id}/state", token=admin_token)
+    state = client.get(f"/replay/user/{user.id}/state", token=admin_token)
     assert state.json()["state"]["email"] == new_email
 
 
 def test_bad_and_expired_tokens_are_401(
-    http: HttpClient, e2e_system: SystemProcess, admin_id: str
+    client: HttpClient, e2e_system: SystemProcess, admin_id: str
 ) -> None:
     path = "/users"
-    garbage = http.get(path, token="not-a-jwt")
+    garbage = client.get(path, token="not-a-jwt")
     assert (garbage.status, garbage.error) == (401, "invalid token")
     # An admin token signed with another secret is worth nothing.
     forged = TokenCodec("another-secret-of-at-least-32-bytes!!").issue(
         Principal(subject=admin_id, email="", role=ROLE_ADMIN), now=utcnow()
     )[0]
-    answer = http.get(path, token=forged)
+    answer = client.get(path, token=forged)
     assert (answer.status, answer.error) == (401, "invalid token")
     expired = TokenCodec(e2e_system.jwt_secret, ttl_seconds=60).issue(
         Principal(subject=admin_id, email="", role=ROLE_ADMIN), now=utcnow() - timedelta(hours=2)
     )[0]
-    answer = http.get(path, token=expired)
+    answer = client.get(path, token=expired)
     assert (answer.status, answer.error) == (401, "token expired")
-    not_bearer = http.get(path, headers={"Authorization": "Basic YWRtaW46YWRtaW4="})
+    not_bearer = client.get(path, headers={"Authorization": "Basic YWRtaW46YWRtaW4="})
     assert not_bearer.status == 401, not_bearer.describe()
 
 
 def test_a_token_for_a_user_that_does_not_exist_sees_nothing(
-    http: HttpClient, e2e_system: SystemProcess, victim: User
+    client: HttpClient, e2e_system: SystemProcess, victim: User
 ) -> None:
     ghost = TokenCodec(e2e_system.jwt_secret).issue(
         Principal(subject=str(uuid.uuid4()), email="", role=ROLE_USER), now=utcnow()
     )[0]
-    answer = http.get(f"/events/aggregate/{victim.id}", token=ghost)
+    answer = client.get(f"/events/aggregate/{victim.id}", token=ghost)
     assert answer.status == 403, answer.describe()
 
 

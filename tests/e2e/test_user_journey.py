@@ -1,8 +1,9 @@
-"""The seed's seven-step "Complete User Journey", as one user would walk it.
+"""The seed's seven-step "Complete User Journey", as one user would walk it, under /v1.
 
 register → login → change password → change email → view events → time
-travel → snapshot, each step checking what the user sees, through the
-three gateway ports the seed gives its three services.
+travel → snapshot, each step checking what the user sees in our shapes,
+through the three gateway ports the seed gives its three services. The
+seed's own shapes on its unprefixed routes: test_seed_client.py.
 """
 
 from __future__ import annotations

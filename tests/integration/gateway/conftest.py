@@ -77,6 +77,11 @@ class Running:
         return f"http://127.0.0.1:{self.port}"
 
     @property
+    def v1(self) -> str:
+        """The base URL of our own shapes."""
+        return f"{self.url}/v1"
+
+    @property
     def urls(self) -> list[str]:
         return [f"http://127.0.0.1:{p}" for p in self.gateway.ports]
 

@@ -30,6 +30,7 @@ class Recorder:
 
     def __init__(self) -> None:
         self.seen: dict[str, list[dict[str, str]]] = defaultdict(list)
+        self.requests: dict[str, list[Any]] = defaultdict(list)
         self.deadlines: dict[str, list[float | None]] = defaultdict(list)
         self.open_streams = 0
 
@@ -99,8 +100,10 @@ class FakeQuery(Recorder):
         self, request: query_pb2.ListUsersRequest, context: Context
     ) -> query_pb2.ListUsersResponse:
         self.record("ListUsers", context)
+        self.requests["ListUsers"].append(request)
         users = [_user("u-1"), _user("u-2")]
-        return query_pb2.ListUsersResponse(users=users, count=len(users))
+        more = "" if request.page_token else "u-2"  # a second page, empty
+        return query_pb2.ListUsersResponse(users=users, count=len(users), next_page_token=more)
 
     async def GetUser(
         self, request: query_pb2.GetUserRequest, context: Context

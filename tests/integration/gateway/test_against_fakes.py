@@ -33,7 +33,7 @@ def assert_error(reply_json: dict[str, str], code: str, fragment: str) -> None:
 
 async def test_register_is_201_with_numbers_as_numbers(gateway: Running, fakes: Fakes) -> None:
     reply = await fetch(
-        f"{gateway.url}/register",
+        f"{gateway.v1}/register",
         method="POST",
         # No Content-Type, as in the seed's curl lines (urllib sends form-urlencoded).
         body=b'{"email":"john@example.com","password":"SecurePass123!"}',
@@ -52,7 +52,7 @@ async def test_every_route_is_served_on_every_port(gateway: Running) -> None:
     assert len(gateway.urls) == 3
     assert len(set(gateway.gateway.ports)) == 3
     for url in gateway.urls:
-        reply = await fetch(f"{url}/users", headers=bearer("admin-1", "admin"))
+        reply = await fetch(f"{url}/v1/users", headers=bearer("admin-1", "admin"))
         assert reply.status == 200
         assert reply.json()["count"] == 2
 
@@ -65,7 +65,7 @@ async def test_headers_are_forwarded_as_metadata(gateway: Running, fakes: Fakes)
         "X-Min-Position": "17",
         "X-Forwarded-For": "6.6.6.6",  # not trusted: the gateway says who connected
     }
-    reply = await fetch(f"{gateway.url}/users/u-9", headers=headers)
+    reply = await fetch(f"{gateway.v1}/users/u-9", headers=headers)
     assert reply.status == 200
     assert reply.headers["x-correlation-id"] == "corr-123"
     seen = fakes.query.seen["GetUser"][-1]
@@ -79,16 +79,16 @@ async def test_headers_are_forwarded_as_metadata(gateway: Running, fakes: Fakes)
 
 
 async def test_a_correlation_id_is_made_when_none_is_sent(gateway: Running, fakes: Fakes) -> None:
-    reply = await fetch(f"{gateway.url}/users", headers=bearer("admin-1", "admin"))
+    reply = await fetch(f"{gateway.v1}/users", headers=bearer("admin-1", "admin"))
     made = reply.headers["x-correlation-id"]
     assert len(made) == 36
     assert fakes.query.seen["ListUsers"][-1]["x-correlation-id"] == made
 
 
-async def test_responses_show_zero_values_and_enum_names(gateway: Running) -> None:
-    reply = await fetch(f"{gateway.url}/users/u-5", headers=bearer("u-5", "user"))
+async def test_responses_show_zero_values_and_enum_words(gateway: Running) -> None:
+    reply = await fetch(f"{gateway.v1}/users/u-5", headers=bearer("u-5", "user"))
     user = reply.json()["user"]
-    assert user["status"] == "USER_STATUS_ACTIVE"
+    assert user["status"] == "active"
     assert user["login_count"] == 0
     assert user["created_at"] == "2025-10-25T19:57:00Z"
     assert "last_login_at" not in user  # unset timestamps are absent, never a fake zero time
@@ -96,7 +96,7 @@ async def test_responses_show_zero_values_and_enum_names(gateway: Running) -> No
 
 async def test_body_fields_and_path_reach_the_backend(gateway: Running) -> None:
     reply = await fetch(
-        f"{gateway.url}/users/u-3/deactivate",
+        f"{gateway.v1}/users/u-3/deactivate",
         method="POST",
         body=b'{"reason": "asked to leave"}',
         headers=JSON_BODY,
@@ -127,7 +127,7 @@ async def test_statuses_map_to_http(
 ) -> None:
     method, path, body, status, code = case
     reply = await fetch(
-        f"{gateway.url}{path}", method=method, body=body, headers=bearer("u-1", "user")
+        f"{gateway.v1}{path}", method=method, body=body, headers=bearer("u-1", "user")
     )
     assert reply.status == status
     assert reply.json()["code"] == code
@@ -135,14 +135,14 @@ async def test_statuses_map_to_http(
 
 
 async def test_no_token_is_401(gateway: Running) -> None:
-    reply = await fetch(f"{gateway.url}/users/u-1")
+    reply = await fetch(f"{gateway.v1}/users/u-1")
     assert reply.status == 401
     assert_error(reply.json(), "UNAUTHENTICATED", "missing bearer token")
 
 
 async def test_rate_limited_login_is_429_with_retry_after(gateway: Running) -> None:
     reply = await fetch(
-        f"{gateway.url}/login", method="POST", body=b'{"email":"a@b.cc","password":"x"}'
+        f"{gateway.v1}/login", method="POST", body=b'{"email":"a@b.cc","password":"x"}'
     )
     assert reply.status == 429
     assert reply.headers["retry-after"] == "7"
@@ -161,7 +161,7 @@ async def test_rate_limited_login_is_429_with_retry_after(gateway: Running) -> N
         ("POST", "/register", b'"just a string"', "body: expected a JSON object"),
         ("POST", "/register", b"\xff\xfe\xfd", "body: not UTF-8"),
         ("GET", "/users?page_size=abc", None, "page_size: expected an integer, got 'abc'"),
-        ("GET", "/users?status=ACTIVE", None, "status: expected one of USER_STATUS_UNSPECIFIED"),
+        ("GET", "/users?status=ACTIVE", None, "status: expected one of unspecified, active"),
         ("GET", "/users?colour=red", None, "colour: unknown query parameter"),
         ("GET", "/users?min_position=1&min_position=2", None, "min_position: given more than once"),
         (
@@ -183,13 +183,13 @@ async def test_rate_limited_login_is_429_with_retry_after(gateway: Running) -> N
 async def test_bad_requests_are_400_naming_the_field(
     gateway: Running, method: str, path: str, body: bytes | None, fragment: str
 ) -> None:
-    reply = await fetch(f"{gateway.url}{path}", method=method, body=body)
+    reply = await fetch(f"{gateway.v1}{path}", method=method, body=body)
     assert reply.status == 400, reply.body
     assert_error(reply.json(), "INVALID_ARGUMENT", fragment)
 
 
 async def test_a_bad_header_is_400(gateway: Running) -> None:
-    reply = await fetch(f"{gateway.url}/users", headers={"X-Min-Position": "soon"})
+    reply = await fetch(f"{gateway.v1}/users", headers={"X-Min-Position": "soon"})
     assert reply.status == 400
     assert_error(reply.json(), "INVALID_ARGUMENT", "X-Min-Position")
 
@@ -201,11 +201,11 @@ async def test_unknown_route_is_404_json(gateway: Running) -> None:
 
 
 async def test_wrong_method_is_405_json_with_allow(gateway: Running) -> None:
-    reply = await fetch(f"{gateway.url}/register", method="GET")
+    reply = await fetch(f"{gateway.v1}/register", method="GET")
     assert reply.status == 405
     assert reply.headers["allow"] == "POST"
-    assert_error(reply.json(), "UNIMPLEMENTED", "method GET is not allowed on /register")
-    odd = await fetch(f"{gateway.url}/users", method="PATCH")
+    assert_error(reply.json(), "UNIMPLEMENTED", "method GET is not allowed on /v1/register")
+    odd = await fetch(f"{gateway.v1}/users", method="PATCH")
     assert odd.status == 405
 
 
@@ -239,7 +239,7 @@ async def test_a_chunked_oversized_body_is_413(gateway: Running) -> None:
 
 async def test_a_stream_is_ndjson_one_object_per_line(gateway: Running) -> None:
     status, headers, lines = await read_lines(
-        f"{gateway.url}/admin/rebuild-read-model",
+        f"{gateway.v1}/admin/rebuild-read-model",
         method="POST",
         body=b"",
         headers=bearer("admin-1", "admin"),
@@ -255,7 +255,7 @@ async def test_a_stream_is_ndjson_one_object_per_line(gateway: Running) -> None:
 
 async def test_a_stream_refused_at_once_gets_its_own_status(gateway: Running) -> None:
     reply = await fetch(
-        f"{gateway.url}/admin/rebuild-read-model",
+        f"{gateway.v1}/admin/rebuild-read-model",
         method="POST",
         headers={"Idempotency-Key": "deny"},
     )
@@ -265,7 +265,7 @@ async def test_a_stream_refused_at_once_gets_its_own_status(gateway: Running) ->
 
 async def test_a_stream_failing_midway_ends_with_an_error_line(gateway: Running) -> None:
     _, _, lines = await read_lines(
-        f"{gateway.url}/admin/rebuild-read-model",
+        f"{gateway.v1}/admin/rebuild-read-model",
         method="POST",
         body=b"{}",
         headers={"Idempotency-Key": "fail-midway"},
@@ -279,7 +279,7 @@ async def test_a_stream_failing_midway_ends_with_an_error_line(gateway: Running)
 async def test_an_endless_stream_flushes_and_ends_when_the_client_leaves(
     gateway: Running, fakes: Fakes
 ) -> None:
-    status, _, lines = await read_lines(f"{gateway.url}/events/subscribe?from_position=10", count=3)
+    status, _, lines = await read_lines(f"{gateway.v1}/events/subscribe?from_position=10", count=3)
     assert status == 200
     positions = [json.loads(line)["checkpoint"]["position"] for line in lines]
     assert positions == [11, 12, 13]
@@ -302,6 +302,7 @@ async def test_health_reports_every_backend_and_the_event_count(
         "status": "ok",
         "services": {"store": "SERVING", "command": "SERVING", "query": "SERVING"},
         "event_count": 42,
+        "total_events": 42,
     }
     # CountEvents answered only because the gateway called as a service.
     assert fakes.store.seen["CountEvents"][-1]["authorization"].startswith("Bearer ")
@@ -313,6 +314,7 @@ async def test_openapi_document_is_served(gateway: Running) -> None:
     document = reply.json()
     assert document["openapi"] == "3.1.0"
     assert "/events/aggregate/{aggregate_id}" in document["paths"]
+    assert "/v1/events/aggregate/{aggregate_id}" in document["paths"]
 
 
 # --- backends down, and stopping ------------------------------------------------------
@@ -333,6 +335,7 @@ async def test_backends_down_are_503_and_health_says_which() -> None:
             "status": "unavailable",
             "services": {"store": "UNAVAILABLE", "command": "UNAVAILABLE", "query": "UNAVAILABLE"},
             "event_count": None,
+            "total_events": None,
         }
     finally:
         await running.stop()

@@ -1,4 +1,4 @@
-"""The gateway in front of a real store_svc (embedded SQLite), over real HTTP."""
+"""Our shapes (/v1) from the gateway in front of a real store_svc (embedded SQLite)."""
 
 from __future__ import annotations
 
@@ -44,9 +44,9 @@ async def _register(store: RealStore, email: str) -> str:
     return user_id
 
 
-async def test_aggregate_events_answer_the_seed_shape(real_store: RealStore) -> None:
+async def test_aggregate_events_answer_our_shape(real_store: RealStore) -> None:
     user_id = await _register(real_store, "first@example.com")
-    reply = await fetch(f"{real_store.gateway.url}/events/aggregate/{user_id}", headers=ADMIN)
+    reply = await fetch(f"{real_store.gateway.v1}/events/aggregate/{user_id}", headers=ADMIN)
     assert reply.status == 200, reply.body
     body = reply.json()
     assert set(body) == {"aggregate_id", "events", "count"}
@@ -63,23 +63,23 @@ async def test_aggregate_events_answer_the_seed_shape(real_store: RealStore) -> 
 
 async def test_count_is_a_number(real_store: RealStore) -> None:
     await _register(real_store, "counted@example.com")
-    reply = await fetch(f"{real_store.gateway.url}/events/count", headers=ADMIN)
+    reply = await fetch(f"{real_store.gateway.v1}/events/count", headers=ADMIN)
     assert reply.status == 200
     assert isinstance(reply.json()["count"], int)
     assert reply.json()["count"] >= 1
     typed = await fetch(
-        f"{real_store.gateway.url}/events/count?event_type=user.deactivated", headers=ADMIN
+        f"{real_store.gateway.v1}/events/count?event_type=user.deactivated", headers=ADMIN
     )
     assert typed.json() == {"count": 0}
 
 
 async def test_time_travel_from_query_parameters(real_store: RealStore) -> None:
     user_id = await _register(real_store, "traveller@example.com")
-    url = f"{real_store.gateway.url}/replay/user/{user_id}/state-at"
+    url = f"{real_store.gateway.v1}/replay/user/{user_id}/state-at"
     now = await fetch(f"{url}?timestamp=2999-01-01T00:00:00Z", headers=ADMIN)
     assert now.status == 200, now.body
     assert now.json()["state"]["email"] == "traveller@example.com"
-    assert now.json()["state"]["status"] == "USER_STATUS_ACTIVE"
+    assert now.json()["state"]["status"] == "active"
     by_version = await fetch(f"{url}?version=1", headers=ADMIN)
     assert by_version.json()["events_replayed"] == 1
     bad = await fetch(f"{url}?timestamp=notatime", headers=ADMIN)
@@ -89,17 +89,17 @@ async def test_time_travel_from_query_parameters(real_store: RealStore) -> None:
 
 
 async def test_store_validation_errors_stay_400(real_store: RealStore) -> None:
-    too_many = await fetch(f"{real_store.gateway.url}/events?limit=5000", headers=ADMIN)
+    too_many = await fetch(f"{real_store.gateway.v1}/events?limit=5000", headers=ADMIN)
     assert too_many.status == 400
     assert too_many.json()["code"] == "INVALID_ARGUMENT"
     assert "limit" in too_many.json()["error"]
-    not_uuid = await fetch(f"{real_store.gateway.url}/events/aggregate/abc", headers=ADMIN)
+    not_uuid = await fetch(f"{real_store.gateway.v1}/events/aggregate/abc", headers=ADMIN)
     assert not_uuid.status == 400
     assert "aggregate_id" in not_uuid.json()["error"]
 
 
 async def test_unknown_user_is_404(real_store: RealStore) -> None:
-    reply = await fetch(f"{real_store.gateway.url}/replay/user/{uuid.uuid4()}/state", headers=ADMIN)
+    reply = await fetch(f"{real_store.gateway.v1}/replay/user/{uuid.uuid4()}/state", headers=ADMIN)
     assert reply.status == 404
     assert reply.json()["code"] == "NOT_FOUND"
 
@@ -107,18 +107,18 @@ async def test_unknown_user_is_404(real_store: RealStore) -> None:
 async def test_create_snapshot_is_201(real_store: RealStore) -> None:
     user_id = await _register(real_store, "snap@example.com")
     reply = await fetch(
-        f"{real_store.gateway.url}/snapshots/{user_id}", method="POST", headers=ADMIN
+        f"{real_store.gateway.v1}/snapshots/{user_id}", method="POST", headers=ADMIN
     )
     assert reply.status == 201, reply.body
     assert reply.json()["snapshot"]["version"] == 1
-    latest = await fetch(f"{real_store.gateway.url}/snapshots/{user_id}", headers=ADMIN)
+    latest = await fetch(f"{real_store.gateway.v1}/snapshots/{user_id}", headers=ADMIN)
     assert latest.json()["snapshot"]["state"]["email"] == "snap@example.com"
 
 
 async def test_subscribe_streams_events_as_ndjson(real_store: RealStore) -> None:
     user_id = await _register(real_store, "streamed@example.com")
     status, headers, lines = await read_lines(
-        f"{real_store.gateway.url}/events/subscribe?heartbeat_seconds=1",
+        f"{real_store.gateway.v1}/events/subscribe?heartbeat_seconds=1",
         headers=ADMIN,
         count=50,
         until=lambda line: user_id.encode() in line,

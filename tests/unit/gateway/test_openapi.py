@@ -8,7 +8,9 @@ import pytest
 
 from gateway.comments import symbol_comments
 from gateway.openapi import build_document
+from gateway.profiles import served_routes
 from gateway.routes import load_routes
+from gateway.seed_format import SEED_ROUTES
 from service_kit import descriptors
 
 from . import synthetic
@@ -19,7 +21,8 @@ pytestmark = pytest.mark.unit
 @pytest.fixture(scope="module")
 def doc() -> dict[str, Any]:
     fds = descriptors.descriptor_set()
-    return build_document(load_routes(fds, descriptors.pool()), symbol_comments(fds))
+    served = served_routes(load_routes(fds, descriptors.pool()))
+    return build_document(served, symbol_comments(fds))
 
 
 def _refs(node: Any) -> list[str]:
@@ -47,10 +50,11 @@ def test_it_is_openapi_31_with_every_route(doc: dict[str, Any]) -> None:
         ("/replay/users/state-at", "get"),
         ("/snapshots/{aggregate_id}", "post"),
         ("/events/subscribe", "get"),
-        ("/health", "get"),
-        ("/openapi.json", "get"),
     ]:
         assert verb in paths[path], (path, verb)
+        assert verb in paths["/v1" + path], (path, verb)
+    assert "get" in paths["/health"]
+    assert "get" in paths["/openapi.json"]
 
 
 def test_every_reference_resolves(doc: dict[str, Any]) -> None:
@@ -61,19 +65,21 @@ def test_every_reference_resolves(doc: dict[str, Any]) -> None:
 
 
 def test_operations_carry_comments_and_status(doc: dict[str, Any]) -> None:
-    register = doc["paths"]["/register"]["post"]
+    register = doc["paths"]["/v1/register"]["post"]
     assert register["operationId"] == "CommandService_Register"
+    assert register["tags"] == ["CommandService"]
     assert register["summary"] == "Registers a new user."
     assert "/cqrs.command.v1.CommandService/Register" in register["description"]
     assert "201" in register["responses"]
     body = register["requestBody"]["content"]["application/json"]["schema"]
     assert body == {"$ref": "#/components/schemas/cqrs.command.v1.RegisterRequest"}
+    assert "201" in doc["paths"]["/v1/snapshots/{aggregate_id}"]["post"]["responses"]
     assert "201" in doc["paths"]["/snapshots/{aggregate_id}"]["post"]["responses"]
-    assert "200" in doc["paths"]["/login"]["post"]["responses"]
+    assert "200" in doc["paths"]["/v1/login"]["post"]["responses"]
 
 
 def test_parameters_come_from_path_and_query_fields(doc: dict[str, Any]) -> None:
-    operation = doc["paths"]["/replay/user/{aggregate_id}/state-at"]["get"]
+    operation = doc["paths"]["/v1/replay/user/{aggregate_id}/state-at"]["get"]
     params = {p["name"]: p for p in operation["parameters"] if "name" in p}
     assert params["aggregate_id"]["in"] == "path"
     assert params["aggregate_id"]["required"] is True
@@ -81,23 +87,24 @@ def test_parameters_come_from_path_and_query_fields(doc: dict[str, Any]) -> None
     assert params["timestamp"]["schema"]["format"] == "date-time"
     assert params["version"]["schema"] == {"type": "integer", "format": "int32"}
     assert "At most one of timestamp, version may be given." in params["version"]["description"]
-    events = {p["name"]: p for p in doc["paths"]["/events"]["get"]["parameters"] if "name" in p}
+    events = {p["name"]: p for p in doc["paths"]["/v1/events"]["get"]["parameters"] if "name" in p}
     assert set(events) == {
         "event_type",
         "aggregate_id",
         "since",
         "until",
         "after_position",
+        "offset",
         "limit",
     }
     assert events["limit"]["description"].startswith("Most events to return")
-    users = {p["name"]: p for p in doc["paths"]["/users"]["get"]["parameters"] if "name" in p}
+    users = {p["name"]: p for p in doc["paths"]["/v1/users"]["get"]["parameters"] if "name" in p}
     assert users["status"]["schema"] == {"$ref": "#/components/schemas/cqrs.common.v1.UserStatus"}
-    assert "requestBody" not in doc["paths"]["/users"]["get"]
+    assert "requestBody" not in doc["paths"]["/v1/users"]["get"]
 
 
 def test_body_routes_take_no_query_parameters(doc: dict[str, Any]) -> None:
-    operation = doc["paths"]["/users/{id}/password"]["put"]
+    operation = doc["paths"]["/v1/users/{id}/password"]["put"]
     names = [p["name"] for p in operation["parameters"] if "name" in p]
     assert names == ["id"]
 
@@ -112,12 +119,8 @@ def test_schemas_describe_fields_from_comments(doc: dict[str, Any]) -> None:
     assert event["properties"]["event_type"]["description"].startswith("Event type")
     assert event["additionalProperties"] is False
     status = schemas["cqrs.common.v1.UserStatus"]
-    assert status["enum"] == [
-        "USER_STATUS_UNSPECIFIED",
-        "USER_STATUS_ACTIVE",
-        "USER_STATUS_DEACTIVATED",
-    ]
-    assert "USER_STATUS_ACTIVE`: The account can log in" in status["description"]
+    assert status["enum"] == ["unspecified", "active", "deactivated"]
+    assert "`active`: The account can log in" in status["description"]
     subscribe = schemas["cqrs.eventstore.v1.SubscribeResponse"]
     assert "At most one of event, checkpoint" in subscribe["description"]
     assert schemas["Error"]["required"] == ["error", "code"]
@@ -132,7 +135,7 @@ def test_streams_are_ndjson(doc: dict[str, Any]) -> None:
 
 def test_probe_contract_maps_repeated_maps_and_custom_verbs() -> None:
     routes = load_routes(synthetic.file_set(), synthetic.pool())
-    doc = build_document(routes, {})
+    doc = build_document(served_routes(routes, {}), {})
     probe = doc["components"]["schemas"]["test.gateway.v1.Probe"]["properties"]
     assert probe["tags"] == {"type": "array", "items": {"type": "string"}}
     assert probe["counts"] == {
@@ -150,3 +153,45 @@ def test_probe_contract_maps_repeated_maps_and_custom_verbs() -> None:
         "$ref": "#/components/schemas/test.gateway.v1.Inner"
     }
     assert "inner.note" not in {p.get("name") for p in annotate["parameters"]}
+
+
+def test_one_document_describes_both_profiles(doc: dict[str, Any]) -> None:
+    paths = doc["paths"]
+    # Every seed route, unprefixed, answers the seed's schema.
+    for verb, path in SEED_ROUTES:
+        operation = paths[path][verb.lower()]
+        assert operation["tags"] == ["Seed routes"], path
+        assert operation["operationId"].endswith("_Seed"), path
+        success = next(r for code, r in operation["responses"].items() if code[0] == "2")
+        schema = success["content"]["application/json"]["schema"]
+        assert schema == SEED_ROUTES[(verb, path)].schema, path
+        assert "X-Ignored-Query-Parameters" in success["headers"]
+    # Our shape under /v1, and at unprefixed paths the seed does not have.
+    mine = paths["/v1/users/{id}"]["get"]
+    theirs_too = paths["/users/{id}"]["get"]
+    assert mine["operationId"] == "QueryService_GetUser"
+    assert theirs_too["operationId"] == "QueryService_GetUser_Unprefixed"
+    assert theirs_too["tags"] == ["Unprefixed (our shape)"]
+    assert theirs_too["responses"]["200"] == mine["responses"]["200"]
+    ids = [op["operationId"] for ops in paths.values() for op in ops.values()]
+    assert len(ids) == len(set(ids))
+
+
+def test_seed_routes_document_the_seeds_query_names_and_defaults(doc: dict[str, Any]) -> None:
+    events = doc["paths"]["/events"]["get"]
+    names = [p["name"] for p in events["parameters"] if "name" in p]
+    assert {"start_time", "end_time", "offset", "limit", "event_type", "aggregate_id"} <= set(names)
+    by_name = {p["name"]: p for p in events["parameters"] if "name" in p}
+    assert by_name["start_time"]["schema"] == by_name["since"]["schema"]
+    assert by_name["start_time"]["description"] == "The seed's name for since."
+    users = {p["name"]: p for p in doc["paths"]["/users"]["get"]["parameters"] if "name" in p}
+    assert users["page_size"]["description"] == "Default here: 1000."
+    aggregate = doc["paths"]["/events/aggregate/{aggregate_id}"]["get"]
+    assert "from_version" in {p.get("name") for p in aggregate["parameters"]}
+    users_schema = doc["paths"]["/users"]["get"]["responses"]["200"]["content"]
+    assert users_schema["application/json"]["schema"]["type"] == "array"
+    seed_user = doc["components"]["schemas"]["SeedUser"]
+    assert seed_user["required"] == ["ID", "Email", "Status", "CreatedAt", "UpdatedAt"]
+    seed_event = doc["components"]["schemas"]["SeedEvent"]
+    assert seed_event["properties"]["payload"]["type"] == "string"
+    assert doc["components"]["schemas"]["Health"]["properties"]["total_events"]

@@ -102,3 +102,32 @@ def test_two_routes_for_the_same_requests_conflict() -> None:
     with pytest.raises(RouteConflict, match="conflicts"):
         table.add(Entry("GET", parse("/users/{user_id}"), "b"))
     table.add(Entry("POST", parse("/users/{user_id}"), "c"))  # another verb is fine
+
+
+def test_bucketing_by_leading_literals_finds_every_kind_of_template() -> None:
+    table = RouteTable(
+        [
+            Entry("GET", parse("/a/b/c"), "two literals"),
+            Entry("GET", parse("/a/{x}"), "one literal"),
+            Entry("GET", parse("/a/{rest=**}"), "literal then rest"),
+            Entry("GET", parse("/{x}/b/d"), "variable first"),
+            Entry("POST", parse("/watch:start"), "verb on the first segment"),
+            Entry("POST", parse("/a/b:run"), "verb on the second segment"),
+            Entry("GET", parse("/"), "root"),
+        ]
+    )
+    assert table.resolve("GET", "/a/b/c").target == "two literals"
+    assert table.resolve("GET", "/a/z").target == "one literal"
+    assert table.resolve("GET", "/a/b").target == "one literal"
+    assert table.resolve("GET", "/a/z/y/w").target == "literal then rest"
+    assert table.resolve("GET", "/a").target == "literal then rest"
+    assert table.resolve("GET", "/q/b/d").target == "variable first"
+    assert table.resolve("GET", "/a/b/d").target == "literal then rest"  # literal first wins
+    assert table.resolve("POST", "/watch:start").target == "verb on the first segment"
+    assert table.resolve("POST", "/a/b:run").target == "verb on the second segment"
+    assert table.resolve("GET", "/").target == "root"
+    # 405 still lists every verb whose template matches, across buckets.
+    with pytest.raises(GatewayError) as raised:
+        table.resolve("DELETE", "/a/b:run")
+    assert raised.value.status == 405
+    assert raised.value.headers["Allow"] == "GET, POST"

@@ -69,7 +69,7 @@ def test_query_parameters_fill_every_kind_of_field() -> None:
             ("at", "2025-10-25T19:58:00Z"),
             ("maybe", "5"),
             ("color", "COLOR_RED"),
-            ("colors", "COLOR_BLUE"),
+            ("colors", "blue"),
             ("colors", "1"),
             ("left", "x"),
             ("bigs", "-4"),
@@ -84,8 +84,8 @@ def test_query_parameters_fill_every_kind_of_field() -> None:
     assert got["blob"] == "aGk="
     assert got["at"] == "2025-10-25T19:58:00Z"
     assert got["maybe"] == 5
-    assert got["color"] == "COLOR_RED"
-    assert got["colors"] == ["COLOR_BLUE", "COLOR_RED"]
+    assert got["color"] == "red"  # enums read by name, word or number; written as words
+    assert got["colors"] == ["blue", "red"]
     assert got["left"] == "x"
     assert got["bigs"] == [-4]
 
@@ -104,7 +104,7 @@ def test_json_names_are_accepted_for_query_parameters() -> None:
         ([("flag", "yes")], "flag: expected true or false"),
         ([("ratio", "abc")], "ratio: expected a number"),
         ([("at", "notatime")], "at: expected an RFC 3339 time"),
-        ([("color", "RED")], "color: expected one of COLOR_UNSPECIFIED, COLOR_RED, COLOR_BLUE"),
+        ([("color", "RED")], "color: expected one of unspecified, red, blue"),
         ([("maybe", "x")], "maybe: expected an integer"),
         ([("blob", "***")], "blob: expected base64"),
         ([("nope", "1")], "nope: unknown query parameter; accepted: id, tags, inner.note"),
@@ -144,8 +144,9 @@ def test_timestamps_enums_and_int64_from_query_on_the_real_contract() -> None:
     )
     assert got["since"] == "2024-12-31T22:00:00Z"
     assert got["after_position"] == 12
-    users = build("ListUsers", query=[("status", "USER_STATUS_ACTIVE")], routes=REAL)
-    assert users["status"] == "USER_STATUS_ACTIVE"
+    for status in ("active", "USER_STATUS_ACTIVE", "1"):
+        users = build("ListUsers", query=[("status", status)], routes=REAL)
+        assert users["status"] == "active"
 
 
 # --- path parameters -------------------------------------------------------------
@@ -263,7 +264,7 @@ def test_responses_print_every_field_with_proto_names() -> None:
     assert rendered["small"] == 0
     assert rendered["flag"] is False
     assert rendered["tags"] == []
-    assert rendered["color"] == "COLOR_UNSPECIFIED"
+    assert rendered["color"] == "unspecified"
     assert "at" not in rendered  # an unset message has presence: absent, not null
 
 
@@ -296,6 +297,13 @@ def test_real_events_render_numbers_as_numbers() -> None:
     assert decoded["events"][0]["version"] == 1
     assert decoded["events"][0]["timestamp"] == "2025-10-25T19:57:00Z"
     assert decoded["events"][0]["payload"] == {"email": "a@b.cc"}
+
+
+def test_body_enums_accept_words_and_names() -> None:
+    assert build("Create", body=b'{"color": "blue"}')["color"] == "blue"
+    assert build("Create", body=b'{"color": "COLOR_BLUE"}')["color"] == "blue"
+    error = refused("Create", body=b'{"color": "BLUE"}')
+    assert error.message == "color: expected one of unspecified, red, blue; got 'BLUE'"
 
 
 def test_empty_count_shows_zero() -> None:

@@ -489,16 +489,22 @@ class GetAggregateEventsRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     AGGREGATE_ID_FIELD_NUMBER: _builtins.int
+    FROM_VERSION_FIELD_NUMBER: _builtins.int
     aggregate_id: _builtins.str
     """Id of the aggregate."""
+    from_version: _builtins.int
+    """Only events with this version or a later one (0 or 1: every event); the
+    seed's from_version, "events from this version onwards".
+    """
     def __init__(
         self,
         *,
         aggregate_id: _builtins.str = ...,
+        from_version: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["aggregate_id", b"aggregate_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["aggregate_id", b"aggregate_id", "from_version", b"from_version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -548,6 +554,7 @@ class ListEventsRequest(_message.Message):
     UNTIL_FIELD_NUMBER: _builtins.int
     AFTER_POSITION_FIELD_NUMBER: _builtins.int
     LIMIT_FIELD_NUMBER: _builtins.int
+    OFFSET_FIELD_NUMBER: _builtins.int
     event_type: _builtins.str
     """Only events of this type."""
     aggregate_id: _builtins.str
@@ -556,6 +563,11 @@ class ListEventsRequest(_message.Message):
     """Cursor: only events with a greater position (default 0: from the start)."""
     limit: _builtins.int
     """Most events to return, 1..1000 (default 100); more is INVALID_ARGUMENT."""
+    offset: _builtins.int
+    """Matching events to skip before the first one returned (after
+    after_position); the seed's offset paging. Prefer after_position: it
+    costs nothing, while a large offset with filters reads what it skips.
+    """
     @_builtins.property
     def since(self) -> _timestamp_pb2.Timestamp:
         """Only events stored at or after this time."""
@@ -573,10 +585,11 @@ class ListEventsRequest(_message.Message):
         until: _timestamp_pb2.Timestamp | None = ...,
         after_position: _builtins.int = ...,
         limit: _builtins.int = ...,
+        offset: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["since", b"since", "until", b"until"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["after_position", b"after_position", "aggregate_id", b"aggregate_id", "event_type", b"event_type", "limit", b"limit", "since", b"since", "until", b"until"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["after_position", b"after_position", "aggregate_id", b"aggregate_id", "event_type", b"event_type", "limit", b"limit", "offset", b"offset", "since", b"since", "until", b"until"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -269,6 +269,12 @@ class GetAggregateEventsRequest(betterproto.Message):
     aggregate_id: str = betterproto.string_field(1)
     """Id of the aggregate."""
 
+    from_version: int = betterproto.int32_field(2)
+    """
+    Only events with this version or a later one (0 or 1: every event); the
+     seed's from_version, "events from this version onwards".
+    """
+
 
 @dataclass(eq=False, repr=False)
 class GetAggregateEventsResponse(betterproto.Message):
@@ -308,6 +314,13 @@ class ListEventsRequest(betterproto.Message):
     limit: int = betterproto.int32_field(6)
     """
     Most events to return, 1..1000 (default 100); more is INVALID_ARGUMENT.
+    """
+
+    offset: int = betterproto.int32_field(7)
+    """
+    Matching events to skip before the first one returned (after
+     after_position); the seed's offset paging. Prefer after_position: it
+     costs nothing, while a large offset with filters reads what it skips.
     """
 
 
