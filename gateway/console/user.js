@@ -379,7 +379,8 @@ export function renderUser(main, userId) {
 
   function renderCompareChoices() {
     const keepA = compareA.value;
-    const keepB = compareB.value;
+    // "To" follows the newest point while it is on it (new events move it along).
+    const keepB = Number(compareB.value) === compareB.options.length - 1 ? "" : compareB.value;
     for (const select of [compareA, compareB]) {
       replace(
         select,

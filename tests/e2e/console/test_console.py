@@ -157,11 +157,7 @@ def test_admin_lists_searches_filters_and_pages_users(
 
 
 def test_timeline_moves_through_states_matching_the_api(
-    browser: BrowserSession,
-    console_url: str,
-    http: HttpClient,
-    e2e_system: SystemProcess,
-    admin_token: str,
+    browser: BrowserSession, console_url: str, http: HttpClient, e2e_system: SystemProcess
 ) -> None:
     user, token, _ = user_with_history(http, "console-timeline", changes=10)
     history = http.get(f"/replay/user/{user.id}/history", token=token).json()["entries"]
