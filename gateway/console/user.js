@@ -25,6 +25,7 @@ export function renderUser(main, userId) {
     snapshotVersions: new Set(),
     newVersions: new Set(),
     stateRequest: 0,
+    historyRequest: 0,
   };
 
   const title = h("h1", { id: "user-title" }, "User");
@@ -131,9 +132,19 @@ export function renderUser(main, userId) {
 
   // ------------------------------------------------------ loading ---
 
-  async function loadSummary() {
+  /** The read model's row, once it has applied this user's newest event (minPosition). */
+  async function loadSummary(minPosition) {
     try {
-      const { user } = await api.getUser(userId);
+      const { user } = await api
+        .getUser(userId, minPosition || undefined)
+        .catch((error) => {
+          // The read model is behind or stalled: show what it has, and say so below.
+          if (error instanceof api.ApiError && [503, 504].includes(error.status) && minPosition) {
+            complain(`The read model has not reached position ${minPosition} yet: ${describe(error)}`);
+            return api.getUser(userId);
+          }
+          throw error;
+        });
       title.replaceChildren("User ", valueNode(user.email));
       replace(
         summary,
@@ -161,7 +172,9 @@ export function renderUser(main, userId) {
   }
 
   async function loadHistory({ follow = false } = {}) {
+    const ticket = ++page.historyRequest;
     const reply = await api.history(userId);
+    if (ticket !== page.historyRequest) return; // a newer refresh is under way
     const wasLast = page.selected === page.entries.length - 1;
     const known = page.entries.length;
     page.entries = reply.entries ?? [];
@@ -181,7 +194,8 @@ export function renderUser(main, userId) {
 
   async function refresh(options) {
     try {
-      await Promise.all([loadHistory(options), loadSummary(), loadSnapshots()]);
+      await Promise.all([loadHistory(options), loadSnapshots()]);
+      await loadSummary(page.entries.at(-1)?.event.position);
     } catch (error) {
       complain(error);
     }

@@ -73,13 +73,16 @@ export function renderUsers(main) {
     load();
   });
 
+  let ticket = 0; // the newest load; an older answer arriving later is dropped
+
   async function load() {
+    const mine = ++ticket;
     clearMessages();
     summary.textContent = "Loading…";
     try {
       const serverSearch = await api.acceptsParameter("GET", "/users", "email");
       if (state.query && !serverSearch) {
-        await scan();
+        await scan(mine);
         return;
       }
       const reply = await api.listUsers({
@@ -88,6 +91,7 @@ export function renderUsers(main) {
         pageToken: state.tokens[state.page],
         email: state.query || undefined,
       });
+      if (mine !== ticket) return;
       state.tokens[state.page + 1] = reply.next_page_token || null;
       showTable(reply.users ?? []);
       const count = reply.count ?? 0;
@@ -97,12 +101,13 @@ export function renderUsers(main) {
       prev.disabled = state.page === 0;
       next.disabled = !state.tokens[state.page + 1];
     } catch (error) {
+      if (mine !== ticket) return;
       summary.textContent = "";
       complain(error);
     }
   }
 
-  async function scan() {
+  async function scan(mine) {
     const found = [];
     let token = "";
     let pages = 0;
@@ -117,7 +122,8 @@ export function renderUsers(main) {
       searched += reply.users?.length ?? 0;
       found.push(...(reply.users ?? []).filter((u) => u.email.includes(state.query)));
       token = reply.next_page_token;
-    } while (token && pages < SEARCH_MAX_PAGES && !controller.signal.aborted);
+    } while (token && pages < SEARCH_MAX_PAGES && mine === ticket && !controller.signal.aborted);
+    if (mine !== ticket) return;
     showTable(found);
     summary.textContent =
       `${found.length} user${found.length === 1 ? "" : "s"} whose email contains “${state.query}”` +
