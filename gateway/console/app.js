@@ -95,5 +95,12 @@ window.addEventListener("hashchange", () => {
   render();
   main.focus({ preventScroll: true });
 });
-api.onSessionChange(() => render());
+// Only signing in or out changes the view: a refreshed token keeps the page as it is.
+let shownUser = api.currentSession()?.user?.id ?? null;
+api.onSessionChange((session) => {
+  const user = session?.user?.id ?? null;
+  if (user === shownUser) return;
+  shownUser = user;
+  render();
+});
 render();
