@@ -64,7 +64,12 @@ infra: install
 infra-stop:
 	scripts/infra.sh stop
 
-test: install lint check-gen typecheck infra
+# Debian's chromium for the console's browser tests (tests/e2e/console).
+.PHONY: browser
+browser:
+	scripts/browser.sh
+
+test: install lint check-gen typecheck infra browser
 	eval "$$(scripts/infra.sh env)"; $(PY) -m pytest
 
 unit: install

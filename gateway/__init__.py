@@ -18,5 +18,6 @@ transcoded to generic gRPC calls. The gateway holds no business logic.
 - :mod:`gateway.backends` - channels and generic calls
 - :mod:`gateway.dispatch` - serving one request, NDJSON streams
 - :mod:`gateway.health` / :mod:`gateway.openapi` - ``/health``, ``/openapi.json``
+- :mod:`gateway.console` - ``/console``, the web console's static assets
 - :mod:`gateway.app` - ``build_app``, ``start``, ``serve``, ``main``
 """

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import uvicorn
 from starlette.applications import Starlette
 
-from gateway import dispatch
+from gateway import console, dispatch
 from gateway.backends import Backends
 from gateway.comments import symbol_comments
 from gateway.health import MetadataSource
@@ -58,6 +58,7 @@ def build_app(
     table.add(Entry("GET", parse("/health"), dispatch.health))
     table.add(Entry("GET", parse("/openapi.json"), dispatch.openapi))
     table.add(Entry("GET", parse("/metrics"), dispatch.metrics))
+    table.add(Entry("GET", console.TEMPLATE, console.ConsoleHandler(console.load_assets())))
     if service_metadata is None:
         codec = auth.TokenCodec(settings.jwt_secret, ttl_seconds=settings.jwt_ttl_seconds)
         service_metadata = auth.service_metadata(codec, SERVICE_NAME)
