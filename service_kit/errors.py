@@ -18,6 +18,7 @@ from typing import Any, Protocol, TypeVar
 
 import grpc
 
+from service_kit import deadlines
 from service_kit.dependency_errors import classify
 from service_kit.service_error import ServiceError, invalid
 
@@ -85,12 +86,14 @@ async def _abort(context: _Context, exc: Exception, method: str) -> None:
 def unary(
     fn: Callable[[Self_, Req, Any], Awaitable[Resp]],
 ) -> Callable[[Self_, Req, Any], Awaitable[Resp]]:
-    """Wraps a unary servicer method so its exceptions become proper statuses."""
+    """Wraps a unary servicer method so its exceptions become proper statuses, and its
+    dependency calls see the caller's deadline (:mod:`service_kit.deadlines`)."""
 
     @functools.wraps(fn)
     async def wrapper(self: Self_, request: Req, context: Any) -> Resp:
         try:
-            return await fn(self, request, context)
+            with deadlines.from_call(context):
+                return await fn(self, request, context)
         except grpc.aio.AbortError:
             raise
         except Exception as exc:

@@ -1,0 +1,58 @@
+"""The caller's deadline, carried to every dependency call a request makes.
+
+``service_kit.errors.unary`` (and ``streaming``) record when the gRPC
+caller gives up, in a context variable of the call's task. A dependency
+call then takes :func:`budget` seconds: its own configured bound, cut to
+the time the caller has left minus :data:`MARGIN`, so the service answers
+(UNAVAILABLE, naming what did not answer) before the caller's deadline
+expires instead of the caller seeing DEADLINE_EXCEEDED with no reason.
+Work outside a call (the projector, the relay) has no caller deadline and
+gets its configured bound.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, Final
+
+MARGIN: Final = 0.05
+"""Seconds kept to send the answer before the caller's deadline."""
+
+_deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar(
+    "caller_deadline", default=None
+)
+
+
+@contextmanager
+def from_call(context: Any) -> Iterator[None]:
+    """Within the block, :func:`budget` is bounded by the gRPC call's deadline."""
+    time_remaining = getattr(context, "time_remaining", None)
+    remaining = time_remaining() if callable(time_remaining) else None
+    if remaining is None:
+        yield
+        return
+    token = _deadline.set(asyncio.get_running_loop().time() + float(remaining))
+    try:
+        yield
+    finally:
+        _deadline.reset(token)
+
+
+def remaining() -> float | None:
+    """Seconds until the current caller gives up (None outside a call with a deadline)."""
+    deadline = _deadline.get()
+    if deadline is None:
+        return None
+    return deadline - asyncio.get_running_loop().time()
+
+
+def budget(limit: float) -> float:
+    """What a dependency call may take: ``limit``, or less when the caller's deadline is
+    nearer (never negative)."""
+    left = remaining()
+    if left is None:
+        return limit
+    return max(min(limit, left - MARGIN), 0.0)
