@@ -101,6 +101,7 @@ class QuerySettings:
     login_limits: LoginLimits
     trusted_proxies: tuple[str, ...]
     projector_batch_max: int
+    projector_stall_after: float = 3.0
     bcrypt_cost: int
 
     def token_codec(self) -> TokenCodec:
@@ -178,6 +179,7 @@ class QuerySettings:
             projector_batch_max=env_int(
                 env, "QUERY_PROJECTOR_BATCH_MAX", 2000, minimum=1, maximum=100_000
             ),
+            projector_stall_after=_ms(env, "QUERY_PROJECTOR_STALL_MS", 3000),
             bcrypt_cost=env_int(
                 env, "BCRYPT_COST", DEFAULT_COST, minimum=MIN_COST, maximum=MAX_COST
             ),
