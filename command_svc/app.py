@@ -93,7 +93,9 @@ async def start(settings: CommandSettings) -> CommandService:
                 Registration(
                     SERVICE_NAME,
                     pb_grpc.add_CommandServiceServicer_to_server,
-                    CommandServiceServicer(handler, idempotency),
+                    CommandServiceServicer(
+                        handler, idempotency, command_timeout=settings.command_timeout
+                    ),
                 ),
                 readiness.registration(),
             ],

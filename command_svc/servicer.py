@@ -11,6 +11,7 @@ The decisions live in :mod:`command_svc.handlers`; this module only
 
 from __future__ import annotations
 
+import asyncio
 import functools
 from collections.abc import Awaitable, Callable
 from typing import Any, Final, TypeVar
@@ -24,8 +25,9 @@ from command_svc.errors import to_service_error
 from command_svc.handlers import CommandHandler
 from command_svc.idempotency import IDEMPOTENCY_KEY, IdempotencyCache, check_key, fingerprint
 from command_svc.store_client import Trace
-from service_kit import errors, metadata, validate
+from service_kit import deadlines, errors, metadata, validate
 from service_kit.auth import current_principal
+from service_kit.errors import ServiceError
 
 __all__ = ["CommandServiceServicer"]
 
@@ -44,14 +46,34 @@ def _command(
 ) -> Callable[[Servicer, Req, Any], Awaitable[Resp]]:
     """Turns ``fn(self, request, trace)`` into a servicer method.
 
-    Adds tracing, idempotency and error mapping; ``errors.unary`` then turns
-    the ``ServiceError`` into the call's status.
+    Adds tracing, idempotency, error mapping and the command's bound
+    (``COMMAND_TIMEOUT_SECONDS``, never past the caller's deadline: a command
+    that cannot finish in time is UNAVAILABLE, whatever it waited for);
+    ``errors.unary`` then turns the ``ServiceError`` into the call's status.
     """
     name = fn.__name__
 
     @errors.unary
     @functools.wraps(fn)
     async def method(self: Servicer, request: Req, context: Any) -> Resp:
+        budget = deadlines.budget(self._command_timeout)
+        scope = asyncio.timeout(budget)
+        try:
+            # Store calls see the narrowed deadline and give up (naming the store)
+            # just before this scope would.
+            with deadlines.narrowed(budget):
+                async with scope:
+                    return await run(self, request, context)
+        except TimeoutError:
+            if not scope.expired():
+                raise
+            raise ServiceError(
+                grpc.StatusCode.UNAVAILABLE,
+                f"{name} did not complete within {budget:.1f}s; its outcome is unknown: "
+                "retry it (with the same Idempotency-Key to be safe)",
+            ) from None
+
+    async def run(self: Servicer, request: Req, context: Any) -> Resp:
         try:
             correlation_id, _ = metadata.correlation_ids(context)
             # The command's own id: names it in its events' causation ids.
@@ -81,10 +103,15 @@ class CommandServiceServicer(pb_grpc.CommandServiceServicer):
     """Serves CommandService over a :class:`CommandHandler`."""
 
     def __init__(
-        self, handler: CommandHandler, idempotency: IdempotencyCache[Message] | None = None
+        self,
+        handler: CommandHandler,
+        idempotency: IdempotencyCache[Message] | None = None,
+        *,
+        command_timeout: float = 10.0,
     ) -> None:
         self._handler = handler
         self._idempotency: IdempotencyCache[Message] = idempotency or IdempotencyCache()
+        self._command_timeout = command_timeout
 
     @_command
     async def Register(self, request: pb.RegisterRequest, trace: Trace) -> pb.RegisterResponse:

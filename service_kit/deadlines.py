@@ -41,6 +41,19 @@ def from_call(context: Any) -> Iterator[None]:
         _deadline.reset(token)
 
 
+@contextmanager
+def narrowed(seconds: float) -> Iterator[None]:
+    """Within the block, the deadline is at most ``seconds`` from now (a service's own
+    bound on a whole request, e.g. a command, tighter than its caller's)."""
+    deadline = asyncio.get_running_loop().time() + seconds
+    current = _deadline.get()
+    token = _deadline.set(deadline if current is None else min(current, deadline))
+    try:
+        yield
+    finally:
+        _deadline.reset(token)
+
+
 def remaining() -> float | None:
     """Seconds until the current caller gives up (None outside a call with a deadline)."""
     deadline = _deadline.get()
