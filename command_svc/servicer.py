@@ -11,7 +11,6 @@ The decisions live in :mod:`command_svc.handlers`; this module only
 
 from __future__ import annotations
 
-import asyncio
 import functools
 from collections.abc import Awaitable, Callable
 from typing import Any, Final, TypeVar
@@ -27,7 +26,6 @@ from command_svc.idempotency import IDEMPOTENCY_KEY, IdempotencyCache, check_key
 from command_svc.store_client import Trace
 from service_kit import deadlines, errors, metadata, validate
 from service_kit.auth import current_principal
-from service_kit.errors import ServiceError
 
 __all__ = ["CommandServiceServicer"]
 
@@ -56,22 +54,12 @@ def _command(
     @errors.unary
     @functools.wraps(fn)
     async def method(self: Servicer, request: Req, context: Any) -> Resp:
-        budget = deadlines.budget(self._command_timeout)
-        scope = asyncio.timeout(budget)
-        try:
-            # Store calls see the narrowed deadline and give up (naming the store)
-            # just before this scope would.
-            with deadlines.narrowed(budget):
-                async with scope:
-                    return await run(self, request, context)
-        except TimeoutError:
-            if not scope.expired():
-                raise
-            raise ServiceError(
-                grpc.StatusCode.UNAVAILABLE,
-                f"{name} did not complete within {budget:.1f}s; its outcome is unknown: "
-                "retry it (with the same Idempotency-Key to be safe)",
-            ) from None
+        async with deadlines.bounded(
+            self._command_timeout,
+            what=name,
+            then="its outcome is unknown: retry it (with the same Idempotency-Key to be safe)",
+        ):
+            return await run(self, request, context)
 
     async def run(self: Servicer, request: Req, context: Any) -> Resp:
         try:

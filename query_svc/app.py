@@ -180,6 +180,7 @@ async def start(
             rebuilder=rebuilder,
             wait_timeout=settings.wait_timeout_seconds,
             trusted_proxies=settings.trusted_proxies,
+            login_timeout=settings.login_timeout_seconds,
         )
         readiness = query_readiness(
             database=database,

@@ -61,12 +61,14 @@ class QueryServicer(pb_grpc.QueryServiceServicer):
         rebuilder: Rebuilder,
         wait_timeout: float,
         trusted_proxies: tuple[str, ...],
+        login_timeout: float = 10.0,
     ) -> None:
         self._read_model = read_model
         self._projector = projector
         self._login = login
         self._rebuilder = rebuilder
         self._wait_timeout = wait_timeout
+        self._login_timeout = login_timeout
         self._trusted = trusted_proxies
 
     async def _await_position(self, requested: int, context: Any) -> None:
@@ -158,6 +160,12 @@ class QueryServicer(pb_grpc.QueryServiceServicer):
 
     @errors.unary
     async def Login(self, request: pb.LoginRequest, context: Any) -> pb.LoginResponse:
+        # Bounded as a whole (QUERY_LOGIN_TIMEOUT_MS): its database reads, bcrypt,
+        # the catch-up wait and RecordLogin each see what is left of it.
+        async with deadlines.bounded(self._login_timeout, what="login"):
+            return await self._login_call(request, context)
+
+    async def _login_call(self, request: pb.LoginRequest, context: Any) -> pb.LoginResponse:
         # Only the metadata form: a client that just registered can wait for
         # its user.created position before its first login.
         await self._await_position(0, context)

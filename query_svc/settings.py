@@ -98,6 +98,7 @@ class QuerySettings:
     jwt_ttl_seconds: int
     wait_timeout_seconds: float
     rpc_timeout_seconds: float
+    login_timeout_seconds: float = 10.0
     login_limits: LoginLimits
     trusted_proxies: tuple[str, ...]
     projector_batch_max: int
@@ -164,6 +165,7 @@ class QuerySettings:
                 env, "QUERY_RPC_TIMEOUT_MS", 5000, minimum=100, maximum=600_000
             )
             / 1000.0,
+            login_timeout_seconds=_ms(env, "QUERY_LOGIN_TIMEOUT_MS", 10_000),
             login_limits=LoginLimits(
                 max_failures_per_email=env_int(
                     env, "LOGIN_MAX_FAILURES_PER_EMAIL", 5, minimum=1, maximum=1_000_000

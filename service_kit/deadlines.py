@@ -14,9 +14,13 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any, Final
+
+import grpc
+
+from service_kit.service_error import ServiceError
 
 MARGIN: Final = 0.05
 """Seconds kept to send the answer before the caller's deadline."""
@@ -69,3 +73,24 @@ def budget(limit: float) -> float:
     if left is None:
         return limit
     return max(min(limit, left - MARGIN), 0.0)
+
+
+@asynccontextmanager
+async def bounded(limit: float, *, what: str, then: str = "retry later") -> AsyncIterator[float]:
+    """Runs the block within ``limit`` seconds (or the caller's nearer deadline); yields
+    that budget. Dependency calls inside see the narrowed deadline, so they give up
+    first and say which dependency did not answer; if the block still overruns (e.g.
+    queued for CPU), it ends with UNAVAILABLE "<what> did not complete within N s;
+    <then>"."""
+    seconds = budget(limit)
+    scope = asyncio.timeout(seconds)
+    try:
+        with narrowed(seconds):
+            async with scope:
+                yield seconds
+    except TimeoutError:
+        if not scope.expired():
+            raise
+        raise ServiceError(
+            grpc.StatusCode.UNAVAILABLE, f"{what} did not complete within {seconds:.1f}s; {then}"
+        ) from None
