@@ -34,6 +34,7 @@ from query_svc.db import LIVE, Database, Tables, read_checkpoint
 from query_svc.projection import ProjectionError
 from query_svc.source import EventSource, SourceItem
 from query_svc.writer import new_events, write_batch
+from service_kit import dependency_errors
 from service_kit.batching import batches
 
 log = logging.getLogger(__name__)
@@ -241,17 +242,20 @@ class Projector:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                self.last_error = f"{type(exc).__name__}: {exc}"
+                self.last_error = dependency_errors.describe(exc)
                 if self._failing_since is None:
                     self._failing_since = self._clock()
-                # A projection error (gap, malformed event) needs a human; the
-                # rest (store or database unreachable) usually heals by itself.
+                # An outage (store, Kafka or database unreachable) usually heals by
+                # itself; a projection error (gap, malformed event) needs a human;
+                # anything else is a bug, logged with its traceback.
+                outage = dependency_errors.classify(exc) is not None
                 log.log(
-                    logging.ERROR if isinstance(exc, ProjectionError) else logging.WARNING,
+                    logging.WARNING if outage else logging.ERROR,
                     "projector at position %d failed (%s); retrying in %.2fs",
                     self._applied,
                     self.last_error,
                     self._backoff,
+                    exc_info=None if outage or isinstance(exc, ProjectionError) else exc,
                 )
             await asyncio.sleep(self._backoff)
             self._backoff = min(self._backoff * 2, self._backoff_max)

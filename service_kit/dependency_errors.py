@@ -67,6 +67,7 @@ __all__ = [
     "Outage",
     "chain",
     "classify",
+    "describe",
     "register",
 ]
 
@@ -135,6 +136,22 @@ def classify(exc: BaseException) -> Outage | None:
     return None
 
 
+def describe(exc: BaseException) -> str:
+    """One line for a log or a health report: the outage's reason, or the error itself.
+
+    Never a SQLAlchemy error's text, which carries the statement's parameters
+    (e-mails, password hashes): the driver's error it wraps stands for it.
+    """
+    if isinstance(exc, DependencyUnavailable):
+        return exc.message
+    outage = classify(exc)
+    if outage is not None:
+        return f"{outage.system} is unavailable: {outage.reason}"
+    inner = getattr(exc, "orig", None)
+    text = _safe_str(inner if isinstance(inner, BaseException) else exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
 _registered: list[tuple[type[BaseException], str, str]] = []
 
 
@@ -157,12 +174,16 @@ def _verdict(link: BaseException) -> _Verdict:
     return None
 
 
-def _text(link: BaseException) -> str:
-    """``str(link)`` lower-cased; some drivers' ``__str__`` fails on odd arguments."""
+def _safe_str(link: BaseException) -> str:
+    """``str(link)``; some drivers' ``__str__`` fails on odd arguments."""
     try:
-        return str(link).lower()
+        return str(link)
     except Exception:
         return ""
+
+
+def _text(link: BaseException) -> str:
+    return _safe_str(link).lower()
 
 
 def _outage(link: BaseException, reason: str, system: str) -> Outage:

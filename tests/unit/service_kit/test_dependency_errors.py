@@ -32,6 +32,7 @@ from service_kit.dependency_errors import (
     DependencyUnavailable,
     chain,
     classify,
+    describe,
 )
 
 pytestmark = pytest.mark.unit
@@ -419,3 +420,16 @@ def test_status_of_falls_back_to_the_classifier_for_unnamed_outages() -> None:
         grpc.StatusCode.INTERNAL,
         "internal error; see the service log",
     )
+
+
+def test_describe_never_shows_a_statements_parameters() -> None:
+    secret = "$2b$12$secrethashsecrethashsecrethashsecrethashsecrethash"
+    bug = sa_exc.IntegrityError(
+        "INSERT INTO auth_projections ...", {"password_hash": secret}, ValueError("duplicate")
+    )
+    assert secret in str(bug)  # what SQLAlchemy itself prints
+    assert describe(bug) == "IntegrityError: duplicate"
+    assert describe(raised(RuntimeError("x"), cause=TimeoutError())) == (
+        "network is unavailable: it did not answer in time (TimeoutError)"
+    )
+    assert describe(READ_MODEL.timed_out(2)) == READ_MODEL.timed_out(2).message
