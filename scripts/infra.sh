@@ -10,6 +10,8 @@
 #   scripts/infra.sh env                     export lines: eval "$(scripts/infra.sh env)"
 #   scripts/infra.sh pause  component...     SIGSTOP the server and its child processes (a hung server)
 #   scripts/infra.sh resume component...     SIGCONT them again
+#   scripts/infra.sh crash  component...     stop without any shutdown work (SIGKILL; PostgreSQL:
+#                                            pg_ctl stop -m immediate, so the next start recovers)
 #
 # Components: clickhouse, postgres, kafka (default: all; or INFRA_ONLY="clickhouse postgres").
 # A component is left alone (treated as external) when its variable points at a
@@ -821,6 +823,27 @@ process_tree() {
   for child in $(pgrep -P "$pid" || true); do process_tree "$child"; done
 }
 
+# Stop a server the way a crash would: no checkpoint, no clean shutdown.
+cmd_crash() {
+  local c ext pid
+  for c in "${COMPONENTS[@]}"; do
+    if ext=$(external_addr "$c"); then die "$c: external ($ext), not ours to crash"; fi
+    pid=$(server_pid "$c") || { log "$c: not running"; continue; }
+    # shellcheck disable=SC2046  # one pid per word; a paused server must run to die
+    kill -CONT $(process_tree "$pid") 2>/dev/null || true
+    if [[ $c == postgres ]]; then
+      PG_BIN=$(pg_bindir)
+      as_pg "$PG_BIN/pg_ctl" -D "$PG_DATA" -m immediate -w -t 30 stop >/dev/null 2>>"$PG_LOG" ||
+        die "postgres: immediate stop failed"
+    else
+      # shellcheck disable=SC2046
+      kill -KILL $(process_tree "$pid") 2>/dev/null || true
+      while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
+    fi
+    log "$c: crashed (pid $pid)"
+  done
+}
+
 # SIGSTOP (pause) or SIGCONT (resume) a server with every process it forked
 # (PostgreSQL runs one process per connection): to a client it then looks
 # hung, not down: connections are accepted by the kernel, nothing answers.
@@ -850,6 +873,7 @@ main() {
     env) cmd_env ;;
     pause) (($#)) || die "pause: name a component"; select_components "$@"; cmd_signal STOP pause ;;
     resume) (($#)) || die "resume: name a component"; select_components "$@"; cmd_signal CONT resume ;;
+    crash) (($#)) || die "crash: name a component"; select_components "$@"; take_lock; cmd_crash ;;
     -h | --help | help) usage ;;
     *) usage >&2; exit 2 ;;
   esac
