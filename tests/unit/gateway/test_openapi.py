@@ -48,6 +48,8 @@ def test_it_is_openapi_31_with_every_route(doc: dict[str, Any]) -> None:
         ("/snapshots/{aggregate_id}", "post"),
         ("/events/subscribe", "get"),
         ("/health", "get"),
+        ("/health/ready", "get"),
+        ("/health/live", "get"),
         ("/openapi.json", "get"),
     ]:
         assert verb in paths[path], (path, verb)
