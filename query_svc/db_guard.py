@@ -76,11 +76,10 @@ class Guard:
         timer: asyncio.TimerHandle | None = None
         scopes: list[asyncio.Timeout] = []
         try:
-            checkout = asyncio.timeout_at(deadline)
-            scopes.append(checkout)
-            async with checkout:
-                conn = await engine.connect()
-                driver = (await conn.get_raw_connection()).driver_connection
+            conn, driver = await self._checkout(engine, deadline)
+            if conn is None:
+                expired = True
+                raise TimeoutError
             kill = getattr(driver, "terminate", None)
             if callable(kill):  # asyncpg
                 terminate = kill
@@ -117,6 +116,42 @@ class Guard:
         finally:
             if timer is not None:
                 timer.cancel()
+
+    async def _checkout(
+        self, engine: AsyncEngine, deadline: float
+    ) -> tuple[AsyncConnection | None, object]:
+        """A pooled (or new) connection and its driver connection, or (None, None) when
+        ``deadline`` comes first.
+
+        The checkout runs as a task of its own that is not waited for past the
+        deadline: a connect to a hung server cancelled halfway makes SQLAlchemy
+        close the half-made connection in a shielded wait, which would hold the
+        caller. A checkout that completes late is discarded in the background.
+        """
+
+        async def checkout() -> tuple[AsyncConnection, object]:
+            conn = await engine.connect()
+            try:
+                return conn, (await conn.get_raw_connection()).driver_connection
+            except BaseException:
+                self._discard(conn, None)
+                raise
+
+        task = asyncio.ensure_future(checkout())
+        left = deadline - asyncio.get_running_loop().time()
+        done, _ = await asyncio.wait({task}, timeout=max(left, 0.0))
+        if task in done:
+            return task.result()
+        task.add_done_callback(self._late_checkout)
+        task.cancel()
+        return None, None
+
+    def _late_checkout(self, task: asyncio.Future[tuple[AsyncConnection, object]]) -> None:
+        if task.cancelled() or task.exception() is not None:
+            return
+        conn, driver = task.result()
+        kill = getattr(driver, "terminate", None)
+        self._discard(conn, kill if callable(kill) else None)
 
     def _discard(self, conn: AsyncConnection, terminate: Callable[[], None] | None) -> None:
         if terminate is not None:
