@@ -7,6 +7,8 @@ time is DOWN: "did not answer within N s"), and keeps the latest results:
 
 * ``cqrs.health.v1.ReadinessService/GetReadiness`` answers them from memory
   (public, like ``grpc.health.v1``; the gateway's ``/health`` reports it);
+* the gauge ``readiness_check_status{service,check}`` (0 ok, 1 degraded,
+  2 down) follows them on ``/metrics``;
 * the standard ``grpc.health.v1`` status of the service's name follows
   them: NOT_SERVING while a *required* check is DOWN (or the service is in a
   role that does not serve, such as a standby store), SERVING otherwise.
@@ -32,12 +34,19 @@ import grpc
 from cqrs.health.v1 import readiness_pb2 as pb
 from cqrs.health.v1 import readiness_pb2_grpc as pb_grpc
 from grpc_health.v1 import health_pb2
+from prometheus_client import Gauge
 
 from service_kit.auth import Access
 from service_kit.dependency_errors import Dependency, DependencyUnavailable, classify
 from service_kit.server import Registration
 
 log = logging.getLogger(__name__)
+
+CHECK_STATUS = Gauge(
+    "readiness_check_status",
+    "Latest result of each readiness check: 0 ok, 1 degraded, 2 down.",
+    ["service", "check"],
+)
 
 SERVICE_NAME: Final = "cqrs.health.v1.ReadinessService"
 POLICIES: Final[Mapping[str, Access]] = {f"/{SERVICE_NAME}/GetReadiness": Access.PUBLIC}
@@ -181,6 +190,7 @@ class Readiness:
                     f" ({result.reason})" if result.reason else "",
                 )
             self._latest[check.name] = _Latest(result, now)
+            CHECK_STATUS.labels(self.service_name, check.name).set(_RANK[result.status])
         await self._set_health(self.ready)
 
     async def _run(self, check: Check) -> Result:

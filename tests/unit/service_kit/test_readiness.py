@@ -12,6 +12,7 @@ import grpc
 import pytest
 from cqrs.health.v1 import readiness_pb2 as pb
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from prometheus_client import REGISTRY
 
 from service_kit import readiness
 from service_kit.dependency_errors import Dependency
@@ -112,6 +113,8 @@ async def test_required_down_is_not_serving_but_the_server_stays_alive(
     assert readiness.not_ready_reasons(report) == f"read_model_db: {check.reason}"
     assert await health_of(server, SERVICE) == NOT_SERVING
     assert await health_of(server, "") == SERVING  # liveness
+    labels = {"service": SERVICE, "check": "read_model_db"}
+    assert REGISTRY.get_sample_value("readiness_check_status", labels) == 2
     results.db = readiness.ok()
     await r.run_once()
     assert await health_of(server, SERVICE) == SERVING
