@@ -22,7 +22,6 @@ Invariants:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
@@ -36,6 +35,7 @@ from query_svc.source import EventSource, SourceItem
 from query_svc.writer import new_events, write_batch
 from service_kit import dependency_errors
 from service_kit.batching import batches
+from service_kit.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -209,10 +209,7 @@ class Projector:
     async def stop(self) -> None:
         """Stops following; whatever was committed stays committed."""
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(task)
 
     @asynccontextmanager
     async def paused(self) -> AsyncIterator[int]:

@@ -22,7 +22,6 @@ reads may be stale, a non-required dependency is down); ``down``.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import enum
 import logging
 import time
@@ -39,6 +38,7 @@ from prometheus_client import Gauge
 from service_kit.auth import Access
 from service_kit.dependency_errors import Dependency, DependencyUnavailable, classify
 from service_kit.server import Registration
+from service_kit.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -160,10 +160,7 @@ class Readiness:
     async def stop(self) -> None:
         """Stops checking (before the server marks everything NOT_SERVING at its stop)."""
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(task)
 
     async def _loop(self) -> None:
         while True:

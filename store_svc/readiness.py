@@ -21,11 +21,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Final
 
-import asynch
-
 from service_kit import readiness
 from service_kit.dependency_errors import Dependency
 from service_kit.readiness import Check, Readiness, Result
+from store_svc import clickhouse_client
 from store_svc.engine import ClickHouseConfig, EventStore
 from store_svc.policies import SERVICE_NAME
 from store_svc.relay import OutboxRelay
@@ -45,16 +44,8 @@ def storage_dependency(settings: StoreSettings) -> Dependency:
 async def ping_clickhouse(config: ClickHouseConfig) -> None:
     """``SELECT 1`` on a fresh connection, within :data:`PROBE_TIMEOUT`."""
     async with asyncio.timeout(PROBE_TIMEOUT):
-        connection = asynch.connect(
-            host=config.host,
-            port=config.port,
-            user=config.user,
-            password=config.password,
-            database="default",
-            connect_timeout=PROBE_TIMEOUT,
-            send_receive_timeout=PROBE_TIMEOUT,
-        )
-        async with connection as conn, conn.cursor() as cursor:
+        probe = clickhouse_client.connection(config, timeout=PROBE_TIMEOUT, database="default")
+        async with probe as conn, conn.cursor() as cursor:
             await cursor.execute("SELECT 1")
             await cursor.fetchall()
 
