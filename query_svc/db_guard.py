@@ -139,12 +139,20 @@ class Guard:
 
         task = asyncio.ensure_future(checkout())
         left = deadline - asyncio.get_running_loop().time()
-        done, _ = await asyncio.wait({task}, timeout=max(left, 0.0))
+        try:
+            done, _ = await asyncio.wait({task}, timeout=max(left, 0.0))
+        except BaseException:  # our caller was cancelled: nobody will use the connection
+            done = set()
+            self._abandon(task)
+            raise
         if task in done:
             return task.result()
+        self._abandon(task)
+        return None, None
+
+    def _abandon(self, task: asyncio.Future[tuple[AsyncConnection, object]]) -> None:
         task.add_done_callback(self._late_checkout)
         task.cancel()
-        return None, None
 
     def _late_checkout(self, task: asyncio.Future[tuple[AsyncConnection, object]]) -> None:
         if task.cancelled() or task.exception() is not None:
