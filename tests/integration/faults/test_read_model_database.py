@@ -86,8 +86,7 @@ class Hammer:
             took = time.monotonic() - started
             self.slowest = max(self.slowest, took)
             if took > READ_BOUND + 0.1:
-                last = self.errors[-1:] or [None]
-                self.slow.append((took, f"{self.outcomes.most_common(3)} {last}"))
+                self.slow.append((took, f"{self.outcomes.most_common(3)} {self.errors[-1:]}"))
 
     async def stop(self) -> None:
         self._stop.set()
