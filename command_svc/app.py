@@ -10,8 +10,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+import grpc
 from cqrs.command.v1 import command_pb2_grpc as pb_grpc
 from google.protobuf.message import Message
 
@@ -23,9 +24,13 @@ from command_svc.policies import POLICIES, SERVICE_NAME
 from command_svc.servicer import CommandServiceServicer
 from command_svc.settings import CommandSettings
 from command_svc.store_client import StoreClient
+from service_kit import readiness as readiness_kit
 from service_kit.auth import AuthInterceptor, service_metadata
+from service_kit.dependency_errors import Dependency
 from service_kit.observability import MetricsInterceptor, setup_process
 from service_kit.passwords import PasswordHasher
+from service_kit.readiness import POLICIES as READINESS_POLICIES
+from service_kit.readiness import Readiness
 from service_kit.server import Registration, RunningServer, start_server, stop_event_on_signals
 from service_kit.settings import SettingsError, environ
 
@@ -44,7 +49,9 @@ class CommandService:
     store: StoreClient
     hasher: PasswordHasher
     handler: CommandHandler
+    readiness: Readiness
     bootstrap: asyncio.Task[str | None] | None = None
+    readiness_channels: list[grpc.aio.Channel] = field(default_factory=list)
 
     async def stop(self, grace: float = 5.0) -> None:
         """Stops serving (in-flight calls get ``grace`` seconds), then releases resources."""
@@ -52,8 +59,11 @@ class CommandService:
             self.bootstrap.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self.bootstrap
+        await self.readiness.stop()
         await self.server.stop(grace)
         await self.store.close()
+        for channel in self.readiness_channels:
+            await channel.close(None)
         self.hasher.close()
 
 
@@ -75,6 +85,7 @@ async def start(settings: CommandSettings) -> CommandService:
     idempotency: IdempotencyCache[Message] = IdempotencyCache(
         capacity=settings.idempotency_capacity, ttl_seconds=settings.idempotency_ttl
     )
+    readiness, channels = command_readiness(settings.store_target)
     try:
         server = await start_server(
             settings.listen,
@@ -82,25 +93,48 @@ async def start(settings: CommandSettings) -> CommandService:
                 Registration(
                     SERVICE_NAME,
                     pb_grpc.add_CommandServiceServicer_to_server,
-                    CommandServiceServicer(handler, idempotency),
-                )
+                    CommandServiceServicer(
+                        handler, idempotency, command_timeout=settings.command_timeout
+                    ),
+                ),
+                readiness.registration(),
             ],
-            interceptors=[MetricsInterceptor(), AuthInterceptor(codec, POLICIES)],
+            interceptors=[
+                MetricsInterceptor(),
+                AuthInterceptor(codec, {**POLICIES, **READINESS_POLICIES}),
+            ],
         )
+        await readiness.start(server.health)
     except BaseException:
         await store.close()
+        for channel in channels:
+            await channel.close(None)
         hasher.close()
         raise
     log.info(
         "command_svc serving gRPC on port %d (store at %s)", server.port, settings.store_target
     )
-    service = CommandService(server, store, hasher, handler)
+    service = CommandService(server, store, hasher, handler, readiness, readiness_channels=channels)
     if settings.admin is not None:
         service.bootstrap = asyncio.create_task(
             bootstrap_admin(handler, settings.admin), name="command_svc.bootstrap_admin"
         )
         service.bootstrap.add_done_callback(_log_bootstrap_failure)
     return service
+
+
+def command_readiness(store_target: str) -> tuple[Readiness, list[grpc.aio.Channel]]:
+    """command_svc's one check: the event store (required: every command needs it),
+    at each of its addresses (``host:port[,host:port]``), through channels of its own."""
+    targets = [t.strip() for t in store_target.split(",") if t.strip()]
+    channels = [grpc.aio.insecure_channel(t) for t in targets]
+    check = readiness_kit.peer_check(
+        "event_store",
+        Dependency("event store", f"store_svc at {store_target}"),
+        channels,
+        required=True,
+    )
+    return Readiness(SERVICE_NAME, [check]), channels
 
 
 def _log_bootstrap_failure(task: asyncio.Task[str | None]) -> None:

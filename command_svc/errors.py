@@ -106,7 +106,11 @@ def to_service_error(exc: Exception) -> ServiceError:
         case domain.UserDeactivatedError():
             return ServiceError(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
         case StoreUnavailable():
-            return ServiceError(grpc.StatusCode.UNAVAILABLE, "event store unavailable; retry later")
+            # The detail is the store's own answer (e.g. its storage's outage) or our
+            # timeout: what was unavailable and why, never a traceback.
+            return ServiceError(
+                grpc.StatusCode.UNAVAILABLE, f"event store unavailable ({exc}); retry later"
+            )
         case StoreConflict():
             return ServiceError(grpc.StatusCode.ABORTED, str(exc))
         case _:

@@ -24,7 +24,7 @@ from command_svc.errors import to_service_error
 from command_svc.handlers import CommandHandler
 from command_svc.idempotency import IDEMPOTENCY_KEY, IdempotencyCache, check_key, fingerprint
 from command_svc.store_client import Trace
-from service_kit import errors, metadata, validate
+from service_kit import deadlines, errors, metadata, validate
 from service_kit.auth import current_principal
 
 __all__ = ["CommandServiceServicer"]
@@ -44,14 +44,24 @@ def _command(
 ) -> Callable[[Servicer, Req, Any], Awaitable[Resp]]:
     """Turns ``fn(self, request, trace)`` into a servicer method.
 
-    Adds tracing, idempotency and error mapping; ``errors.unary`` then turns
-    the ``ServiceError`` into the call's status.
+    Adds tracing, idempotency, error mapping and the command's bound
+    (``COMMAND_TIMEOUT_SECONDS``, never past the caller's deadline: a command
+    that cannot finish in time is UNAVAILABLE, whatever it waited for);
+    ``errors.unary`` then turns the ``ServiceError`` into the call's status.
     """
     name = fn.__name__
 
     @errors.unary
     @functools.wraps(fn)
     async def method(self: Servicer, request: Req, context: Any) -> Resp:
+        async with deadlines.bounded(
+            self._command_timeout,
+            what=name,
+            then="its outcome is unknown: retry it (with the same Idempotency-Key to be safe)",
+        ):
+            return await run(self, request, context)
+
+    async def run(self: Servicer, request: Req, context: Any) -> Resp:
         try:
             correlation_id, _ = metadata.correlation_ids(context)
             # The command's own id: names it in its events' causation ids.
@@ -81,10 +91,15 @@ class CommandServiceServicer(pb_grpc.CommandServiceServicer):
     """Serves CommandService over a :class:`CommandHandler`."""
 
     def __init__(
-        self, handler: CommandHandler, idempotency: IdempotencyCache[Message] | None = None
+        self,
+        handler: CommandHandler,
+        idempotency: IdempotencyCache[Message] | None = None,
+        *,
+        command_timeout: float = 10.0,
     ) -> None:
         self._handler = handler
         self._idempotency: IdempotencyCache[Message] = idempotency or IdempotencyCache()
+        self._command_timeout = command_timeout
 
     @_command
     async def Register(self, request: pb.RegisterRequest, trace: Trace) -> pb.RegisterResponse:

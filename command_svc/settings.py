@@ -38,6 +38,7 @@ class CommandSettings:
     listen: str = "127.0.0.1:9091"
     store_target: str = "127.0.0.1:9090"
     store_timeout: float = 10.0
+    command_timeout: float = 10.0
     jwt_secret: str = field(repr=False)
     jwt_ttl_seconds: int = 3600
     bcrypt_cost: int = DEFAULT_COST
@@ -58,6 +59,9 @@ class CommandSettings:
             store_target=env_str(env, "STORE_GRPC_TARGET", "127.0.0.1:9090"),
             store_timeout=env_float(
                 env, "COMMAND_STORE_TIMEOUT_SECONDS", 10.0, minimum=0.1, maximum=300.0
+            ),
+            command_timeout=env_float(
+                env, "COMMAND_TIMEOUT_SECONDS", 10.0, minimum=0.1, maximum=300.0
             ),
             jwt_secret=env["JWT_SECRET"],
             jwt_ttl_seconds=codec.ttl_seconds,

@@ -4,7 +4,8 @@
 in-memory fake); ``StoreClient`` implements it over a grpc.aio channel.
 
 Invariants of ``StoreClient``:
-- every call carries a deadline (``timeout``) and the service's identity
+- every call carries a deadline (``timeout``, cut to the command's own deadline:
+  :mod:`service_kit.deadlines`) and the service's identity
   (``authorization`` from ``service_kit.auth.service_metadata``); appends go
   over ``AppendStream`` (``command_svc.append_stream``), each with its own
   deadline and the command's correlation and causation ids;
@@ -30,7 +31,7 @@ from google.protobuf import empty_pb2, struct_pb2
 import domain
 from command_svc.append_stream import AppendStreams, AppendStreamUnsupported
 from command_svc.errors import StoreUnavailable, StoreUnreached, store_error
-from service_kit import metadata
+from service_kit import deadlines, metadata
 from service_kit.structs import struct_to_dict
 from service_kit.timeconv import to_datetime
 
@@ -158,7 +159,7 @@ class StoreClient:
         try:
             response: pb.LoadAggregateResponse = await self._stub.LoadAggregate(
                 pb.LoadAggregateRequest(aggregate_id=user_id),
-                timeout=self._timeout,
+                timeout=deadlines.budget(self._timeout),
                 metadata=self._auth(),
             )
         except grpc.aio.AioRpcError as err:
@@ -194,13 +195,14 @@ class StoreClient:
         else:
             request.exact = expected_version
         for pause in (*_UNAVAILABLE_BACKOFF, None):
+            timeout = deadlines.budget(self._timeout)  # never past the command's deadline
             try:
-                async with asyncio.timeout(self._timeout):
+                async with asyncio.timeout(timeout):
                     response = await self._append_once(request, trace)
             except TimeoutError:
                 self._streams.abandon_if_stalled(self._timeout)
                 raise StoreUnavailable(
-                    f"DEADLINE_EXCEEDED: the store did not answer within {self._timeout:g}s"
+                    f"DEADLINE_EXCEEDED: the store did not answer within {timeout:.1f}s"
                 ) from None
             except StoreUnreached:
                 if pause is None:
@@ -227,7 +229,7 @@ class StoreClient:
         ]
         try:
             response: pb.AppendResponse = await self._stub.Append(
-                request, timeout=self._timeout, metadata=call_metadata
+                request, timeout=deadlines.budget(self._timeout), metadata=call_metadata
             )
         except grpc.aio.AioRpcError as err:
             raise _store_error(err) from None

@@ -56,6 +56,8 @@ def build_app(
     # The gateway's own routes go through the same table, so an annotation
     # claiming /health is refused at start rather than silently shadowed.
     table.add(Entry("GET", parse("/health"), dispatch.health))
+    table.add(Entry("GET", parse("/health/ready"), dispatch.health))
+    table.add(Entry("GET", parse("/health/live"), dispatch.liveness))
     table.add(Entry("GET", parse("/openapi.json"), dispatch.openapi))
     table.add(Entry("GET", parse("/metrics"), dispatch.metrics))
     table.add(Entry("GET", console.TEMPLATE, console.ConsoleHandler(console.load_assets())))

@@ -23,6 +23,7 @@ from gateway.backends import Backends
 from gateway.errors import GatewayError, error_body, from_rpc_error, too_large
 from gateway.forwarding import call_metadata
 from gateway.health import MetadataSource, check
+from gateway.health import liveness as health_liveness
 from gateway.profiles import ServedRoute
 from gateway.router import RouteTable
 from gateway.routes import HttpRoute
@@ -222,8 +223,14 @@ async def _ndjson(
         call.cancel()
 
 
+async def liveness(request: Request, state: GatewayState) -> Response:
+    """``GET /health/live`` (see :mod:`gateway.health`)."""
+    status, body = health_liveness()
+    return Response(dumps(body), status_code=status, media_type=JSON)
+
+
 async def health(request: Request, state: GatewayState) -> Response:
-    """``GET /health`` (see :mod:`gateway.health`)."""
+    """``GET /health`` and ``GET /health/ready`` (see :mod:`gateway.health`)."""
     status, body = await check(
         state.require_backends(),
         state.settings.backends,

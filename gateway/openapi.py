@@ -100,26 +100,41 @@ _HEADERS: dict[str, dict[str, Any]] = {
     },
 }
 
-_LOCAL_PATHS: dict[str, Any] = {
-    "/health": {
+
+def _health_operation(operation_id: str, what: str) -> dict[str, Any]:
+    health = {"application/json": {"schema": {"$ref": "#/components/schemas/Health"}}}
+    return {
         "get": {
-            "operationId": "Gateway_Health",
+            "operationId": operation_id,
             "tags": ["Gateway"],
-            "summary": "Health of every backend and the number of stored events.",
+            "summary": what,
             "responses": {
                 "200": {
-                    "description": "Every backend serves.",
-                    "content": {
-                        "application/json": {"schema": {"$ref": "#/components/schemas/Health"}}
-                    },
+                    "description": "Every backend is ready (ok, or degraded and saying why).",
+                    "content": health,
                 },
                 "503": {
-                    "description": "A backend is down or the event count failed.",
-                    "content": {
-                        "application/json": {"schema": {"$ref": "#/components/schemas/Health"}}
-                    },
+                    "description": "A backend cannot be reached or is not ready (a required "
+                    "dependency of it is down), or the event count failed.",
+                    "content": health,
                 },
             },
+        }
+    }
+
+
+_LOCAL_PATHS: dict[str, Any] = {
+    "/health": _health_operation(
+        "Gateway_Health",
+        "Readiness of every backend, dependency by dependency, and the number of stored events.",
+    ),
+    "/health/ready": _health_operation("Gateway_Ready", "The same as /health (readiness)."),
+    "/health/live": {
+        "get": {
+            "operationId": "Gateway_Live",
+            "tags": ["Gateway"],
+            "summary": "Liveness: the gateway serves HTTP (no backend is asked).",
+            "responses": {"200": {"description": '{"status": "ok"}'}},
         }
     },
     "/openapi.json": {
@@ -134,18 +149,22 @@ _LOCAL_PATHS: dict[str, Any] = {
 
 _HEALTH_SCHEMA: dict[str, Any] = {
     "type": "object",
-    "required": ["status", "services", "event_count"],
+    "required": ["status", "total_events", "event_count", "services", "backends"],
     "properties": {
-        "status": {"type": "string", "enum": ["ok", "unavailable"]},
+        "status": {"type": "string", "enum": ["ok", "degraded", "down"]},
+        "total_events": {"type": ["integer", "null"], "description": "The store's event count."},
+        "event_count": {"type": ["integer", "null"], "description": "The same number."},
         "services": {
             "type": "object",
             "description": "Health status of each backend, e.g. SERVING, NOT_SERVING, UNAVAILABLE.",
             "additionalProperties": {"type": "string"},
         },
-        "event_count": {"type": ["integer", "null"]},
-        "total_events": {
-            "type": ["integer", "null"],
-            "description": "The seed's name for event_count.",
+        "backends": {
+            "type": "object",
+            "description": "Each backend's readiness: status, ready, role, reason, and checks "
+            "(per dependency: status, required, reason, and figures such as position, head, "
+            "behind, stalled_seconds).",
+            "additionalProperties": {"type": "object"},
         },
     },
 }

@@ -23,18 +23,21 @@ from query_svc.db import Database
 from query_svc.kafka_source import KafkaEventSource, OffsetStore, kafka_consumer_factory
 from query_svc.login import LoginRecorder, LoginService
 from query_svc.policies import POLICIES, SERVICE_NAME
-from query_svc.projector import Projector
+from query_svc.projector import Projector, Stall
 from query_svc.rate_limit import LoginRateLimiter
 from query_svc.read_model import ReadModel
+from query_svc.readiness import query_readiness
 from query_svc.rebuilder import Rebuilder
-from query_svc.servicer import QueryServicer
+from query_svc.servicer import QueryServicer, stalled
 from query_svc.settings import QuerySettings
 from query_svc.source import EventSource
 from query_svc.store_source import StoreSubscriptionSource
-from service_kit import errors
+from service_kit import deadlines, errors
 from service_kit.auth import AuthInterceptor, service_metadata
 from service_kit.observability import MetricsInterceptor, observe_projector, setup_process
 from service_kit.passwords import PasswordHasher
+from service_kit.readiness import POLICIES as READINESS_POLICIES
+from service_kit.readiness import Readiness
 from service_kit.server import Registration, RunningServer, start_server, stop_event_on_signals
 from service_kit.settings import SettingsError, environ
 
@@ -52,6 +55,7 @@ class QueryService:
     """A running query service: its server, projector and read model."""
 
     server: RunningServer
+    readiness: Readiness
     projector: Projector
     rebuilder: Rebuilder
     database: Database
@@ -61,6 +65,7 @@ class QueryService:
 
     async def stop(self, grace: float = 5.0) -> None:
         """Stops serving, then the projector, then closes connections."""
+        await self.readiness.stop()
         await self.server.stop(grace)
         await self.projector.stop()
         for channel in self.channels:
@@ -75,7 +80,8 @@ def _catch_up(
     """Waits (bounded) until the projection has applied the store's head as of now.
 
     True when the projection got past ``seen`` (what a first check was made
-    against) up to the head: only then can a second check differ.
+    against) up to the head: only then can a second check differ. While the
+    projector is known stalled the login cannot be decided: UNAVAILABLE.
     """
 
     async def catch_up(seen: int) -> bool:
@@ -86,7 +92,10 @@ def _catch_up(
             return False
         if head <= seen:
             return False  # the first check already saw everything: it stands
-        return await projector.wait_for(head, within=within)
+        reached = await projector.wait_unless_stalled(head, within=deadlines.budget(within))
+        if isinstance(reached, Stall):
+            raise stalled(reached, head, what="login")
+        return reached
 
     return catch_up
 
@@ -103,6 +112,8 @@ async def start(
     channels: list[grpc.aio.Channel] = []
     database = Database.from_settings(settings)
     rebuild_source: EventSource
+    store_channel: grpc.aio.Channel | None = None
+    source_name = ""
     if source is not None:
         rebuild_source = source
     else:
@@ -111,7 +122,9 @@ async def start(
         source = rebuild_source = StoreSubscriptionSource(
             channel=store_channel, metadata=identity, timeout=settings.rpc_timeout_seconds
         )
+        source_name = f"the store's subscription at {settings.store_target}"
         if settings.event_source == "kafka":
+            source_name = f"Kafka topic {settings.kafka.topic} at {settings.kafka.broker}"
             source = KafkaEventSource(
                 consumer_factory=kafka_consumer_factory(
                     broker=settings.kafka.broker, group=settings.kafka.group
@@ -130,12 +143,17 @@ async def start(
 
     hasher = PasswordHasher(settings.bcrypt_cost)
     projector: Projector | None = None
+    readiness: Readiness | None = None
     try:
         await database.ensure_schema(
             schema=settings.postgres.schema if settings.db_backend == "postgres" else ""
         )
         projector = Projector(
-            database=database, source=source, batch_max=settings.projector_batch_max
+            database=database,
+            source=source,
+            batch_max=settings.projector_batch_max,
+            stall_after=settings.projector_stall_after,
+            source_name=source_name,
         )
         await projector.start()
         observe_projector(projector)
@@ -162,13 +180,29 @@ async def start(
             rebuilder=rebuilder,
             wait_timeout=settings.wait_timeout_seconds,
             trusted_proxies=settings.trusted_proxies,
+            login_timeout=settings.login_timeout_seconds,
+        )
+        readiness = query_readiness(
+            database=database,
+            projector=projector,
+            store_channel=store_channel,
+            store_target=settings.store_target,
         )
         server = await start_server(
             settings.listen,
-            [Registration(SERVICE_NAME, pb_grpc.add_QueryServiceServicer_to_server, servicer)],
-            interceptors=[MetricsInterceptor(), AuthInterceptor(codec, POLICIES)],
+            [
+                Registration(SERVICE_NAME, pb_grpc.add_QueryServiceServicer_to_server, servicer),
+                readiness.registration(),
+            ],
+            interceptors=[
+                MetricsInterceptor(),
+                AuthInterceptor(codec, {**POLICIES, **READINESS_POLICIES}),
+            ],
         )
+        await readiness.start(server.health)
     except BaseException:
+        if readiness is not None:
+            await readiness.stop()
         if projector is not None:
             await projector.stop()
         for channel in channels:
@@ -186,6 +220,7 @@ async def start(
     )
     return QueryService(
         server=server,
+        readiness=readiness,
         projector=projector,
         rebuilder=rebuilder,
         database=database,

@@ -2,7 +2,8 @@
 
 The login event goes through the command side like any other change, so it
 gets the right stream version (the seed hard-coded version 1 from the query
-side). Calls carry the service identity and a deadline.
+side). Calls carry the service identity and a deadline (never past the
+caller's: :mod:`service_kit.deadlines`).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import grpc
 from cqrs.command.v1 import command_pb2 as pb
 from cqrs.command.v1 import command_pb2_grpc as pb_grpc
 
+from service_kit import deadlines
 from service_kit.metadata import CORRELATION_ID
 
 MetadataFn = Callable[[], list[tuple[str, str]]]
@@ -39,6 +41,6 @@ class CommandClient:
         response = await self._stub.RecordLogin(
             pb.RecordLoginRequest(id=user_id, client_address=client_address),
             metadata=md,
-            timeout=self._timeout,
+            timeout=deadlines.budget(self._timeout),
         )
         return int(response.position)

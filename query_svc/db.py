@@ -7,6 +7,10 @@ Invariants:
 - Every timestamp goes in and comes out as an aware UTC ``datetime``
   (:class:`UtcDateTime`); SQLite stores it as fixed-width text, so text
   order is time order and keyset pagination works the same on both.
+- Every use of the database goes through :meth:`Database.read` or
+  :meth:`Database.write`, bounded in time, behind a circuit breaker, with
+  outages answered as UNAVAILABLE naming the database
+  (:mod:`query_svc.db_guard`).
 - Writes happen only inside :meth:`Database.write`, one transaction each. On
   SQLite that transaction starts with ``BEGIN IMMEDIATE`` (the write lock is
   taken up front, so two writers queue on ``busy_timeout`` instead of one
@@ -27,8 +31,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
 
-import asyncpg  # type: ignore[import-untyped]  # no stubs; only its exception classes are used
-import grpc
 from sqlalchemy import (
     BigInteger,
     Column,
@@ -45,14 +47,15 @@ from sqlalchemy import (
     event,
     text,
 )
-from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
 from sqlalchemy.types import TypeDecorator
 
-from query_svc.settings import QuerySettings
-from service_kit.errors import ServiceError
+from query_svc.db_guard import Guard
+from query_svc.settings import DatabaseLimits, QuerySettings
+from service_kit.circuit_breaker import CircuitBreaker
+from service_kit.dependency_errors import Dependency
 
 log = logging.getLogger(__name__)
 
@@ -64,9 +67,6 @@ AUTH: Final = "auth_projections"
 LOGINS: Final = "login_histories"
 CHECKPOINTS: Final = "projection_checkpoints"
 TABLE_NAMES: Final[tuple[str, ...]] = (USERS, AUTH, LOGINS, CHECKPOINTS)
-
-# SQLite waits this long for another writer (e.g. a rebuild) to commit.
-_SQLITE_BUSY_TIMEOUT_MS: Final = 30_000
 
 
 class UtcDateTime(TypeDecorator[datetime]):
@@ -177,7 +177,7 @@ LIVE: Final = define_tables()
 """The live tables every query reads."""
 
 
-def _sqlite_engine(path: str, *, immediate: bool) -> AsyncEngine:
+def _sqlite_engine(path: str, *, immediate: bool, busy_timeout: float) -> AsyncEngine:
     engine = create_async_engine(
         URL.create("sqlite+aiosqlite", database=path),
         pool_size=8 if not immediate else 2,
@@ -193,7 +193,9 @@ def _sqlite_engine(path: str, *, immediate: bool) -> AsyncEngine:
         # NORMAL is durable across process crashes in WAL mode; a power cut may
         # lose the last commits, which the projector re-applies from the store.
         cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.execute(f"PRAGMA busy_timeout={_SQLITE_BUSY_TIMEOUT_MS}")
+        # How long a statement waits for another writer's lock (e.g. a rebuild's):
+        # the engine's bound, so a locked database cannot hold a use past it.
+        cursor.execute(f"PRAGMA busy_timeout={round(busy_timeout * 1000)}")
         cursor.close()
 
     @event.listens_for(engine.sync_engine, "begin")
@@ -222,35 +224,25 @@ def _postgres_engine(settings: QuerySettings) -> AsyncEngine:
     # every query's path; a connection found dead (database restarted, or an
     # idle timeout in between) fails its call with UNAVAILABLE and SQLAlchemy
     # then recycles the whole pool.
+    # Every use is bounded by query_svc.db_guard; the timeouts here are
+    # backstops for what runs outside a use (the pool's own connects) and
+    # make the server drop statements nobody waits for any more.
+    limits = settings.db_limits
     return create_async_engine(
         url,
         pool_size=20,
         max_overflow=0,
+        pool_timeout=limits.write,
         # Replace connections before idle timeouts (PgBouncer, firewalls) cut them.
         pool_recycle=1800,
-        connect_args={"server_settings": {"search_path": pg.schema}, "timeout": 10},
-    )
-
-
-class ReadModelUnavailable(ServiceError):
-    """The read model's database cannot be reached (down, restarting, busy): UNAVAILABLE."""
-
-
-def _unreachable(exc: Exception) -> bool:
-    """Whether ``exc`` means "the database is not there right now" rather than a bug."""
-    if isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated:
-        return True
-    return isinstance(
-        exc,
-        (
-            OSError,  # refused or timed-out connects (asyncpg raises them unwrapped)
-            sa_exc.TimeoutError,  # every pooled connection busy for pool_timeout: overloaded
-            sa_exc.OperationalError,
-            sa_exc.InterfaceError,
-            asyncpg.PostgresConnectionError,
-            asyncpg.exceptions.OperatorInterventionError,  # shutting down, starting up
-            asyncpg.InterfaceError,
-        ),
+        connect_args={
+            "server_settings": {
+                "search_path": pg.schema,
+                "statement_timeout": str(round(limits.write * 1000)),
+            },
+            "timeout": max(limits.read, 1.0),
+            "command_timeout": limits.write,
+        },
     )
 
 
@@ -258,30 +250,38 @@ class Database:
     """The read model's connections: one engine for writes, one for reads.
 
     On PostgreSQL both are the same engine; on SQLite the writer's
-    transactions begin IMMEDIATE and the reader's are plain. A database that
-    cannot be reached surfaces as :class:`ReadModelUnavailable` (gRPC
-    UNAVAILABLE, naming the database), never as an internal error.
+    transactions begin IMMEDIATE and the reader's are plain. Every use is
+    bounded (``limits``), refused at once while the database is known down
+    (``breaker``), and a database that cannot serve surfaces as
+    :class:`~service_kit.dependency_errors.DependencyUnavailable` (gRPC
+    UNAVAILABLE naming the database and why), never as an internal error.
     """
 
     def __init__(
-        self, *, writer: AsyncEngine, reader: AsyncEngine, backend: str, where: str = ""
+        self,
+        *,
+        writer: AsyncEngine,
+        reader: AsyncEngine,
+        backend: str,
+        where: str = "",
+        limits: DatabaseLimits | None = None,
     ) -> None:
         self.writer = writer
         self.reader = reader
         self.backend = backend
-        self.where = where or backend
-
-    def _unavailable(self, exc: Exception) -> ReadModelUnavailable:
-        log.warning("read model database %s unavailable: %r", self.where, exc)
-        return ReadModelUnavailable(
-            grpc.StatusCode.UNAVAILABLE,
-            f"read model unavailable: its database ({self.where}) cannot be reached "
-            f"({type(exc).__name__}); retry later",
+        self.limits = limits = limits or DatabaseLimits()
+        self.dependency = Dependency("read model database", where or backend)
+        self.breaker = CircuitBreaker(
+            self.dependency,
+            failures_to_open=limits.breaker_failures,
+            reset_after=limits.breaker_reset,
         )
+        self._guard = Guard(self.breaker)
 
     @classmethod
     def from_settings(cls, settings: QuerySettings) -> Database:
         """Engines for the configured backend (no connection is made yet)."""
+        limits = settings.db_limits
         if settings.db_backend == "postgres":
             engine = _postgres_engine(settings)
             pg = settings.postgres
@@ -290,36 +290,37 @@ class Database:
                 reader=engine,
                 backend="postgres",
                 where=f"PostgreSQL at {pg.host}:{pg.port}",
+                limits=limits,
             )
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         path = str(settings.sqlite_path)
         return cls(
-            writer=_sqlite_engine(path, immediate=True),
-            reader=_sqlite_engine(path, immediate=False),
+            writer=_sqlite_engine(path, immediate=True, busy_timeout=limits.write),
+            reader=_sqlite_engine(path, immediate=False, busy_timeout=limits.read),
             backend="sqlite",
+            where=f"SQLite at {path}",
+            limits=limits,
         )
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncConnection]:
         """One write transaction: committed on exit, rolled back on error."""
-        try:
-            async with self.writer.begin() as conn:
-                yield conn
-        except Exception as exc:
-            if _unreachable(exc):
-                raise self._unavailable(exc) from exc
-            raise
+        async with self._guard.use(self.writer, limit=self.limits.write, transaction=True) as conn:
+            yield conn
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
         """A connection for reads (a transaction, rolled back on exit)."""
-        try:
-            async with self.reader.connect() as conn:
-                yield conn
-        except Exception as exc:
-            if _unreachable(exc):
-                raise self._unavailable(exc) from exc
-            raise
+        async with self._guard.use(self.reader, limit=self.limits.read, transaction=False) as conn:
+            yield conn
+
+    async def ping(self) -> None:
+        """One ``SELECT 1`` within the read bound, whatever the breaker says (health
+        checks); its outcome is reported to the breaker."""
+        async with self._guard.use(
+            self.reader, limit=self.limits.read, transaction=False, probe=True
+        ) as conn:
+            await conn.execute(text("SELECT 1"))
 
     async def ensure_schema(self, *, schema: str = "") -> None:
         """Creates the PostgreSQL schema (if given) and the live tables; idempotent."""
@@ -331,6 +332,7 @@ class Database:
             await ensure_checkpoint_row(conn, LIVE)
 
     async def close(self) -> None:
+        await self._guard.close()
         await self.writer.dispose()
         if self.reader is not self.writer:
             await self.reader.dispose()

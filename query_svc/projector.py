@@ -12,25 +12,56 @@ Invariants:
 - :meth:`paused` holds off batches (between two commits), so a rebuild can
   swap the tables while nothing writes to them; :meth:`adopt` then moves
   ``applied_position`` to the swapped-in checkpoint.
+- :meth:`stall` says when it is known stuck: the store's head (as the
+  health check last saw it, :meth:`note_head`) is ahead and the applied
+  position has not moved for ``stall_after`` seconds, or it has been failing
+  (source or database down) that long. ``min_position`` waits then answer
+  at once instead of waiting for a position that cannot come.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import datetime
 
 from query_svc.db import LIVE, Database, Tables, read_checkpoint
 from query_svc.projection import ProjectionError
 from query_svc.source import EventSource, SourceItem
 from query_svc.writer import new_events, write_batch
+from service_kit import dependency_errors
 from service_kit.batching import batches
+from service_kit.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Stall:
+    """The projector is stuck at ``position`` since ``seconds`` (see :meth:`Projector.stall`)."""
+
+    position: int
+    head: int
+    seconds: float
+    source: str
+    error: str
+
+    def describe(self) -> str:
+        """E.g. "read model stalled at position 310 for 7 s (store head 550; event source:
+        Kafka topic user-events at kafka:19092)"."""
+        parts = []
+        if self.head > self.position:
+            parts.append(f"store head {self.head}")
+        if self.source:
+            parts.append(f"event source: {self.source}")
+        if self.error:
+            parts.append(f"last error: {self.error}")
+        where = f" ({'; '.join(parts)})" if parts else ""
+        return f"read model stalled at position {self.position} for {self.seconds:.0f} s{where}"
 
 
 class Projector:
@@ -46,6 +77,9 @@ class Projector:
         read_ahead: int = 10_000,
         backoff_initial: float = 0.05,
         backoff_max: float = 5.0,
+        stall_after: float = 3.0,
+        source_name: str = "",
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._db = database
         self._source = source
@@ -62,6 +96,13 @@ class Projector:
         self._task: asyncio.Task[None] | None = None
         self.last_error: str = ""
         self.events_applied = 0
+        self.source_name = source_name
+        self._stall_after = stall_after
+        self._clock = clock
+        self._progress_at = clock()  # when applied_position last moved
+        self._known_head = 0  # the store's head as the health check last saw it
+        self._behind_since: float | None = None  # since when known_head > applied
+        self._failing_since: float | None = None  # since when every attempt failed
         # Store time of the newest applied event (for the lag-in-seconds gauge).
         self.applied_event_time: datetime | None = None
 
@@ -92,9 +133,64 @@ class Projector:
                 return self._applied >= position
         return True
 
+    @property
+    def known_head(self) -> int:
+        """The store's head position as last noted (0 before the first note)."""
+        return self._known_head
+
+    def note_head(self, head: int) -> None:
+        """The store's head right now (from a health check): where the projector should be."""
+        self._known_head = head
+        if head <= self._applied:
+            self._behind_since = None
+        elif self._behind_since is None:
+            self._behind_since = self._clock()
+
+    def stall(self) -> Stall | None:
+        """Why the projector cannot be expected to move soon, or None.
+
+        Stalled: the noted head is ahead and nothing was applied for
+        ``stall_after`` seconds since that was first seen; or every attempt
+        failed (event source or database down) for ``stall_after`` seconds.
+        """
+        now = self._clock()
+        since: float | None = None
+        if self._known_head > self._applied and self._behind_since is not None:
+            since = max(self._behind_since, self._progress_at)
+        if self._failing_since is not None:
+            failing = max(self._failing_since, self._progress_at)
+            since = failing if since is None else min(since, failing)
+        if since is None or now - since < self._stall_after:
+            return None
+        return Stall(
+            position=self._applied,
+            head=self._known_head,
+            seconds=now - since,
+            source=self.source_name,
+            error=self.last_error,
+        )
+
+    async def wait_unless_stalled(
+        self, position: int, *, within: float, poll: float = 0.25
+    ) -> bool | Stall:
+        """Like :meth:`wait_for`, but gives up as soon as the projector is known stalled
+        (then returns the :class:`Stall`; looked at every ``poll`` seconds)."""
+        deadline = self._clock() + within
+        while (stall := self.stall()) is None:
+            left = deadline - self._clock()
+            if await self.wait_for(position, within=max(min(left, poll), 0.0)):
+                return True
+            if left <= poll:
+                return False
+        return stall
+
     def _set_applied(self, position: int) -> None:
         if position < self._applied:
             log.warning("read model checkpoint went back from %d to %d", self._applied, position)
+        if position != self._applied:
+            self._progress_at = self._clock()
+        if position >= self._known_head:
+            self._behind_since = None
         self._applied = position
         # Wake every waiter and arm a fresh event for the next change.
         changed, self._changed = self._changed, asyncio.Event()
@@ -113,10 +209,7 @@ class Projector:
     async def stop(self) -> None:
         """Stops following; whatever was committed stays committed."""
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(task)
 
     @asynccontextmanager
     async def paused(self) -> AsyncIterator[int]:
@@ -146,15 +239,20 @@ class Projector:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                self.last_error = f"{type(exc).__name__}: {exc}"
-                # A projection error (gap, malformed event) needs a human; the
-                # rest (store or database unreachable) usually heals by itself.
+                self.last_error = dependency_errors.describe(exc)
+                if self._failing_since is None:
+                    self._failing_since = self._clock()
+                # An outage (store, Kafka or database unreachable) usually heals by
+                # itself; a projection error (gap, malformed event) needs a human;
+                # anything else is a bug, logged with its traceback.
+                outage = dependency_errors.classify(exc) is not None
                 log.log(
-                    logging.ERROR if isinstance(exc, ProjectionError) else logging.WARNING,
+                    logging.WARNING if outage else logging.ERROR,
                     "projector at position %d failed (%s); retrying in %.2fs",
                     self._applied,
                     self.last_error,
                     self._backoff,
+                    exc_info=None if outage or isinstance(exc, ProjectionError) else exc,
                 )
             await asyncio.sleep(self._backoff)
             self._backoff = min(self._backoff * 2, self._backoff_max)
@@ -179,7 +277,10 @@ class Projector:
                 self._set_applied(position)
                 self.applied_event_time = events[-1].occurred_at
                 self.events_applied += len(events)
-                self.last_error = ""
                 self._backoff = self._backoff_initial
             if gap is not None:
                 raise gap
+            # The source delivered (events or a heartbeat) and the rows are written:
+            # whatever failed before works again.
+            self.last_error = ""
+            self._failing_since = None

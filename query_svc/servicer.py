@@ -4,9 +4,12 @@ Reads answer from the read model. A read may ask for ``min_position`` (the
 request field or ``x-min-position`` metadata, the larger wins): it waits
 until the projector has applied that position, at most ``wait_timeout``
 seconds (and never past the caller's deadline), else UNAVAILABLE saying how
-far the read model is: a retryable answer, not a stale one. Login honours
-the metadata form too (its request has no such field), so a client can log
-in right after registering.
+far the read model is: a retryable answer, not a stale one. When the
+projector is known to be stalled (:meth:`Projector.stall`: its source or
+database is down, or it has not moved while the store is ahead) the wait
+gives up at once, or as soon as that is known, with UNAVAILABLE saying why.
+Login honours the metadata form too (its request has no such field), so a
+client can log in right after registering.
 """
 
 from __future__ import annotations
@@ -23,10 +26,10 @@ from query_svc.client_address import client_address
 from query_svc.convert import PB_TO_STATUS, login_to_pb, user_to_pb
 from query_svc.login import LoginService, TooManyFailures
 from query_svc.page_tokens import LoginsCursor, UsersCursor
-from query_svc.projector import Projector
+from query_svc.projector import Projector, Stall
 from query_svc.read_model import ReadModel
 from query_svc.rebuilder import Rebuilder
-from service_kit import errors, metadata, validate
+from service_kit import deadlines, errors, metadata, validate
 from service_kit.errors import ServiceError, invalid
 
 MIN_POSITION_METADATA: Final = "x-min-position"
@@ -36,6 +39,14 @@ DEFAULT_PAGE: Final = 100
 
 def _not_found(user_id: str) -> ServiceError:
     return ServiceError(grpc.StatusCode.NOT_FOUND, f"user {user_id} not found")
+
+
+def stalled(stall: Stall, target: int, *, what: str = "min_position") -> ServiceError:
+    """UNAVAILABLE for a read (or a login) that needs ``target`` while the projector is stuck."""
+    return ServiceError(
+        grpc.StatusCode.UNAVAILABLE,
+        f"{what}: {stall.describe()}; position {target} cannot be reached now; retry later",
+    )
 
 
 class QueryServicer(pb_grpc.QueryServiceServicer):
@@ -50,12 +61,14 @@ class QueryServicer(pb_grpc.QueryServiceServicer):
         rebuilder: Rebuilder,
         wait_timeout: float,
         trusted_proxies: tuple[str, ...],
+        login_timeout: float = 10.0,
     ) -> None:
         self._read_model = read_model
         self._projector = projector
         self._login = login
         self._rebuilder = rebuilder
         self._wait_timeout = wait_timeout
+        self._login_timeout = login_timeout
         self._trusted = trusted_proxies
 
     async def _await_position(self, requested: int, context: Any) -> None:
@@ -70,11 +83,11 @@ class QueryServicer(pb_grpc.QueryServiceServicer):
         target = max(requested, from_metadata)
         if target <= self._projector.applied_position:
             return
-        timeout = self._wait_timeout
-        remaining = context.time_remaining()
-        if remaining is not None:
-            timeout = min(timeout, max(remaining - 0.05, 0.0))
-        if not await self._projector.wait_for(target, within=timeout):
+        timeout = deadlines.budget(self._wait_timeout)
+        reached = await self._projector.wait_unless_stalled(target, within=timeout)
+        if isinstance(reached, Stall):
+            raise stalled(reached, target)
+        if not reached:
             raise ServiceError(
                 grpc.StatusCode.UNAVAILABLE,
                 f"min_position: the read model has applied position "
@@ -147,6 +160,12 @@ class QueryServicer(pb_grpc.QueryServiceServicer):
 
     @errors.unary
     async def Login(self, request: pb.LoginRequest, context: Any) -> pb.LoginResponse:
+        # Bounded as a whole (QUERY_LOGIN_TIMEOUT_MS): its database reads, bcrypt,
+        # the catch-up wait and RecordLogin each see what is left of it.
+        async with deadlines.bounded(self._login_timeout, what="login"):
+            return await self._login_call(request, context)
+
+    async def _login_call(self, request: pb.LoginRequest, context: Any) -> pb.LoginResponse:
         # Only the metadata form: a client that just registered can wait for
         # its user.created position before its first login.
         await self._await_position(0, context)

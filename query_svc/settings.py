@@ -53,6 +53,23 @@ class KafkaSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class DatabaseLimits:
+    """How long the read model's database may take, and when it counts as down.
+
+    ``read``/``write``: the most one read (a query's connection use) or one
+    write transaction (the projector's, the rebuild's) may take, connect and
+    pool wait included; a request's own deadline can only make them shorter.
+    ``breaker_failures`` outages in a row open the circuit breaker, which
+    then refuses calls at once and probes again every ``breaker_reset`` s.
+    """
+
+    read: float = 2.0
+    write: float = 10.0
+    breaker_failures: int = 3
+    breaker_reset: float = 2.0
+
+
+@dataclass(frozen=True, slots=True)
 class LoginLimits:
     """Failed logins allowed per email and per client address within a window."""
 
@@ -72,6 +89,7 @@ class QuerySettings:
     data_dir: Path
     db_backend: str
     postgres: PostgresSettings
+    db_limits: DatabaseLimits = DatabaseLimits()
     event_source: str
     kafka: KafkaSettings = KafkaSettings()
     store_target: str
@@ -80,9 +98,11 @@ class QuerySettings:
     jwt_ttl_seconds: int
     wait_timeout_seconds: float
     rpc_timeout_seconds: float
+    login_timeout_seconds: float = 10.0
     login_limits: LoginLimits
     trusted_proxies: tuple[str, ...]
     projector_batch_max: int
+    projector_stall_after: float = 3.0
     bcrypt_cost: int
 
     def token_codec(self) -> TokenCodec:
@@ -115,6 +135,14 @@ class QuerySettings:
                 database=env_str(env, "POSTGRES_QUERY_DB", "query_db"),
                 schema=schema,
             ),
+            db_limits=DatabaseLimits(
+                read=_ms(env, "QUERY_DB_READ_TIMEOUT_MS", 2000),
+                write=_ms(env, "QUERY_DB_WRITE_TIMEOUT_MS", 10_000),
+                breaker_failures=env_int(
+                    env, "QUERY_DB_BREAKER_FAILURES", 3, minimum=1, maximum=1000
+                ),
+                breaker_reset=_ms(env, "QUERY_DB_BREAKER_RESET_MS", 2000),
+            ),
             event_source=env_choice(env, "QUERY_EVENT_SOURCE", "store", EVENT_SOURCES),
             kafka=KafkaSettings(
                 broker=env_str(env, "KAFKA_BROKER", "127.0.0.1:9092"),
@@ -137,6 +165,7 @@ class QuerySettings:
                 env, "QUERY_RPC_TIMEOUT_MS", 5000, minimum=100, maximum=600_000
             )
             / 1000.0,
+            login_timeout_seconds=_ms(env, "QUERY_LOGIN_TIMEOUT_MS", 10_000),
             login_limits=LoginLimits(
                 max_failures_per_email=env_int(
                     env, "LOGIN_MAX_FAILURES_PER_EMAIL", 5, minimum=1, maximum=1_000_000
@@ -152,10 +181,16 @@ class QuerySettings:
             projector_batch_max=env_int(
                 env, "QUERY_PROJECTOR_BATCH_MAX", 2000, minimum=1, maximum=100_000
             ),
+            projector_stall_after=_ms(env, "QUERY_PROJECTOR_STALL_MS", 3000),
             bcrypt_cost=env_int(
                 env, "BCRYPT_COST", DEFAULT_COST, minimum=MIN_COST, maximum=MAX_COST
             ),
         )
+
+
+def _ms(env: Mapping[str, str], name: str, default: int) -> float:
+    """A duration given in milliseconds (50 ms .. 10 min), in seconds."""
+    return env_int(env, name, default, minimum=50, maximum=600_000) / 1000.0
 
 
 def _proxies(raw: str) -> tuple[str, ...]:

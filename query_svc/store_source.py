@@ -22,6 +22,7 @@ from cqrs.eventstore.v1 import event_store_pb2 as pb
 from cqrs.eventstore.v1 import event_store_pb2_grpc as pb_grpc
 
 from query_svc.source import Checkpoint, SourceItem, StoredEvent
+from service_kit import deadlines
 from service_kit.structs import struct_to_dict
 from service_kit.timeconv import to_datetime
 
@@ -122,6 +123,8 @@ class StoreSubscriptionSource:
     async def head_position(self) -> int:
         """The store's last position: positions are gapless from 1, so it is the count."""
         response = await self._stub.CountEvents(
-            pb.CountEventsRequest(), metadata=self._metadata(), timeout=self._timeout
+            pb.CountEventsRequest(),
+            metadata=self._metadata(),
+            timeout=deadlines.budget(self._timeout),
         )
         return int(response.count)

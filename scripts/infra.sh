@@ -8,6 +8,10 @@
 #   scripts/infra.sh stop   [component...]   stop what this script started
 #   scripts/infra.sh status [component...]   one line per component (exit 3 if one is down)
 #   scripts/infra.sh env                     export lines: eval "$(scripts/infra.sh env)"
+#   scripts/infra.sh pause  component...     SIGSTOP the server and its child processes (a hung server)
+#   scripts/infra.sh resume component...     SIGCONT them again
+#   scripts/infra.sh crash  component...     stop without any shutdown work (SIGKILL; PostgreSQL:
+#                                            pg_ctl stop -m immediate, so the next start recovers)
 #
 # Components: clickhouse, postgres, kafka (default: all; or INFRA_ONLY="clickhouse postgres").
 # A component is left alone (treated as external) when its variable points at a
@@ -21,10 +25,18 @@
 #
 # Other knobs: INFRA_DIR (default <repo>/.cache/infra), INFRA_TIMEOUT (seconds
 # to wait for each server, default 120), KAFKA_HEAP_OPTS (default -Xmx512m -Xms256m).
+#
+# A second, private instance (e.g. for fault tests, which pause and stop servers
+# while other test runs use the first one): another INFRA_DIR and every port
+# moved by INFRA_PORT_OFFSET (0..40000). `env` then also exports both knobs, so
+# later calls (the fault tests run this script) reach the same instance:
+#   export INFRA_PORT_OFFSET=100 INFRA_DIR=/tmp/infra-faults
+#   scripts/infra.sh start && eval "$(scripts/infra.sh env)"
 set -euo pipefail
 
 SCRIPT_DIR=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd)
 REPO_ROOT=$(cd -- "$SCRIPT_DIR/.." && pwd)
+INFRA_DIR_GIVEN=${INFRA_DIR:+1}   # exported again by `env` when set (a second instance)
 INFRA_DIR=$(realpath -m -- "${INFRA_DIR:-$REPO_ROOT/.cache/infra}")
 INFRA_TIMEOUT=${INFRA_TIMEOUT:-120}
 export DEBIAN_FRONTEND=noninteractive
@@ -32,13 +44,19 @@ export DEBIAN_FRONTEND=noninteractive
 ALL_COMPONENTS=(clickhouse postgres kafka)
 
 # Fixed local ports, chosen away from the defaults (9000/8123/5432/9092) so a
-# machine-wide server, if any, does not collide with ours.
+# machine-wide server, if any, does not collide with ours. A second instance
+# moves all of them by INFRA_PORT_OFFSET.
 LOCAL_HOST=127.0.0.1
-CH_TCP_PORT=19000
-CH_HTTP_PORT=18123
-PG_PORT=15433
-KAFKA_PORT=19092
-KAFKA_CONTROLLER_PORT=19093
+INFRA_PORT_OFFSET=${INFRA_PORT_OFFSET:-0}
+if ! [[ $INFRA_PORT_OFFSET =~ ^[0-9]{1,5}$ ]] || ((INFRA_PORT_OFFSET > 40000)); then
+  printf '[infra] ERROR: INFRA_PORT_OFFSET=%s: expected a number from 0 to 40000\n' "$INFRA_PORT_OFFSET" >&2
+  exit 2
+fi
+CH_TCP_PORT=$((19000 + INFRA_PORT_OFFSET))
+CH_HTTP_PORT=$((18123 + INFRA_PORT_OFFSET))
+PG_PORT=$((15433 + INFRA_PORT_OFFSET))
+KAFKA_PORT=$((19092 + INFRA_PORT_OFFSET))
+KAFKA_CONTROLLER_PORT=$((19093 + INFRA_PORT_OFFSET))
 
 # What the project reads (see service_kit/settings.py: empty means unset).
 # The DEF_* names are read indirectly by val() (hence SC2034 is off).
@@ -86,6 +104,9 @@ show_logs() {
 }
 
 is_root() { [[ $(id -u) -eq 0 ]]; }
+
+# Is process $1 stopped by a signal (state T in /proc/<pid>/stat)?
+is_paused() { [[ $(awk '{print $3}' "/proc/$1/stat" 2>/dev/null) == T ]]; }
 
 # Is something accepting TCP connections on 127.0.0.1:$1?
 port_open() { timeout 2 bash -c "exec 3<>/dev/tcp/$LOCAL_HOST/$1" 2>/dev/null; }
@@ -160,6 +181,8 @@ stop_pid() {
   fi
   pid=$(<"$pidfile")
   log "$name: stopping (pid $pid)"
+  # shellcheck disable=SC2046  # a paused server (scripts/infra.sh pause) must run to stop
+  kill -CONT $(process_tree "$pid") 2>/dev/null || true
   kill -TERM "$pid" 2>/dev/null || true
   for ((i = 0; i < 60; i++)); do
     kill -0 "$pid" 2>/dev/null || break
@@ -263,7 +286,9 @@ ch_client() {
   clickhouse-client --host "$LOCAL_HOST" --port "$CH_TCP_PORT" \
     --user "$(val CLICKHOUSE_USER)" --password "$(val CLICKHOUSE_PASSWORD)" "$@"
 }
-ch_ready() { ch_client -q 'SELECT 1' >/dev/null 2>&1; }
+# Bounded: a paused server accepts the connection and never answers.
+ch_ready() { timeout 10 clickhouse-client --host "$LOCAL_HOST" --port "$CH_TCP_PORT" \
+  --user "$(val CLICKHOUSE_USER)" --password "$(val CLICKHOUSE_PASSWORD)" -q 'SELECT 1' >/dev/null 2>&1; }
 
 ch_install() {
   if [[ -x /usr/sbin/clickhouse-server ]] && command -v clickhouse-client >/dev/null; then return 0; fi
@@ -397,6 +422,7 @@ ch_stop() { stop_pid clickhouse "$CH_PIDFILE" "$CH_CONFIG"; }
 
 ch_status() {
   if pid_ours "$CH_PIDFILE" "$CH_CONFIG"; then
+    if is_paused "$(<"$CH_PIDFILE")"; then echo "clickhouse: paused (pid $(<"$CH_PIDFILE"), SIGSTOP; scripts/infra.sh resume clickhouse)"; return 1; fi
     if ch_ready; then echo "clickhouse: running (pid $(<"$CH_PIDFILE")) on $LOCAL_HOST:$CH_TCP_PORT, http $CH_HTTP_PORT"
     else echo "clickhouse: process up (pid $(<"$CH_PIDFILE")) but not answering on $LOCAL_HOST:$CH_TCP_PORT"; return 1; fi
   else echo "clickhouse: stopped"; return 1; fi
@@ -536,6 +562,8 @@ pg_stop() {
   PG_BIN=$(pg_bindir) || { log "postgres: not installed"; return 0; }
   if ! pg_running; then log "postgres: not running"; return 0; fi
   log "postgres: stopping"
+  # shellcheck disable=SC2046  # a paused server (scripts/infra.sh pause) must run to stop
+  kill -CONT $(process_tree "$(head -n 1 "$PG_DATA/postmaster.pid")") 2>/dev/null || true
   as_pg "$PG_BIN/pg_ctl" -D "$PG_DATA" -m fast -w -t 30 stop >/dev/null 2>>"$PG_LOG" ||
     { log "postgres: fast shutdown timed out, forcing (immediate)"; as_pg "$PG_BIN/pg_ctl" -D "$PG_DATA" -m immediate -w -t 30 stop >/dev/null 2>>"$PG_LOG" || true; }
   log "postgres: stopped"
@@ -544,6 +572,7 @@ pg_stop() {
 pg_status() {
   PG_BIN=$(pg_bindir) || { echo "postgres: not installed"; return 1; }
   if pg_running; then
+    if is_paused "$(head -n 1 "$PG_DATA/postmaster.pid")"; then echo "postgres: paused (pid $(head -n 1 "$PG_DATA/postmaster.pid"), SIGSTOP; scripts/infra.sh resume postgres)"; return 1; fi
     if pg_ready; then echo "postgres: running (pid $(head -n 1 "$PG_DATA/postmaster.pid")) on $LOCAL_HOST:$PG_PORT"
     else echo "postgres: process up but not accepting connections on $LOCAL_HOST:$PG_PORT"; return 1; fi
   else echo "postgres: stopped"; return 1; fi
@@ -713,6 +742,7 @@ kafka_stop() { stop_pid kafka "$KAFKA_PIDFILE" "$KAFKA_PROPS"; }
 
 kafka_status() {
   if pid_ours "$KAFKA_PIDFILE" "$KAFKA_PROPS"; then
+    if is_paused "$(<"$KAFKA_PIDFILE")"; then echo "kafka: paused (pid $(<"$KAFKA_PIDFILE"), SIGSTOP; scripts/infra.sh resume kafka)"; return 1; fi
     if port_open "$KAFKA_PORT"; then echo "kafka: running (pid $(<"$KAFKA_PIDFILE")) on $LOCAL_HOST:$KAFKA_PORT, controller $KAFKA_CONTROLLER_PORT"
     else echo "kafka: process up (pid $(<"$KAFKA_PIDFILE")) but port $KAFKA_PORT closed"; return 1; fi
   else echo "kafka: stopped"; return 1; fi
@@ -768,6 +798,65 @@ cmd_env() {
   for v in "${ENV_VARS[@]}"; do
     printf 'export %s=%q\n' "$v" "$(val "$v")"
   done
+  # A second instance: later calls of this script (fault tests) must reach it too.
+  if [[ -n $INFRA_DIR_GIVEN ]] || ((INFRA_PORT_OFFSET != 0)); then
+    printf 'export INFRA_DIR=%q\n' "$INFRA_DIR"
+    printf 'export INFRA_PORT_OFFSET=%q\n' "$INFRA_PORT_OFFSET"
+  fi
+}
+
+# The pid of a component's server, if it runs and is ours (else fails).
+server_pid() {
+  case $1 in
+    clickhouse) pid_ours "$CH_PIDFILE" "$CH_CONFIG" && cat "$CH_PIDFILE" ;;
+    kafka) pid_ours "$KAFKA_PIDFILE" "$KAFKA_PROPS" && cat "$KAFKA_PIDFILE" ;;
+    postgres)
+      PG_BIN=$(pg_bindir) || return 1
+      pg_running && head -n 1 "$PG_DATA/postmaster.pid" ;;
+  esac
+}
+
+# A process and all its descendants, parents first.
+process_tree() {
+  local pid=$1 child
+  echo "$pid"
+  for child in $(pgrep -P "$pid" || true); do process_tree "$child"; done
+}
+
+# Stop a server the way a crash would: no checkpoint, no clean shutdown.
+cmd_crash() {
+  local c ext pid
+  for c in "${COMPONENTS[@]}"; do
+    if ext=$(external_addr "$c"); then die "$c: external ($ext), not ours to crash"; fi
+    pid=$(server_pid "$c") || { log "$c: not running"; continue; }
+    # shellcheck disable=SC2046  # one pid per word; a paused server must run to die
+    kill -CONT $(process_tree "$pid") 2>/dev/null || true
+    if [[ $c == postgres ]]; then
+      PG_BIN=$(pg_bindir)
+      as_pg "$PG_BIN/pg_ctl" -D "$PG_DATA" -m immediate -w -t 30 stop >/dev/null 2>>"$PG_LOG" ||
+        die "postgres: immediate stop failed"
+    else
+      # shellcheck disable=SC2046
+      kill -KILL $(process_tree "$pid") 2>/dev/null || true
+      while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
+    fi
+    log "$c: crashed (pid $pid)"
+  done
+}
+
+# SIGSTOP (pause) or SIGCONT (resume) a server with every process it forked
+# (PostgreSQL runs one process per connection): to a client it then looks
+# hung, not down: connections are accepted by the kernel, nothing answers.
+# Parents are stopped first, so a stopped server forks nothing new meanwhile.
+cmd_signal() {
+  local signal=$1 c ext pid
+  for c in "${COMPONENTS[@]}"; do
+    if ext=$(external_addr "$c"); then die "$c: external ($ext), not ours to $2"; fi
+    pid=$(server_pid "$c") || die "$c: not running from $INFRA_DIR, nothing to $2"
+    # shellcheck disable=SC2046  # one pid per word
+    kill "-$signal" $(process_tree "$pid")
+    log "$c: ${2}d (pid $pid and its children)"
+  done
 }
 
 usage() {
@@ -782,6 +871,9 @@ main() {
     stop) select_components "$@"; cmd_stop ;;
     status) select_components "$@"; cmd_status ;;
     env) cmd_env ;;
+    pause) (($#)) || die "pause: name a component"; select_components "$@"; cmd_signal STOP pause ;;
+    resume) (($#)) || die "resume: name a component"; select_components "$@"; cmd_signal CONT resume ;;
+    crash) (($#)) || die "crash: name a component"; select_components "$@"; take_lock; cmd_crash ;;
     -h | --help | help) usage ;;
     *) usage >&2; exit 2 ;;
   esac

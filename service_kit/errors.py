@@ -2,8 +2,11 @@
 
 A caller's mistake never surfaces as UNKNOWN or INTERNAL: every exception a
 caller can provoke is registered here (or raised as ServiceError) with the
-code it deserves. Anything unregistered is a bug and reported as INTERNAL
-with a generic message (the details go to the log, not to the caller).
+code it deserves. A dependency that cannot serve (a driver error anywhere in
+the exception's chain, see :mod:`service_kit.dependency_errors`) is
+UNAVAILABLE with the reason, even where no code named the dependency.
+Anything else is a bug and reported as INTERNAL with a generic message (the
+details go to the log, not to the caller).
 """
 
 from __future__ import annotations
@@ -15,21 +18,21 @@ from typing import Any, Protocol, TypeVar
 
 import grpc
 
+from service_kit import deadlines
+from service_kit.dependency_errors import classify
+from service_kit.service_error import ServiceError, invalid
+
+__all__ = [
+    "ServiceError",
+    "invalid",
+    "register",
+    "reported_status",
+    "status_of",
+    "streaming",
+    "unary",
+]
+
 log = logging.getLogger(__name__)
-
-
-class ServiceError(Exception):
-    """An error with the gRPC status it must be reported as."""
-
-    def __init__(self, code: grpc.StatusCode, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-
-
-def invalid(field: str, problem: str) -> ServiceError:
-    """INVALID_ARGUMENT naming the field, e.g. ``limit: must be at most 1000``."""
-    return ServiceError(grpc.StatusCode.INVALID_ARGUMENT, f"{field}: {problem}")
 
 
 _MAPPING: list[tuple[type[BaseException], grpc.StatusCode]] = []
@@ -47,6 +50,12 @@ def status_of(exc: BaseException) -> tuple[grpc.StatusCode, str]:
     for exc_type, code in _MAPPING:
         if isinstance(exc, exc_type):
             return code, str(exc)
+    outage = classify(exc)
+    if outage is not None:
+        return (
+            grpc.StatusCode.UNAVAILABLE,
+            f"{outage.system} is unavailable: {outage.reason}; retry later",
+        )
     return grpc.StatusCode.INTERNAL, "internal error; see the service log"
 
 
@@ -65,6 +74,8 @@ def reported_status(exc: Exception, where: str) -> tuple[grpc.StatusCode, str]:
     code, message = status_of(exc)
     if code == grpc.StatusCode.INTERNAL:
         log.exception("unhandled error in %s", where)
+    elif code == grpc.StatusCode.UNAVAILABLE and not isinstance(exc, ServiceError):
+        log.warning("%s: %s", where, message)  # an outage nobody named: no traceback
     return code, message
 
 
@@ -75,12 +86,14 @@ async def _abort(context: _Context, exc: Exception, method: str) -> None:
 def unary(
     fn: Callable[[Self_, Req, Any], Awaitable[Resp]],
 ) -> Callable[[Self_, Req, Any], Awaitable[Resp]]:
-    """Wraps a unary servicer method so its exceptions become proper statuses."""
+    """Wraps a unary servicer method so its exceptions become proper statuses, and its
+    dependency calls see the caller's deadline (:mod:`service_kit.deadlines`)."""
 
     @functools.wraps(fn)
     async def wrapper(self: Self_, request: Req, context: Any) -> Resp:
         try:
-            return await fn(self, request, context)
+            with deadlines.from_call(context):
+                return await fn(self, request, context)
         except grpc.aio.AbortError:
             raise
         except Exception as exc:

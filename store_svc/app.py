@@ -10,7 +10,7 @@ import grpc
 from cqrs.eventstore.v1 import event_store_pb2_grpc as pb_grpc
 
 import domain
-from service_kit import errors
+from service_kit import dependency_errors, errors
 from service_kit.auth import AuthInterceptor
 from service_kit.observability import (
     APPEND_BATCH_EVENTS,
@@ -18,10 +18,13 @@ from service_kit.observability import (
     observe_relay,
     setup_process,
 )
+from service_kit.readiness import POLICIES as READINESS_POLICIES
+from service_kit.readiness import Readiness
 from service_kit.server import Registration, RunningServer, start_server, stop_event_on_signals
 from service_kit.settings import SettingsError, environ
 from store_svc import engine
 from store_svc.policies import POLICIES, SERVICE_NAME
+from store_svc.readiness import store_readiness
 from store_svc.relay import OutboxRelay, kafka_producer
 from store_svc.relay_checkpoint import (
     ClickHouseRelayCheckpoint,
@@ -39,6 +42,9 @@ errors.register(engine.WrongExpectedVersion, grpc.StatusCode.ABORTED)
 errors.register(engine.ClaimTaken, grpc.StatusCode.ALREADY_EXISTS)
 errors.register(engine.DuplicateEventId, grpc.StatusCode.ALREADY_EXISTS)
 errors.register(engine.StorageUnavailable, grpc.StatusCode.UNAVAILABLE)
+dependency_errors.register(
+    engine.StorageUnavailable, reason="the event storage failed", system="event storage"
+)
 errors.register(AggregateNotFound, grpc.StatusCode.NOT_FOUND)
 # Only what a caller can provoke here: a payload the domain cannot decode.
 # (A stream that fails to fold is corrupt history: INTERNAL, and logged.)
@@ -70,8 +76,11 @@ class StoreService:
     server: RunningServer
     relay: OutboxRelay | None = None
     servicer: EventStoreServicer | None = None
+    readiness: Readiness | None = None
 
     async def stop(self, grace: float = 5.0) -> None:
+        if self.readiness is not None:
+            await self.readiness.stop()
         if self.servicer is not None:
             # Append streams never end by themselves: end them first, so the
             # grace period is not spent accepting appends that it then cuts.
@@ -99,17 +108,6 @@ async def start(settings: StoreSettings) -> StoreService:
     except BaseException:
         await storage.close()  # until open succeeds, the storage is ours to close
         raise
-    try:
-        tt = TimeTravel(store, snapshot_every=settings.snapshot_every)
-        servicer = EventStoreServicer(store, tt)
-        server = await start_server(
-            settings.listen,
-            [Registration(SERVICE_NAME, pb_grpc.add_EventStoreServiceServicer_to_server, servicer)],
-            interceptors=[MetricsInterceptor(), AuthInterceptor(settings.token_codec(), POLICIES)],
-        )
-    except BaseException:
-        await store.close()
-        raise
     relay = None
     if settings.relay.enabled:
         relay = OutboxRelay(
@@ -119,11 +117,33 @@ async def start(settings: StoreSettings) -> StoreService:
             topic=settings.relay.topic,
             save_interval=settings.relay.save_interval,
         )
+    readiness = store_readiness(settings=settings, store=store, relay=relay)
+    try:
+        tt = TimeTravel(store, snapshot_every=settings.snapshot_every)
+        servicer = EventStoreServicer(store, tt)
+        server = await start_server(
+            settings.listen,
+            [
+                Registration(
+                    SERVICE_NAME, pb_grpc.add_EventStoreServiceServicer_to_server, servicer
+                ),
+                readiness.registration(),
+            ],
+            interceptors=[
+                MetricsInterceptor(),
+                AuthInterceptor(settings.token_codec(), {**POLICIES, **READINESS_POLICIES}),
+            ],
+        )
+    except BaseException:
+        await store.close()
+        raise
+    if relay is not None:
         await relay.start()  # returns at once: Kafka being down delays only the relay
         observe_relay(relay)
         log.info("outbox relay on: topic %r at %s", settings.relay.topic, settings.relay.broker)
+    await readiness.start(server.health)
     log.info("store_svc serving gRPC on port %d (%s backend)", server.port, settings.backend)
-    return StoreService(store, tt, server, relay, servicer)
+    return StoreService(store, tt, server, relay, servicer, readiness)
 
 
 async def serve(settings: StoreSettings) -> None:

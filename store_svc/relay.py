@@ -43,6 +43,7 @@ from typing import Any, Final, Protocol
 
 from aiokafka import AIOKafkaProducer
 
+from service_kit import dependency_errors
 from store_svc.convert import event_to_pb
 from store_svc.engine import EventStore, RecordedEvent
 from store_svc.relay_checkpoint import RelayCheckpoint
@@ -436,4 +437,4 @@ def _ignore_outcome(future: asyncio.Future[Any]) -> None:
 
 
 def _describe(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    return dependency_errors.describe(exc)

@@ -32,8 +32,7 @@ import re
 from pathlib import Path
 from typing import Any, Protocol
 
-import asynch
-
+from store_svc import clickhouse_client
 from store_svc.engine import ClickHouseConfig, StorageUnavailable
 
 # Kafka's own rule for topic names; it also makes them safe in a file name.
@@ -125,15 +124,7 @@ class ClickHouseRelayCheckpoint:
         ch = self._settings
         try:
             async with asyncio.timeout(_CLICKHOUSE_TIMEOUT):
-                connection = asynch.connect(
-                    host=ch.host,
-                    port=ch.port,
-                    user=ch.user,
-                    password=ch.password,
-                    database=ch.database,
-                    connect_timeout=_CLICKHOUSE_TIMEOUT,
-                    send_receive_timeout=_CLICKHOUSE_TIMEOUT,
-                )
+                connection = clickhouse_client.connection(ch, timeout=_CLICKHOUSE_TIMEOUT)
                 async with connection as conn, conn.cursor() as cursor:
                     if not self._created:
                         await cursor.execute(

@@ -1,9 +1,13 @@
 """The production stack as real processes, a bounded command load, and the infra switches.
 
-store_svc (ClickHouse, relay to a fresh Kafka topic), command_svc, and
-query_svc (PostgreSQL, Kafka source) run as ``python -m ...`` on fixed free
-loopback ports, each restartable on the same port. ``scripts/infra.sh
-stop|start <component>`` takes a real server away and back.
+store_svc (ClickHouse, relay to a fresh Kafka topic), command_svc,
+query_svc (PostgreSQL, Kafka source) and the gateway run as ``python -m
+...`` on fixed free loopback ports, each restartable on the same port.
+``scripts/infra.sh stop|start|crash|pause|resume <component>`` takes a real
+server away and back, or hangs it (SIGSTOP) and lets it go on (SIGCONT).
+The servers are the ones ``scripts/infra.sh`` runs for the environment the
+tests were started with: a private instance when ``INFRA_DIR`` and
+``INFRA_PORT_OFFSET`` name one (what ``scripts/infra.sh env`` exports).
 """
 
 from __future__ import annotations
@@ -27,6 +31,8 @@ from cqrs.command.v1 import command_pb2 as cmd
 from cqrs.command.v1 import command_pb2_grpc as cmd_grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from tests.integration.faults import http
+
 REPO = Path(__file__).resolve().parents[3]
 INFRA = REPO / "scripts" / "infra.sh"
 PASSWORD = "correct horse battery"
@@ -42,11 +48,14 @@ def free_port() -> int:
 class Service:
     """``python -m <module>`` with an environment, on a fixed port, restartable."""
 
-    def __init__(self, module: str, env: dict[str, str], port: int, log: Path) -> None:
+    def __init__(
+        self, module: str, env: dict[str, str], port: int, log: Path, *, http: bool = False
+    ) -> None:
         self.module = module
         self.env = {"PATH": os.environ.get("PATH", ""), **env}
         self.port = port
         self.log = log
+        self.http = http  # ready when GET /health/live answers (the gateway), else gRPC health
         self.proc: subprocess.Popen[bytes] | None = None
 
     async def start(self, *, within: float = 30.0) -> None:
@@ -69,6 +78,8 @@ class Service:
             )
 
     async def _serving(self, deadline: float) -> bool:
+        if self.http:
+            return await self._live(deadline)
         async with grpc.aio.insecure_channel(f"127.0.0.1:{self.port}") as channel:
             stub = health_pb2_grpc.HealthStub(channel)
             while time.monotonic() < deadline:
@@ -82,6 +93,17 @@ class Service:
                 except grpc.aio.AioRpcError:
                     pass
                 await asyncio.sleep(0.1)
+        return False
+
+    async def _live(self, deadline: float) -> bool:
+        while time.monotonic() < deadline:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                return False
+            live = await http.request(self.port, "GET", "/health/live", give_up_after=1)
+            if live.status == 200:
+                return True
+            await asyncio.sleep(0.1)
         return False
 
     def kill(self) -> None:
@@ -154,8 +176,11 @@ class Load:
     metadata: list[tuple[str, str]]
     workers: int = 3
     pause: float = 0.01
+    timeout: float = 5.0  # each call's deadline (the client's)
     acks: list[Ack] = field(default_factory=list)
     failures: list[tuple[float, str, grpc.StatusCode, str]] = field(default_factory=list)
+    # Every call: (started, seconds, status code name), acknowledged or not.
+    calls: list[tuple[float, float, str]] = field(default_factory=list)
     unknown: Counter[tuple[str, str]] = field(default_factory=Counter)
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
@@ -175,13 +200,21 @@ class Load:
     def failed_since(self, moment: float) -> list[tuple[float, str, grpc.StatusCode, str]]:
         return [f for f in self.failures if f[0] >= moment]
 
+    def calls_since(
+        self, moment: float, *, until: float = float("inf")
+    ) -> list[tuple[float, float, str]]:
+        return [c for c in self.calls if moment <= c[0] <= until]
+
     async def _call(self, kind: str, user_id: str, rpc: Any, request: Any) -> Any:
+        started = time.monotonic()
         try:
-            response = await rpc(request, metadata=self.metadata, timeout=5)
+            response = await rpc(request, metadata=self.metadata, timeout=self.timeout)
         except grpc.aio.AioRpcError as exc:
+            self.calls.append((started, time.monotonic() - started, exc.code().name))
             self.failures.append((time.monotonic(), kind, exc.code(), exc.details() or ""))
             self.unknown[(user_id, kind)] += 1
             return None
+        self.calls.append((started, time.monotonic() - started, "OK"))
         user = user_id or response.id
         self.acks.append(
             Ack(kind, user, int(response.version), int(response.position), time.monotonic())

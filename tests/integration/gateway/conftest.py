@@ -17,6 +17,7 @@ import pytest
 from gateway import app as gateway_app
 from gateway.settings import GatewaySettings
 from service_kit.auth import Principal, TokenCodec
+from service_kit.readiness import Check, Readiness
 from service_kit.server import RunningServer, start_server
 from store_svc import app as store_app
 from store_svc.settings import StoreSettings
@@ -57,6 +58,7 @@ class Fakes:
     command: FakeCommand
     store: FakeStore
     servers: list[RunningServer]
+    query_readiness: Readiness
 
     def target(self, index: int) -> str:
         return f"127.0.0.1:{self.servers[index].port}"
@@ -89,14 +91,26 @@ class Running:
 @pytest.fixture(scope="module")
 async def fakes() -> AsyncIterator[Fakes]:
     query, command, store = FakeQuery(), FakeCommand(), FakeStore(CODEC)
+    # query's readiness is real, with checks whose results the tests set; the
+    # fake store and command service have none (an older backend's UNIMPLEMENTED).
+    readiness = Readiness(
+        FakeQuery.SERVICE,
+        [
+            Check("read_model_db", query.database_check, required=True),
+            Check("projector", query.projector_check, required=False),
+        ],
+        interval=3600,
+    )
     servers = [
         await start_server("127.0.0.1:0", [store.registration()]),
         await start_server("127.0.0.1:0", [command.registration()]),
-        await start_server("127.0.0.1:0", [query.registration()]),
+        await start_server("127.0.0.1:0", [query.registration(), readiness.registration()]),
     ]
+    await readiness.start(servers[2].health)
     try:
-        yield Fakes(query, command, store, servers)
+        yield Fakes(query, command, store, servers, readiness)
     finally:
+        await readiness.stop()
         for server in servers:
             await server.stop(grace=0.1)
 

@@ -18,6 +18,7 @@ from cqrs.common.v1 import user_status_pb2
 from cqrs.eventstore.v1 import event_store_pb2
 from cqrs.query.v1 import query_pb2
 
+from service_kit import readiness
 from service_kit.auth import ROLE_SERVICE, TokenCodec, bearer_token
 from service_kit.errors import ServiceError
 from service_kit.server import Registration
@@ -77,6 +78,18 @@ def _user(user_id: str) -> query_pb2.User:
 
 class FakeQuery(Recorder):
     SERVICE = "cqrs.query.v1.QueryService"
+
+    def __init__(self) -> None:
+        super().__init__()
+        # What its readiness checks find (the tests change them).
+        self.database = readiness.ok()
+        self.projector = readiness.ok(position=7, head=7, behind=0)
+
+    async def database_check(self) -> readiness.Result:
+        return self.database
+
+    async def projector_check(self) -> readiness.Result:
+        return self.projector
 
     def registration(self) -> Registration:
         q = query_pb2

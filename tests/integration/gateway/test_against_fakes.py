@@ -13,6 +13,7 @@ import json
 import pytest
 
 from gateway import app as gateway_app
+from service_kit import readiness
 
 from .client import fetch, raw_exchange, read_lines
 from .conftest import Fakes, Running, bearer, gateway_settings
@@ -293,19 +294,92 @@ async def test_an_endless_stream_flushes_and_ends_when_the_client_leaves(
 # --- the gateway's own routes ----------------------------------------------------------------
 
 
+NO_REPORT = {"status": "ok", "ready": True, "role": "", "reason": "", "checks": {}}
+QUERY_OK = {
+    "status": "ok",
+    "ready": True,
+    "role": "",
+    "reason": "",
+    "checks": {
+        "read_model_db": {"status": "ok", "required": True, "reason": ""},
+        "projector": {
+            "status": "ok",
+            "required": False,
+            "reason": "",
+            "position": 7,
+            "head": 7,
+            "behind": 0,
+        },
+    },
+}
+
+
 async def test_health_reports_every_backend_and_the_event_count(
     gateway: Running, fakes: Fakes
 ) -> None:
-    reply = await fetch(f"{gateway.url}/health")
-    assert reply.status == 200
-    assert reply.json() == {
-        "status": "ok",
-        "services": {"store": "SERVING", "command": "SERVING", "query": "SERVING"},
-        "event_count": 42,
-        "total_events": 42,
-    }
+    for path in ("/health", "/health/ready"):
+        reply = await fetch(f"{gateway.url}{path}")
+        assert reply.status == 200
+        assert reply.json() == {
+            "status": "ok",
+            "total_events": 42,
+            "event_count": 42,
+            "services": {"store": "SERVING", "command": "SERVING", "query": "SERVING"},
+            "backends": {"store": NO_REPORT, "command": NO_REPORT, "query": QUERY_OK},
+        }
     # CountEvents answered only because the gateway called as a service.
     assert fakes.store.seen["CountEvents"][-1]["authorization"].startswith("Bearer ")
+
+
+async def test_health_degraded_is_200_and_says_why(gateway: Running, fakes: Fakes) -> None:
+    reason = "read model stalled at position 7 for 12 s (store head 30)"
+    fakes.query.projector = readiness.degraded(reason, position=7, head=30, stalled_seconds=12.5)
+    await fakes.query_readiness.run_once()
+    try:
+        reply = await fetch(f"{gateway.url}/health")
+        assert reply.status == 200
+        body = reply.json()
+        assert body["status"] == "degraded"
+        assert body["services"]["query"] == "SERVING"
+        query = body["backends"]["query"]
+        assert (query["status"], query["ready"]) == ("degraded", True)
+        assert query["checks"]["projector"] == {
+            "status": "degraded",
+            "required": False,
+            "reason": reason,
+            "position": 7,
+            "head": 30,
+            "stalled_seconds": 12.5,
+        }
+    finally:
+        fakes.query.projector = readiness.ok(position=7, head=7, behind=0)
+        await fakes.query_readiness.run_once()
+
+
+async def test_a_required_dependency_down_is_503_and_not_serving(
+    gateway: Running, fakes: Fakes
+) -> None:
+    reason = "read model database (PostgreSQL at db:5432) is unavailable: it refused"
+    fakes.query.database = readiness.down(reason)
+    await fakes.query_readiness.run_once()
+    try:
+        for path in ("/health", "/health/ready"):
+            reply = await fetch(f"{gateway.url}{path}")
+            assert reply.status == 503
+            body = reply.json()
+            assert body["status"] == "down"
+            assert body["total_events"] == 42
+            assert body["services"]["query"] == "NOT_SERVING"
+            query = body["backends"]["query"]
+            assert (query["status"], query["ready"]) == ("down", False)
+            assert query["reason"] == f"read_model_db: {reason}"
+            assert query["checks"]["read_model_db"]["reason"] == reason
+        live = await fetch(f"{gateway.url}/health/live")
+        assert (live.status, live.json()) == (200, {"status": "ok"})
+    finally:
+        fakes.query.database = readiness.ok()
+        await fakes.query_readiness.run_once()
+    assert (await fetch(f"{gateway.url}/health")).status == 200
 
 
 async def test_openapi_document_is_served(gateway: Running) -> None:
@@ -331,12 +405,24 @@ async def test_backends_down_are_503_and_health_says_which() -> None:
         assert "127.0.0.1:1" not in reply.json()["error"]
         health = await fetch(f"{url}/health")
         assert health.status == 503
-        assert health.json() == {
-            "status": "unavailable",
-            "services": {"store": "UNAVAILABLE", "command": "UNAVAILABLE", "query": "UNAVAILABLE"},
-            "event_count": None,
-            "total_events": None,
+        body = health.json()
+        assert body["status"] == "down"
+        assert body["total_events"] is None and body["event_count"] is None
+        assert body["services"] == {
+            "store": "UNAVAILABLE",
+            "command": "UNAVAILABLE",
+            "query": "UNAVAILABLE",
         }
+        for key, backend in body["backends"].items():
+            assert backend == {
+                "status": "down",
+                "ready": False,
+                "role": "",
+                "reason": f"{key} service cannot be asked (UNAVAILABLE)",
+                "checks": {},
+            }
+        live = await fetch(f"{url}/health/live")
+        assert (live.status, live.json()) == (200, {"status": "ok"})
     finally:
         await running.stop()
 

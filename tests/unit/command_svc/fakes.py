@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -25,7 +26,8 @@ class FakeStore:
 
     ``conflicts`` makes the next N appends fail with StoreConflict after a
     concurrent writer "moved" nothing (enough to drive the retry loop);
-    ``unavailable`` makes every call fail with StoreUnavailable.
+    ``unavailable`` makes every call fail with StoreUnavailable; ``hung``
+    makes appends wait forever (a store that never answers).
     """
 
     streams: dict[str, list[domain.DomainEvent]] = field(default_factory=dict)
@@ -33,6 +35,7 @@ class FakeStore:
     position: int = 0
     conflicts: int = 0
     unavailable: bool = False
+    hung: bool = False
     appends: list[AppendCall] = field(default_factory=list)
     loads: int = 0
 
@@ -54,6 +57,8 @@ class FakeStore:
     ) -> Appended:
         if self.unavailable:
             raise StoreUnavailable("down")
+        if self.hung:
+            await asyncio.Event().wait()
         self.appends.append(
             AppendCall(user_id, expected_version, tuple(events), tuple(event_ids), trace)
         )

@@ -32,7 +32,12 @@ C = grpc.StatusCode
         (domain.UserNotFound("u1"), C.NOT_FOUND, "user 'u1' not found"),
         (domain.AlreadyExists("u1"), C.ALREADY_EXISTS, "user 'u1' already exists"),
         (domain.UserDeactivatedError("u1"), C.FAILED_PRECONDITION, "user 'u1' is deactivated"),
-        (StoreUnavailable("x"), C.UNAVAILABLE, "event store unavailable; retry later"),
+        (
+            StoreUnavailable("DEADLINE_EXCEEDED: the store did not answer within 4.0s"),
+            C.UNAVAILABLE,
+            "event store unavailable (DEADLINE_EXCEEDED: the store did not answer within 4.0s);"
+            " retry later",
+        ),
         (StoreConflict("moved"), C.ABORTED, "moved"),
         (ServiceError(C.ABORTED, "as is"), C.ABORTED, "as is"),
     ],

@@ -6,6 +6,7 @@ mapping, tracing ids, idempotency keys and the auth table.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -255,3 +256,35 @@ async def test_store_down_is_unavailable(env: Env) -> None:
     finally:
         env.store.unavailable = False
     assert code == grpc.StatusCode.UNAVAILABLE
+
+
+@pytest.mark.parametrize(("command_timeout", "caller_timeout"), [(0.3, 5.0), (10.0, 0.4)])
+async def test_a_hung_store_is_unavailable_within_the_commands_bound(
+    command_timeout: float, caller_timeout: float
+) -> None:
+    """The command's own bound, or the caller's deadline when nearer: UNAVAILABLE with
+    a reason, never the caller's DEADLINE_EXCEEDED."""
+    store = FakeStore(hung=True)
+    handler = CommandHandler(store=store, hasher=FakeHasher(), retry_pause=0)
+    servicer = CommandServiceServicer(handler, command_timeout=command_timeout)
+    server = await start_server(
+        "127.0.0.1:0",
+        [Registration(SERVICE_NAME, pb_grpc.add_CommandServiceServicer_to_server, servicer)],
+        interceptors=[AuthInterceptor(CODEC, POLICIES)],
+    )
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+            stub = pb_grpc.CommandServiceStub(channel)
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                await stub.Register(
+                    pb.RegisterRequest(email="hung@example.com", password=PASSWORD),
+                    timeout=caller_timeout,
+                )
+            took = loop.time() - started
+    finally:
+        await server.stop(grace=0)
+    assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert "Register did not complete within" in (caught.value.details() or "")
+    assert took < min(command_timeout, caller_timeout) + 0.3

@@ -4,7 +4,8 @@ Each gRPC probe is run (with the venv's python, as the image's) against a
 server started by ``service_kit.server.start_server`` — the same health
 registration the services use — on a free loopback port: it must pass while
 the service is SERVING and fail once it is NOT_SERVING or gone. The gateway's
-probe is run against a stand-in ``/health`` answering 200, then 503.
+probe is run against a stand-in ``/health/ready`` (readiness) answering 200,
+then 503.
 """
 
 from __future__ import annotations
@@ -76,7 +77,7 @@ class _Health(BaseHTTPRequestHandler):
     status = 200
 
     def do_GET(self) -> None:
-        self.send_response(self.status if self.path == "/health" else 404)
+        self.send_response(self.status if self.path == "/health/ready" else 404)
         self.end_headers()
         self.wfile.write(b"{}")
 

@@ -53,8 +53,8 @@ def test_it_is_openapi_31_with_every_route(doc: dict[str, Any]) -> None:
     ]:
         assert verb in paths[path], (path, verb)
         assert verb in paths["/v1" + path], (path, verb)
-    assert "get" in paths["/health"]
-    assert "get" in paths["/openapi.json"]
+    for local in ("/health", "/health/ready", "/health/live", "/openapi.json"):
+        assert "get" in paths[local], local
 
 
 def test_every_reference_resolves(doc: dict[str, Any]) -> None:
