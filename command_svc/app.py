@@ -12,11 +12,12 @@ import contextlib
 import logging
 from dataclasses import dataclass
 
+import grpc
 from cqrs.command.v1 import command_pb2_grpc as pb_grpc
 from google.protobuf.message import Message
 
 from command_svc.aggregate_cache import AggregateCache
-from command_svc.bootstrap_admin import bootstrap_admin
+from command_svc.bootstrap_admin import AdminBootstrap, bootstrap_admin
 from command_svc.handlers import CommandHandler
 from command_svc.idempotency import IdempotencyCache
 from command_svc.policies import POLICIES, SERVICE_NAME
@@ -24,8 +25,11 @@ from command_svc.servicer import CommandServiceServicer
 from command_svc.settings import CommandSettings
 from command_svc.store_client import StoreClient
 from service_kit.auth import AuthInterceptor, service_metadata
+from service_kit.mail_tokens import MailTokens
 from service_kit.observability import MetricsInterceptor, setup_process
 from service_kit.passwords import PasswordHasher
+from service_kit.revocation import RevocationView, revocation_horizon
+from service_kit.revocation_feed import RevocationFeed
 from service_kit.server import Registration, RunningServer, start_server, stop_event_on_signals
 from service_kit.settings import SettingsError, environ
 
@@ -44,7 +48,8 @@ class CommandService:
     store: StoreClient
     hasher: PasswordHasher
     handler: CommandHandler
-    bootstrap: asyncio.Task[str | None] | None = None
+    revocations: RevocationFeed
+    bootstrap: asyncio.Task[AdminBootstrap] | None = None
 
     async def stop(self, grace: float = 5.0) -> None:
         """Stops serving (in-flight calls get ``grace`` seconds), then releases resources."""
@@ -53,16 +58,24 @@ class CommandService:
             with contextlib.suppress(asyncio.CancelledError):
                 await self.bootstrap
         await self.server.stop(grace)
+        await self.revocations.stop()
         await self.store.close()
         self.hasher.close()
 
 
 async def start(settings: CommandSettings) -> CommandService:
     """Connects to the store and serves CommandService on ``settings.listen``."""
-    codec = settings.token_codec()
+    verifier = settings.tokens.verifier()
+    identity = service_metadata(settings.tokens.signer(SERVICE_IDENTITY), SERVICE_IDENTITY)
+    mail_tokens = MailTokens(settings.tokens.mail_key())
     store = StoreClient.connect(
-        settings.store_target,
-        auth_metadata=service_metadata(codec, SERVICE_IDENTITY),
+        settings.store_target, auth_metadata=identity, timeout=settings.store_timeout
+    )
+    view = RevocationView(horizon=revocation_horizon(settings.tokens.ttl_seconds))
+    revocations = RevocationFeed(
+        channel=grpc.aio.insecure_channel(settings.store_target),
+        metadata=identity,
+        view=view,
         timeout=settings.store_timeout,
     )
     hasher = PasswordHasher(settings.bcrypt_cost)
@@ -71,6 +84,8 @@ async def start(settings: CommandSettings) -> CommandService:
         hasher=hasher,
         max_attempts=settings.max_attempts,
         cache=AggregateCache(settings.aggregate_cache_size),
+        mail_tokens=mail_tokens,
+        lifetimes=settings.lifetimes,
     )
     idempotency: IdempotencyCache[Message] = IdempotencyCache(
         capacity=settings.idempotency_capacity, ttl_seconds=settings.idempotency_ttl
@@ -85,25 +100,29 @@ async def start(settings: CommandSettings) -> CommandService:
                     CommandServiceServicer(handler, idempotency),
                 )
             ],
-            interceptors=[MetricsInterceptor(), AuthInterceptor(codec, POLICIES)],
+            interceptors=[
+                MetricsInterceptor(),
+                AuthInterceptor(verifier, POLICIES, revocations=view),
+            ],
         )
     except BaseException:
         await store.close()
         hasher.close()
         raise
+    revocations.start()
     log.info(
         "command_svc serving gRPC on port %d (store at %s)", server.port, settings.store_target
     )
-    service = CommandService(server, store, hasher, handler)
+    service = CommandService(server, store, hasher, handler, revocations)
     if settings.admin is not None:
         service.bootstrap = asyncio.create_task(
-            bootstrap_admin(handler, settings.admin), name="command_svc.bootstrap_admin"
+            bootstrap_admin(handler, settings.admin, hasher), name="command_svc.bootstrap_admin"
         )
         service.bootstrap.add_done_callback(_log_bootstrap_failure)
     return service
 
 
-def _log_bootstrap_failure(task: asyncio.Task[str | None]) -> None:
+def _log_bootstrap_failure(task: asyncio.Task[AdminBootstrap]) -> None:
     if not task.cancelled() and task.exception() is not None:
         log.error("admin bootstrap failed", exc_info=task.exception())
 

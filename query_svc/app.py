@@ -4,7 +4,7 @@ The only place that chooses adapters: the read model's backend (SQLite or
 PostgreSQL), the event source (the store's subscription, or the relay's
 Kafka topic with the store's subscription filling gaps), and the command
 client. Rebuilds always replay the store (the source of truth; a topic may
-have dropped old records). Tests may pass their own ``source`` or ``recorder``.
+have dropped old records). Tests may pass their own ``source`` or ``commands``.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 import grpc
 from cqrs.query.v1 import query_pb2_grpc as pb_grpc
@@ -21,20 +22,30 @@ import domain
 from query_svc.command_client import CommandClient
 from query_svc.db import Database
 from query_svc.kafka_source import KafkaEventSource, OffsetStore, kafka_consumer_factory
-from query_svc.login import LoginRecorder, LoginService
+from query_svc.login import LoginService
+from query_svc.mail_transport import transport_for
+from query_svc.mailer import Mailer
+from query_svc.password_resets import PasswordResets
 from query_svc.policies import POLICIES, SERVICE_NAME
 from query_svc.projector import Projector
 from query_svc.rate_limit import LoginRateLimiter
 from query_svc.read_model import ReadModel
 from query_svc.rebuilder import Rebuilder
+from query_svc.request_limits import MemoryRequestLimiter
 from query_svc.servicer import QueryServicer
+from query_svc.session_service import SessionService
+from query_svc.session_tables import SESSION_TABLES
+from query_svc.sessions import SessionStore
 from query_svc.settings import QuerySettings
 from query_svc.source import EventSource
 from query_svc.store_source import StoreSubscriptionSource
 from service_kit import errors
 from service_kit.auth import AuthInterceptor, service_metadata
+from service_kit.mail_tokens import MailTokens
 from service_kit.observability import MetricsInterceptor, observe_projector, setup_process
 from service_kit.passwords import PasswordHasher
+from service_kit.revocation import RevocationView, revocation_horizon
+from service_kit.revocation_feed import RevocationFeed
 from service_kit.server import Registration, RunningServer, start_server, stop_event_on_signals
 from service_kit.settings import SettingsError, environ
 
@@ -57,11 +68,17 @@ class QueryService:
     database: Database
     read_model: ReadModel
     hasher: PasswordHasher
+    mailer: Mailer
+    revocations: RevocationFeed
+    resets: PasswordResets
     channels: list[grpc.aio.Channel] = field(default_factory=list)
 
     async def stop(self, grace: float = 5.0) -> None:
-        """Stops serving, then the projector, then closes connections."""
+        """Stops serving, then the projector, mailer and feeds, then closes connections."""
         await self.server.stop(grace)
+        await self.resets.stop()
+        await self.mailer.stop()
+        await self.revocations.stop()
         await self.projector.stop()
         for channel in self.channels:
             await channel.close(grace=None)
@@ -95,19 +112,22 @@ async def start(
     settings: QuerySettings,
     *,
     source: EventSource | None = None,
-    recorder: LoginRecorder | None = None,
+    commands: CommandClient | None = None,
 ) -> QueryService:
     """Creates the schema, starts the projector and serves QueryService."""
-    codec = settings.token_codec()
-    identity = service_metadata(codec, SERVICE_IDENTITY)
+    trusted = settings.tokens.trusted()
+    verifier = settings.tokens.verifier(trusted)
+    signer = settings.tokens.signer(SERVICE_IDENTITY)  # user tokens and our own identity
+    mail_tokens = MailTokens(settings.tokens.mail_key())
+    identity = service_metadata(signer, SERVICE_IDENTITY)
     channels: list[grpc.aio.Channel] = []
     database = Database.from_settings(settings)
+    store_channel = grpc.aio.insecure_channel(settings.store_target, options=_CHANNEL_OPTIONS)
+    channels.append(store_channel)
     rebuild_source: EventSource
     if source is not None:
         rebuild_source = source
     else:
-        store_channel = grpc.aio.insecure_channel(settings.store_target, options=_CHANNEL_OPTIONS)
-        channels.append(store_channel)
         source = rebuild_source = StoreSubscriptionSource(
             channel=store_channel, metadata=identity, timeout=settings.rpc_timeout_seconds
         )
@@ -121,18 +141,25 @@ async def start(
                 fallback=rebuild_source,
                 gap_timeout=settings.kafka.gap_timeout,
             )
-    if recorder is None:
+    if commands is None:
         command_channel = grpc.aio.insecure_channel(settings.command_target)
         channels.append(command_channel)
-        recorder = CommandClient(
+        commands = CommandClient(
             channel=command_channel, metadata=identity, timeout=settings.rpc_timeout_seconds
         )
 
     hasher = PasswordHasher(settings.bcrypt_cost)
+    view = RevocationView(horizon=revocation_horizon(settings.tokens.ttl_seconds))
+    revocations = RevocationFeed(
+        channel=store_channel, metadata=identity, view=view, timeout=settings.rpc_timeout_seconds
+    )
     projector: Projector | None = None
+    mailer: Mailer | None = None
+    resets: PasswordResets | None = None
     try:
         await database.ensure_schema(
-            schema=settings.postgres.schema if settings.db_backend == "postgres" else ""
+            schema=settings.postgres.schema if settings.db_backend == "postgres" else "",
+            also=[SESSION_TABLES.metadata],
         )
         projector = Projector(
             database=database, source=source, batch_max=settings.projector_batch_max
@@ -146,13 +173,31 @@ async def start(
             source=rebuild_source,
             batch_max=settings.projector_batch_max,
         )
+        catch_up = _catch_up(rebuild_source, projector, settings.wait_timeout_seconds)
+        sessions = SessionStore(
+            database, refresh_ttl=timedelta(seconds=settings.refresh_ttl_seconds)
+        )
         login = LoginService(
             read_model=read_model,
             hasher=hasher,
-            codec=codec,
+            codec=signer,
+            sessions=sessions,
             limiter=LoginRateLimiter(settings.login_limits),
-            recorder=recorder,
-            catch_up=_catch_up(rebuild_source, projector, settings.wait_timeout_seconds),
+            recorder=commands,
+            catch_up=catch_up,
+            applied_position=lambda: projector.applied_position,
+        )
+        limits = settings.reset_limits
+        resets = PasswordResets(
+            read_model=read_model,
+            issuer=commands,
+            per_email=MemoryRequestLimiter(
+                limit=limits.max_per_email, window=float(limits.window_seconds)
+            ),
+            per_address=MemoryRequestLimiter(
+                limit=limits.max_per_address, window=float(limits.window_seconds)
+            ),
+            catch_up=catch_up,
             applied_position=lambda: projector.applied_position,
         )
         servicer = QueryServicer(
@@ -162,13 +207,38 @@ async def start(
             rebuilder=rebuilder,
             wait_timeout=settings.wait_timeout_seconds,
             trusted_proxies=settings.trusted_proxies,
+            sessions=SessionService(
+                sessions=sessions, auth=read_model, signer=signer, revoker=commands, view=view
+            ),
+            resets=resets,
+            trusted_keys=trusted.get,
+            token_ttl=settings.tokens.ttl_seconds,
         )
+        mailer = Mailer(
+            database=database,
+            channel=store_channel,
+            metadata=identity,
+            transport=transport_for(settings.mail.smtp),
+            tokens=mail_tokens,
+            settings=settings.mail,
+            timeout=settings.rpc_timeout_seconds,
+        )
+        revocations.start()
+        mailer.start()
         server = await start_server(
             settings.listen,
             [Registration(SERVICE_NAME, pb_grpc.add_QueryServiceServicer_to_server, servicer)],
-            interceptors=[MetricsInterceptor(), AuthInterceptor(codec, POLICIES)],
+            interceptors=[
+                MetricsInterceptor(),
+                AuthInterceptor(verifier, POLICIES, revocations=view),
+            ],
         )
     except BaseException:
+        if resets is not None:
+            await resets.stop()
+        if mailer is not None:
+            await mailer.stop()
+        await revocations.stop()
         if projector is not None:
             await projector.stop()
         for channel in channels:
@@ -178,11 +248,12 @@ async def start(
         raise
     log.info(
         "query_svc serving gRPC on port %d (%s read model, %s event source, "
-        "projector at position %d)",
+        "projector at position %d; mail: %s)",
         server.port,
         settings.db_backend,
         settings.event_source,
         projector.applied_position,
+        mailer.transport.describe(),
     )
     return QueryService(
         server=server,
@@ -191,6 +262,9 @@ async def start(
         database=database,
         read_model=read_model,
         hasher=hasher,
+        mailer=mailer,
+        revocations=revocations,
+        resets=resets,
         channels=channels,
     )
 

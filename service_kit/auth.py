@@ -317,9 +317,9 @@ class TokenSettings:
             [self.keys_dir / key_files.TRUSTED_FILE], lambda: key_files.load_trusted(self.keys_dir)
         )
 
-    def verifier(self) -> TokenVerifier:
-        """A verifier of every token signed by a trusted key."""
-        watched = self.trusted()
+    def verifier(self, trusted: WatchedFile[dict[str, TrustedKey]] | None = None) -> TokenVerifier:
+        """A verifier of every token signed by a trusted key (``trusted``: shared keys)."""
+        watched = trusted if trusted is not None else self.trusted()
         return TokenVerifier(watched.get, ttl_seconds=self.ttl_seconds, reload=watched.reload_now)
 
     def mail_key(self) -> bytes:

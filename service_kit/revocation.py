@@ -37,14 +37,27 @@ from dataclasses import dataclass
 from typing import Final, Protocol
 
 __all__ = [
+    "CLOCK_SKEW_MARGIN",
     "NOT_READY",
+    "REVOKED_PREFIX",
     "Ended",
     "RevocationCheck",
     "RevocationView",
     "TokenSubject",
+    "revocation_horizon",
 ]
 
 NOT_READY: Final = "revoked sessions are not loaded yet (the event store is not reachable); retry"
+
+REVOKED_PREFIX: Final = "token revoked: "
+
+CLOCK_SKEW_MARGIN: Final = 120.0
+"""Seconds a revocation is kept beyond the token lifetime, for clocks that disagree."""
+
+
+def revocation_horizon(ttl_seconds: int) -> float:
+    """How long a revocation must be remembered: the longest token lifetime and a margin."""
+    return ttl_seconds + CLOCK_SKEW_MARGIN
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,11 +187,11 @@ class RevocationView:
             return NOT_READY
         user = self._users.get(principal.subject)
         if user is not None and principal.credential_version < user[0]:
-            return f"token revoked: {user[2]}"
+            return REVOKED_PREFIX + user[2]
         if principal.session_id:
             session = self._sessions.get(principal.session_id)
             if session is not None:
-                return f"token revoked: {session[1]}"
+                return REVOKED_PREFIX + session[1]
         return ""
 
     def _wake(self) -> None:

@@ -18,6 +18,7 @@ from service_kit.observability import (
     observe_relay,
     setup_process,
 )
+from service_kit.revocation import RevocationView, revocation_horizon
 from service_kit.server import Registration, RunningServer, start_server, stop_event_on_signals
 from service_kit.settings import SettingsError, environ
 from store_svc import engine
@@ -28,6 +29,7 @@ from store_svc.relay_checkpoint import (
     FileRelayCheckpoint,
     RelayCheckpoint,
 )
+from store_svc.revocations import EngineRevocationFeed
 from store_svc.servicer import EventStoreServicer
 from store_svc.settings import StoreSettings
 from store_svc.time_travel import AggregateNotFound, TimeTravel
@@ -70,8 +72,11 @@ class StoreService:
     server: RunningServer
     relay: OutboxRelay | None = None
     servicer: EventStoreServicer | None = None
+    revocations: EngineRevocationFeed | None = None
 
     async def stop(self, grace: float = 5.0) -> None:
+        if self.revocations is not None:
+            await self.revocations.stop()
         if self.servicer is not None:
             # Append streams never end by themselves: end them first, so the
             # grace period is not spent accepting appends that it then cuts.
@@ -99,15 +104,23 @@ async def start(settings: StoreSettings) -> StoreService:
     except BaseException:
         await storage.close()  # until open succeeds, the storage is ours to close
         raise
+    view = RevocationView(horizon=revocation_horizon(settings.tokens.ttl_seconds))
+    revocations = EngineRevocationFeed(store, view)
     try:
+        verifier = settings.tokens.verifier()
+        await revocations.start()
         tt = TimeTravel(store, snapshot_every=settings.snapshot_every)
         servicer = EventStoreServicer(store, tt)
         server = await start_server(
             settings.listen,
             [Registration(SERVICE_NAME, pb_grpc.add_EventStoreServiceServicer_to_server, servicer)],
-            interceptors=[MetricsInterceptor(), AuthInterceptor(settings.token_codec(), POLICIES)],
+            interceptors=[
+                MetricsInterceptor(),
+                AuthInterceptor(verifier, POLICIES, revocations=view),
+            ],
         )
     except BaseException:
+        await revocations.stop()
         await store.close()
         raise
     relay = None
@@ -123,7 +136,7 @@ async def start(settings: StoreSettings) -> StoreService:
         observe_relay(relay)
         log.info("outbox relay on: topic %r at %s", settings.relay.topic, settings.relay.broker)
     log.info("store_svc serving gRPC on port %d (%s backend)", server.port, settings.backend)
-    return StoreService(store, tt, server, relay, servicer)
+    return StoreService(store, tt, server, relay, servicer, revocations)
 
 
 async def serve(settings: StoreSettings) -> None:

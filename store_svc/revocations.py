@@ -1,0 +1,93 @@
+"""store_svc's revocation view, fed straight from its own engine (no gRPC hop).
+
+Same rules as ``service_kit.revocation_feed`` (which command_svc and
+query_svc use): start at the first event of the last ``horizon`` seconds,
+ready once the head seen at start is read, then follow live, restarting
+from the last position read if the subscription fails.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from datetime import UTC, datetime
+
+from service_kit.revocation import RevocationView
+from service_kit.revocation_feed import ended_by
+from store_svc.engine import EventStore, RecordedEvent
+
+__all__ = ["EngineRevocationFeed"]
+
+log = logging.getLogger(__name__)
+
+
+class EngineRevocationFeed:
+    """Keeps ``view`` current from ``store.subscribe`` in a background task."""
+
+    def __init__(self, store: EventStore, view: RevocationView, *, heartbeat: float = 5.0) -> None:
+        self._store = store
+        self._view = view
+        self._heartbeat = heartbeat
+        self._task: asyncio.Task[None] | None = None
+        self._started = False
+
+    async def start(self) -> None:
+        """Positions the view (one storage read), then follows in the background."""
+        await self._first_position()
+        self._task = asyncio.create_task(self._run(), name="store-revocations")
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _first_position(self) -> None:
+        since = datetime.fromtimestamp(time.time() - self._view.horizon, tz=UTC)
+        head = self._store.head_position()
+        first = await self._store.read_all(after_position=0, limit=1, since=since)
+        start = first[0].position - 1 if first else head
+        self._view.start_from(start, ready_at=head)
+        self._started = True
+
+    async def _run(self) -> None:
+        pause = 0.05
+        while True:
+            try:
+                if not self._started:
+                    await self._first_position()
+                async for item in self._store.subscribe(
+                    self._view.position, heartbeat=self._heartbeat
+                ):
+                    if isinstance(item, RecordedEvent):
+                        self._apply(item)
+                    else:
+                        self._view.advance(item.position)
+                return  # the store closed
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("revocation view: subscription failed; retrying in %.2fs", pause)
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 5.0)
+
+    def _apply(self, record: RecordedEvent) -> None:
+        ended = None
+        try:
+            ended = ended_by(
+                record.event_type,
+                json.loads(record.payload),
+                aggregate_id=record.aggregate_id,
+                version=record.version,
+                occurred_at=record.timestamp,
+            )
+        except ValueError:
+            log.error("revocation view: unreadable payload at position %d", record.position)
+        if ended is None:
+            self._view.advance(record.position)
+        else:
+            self._view.apply(ended, record.position)
