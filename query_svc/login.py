@@ -26,7 +26,7 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Final, Protocol
 
 import grpc
@@ -35,7 +35,7 @@ import domain
 from query_svc.projection import ACTIVE
 from query_svc.rate_limit import LoginRateLimiter
 from query_svc.read_model import AuthRecord, UserView
-from query_svc.sessions import SessionStore
+from query_svc.sessions import Opened
 from service_kit.auth import Principal, TokenSigner
 from service_kit.errors import ServiceError, invalid
 from service_kit.passwords import PasswordHasher
@@ -64,6 +64,15 @@ class LoginReads(Protocol):
     async def auth_by_email(self, email: str) -> AuthRecord | None: ...
 
     async def get_user(self, user_id: str) -> UserView | None: ...
+
+
+class SessionOpener(Protocol):
+    """Opens a session (:class:`~query_svc.sessions.SessionStore` does)."""
+
+    @property
+    def refresh_ttl(self) -> timedelta: ...
+
+    async def open(self, *, user_id: str, cv: int, client_address: str) -> Opened: ...
 
 
 class LoginRecorder(Protocol):
@@ -95,7 +104,7 @@ class LoginService:
         read_model: LoginReads,
         hasher: PasswordHasher,
         codec: TokenSigner,
-        sessions: SessionStore,
+        sessions: SessionOpener,
         limiter: LoginRateLimiter,
         recorder: LoginRecorder,
         clock: Callable[[], datetime] = utcnow,

@@ -566,8 +566,12 @@ def _ends_on_revocation(handler: _Handler, revocations: RevocationCheck) -> _Han
     if handler.unary_stream is not None and inspect.isasyncgenfunction(handler.unary_stream):
         inner_us: Callable[..., AsyncIterator[Any]] = handler.unary_stream
 
-        def unary_stream(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-            return watched(inner_us(request, context), context)
+        async def unary_stream(
+            request: Any, context: grpc.aio.ServicerContext[Any, Any]
+        ) -> AsyncIterator[Any]:
+            # An async generator itself: grpc.aio tells handler kinds apart by that.
+            async for item in watched(inner_us(request, context), context):
+                yield item
 
         return grpc.unary_stream_rpc_method_handler(
             unary_stream,
@@ -577,8 +581,11 @@ def _ends_on_revocation(handler: _Handler, revocations: RevocationCheck) -> _Han
     if handler.stream_stream is not None and inspect.isasyncgenfunction(handler.stream_stream):
         inner_ss: Callable[..., AsyncIterator[Any]] = handler.stream_stream
 
-        def stream_stream(requests: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-            return watched(inner_ss(requests, context), context)
+        async def stream_stream(
+            requests: Any, context: grpc.aio.ServicerContext[Any, Any]
+        ) -> AsyncIterator[Any]:
+            async for item in watched(inner_ss(requests, context), context):
+                yield item
 
         return grpc.stream_stream_rpc_method_handler(
             stream_stream,

@@ -18,6 +18,7 @@ from google.protobuf import json_format
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from command_svc import app as command_app
+from command_svc.bootstrap_admin import AdminStatus
 from service_kit.auth import ROLE_ADMIN, ROLE_USER
 from service_kit.timeconv import utcnow
 
@@ -331,16 +332,18 @@ async def test_idempotency_key_returns_the_first_result(stack: Stack) -> None:
 
 async def test_admin_bootstrap_registered_the_admin_once(stack: Stack) -> None:
     assert stack.command.bootstrap is not None
-    admin_id = await stack.command.bootstrap
-    assert admin_id is not None
-    [created] = await stored_events(stack, admin_id)
+    outcome = await stack.command.bootstrap
+    assert outcome.status == AdminStatus.CREATED and outcome.usable
+    [created] = await stored_events(stack, outcome.user_id)
     payload = json_format.MessageToDict(created.payload)
     assert (payload["email"], payload["role"]) == (ADMIN.email, ROLE_ADMIN)
-    # A second instance finds the email claimed and does nothing.
+    # A second instance finds the email claimed, writes nothing, and checks the account.
     again = await command_app.start(command_settings(stack.store.server.port, admin=ADMIN))
     try:
         assert again.bootstrap is not None
-        assert await again.bootstrap is None
+        second = await again.bootstrap
+        assert (second.status, second.user_id) == (AdminStatus.READY, outcome.user_id)
+        assert second.usable
     finally:
         await again.stop(grace=0)
 
