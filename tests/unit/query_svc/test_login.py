@@ -15,8 +15,8 @@ from query_svc.read_model import AuthRecord, UserView
 from query_svc.sessions import Opened, SessionRow
 from query_svc.settings import LoginLimits
 from service_kit.errors import ServiceError
-from tests.auth_support import TEST_TOKENS, signer
 from service_kit.passwords import PasswordHasher
+from tests.auth_support import TEST_TOKENS, signer
 
 pytestmark = pytest.mark.unit
 

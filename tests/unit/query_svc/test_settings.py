@@ -11,6 +11,7 @@ from service_kit.settings import SettingsError
 
 pytestmark = pytest.mark.unit
 
+
 def test_defaults() -> None:
     s = QuerySettings.from_env({})
     assert s.listen == "127.0.0.1:9095"
