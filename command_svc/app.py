@@ -110,6 +110,10 @@ async def start(settings: CommandSettings) -> CommandService:
         hasher.close()
         raise
     revocations.start()
+    # Serve user tokens only once the recent revocations are loaded (bounded:
+    # with the store away, such calls answer UNAVAILABLE until it is back).
+    if not await view.wait_ready(settings.store_timeout):
+        log.warning("command_svc: revoked sessions not loaded yet; the event store is away")
     log.info(
         "command_svc serving gRPC on port %d (store at %s)", server.port, settings.store_target
     )

@@ -225,6 +225,9 @@ async def start(
         )
         revocations.start()
         mailer.start()
+        # User tokens are served once the recent revocations are loaded (bounded).
+        if not await view.wait_ready(settings.rpc_timeout_seconds):
+            log.warning("query_svc: revoked sessions not loaded yet; the event store is away")
         server = await start_server(
             settings.listen,
             [Registration(SERVICE_NAME, pb_grpc.add_QueryServiceServicer_to_server, servicer)],

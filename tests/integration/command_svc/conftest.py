@@ -26,9 +26,9 @@ ADMIN = AdminAccount("admin@example.com", "admin-password-1")
 Metadata = list[tuple[str, str]]
 
 
-def bearer(subject: str, role: str, email: str = "") -> Metadata:
-    """Authorization metadata for a user/admin/service token."""
-    return auth_support.bearer(subject, role, email)
+def bearer(subject: str, role: str, email: str = "", *, cv: int = 0) -> Metadata:
+    """Authorization metadata for a user/admin/service token (``cv``: its credential version)."""
+    return [("authorization", f"Bearer {auth_support.token(subject, role, email, cv=cv)}")]
 
 
 @dataclass

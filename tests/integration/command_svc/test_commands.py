@@ -83,6 +83,9 @@ async def test_lifecycle_versions_positions_and_tracing(stack: Stack) -> None:
         metadata=me,
         timeout=10,
     )
+    # The change ended every session: the user signs in again (a token of the new
+    # credential version).
+    me = bearer(reg.id, ROLE_USER, address, cv=pw.version)
     new_address = email("life2")
     em = await stack.commands.ChangeEmail(
         pb.ChangeEmailRequest(id=reg.id, new_email=new_address), metadata=me, timeout=10
@@ -108,9 +111,10 @@ async def test_lifecycle_versions_positions_and_tracing(stack: Stack) -> None:
     causations = {e.causation_id for e in events}
     assert len(causations) == 4 and all(uuid.UUID(c) for c in causations)
 
+    admin = bearer(str(uuid.uuid4()), ROLE_ADMIN)
     refused = await failure(
         stack.commands.ChangeEmail(
-            pb.ChangeEmailRequest(id=reg.id, new_email=email("late")), metadata=me, timeout=10
+            pb.ChangeEmailRequest(id=reg.id, new_email=email("late")), metadata=admin, timeout=10
         )
     )
     assert refused.code() == grpc.StatusCode.FAILED_PRECONDITION
@@ -247,7 +251,8 @@ async def test_a_stale_cache_never_reaches_the_caller(stack: Stack) -> None:
     """Two instances on one store change the same user behind each other's cache."""
     address, moved = email("stale"), email("moved")
     user = await register(stack, address)  # the stack caches version 1
-    me = bearer(user.id, ROLE_USER)
+    # An admin acts: the password changes below end every session of the user.
+    me = bearer(str(uuid.uuid4()), ROLE_ADMIN)
 
     async def change_email(
         commands: command_grpc.CommandServiceAsyncStub, new: str
