@@ -95,18 +95,6 @@ class RevocationCheck(Protocol):
         """Why the caller's token is revoked ("" if it is not)."""
         ...
 
-    async def wait_ready(self, timeout: float) -> bool:
-        """Waits (bounded) until the first catch-up is done; whether it is."""
-        try:
-            async with asyncio.timeout(timeout):
-                while not self.ready:
-                    if self._changed is None:
-                        self._changed = asyncio.Event()
-                    await self._changed.wait()
-        except TimeoutError:
-            pass
-        return self.ready
-
     async def wait_revoked(self, principal: TokenSubject, expires_at: float | None) -> str:
         """Returns why, once the token is revoked or has expired (for open streams)."""
         ...
@@ -211,10 +199,10 @@ class RevocationView:
         if changed is not None:
             changed.set()
 
-    async def wait_ready(self, timeout: float) -> bool:
-        """Waits (bounded) until the first catch-up is done; whether it is."""
+    async def wait_ready(self, within: float) -> bool:
+        """Waits at most ``within`` seconds for the first catch-up; whether it is done."""
         try:
-            async with asyncio.timeout(timeout):
+            async with asyncio.timeout(within):
                 while not self.ready:
                     if self._changed is None:
                         self._changed = asyncio.Event()
