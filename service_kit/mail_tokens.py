@@ -61,9 +61,9 @@ class TokenLifetimes:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> TokenLifetimes:
-        reset = env_int(env, "PASSWORD_RESET_TTL_SECONDS", 1800, minimum=60, maximum=86_400)
+        reset = env_int(env, "PASSWORD_RESET_TTL_SECONDS", 1800, minimum=1, maximum=86_400)
         verify = env_int(
-            env, "EMAIL_VERIFICATION_TTL_SECONDS", 172_800, minimum=60, maximum=30 * 86_400
+            env, "EMAIL_VERIFICATION_TTL_SECONDS", 172_800, minimum=1, maximum=30 * 86_400
         )
         return cls(
             password_reset=timedelta(seconds=reset), email_verification=timedelta(seconds=verify)

@@ -194,19 +194,25 @@ def system_env(
 
 
 def start_system(
-    workdir: Path, log: BodyLog, *, mode: str = "embedded", attempts: int = 3
+    workdir: Path,
+    log: BodyLog,
+    *,
+    mode: str = "embedded",
+    attempts: int = 3,
+    extra_env: dict[str, str] | None = None,
 ) -> SystemProcess:
     """Starts the system and returns once every port answers and the admin exists.
 
     A port taken between choosing and binding it makes the process exit at
     start; that is retried on new ports, ``attempts`` times in all.
+    ``extra_env`` adds settings (e.g. an SMTP server) on top of the run's own.
     """
     failure = ""
     for attempt in range(attempts):
         ports = SystemPorts(*free_ports(6))
         data_dir = workdir / f"data-{attempt}"
         log_path = workdir / f"system-{attempt}.log"
-        env = system_env(dict(os.environ), ports, data_dir, mode)
+        env = system_env(dict(os.environ), ports, data_dir, mode) | (extra_env or {})
         with log_path.open("wb") as out:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "bootstrap"],

@@ -22,6 +22,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import jwt
 import pytest
 
+from service_kit import keys
 from tests.e2e.grpcurl_client import Grpcurl
 from tests.e2e.http_client import HttpClient
 from tests.e2e.support import User, login, register
@@ -371,9 +372,9 @@ def jwks_copy(http: HttpClient) -> Iterator[_JwksServer]:
 def test_the_jwks_is_a_standard_key_set(http: HttpClient) -> None:
     answer = http.get("/.well-known/jwks.json")
     assert answer.status == 200, answer.describe()
-    keys = answer.json()
-    assert set(keys) == {"keys"} and keys["keys"]
-    for key in keys["keys"]:
+    document = answer.json()
+    assert set(document) == {"keys"} and document["keys"]
+    for key in document["keys"]:
         assert set(key) == {"kty", "crv", "x", "kid", "alg", "use"}
         assert (key["kty"], key["crv"], key["alg"], key["use"]) == (
             "OKP",
@@ -392,8 +393,8 @@ def test_a_token_verifies_with_the_published_key_alone(
     key = client.get_signing_key_from_jwt(token)
     claims = jwt.decode(token, key.key, algorithms=["EdDSA"])
     assert (claims["sub"], claims["role"], claims["iss"]) == (user.id, "user", "query_svc")
-    # Without the key in the set, the token does not verify.
-    jwks_copy.document = {"keys": []}
+    # With its key removed from the set (another key left in it), it does not verify.
+    jwks_copy.document = {"keys": [keys.generate_signing_key("query_svc").public_jwk()]}
     with pytest.raises(jwt.PyJWKClientError):
         jwt.PyJWKClient(jwks_copy.url, cache_keys=False).get_signing_key_from_jwt(token)
 
