@@ -31,7 +31,6 @@ Logs name users by id and events by position, never an address or a token.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import uuid
 from collections.abc import Callable
@@ -49,6 +48,7 @@ from query_svc.db import Database
 from query_svc.mail_transport import Mail, MailTransport
 from query_svc.session_tables import SESSION_TABLES
 from query_svc.settings import MailSettings
+from service_kit.background import Restarting
 from service_kit.mail_tokens import MailTokens
 from service_kit.structs import struct_to_dict
 from service_kit.timeconv import to_datetime, utcnow
@@ -127,6 +127,14 @@ class LeaseLost(Exception):
     """Another instance holds the mailer's lease now."""
 
 
+def _describe(exc: Exception) -> str | None:
+    if isinstance(exc, LeaseLost):
+        return "another instance took the lease; standing by"
+    if isinstance(exc, grpc.aio.AioRpcError):
+        return f"event store {exc.code().name} {exc.details()}"
+    return None
+
+
 class Mailer:
     """Sends the mails the event stream asks for (see the module docstring)."""
 
@@ -155,20 +163,12 @@ class Mailer:
         self._heartbeat = heartbeat_seconds
         self._clock = clock
         self._me = uuid.uuid4().hex[:16]
-        self._task: asyncio.Task[None] | None = None
         self.position = 0
         self.sent = 0
-
-    def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="mailer")
-
-    async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        self._loop = Restarting(
+            "mailer", self._run_once, first_pause=0.1, max_pause=10.0, describe=_describe
+        )
+        self.start, self.stop = self._loop.start, self._loop.stop
 
     # -- the lease and the checkpoint ---------------------------------------------
 
@@ -211,6 +211,7 @@ class Mailer:
 
     async def _commit(self, position: int) -> None:
         """Saves the checkpoint and renews the lease; :class:`LeaseLost` if it is gone."""
+        self._loop.progressed()
         table = SESSION_TABLES.mail_outbox
         async with self._db.write() as conn:
             done = await conn.execute(
@@ -224,28 +225,13 @@ class Mailer:
 
     # -- the loop -------------------------------------------------------------------
 
-    async def _run(self) -> None:
-        pause = 0.1
-        while True:
-            try:
-                start = await self._acquire()
-                if start is None:
-                    await asyncio.sleep(self._lease.total_seconds() / 3)
-                    continue
-                self.position = start
-                await self._follow()
-            except asyncio.CancelledError:
-                raise
-            except LeaseLost:
-                log.warning("mailer: another instance took the lease; standing by")
-            except grpc.aio.AioRpcError as exc:
-                log.warning("mailer: event store %s %s; retrying", exc.code().name, exc.details())
-            except Exception:
-                log.exception(
-                    "mailer failed at position %d; retrying in %.1fs", self.position, pause
-                )
-            await asyncio.sleep(pause)
-            pause = min(pause * 2, 10.0)
+    async def _run_once(self) -> None:
+        start = await self._acquire()
+        if start is None:  # another instance sends; look again later
+            await asyncio.sleep(self._lease.total_seconds() / 3)
+            return
+        self.position = start
+        await self._follow()
 
     async def _follow(self) -> None:
         call = self._stub.Subscribe(

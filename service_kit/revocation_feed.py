@@ -16,8 +16,6 @@ The feed never makes a call on a request's path: a request only reads the view.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -28,6 +26,7 @@ from cqrs.eventstore.v1 import event_store_pb2 as pb
 from cqrs.eventstore.v1 import event_store_pb2_grpc as pb_grpc
 
 import domain
+from service_kit.background import Restarting
 from service_kit.revocation import Ended, RevocationView
 from service_kit.structs import struct_to_dict
 from service_kit.timeconv import to_datetime, to_timestamp
@@ -38,6 +37,12 @@ log = logging.getLogger(__name__)
 
 MetadataFn = Callable[[], list[tuple[str, str]]]
 _BATCH = 500
+
+
+def _describe(exc: Exception) -> str | None:
+    if isinstance(exc, grpc.aio.AioRpcError):
+        return f"{exc.code().name} {exc.details()}"
+    return None
 
 
 def ended_by(
@@ -88,20 +93,11 @@ class RevocationFeed:
         self._view = view
         self._timeout = timeout
         self._heartbeat = heartbeat_seconds
-        self._backoff_max = backoff_max
-        self._task: asyncio.Task[None] | None = None
         self._started = False
-
-    def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="revocation-feed")
-
-    async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        self._loop = Restarting(
+            "revocation feed", self._run_once, max_pause=backoff_max, describe=_describe
+        )
+        self.start, self.stop = self._loop.start, self._loop.stop
 
     async def _first_position(self) -> None:
         """Where to start: just before the first event of the horizon; ready at the head."""
@@ -118,26 +114,10 @@ class RevocationFeed:
         self._view.start_from(start, ready_at=int(head.count))
         self._started = True
 
-    async def _run(self) -> None:
-        pause = 0.05
-        while True:
-            try:
-                if not self._started:
-                    await self._first_position()
-                await self._follow()
-            except asyncio.CancelledError:
-                raise
-            except grpc.aio.AioRpcError as exc:
-                log.warning(
-                    "revocation feed: %s %s; retrying in %.2fs",
-                    exc.code().name,
-                    exc.details(),
-                    pause,
-                )
-            except Exception:
-                log.exception("revocation feed failed; retrying in %.2fs", pause)
-            await asyncio.sleep(pause)
-            pause = min(pause * 2, self._backoff_max)
+    async def _run_once(self) -> None:
+        if not self._started:
+            await self._first_position()
+        await self._follow()
 
     async def _follow(self) -> None:
         call = self._stub.Subscribe(
@@ -158,6 +138,7 @@ class RevocationFeed:
                 events = message.batch.events if kind == "batch" else [message.event]
                 for event in events:
                     self._apply(event)
+                self._loop.progressed()
         finally:
             call.cancel()
 

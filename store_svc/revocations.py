@@ -9,12 +9,12 @@ from the last position read if the subscription fails.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import time
 from datetime import UTC, datetime
 
+from service_kit.background import Restarting
 from service_kit.revocation import RevocationView
 from service_kit.revocation_feed import ended_by
 from store_svc.engine import EventStore, RecordedEvent
@@ -31,20 +31,14 @@ class EngineRevocationFeed:
         self._store = store
         self._view = view
         self._heartbeat = heartbeat
-        self._task: asyncio.Task[None] | None = None
         self._started = False
+        self._loop = Restarting("store revocation view", self._run_once)
+        self.stop = self._loop.stop
 
     async def start(self) -> None:
         """Positions the view (one storage read), then follows in the background."""
         await self._first_position()
-        self._task = asyncio.create_task(self._run(), name="store-revocations")
-
-    async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        self._loop.start()
 
     async def _first_position(self) -> None:
         since = datetime.fromtimestamp(time.time() - self._view.horizon, tz=UTC)
@@ -54,26 +48,16 @@ class EngineRevocationFeed:
         self._view.start_from(start, ready_at=head)
         self._started = True
 
-    async def _run(self) -> None:
-        pause = 0.05
-        while True:
-            try:
-                if not self._started:
-                    await self._first_position()
-                async for item in self._store.subscribe(
-                    self._view.position, heartbeat=self._heartbeat
-                ):
-                    if isinstance(item, RecordedEvent):
-                        self._apply(item)
-                    else:
-                        self._view.advance(item.position)
-                return  # the store closed
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("revocation view: subscription failed; retrying in %.2fs", pause)
-            await asyncio.sleep(pause)
-            pause = min(pause * 2, 5.0)
+    async def _run_once(self) -> None:
+        if not self._started:
+            await self._first_position()
+        async for item in self._store.subscribe(self._view.position, heartbeat=self._heartbeat):
+            if isinstance(item, RecordedEvent):
+                self._apply(item)
+            else:
+                self._view.advance(item.position)
+            self._loop.progressed()
+        await asyncio.Event().wait()  # the store closed: nothing more will come
 
     def _apply(self, record: RecordedEvent) -> None:
         ended = None

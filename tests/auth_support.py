@@ -44,8 +44,13 @@ _signers: dict[str, TokenSigner] = {}
 
 
 def signer(name: str = keys.USER_TOKEN_ISSUER) -> TokenSigner:
-    """The signer of ``name`` (query_svc: users and admins)."""
+    """The signer of ``name`` (query_svc: users and admins).
+
+    A name without a key yet gets one, added to ``trusted.json``; running
+    services pick it up when they first meet its key id.
+    """
     if name not in _signers:
+        keys.init_keys(TEST_KEYS_DIR, (name,))
         _signers[name] = TEST_TOKENS.signer(name)
     return _signers[name]
 

@@ -185,7 +185,7 @@ def test_a_token_for_a_user_that_does_not_exist_sees_nothing(
     assert answer.status == 403, answer.describe()
 
 
-def test_a_deactivated_user_cannot_log_in(http: HttpClient) -> None:
+def test_a_deactivated_user_cannot_log_in(http: HttpClient, admin_token: str) -> None:
     user = register(http, "leaving")
     token = login(http, user.email, user.password, after=user.position)
     done = http.post(f"/users/{user.id}/deactivate", json_body={"reason": "e2e"}, token=token)
@@ -202,12 +202,17 @@ def test_a_deactivated_user_cannot_log_in(http: HttpClient) -> None:
     assert refused.status == wrong.status == 401, refused.describe()
     same = {"error": "invalid email or password", "code": "UNAUTHENTICATED"}
     assert refused.json() == wrong.json() == same
-    # The old token can no longer change anything.
+    # The old token can no longer do anything (the deactivation revoked it) ...
     again = http.put(
         f"/users/{user.id}/email", json_body={"new_email": unique_email("x")}, token=token
     )
-    assert again.status == 400, again.describe()
-    assert again.code == "FAILED_PRECONDITION"
+    assert (again.status, again.code) == (401, "UNAUTHENTICATED"), again.describe()
+    assert again.error == "token revoked: the account was deactivated"
+    # ... and the account takes no command, whoever asks.
+    by_admin = http.put(
+        f"/users/{user.id}/email", json_body={"new_email": unique_email("x")}, token=admin_token
+    )
+    assert (by_admin.status, by_admin.code) == (400, "FAILED_PRECONDITION"), by_admin.describe()
 
 
 def test_repeated_failed_logins_of_one_email_are_429_with_retry_after(http: HttpClient) -> None:
