@@ -33,7 +33,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Final
 
@@ -68,7 +68,7 @@ MetadataFn = Callable[[], list[tuple[str, str]]]
 
 def compose(
     event: pb.Event,
-    payload: dict[str, object],
+    payload: Mapping[str, object],
     *,
     tokens: MailTokens,
     settings: MailSettings,
