@@ -313,7 +313,8 @@ def init_keys(directory: Path, signers: Sequence[str] = DEFAULT_SIGNERS) -> list
         if not any(e.get("kid") == key.kid for e in entries):
             entries.insert(0, key.public_jwk())
             created.append(f"{TRUSTED_FILE}:{signer}")
-    _save_trusted(directory, trusted)
+    if any(name.startswith(TRUSTED_FILE) for name in created):
+        _save_trusted(directory, trusted)  # rewritten only when it changed
     mail = directory / MAIL_KEY_FILE
     if not mail.exists():
         _write(mail, _b64(secrets.token_bytes(32)) + "\n", private=True)
