@@ -267,3 +267,30 @@ def test_make_up_writes_mail_to_files_without_smtp(
             break
         assert time.monotonic() < deadline, "no verification mail file"
         time.sleep(0.05)
+
+
+def test_reset_over_grpc(
+    mhttp: HttpClient, inbox: Inbox, mail_system: SystemProcess, grpcurl: Grpcurl
+) -> None:
+    user = register(mhttp, "reset-grpc")
+    asked = grpcurl.call(
+        mail_system.ports.query_grpc,
+        "cqrs.query.v1.QueryService/RequestPasswordReset",
+        {"email": user.email},
+    )
+    assert asked["message"].startswith("If the address belongs to an active account")
+    token = token_in(inbox.wait_for(user.email, "Reset your password"))
+    done = grpcurl.call(
+        mail_system.ports.command_grpc,
+        "cqrs.command.v1.CommandService/ConfirmPasswordReset",
+        {"token": token, "newPassword": "GrpcMailReset1!"},
+    )
+    assert done["id"] == user.id
+    verify = token_in(inbox.wait_for(user.email, "Confirm your email address"))
+    verified = grpcurl.call(
+        mail_system.ports.command_grpc,
+        "cqrs.command.v1.CommandService/ConfirmEmailVerification",
+        {"token": verify},
+    )
+    assert verified["email"] == user.email
+    login(mhttp, user.email, "GrpcMailReset1!", after=int(verified["position"]))

@@ -435,3 +435,49 @@ def test_rotation_keeps_old_tokens_valid_and_signs_new_ones_with_the_new_key(
     for token in (before, after):
         assert http.get(f"/users/{user.id}", token=token).status == 200
         assert http.get(f"/events/aggregate/{user.id}", token=token).status == 200
+
+
+def test_admin_and_session_calls_over_grpc(
+    grpcurl: Grpcurl, http: HttpClient, e2e_system: SystemProcess, admin_token: str
+) -> None:
+    """The same rules through grpcurl: admin reset, deactivate, activate, sessions, JWKS."""
+    user = register(http, "grpc-admin")
+    command, query = e2e_system.ports.command_grpc, e2e_system.ports.query_grpc
+    token = token_of(session(http, user))
+    reset = grpcurl.call(
+        command,
+        "cqrs.command.v1.CommandService/ChangePassword",
+        {"id": user.id, "newPassword": "GrpcReset12345!"},
+        token=admin_token,
+    )
+    assert reset["message"].startswith("Password reset successfully")
+    refused_within(
+        lambda: (
+            grpcurl.run(
+                query,
+                "cqrs.query.v1.QueryService/GetUser",
+                data={"id": user.id},
+                token=token,
+                check=False,
+            ).status_code
+        ),
+        status=UNAUTHENTICATED,
+    )
+    off = grpcurl.call(
+        command, "cqrs.command.v1.CommandService/Deactivate", {"id": user.id}, token=admin_token
+    )
+    back = grpcurl.call(
+        command,
+        "cqrs.command.v1.CommandService/Activate",
+        {"id": user.id, "reason": "grpc"},
+        token=admin_token,
+    )
+    assert int(back["version"]) == int(off["version"]) + 1
+    fresh = login(http, user.email, "GrpcReset12345!", after=int(back["position"]))
+    listed = grpcurl.call(
+        query, "cqrs.query.v1.QueryService/ListSessions", {"id": user.id}, token=fresh
+    )
+    statuses = sorted(s["status"] for s in listed["sessions"])
+    assert statuses == ["active", "revoked"]
+    jwks = grpcurl.call(query, "cqrs.query.v1.QueryService/GetJwks", {})
+    assert jwks["keys"][0]["alg"] == "EdDSA"
