@@ -30,7 +30,7 @@ from typing import Final
 from bench import infra_cleanup
 from bench.processes import ServiceProcess, child_env, free_port
 from bench.profiling import Profiler, Recording
-from bench.tokens import SECRET
+from bench.tokens import KEYS_DIR
 
 __all__ = ["EMBEDDED", "PRODUCTION", "RunningStack", "StackSpec", "running_stack"]
 
@@ -123,7 +123,7 @@ class RunningStack:
 
 def _base_env(spec: StackSpec, data_dir: Path, tag: str, bcrypt_cost: int) -> dict[str, str]:
     env = {
-        "JWT_SECRET": SECRET,
+        "KEYS_DIR": str(KEYS_DIR),
         "DATA_DIR": str(data_dir),
         "BCRYPT_COST": str(bcrypt_cost),
         "PYTHONUNBUFFERED": "1",

@@ -16,7 +16,9 @@ cqrs-users is running (data in {data}/; Ctrl-C stops it, a restart keeps the dat
 
   HTTP gateway   http://127.0.0.1:{http}  (every route on each of {http_ports})
   gRPC           store 127.0.0.1:{store}   command 127.0.0.1:{command}   query 127.0.0.1:{query}
-  admin login    {admin_email} / {admin_password}
+  admin login    {admin}
+  mail           {mail}
+  keys           {keys}/ (public keys: http://127.0.0.1:{http}/.well-known/jwks.json)
   OpenAPI        http://127.0.0.1:{http}/openapi.json
 
 Try:
@@ -26,11 +28,30 @@ Try:
 """
 
 
+def admin_line(env: dict[str, str], outcome_usable: bool | None, text: str) -> str:
+    """The banner's admin line: credentials only when they work."""
+    if outcome_usable is None:
+        return "(none: set ADMIN_EMAIL and ADMIN_PASSWORD)" if not env.get("ADMIN_EMAIL") else text
+    if not outcome_usable:
+        return text  # says why, and prints no credentials that do not work
+    password = (
+        env["ADMIN_PASSWORD"]
+        if env.get("ADMIN_PASSWORD") == local_defaults.DEFAULT_ADMIN_PASSWORD
+        else "(from ADMIN_PASSWORD)"
+    )
+    return f"{env['ADMIN_EMAIL']} / {password}"
+
+
 async def run() -> None:
     env = local_defaults.apply()
     system = await start(env)
     stop = stop_event_on_signals()
-    await wait_admin(system)
+    outcome = await wait_admin(system)
+    usable = None if outcome is None else outcome.usable
+    described = "the admin bootstrap has not finished; see the log"
+    if outcome is not None:
+        described = outcome.describe()
+    assert system.query is not None
     print(
         BANNER.format(
             data=env["DATA_DIR"],
@@ -39,10 +60,9 @@ async def run() -> None:
             store=system.ports["store (gRPC)"][0],
             command=system.ports["command (gRPC)"][0],
             query=system.ports["query (gRPC)"][0],
-            admin_email=env.get("ADMIN_EMAIL", "(none)"),
-            admin_password=env.get("ADMIN_PASSWORD", "(none)")
-            if env.get("ADMIN_PASSWORD") == local_defaults.DEFAULT_ADMIN_PASSWORD
-            else "(from ADMIN_PASSWORD)",
+            admin=admin_line(env, usable, described),
+            mail=system.query.mailer.transport.describe(),
+            keys=env["KEYS_DIR"],
         ),
         flush=True,
     )

@@ -1,29 +1,21 @@
-"""Defaults ``make up`` fills in when the user did not: data folder, JWT secret, admin.
+"""Defaults ``make up`` fills in when the user did not: data folder, keys, admin.
 
-Invariant: a generated secret is kept in the data folder (mode 0600) and
-reused on the next start, so tokens and data survive a restart.
+Invariant: generated key material is kept in the data folder (``data/keys``:
+private keys mode 0600) and reused on the next start, so tokens and data
+survive a restart; keys that exist are never replaced (rotate them with
+``python -m service_kit.keys rotate --dir data/keys``).
 """
 
 from __future__ import annotations
 
 import os
-import secrets
 from collections.abc import Mapping
 from pathlib import Path
 
+from service_kit.keys import init_keys
+
 DEFAULT_ADMIN_EMAIL = "admin@example.com"
 DEFAULT_ADMIN_PASSWORD = "admin-password-change-me"
-
-
-def _kept_secret(path: Path) -> str:
-    if path.exists():
-        value = path.read_text().strip()
-        if len(value.encode()) >= 32:
-            return value
-    value = secrets.token_urlsafe(48)
-    path.write_text(value + "\n")
-    path.chmod(0o600)
-    return value
 
 
 def local_env(env: Mapping[str, str]) -> dict[str, str]:
@@ -31,8 +23,9 @@ def local_env(env: Mapping[str, str]) -> dict[str, str]:
     out = dict(env)
     data = Path(out.setdefault("DATA_DIR", "data"))
     data.mkdir(parents=True, exist_ok=True)
-    if not out.get("JWT_SECRET"):
-        out["JWT_SECRET"] = _kept_secret(data / "jwt_secret")
+    keys = Path(out.setdefault("KEYS_DIR", str(data / "keys")))
+    init_keys(keys)  # whatever is missing; existing keys are kept
+    out.setdefault("MAIL_DIR", str(data / "mail"))
     if not out.get("ADMIN_EMAIL") and not out.get("ADMIN_PASSWORD"):
         out["ADMIN_EMAIL"] = DEFAULT_ADMIN_EMAIL
         out["ADMIN_PASSWORD"] = DEFAULT_ADMIN_PASSWORD

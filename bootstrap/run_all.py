@@ -12,6 +12,7 @@ import command_svc.app
 import gateway.app
 import query_svc.app
 import store_svc.app
+from command_svc.bootstrap_admin import AdminBootstrap
 from command_svc.settings import CommandSettings
 from gateway.settings import GatewaySettings
 from query_svc.settings import QuerySettings
@@ -68,10 +69,11 @@ async def start(env: Mapping[str, str]) -> System:
     return system
 
 
-async def wait_admin(system: System) -> None:
-    """Waits until the admin bootstrap (if any) has finished, for the banner."""
+async def wait_admin(system: System) -> AdminBootstrap | None:
+    """Waits until the admin bootstrap (if any) has finished; its outcome, for the banner."""
     if system.command is not None and system.command.bootstrap is not None:
         try:
-            await asyncio.wait_for(asyncio.shield(system.command.bootstrap), 30)
+            return await asyncio.wait_for(asyncio.shield(system.command.bootstrap), 30)
         except (TimeoutError, Exception):  # the banner must not fail the run
             log.warning("admin bootstrap has not finished; see the log")
+    return None

@@ -17,7 +17,7 @@ from cqrs.command.v1 import command_pb2_grpc as pb_grpc
 from google.protobuf.message import Message
 
 from command_svc.aggregate_cache import AggregateCache
-from command_svc.bootstrap_admin import bootstrap_admin
+from command_svc.bootstrap_admin import AdminBootstrap, bootstrap_admin
 from command_svc.handlers import CommandHandler
 from command_svc.idempotency import IdempotencyCache
 from command_svc.policies import POLICIES, SERVICE_NAME
@@ -27,10 +27,13 @@ from command_svc.store_client import StoreClient
 from service_kit import readiness as readiness_kit
 from service_kit.auth import AuthInterceptor, service_metadata
 from service_kit.dependency_errors import Dependency
+from service_kit.mail_tokens import MailTokens
 from service_kit.observability import MetricsInterceptor, setup_process
 from service_kit.passwords import PasswordHasher
 from service_kit.readiness import POLICIES as READINESS_POLICIES
 from service_kit.readiness import Readiness
+from service_kit.revocation import RevocationView, revocation_horizon
+from service_kit.revocation_feed import RevocationFeed
 from service_kit.server import Registration, RunningServer, start_server, stop_event_on_signals
 from service_kit.settings import SettingsError, environ
 
@@ -49,8 +52,9 @@ class CommandService:
     store: StoreClient
     hasher: PasswordHasher
     handler: CommandHandler
+    revocations: RevocationFeed
     readiness: Readiness
-    bootstrap: asyncio.Task[str | None] | None = None
+    bootstrap: asyncio.Task[AdminBootstrap] | None = None
     readiness_channels: list[grpc.aio.Channel] = field(default_factory=list)
 
     async def stop(self, grace: float = 5.0) -> None:
@@ -61,6 +65,7 @@ class CommandService:
                 await self.bootstrap
         await self.readiness.stop()
         await self.server.stop(grace)
+        await self.revocations.stop()
         await self.store.close()
         for channel in self.readiness_channels:
             await channel.close(None)
@@ -69,10 +74,17 @@ class CommandService:
 
 async def start(settings: CommandSettings) -> CommandService:
     """Connects to the store and serves CommandService on ``settings.listen``."""
-    codec = settings.token_codec()
+    verifier = settings.tokens.verifier()
+    identity = service_metadata(settings.tokens.signer(SERVICE_IDENTITY), SERVICE_IDENTITY)
+    mail_tokens = MailTokens(settings.tokens.mail_key())
     store = StoreClient.connect(
-        settings.store_target,
-        auth_metadata=service_metadata(codec, SERVICE_IDENTITY),
+        settings.store_target, auth_metadata=identity, timeout=settings.store_timeout
+    )
+    view = RevocationView(horizon=revocation_horizon(settings.tokens.ttl_seconds))
+    revocations = RevocationFeed(
+        channel=grpc.aio.insecure_channel(settings.store_target),
+        metadata=identity,
+        view=view,
         timeout=settings.store_timeout,
     )
     hasher = PasswordHasher(settings.bcrypt_cost)
@@ -81,6 +93,8 @@ async def start(settings: CommandSettings) -> CommandService:
         hasher=hasher,
         max_attempts=settings.max_attempts,
         cache=AggregateCache(settings.aggregate_cache_size),
+        mail_tokens=mail_tokens,
+        lifetimes=settings.lifetimes,
     )
     idempotency: IdempotencyCache[Message] = IdempotencyCache(
         capacity=settings.idempotency_capacity, ttl_seconds=settings.idempotency_ttl
@@ -101,7 +115,7 @@ async def start(settings: CommandSettings) -> CommandService:
             ],
             interceptors=[
                 MetricsInterceptor(),
-                AuthInterceptor(codec, {**POLICIES, **READINESS_POLICIES}),
+                AuthInterceptor(verifier, {**POLICIES, **READINESS_POLICIES}, revocations=view),
             ],
         )
         await readiness.start(server.health)
@@ -111,13 +125,20 @@ async def start(settings: CommandSettings) -> CommandService:
             await channel.close(None)
         hasher.close()
         raise
+    revocations.start()
+    # Serve user tokens only once the recent revocations are loaded (bounded:
+    # with the store away, such calls answer UNAVAILABLE until it is back).
+    if not await view.wait_ready(settings.store_timeout):
+        log.warning("command_svc: revoked sessions not loaded yet; the event store is away")
     log.info(
         "command_svc serving gRPC on port %d (store at %s)", server.port, settings.store_target
     )
-    service = CommandService(server, store, hasher, handler, readiness, readiness_channels=channels)
+    service = CommandService(
+        server, store, hasher, handler, revocations, readiness, readiness_channels=channels
+    )
     if settings.admin is not None:
         service.bootstrap = asyncio.create_task(
-            bootstrap_admin(handler, settings.admin), name="command_svc.bootstrap_admin"
+            bootstrap_admin(handler, settings.admin, hasher), name="command_svc.bootstrap_admin"
         )
         service.bootstrap.add_done_callback(_log_bootstrap_failure)
     return service
@@ -137,7 +158,7 @@ def command_readiness(store_target: str) -> tuple[Readiness, list[grpc.aio.Chann
     return Readiness(SERVICE_NAME, [check]), channels
 
 
-def _log_bootstrap_failure(task: asyncio.Task[str | None]) -> None:
+def _log_bootstrap_failure(task: asyncio.Task[AdminBootstrap]) -> None:
     if not task.cancelled() and task.exception() is not None:
         log.error("admin bootstrap failed", exc_info=task.exception())
 

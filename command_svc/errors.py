@@ -94,7 +94,7 @@ def to_service_error(exc: Exception) -> ServiceError:
     match exc:
         case ServiceError():
             return exc
-        case domain.ValidationError() | domain.InvalidCredentials():
+        case domain.ValidationError() | domain.InvalidCredentials() | domain.InvalidToken():
             # InvalidCredentials is a wrong *old* password: the caller is
             # already authenticated, so it is a bad argument (HTTP 400), not
             # UNAUTHENTICATED (401, which would suggest the token is bad).
@@ -103,7 +103,7 @@ def to_service_error(exc: Exception) -> ServiceError:
             return ServiceError(grpc.StatusCode.NOT_FOUND, str(exc))
         case domain.AlreadyExists():
             return ServiceError(grpc.StatusCode.ALREADY_EXISTS, str(exc))
-        case domain.UserDeactivatedError():
+        case domain.UserDeactivatedError() | domain.NotDeactivated() | domain.LastActiveAdmin():
             return ServiceError(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
         case StoreUnavailable():
             # The detail is the store's own answer (e.g. its storage's outage) or our

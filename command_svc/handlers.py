@@ -35,6 +35,15 @@ and reloads there are.
 An email held by another user is ALREADY_EXISTS with the field named
 (``email: already registered`` / ``new_email: already registered``) and never
 says who holds it.
+
+Deactivations also take a claim that serialises them
+(``command_svc.admin_roster``): a deactivation refused for that claim was
+beaten by another one, and is decided again like a concurrent change.
+
+One-time mail tokens (``service_kit.mail_tokens``): a reset or verification
+token that is malformed, unknown, wrong, expired or used is always
+``InvalidToken`` ("token: invalid, expired or already used"), whoever it
+names; a new password is hashed only once a reset token matched.
 """
 
 from __future__ import annotations
@@ -51,10 +60,12 @@ from typing import Protocol
 import grpc
 
 import domain
+from command_svc.admin_roster import AdminRoster
 from command_svc.aggregate_cache import AggregateCache
 from command_svc.errors import ClaimConflict, StoreConflict
-from command_svc.store_client import EventStorePort, Trace
+from command_svc.store_client import Claims, EventStorePort, Trace
 from service_kit.errors import ServiceError
+from service_kit.mail_tokens import MailTokens, TokenLifetimes, parse_token, token_hash
 from service_kit.timeconv import utcnow
 
 __all__ = ["CommandHandler", "Outcome", "PasswordHashing"]
@@ -103,9 +114,12 @@ class CommandHandler:
         new_id: Callable[[], str] = _new_uuid,
         retry_pause: float = 0.01,
         cache: AggregateCache | None = None,
+        mail_tokens: MailTokens | None = None,
+        lifetimes: TokenLifetimes | None = None,
     ) -> None:
         """``cache``: the aggregate cache to use; None runs without one (every
-        command loads from the store)."""
+        command loads from the store). ``mail_tokens``: derives one-time mail
+        tokens; without it reset and verification commands are UNAVAILABLE."""
         if max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
         self._store = store
@@ -115,6 +129,14 @@ class CommandHandler:
         self._new_id = new_id
         self._retry_pause = retry_pause
         self._cache = cache if cache is not None else AggregateCache(0)
+        self._mail_tokens = mail_tokens
+        self._lifetimes = lifetimes or TokenLifetimes()
+        self.roster = AdminRoster(store)
+
+    def _tokens(self) -> MailTokens:
+        if self._mail_tokens is None:
+            raise ServiceError(grpc.StatusCode.UNAVAILABLE, "one-time mail tokens are not set up")
+        return self._mail_tokens
 
     # -- commands ------------------------------------------------------------
 
@@ -182,10 +204,116 @@ class CommandHandler:
         return await self._run(user_id, build, trace, claim_field="new_email")
 
     async def deactivate(self, *, user_id: str, reason: str, trace: Trace) -> Outcome:
-        """Deactivates the user (terminal)."""
+        """Deactivates the user, unless it is the last active admin.
+
+        The deactivation count is read before the other admins' states, and
+        the append takes the claim it names (see ``command_svc.admin_roster``).
+        """
+        claim: list[tuple[str, str]] = []
 
         async def build(state: domain.UserState | None) -> domain.Command:
-            return domain.Deactivate(reason)
+            before = await self.roster.deactivations()
+            last = False
+            if state is not None and state.role == domain.ROLE_ADMIN and state.is_active:
+                last = not await self.roster.another_active_admin(user_id)
+            claim[:] = [(domain.DEACTIVATION_CLAIM_NAMESPACE, domain.deactivation_claim(before))]
+            return domain.Deactivate(reason, last_active_admin=last)
+
+        return await self._run(user_id, build, trace, claims=lambda: claim, claim_is_race=True)
+
+    async def activate(self, *, user_id: str, reason: str, trace: Trace) -> Outcome:
+        """Reactivates a deactivated user."""
+
+        async def build(state: domain.UserState | None) -> domain.Command:
+            return domain.Reactivate(reason)
+
+        return await self._run(user_id, build, trace)
+
+    async def reset_password(
+        self, *, user_id: str, new_password: str, actor: str, trace: Trace
+    ) -> Outcome:
+        """An admin (``actor``) sets the password without the old one."""
+        domain.validate_password(new_password, field="new_password")
+        new_hash = await self._hasher.hash(new_password)
+
+        async def build(state: domain.UserState | None) -> domain.Command:
+            return domain.ResetPassword(
+                new_password=new_password, new_password_hash=new_hash, actor=actor
+            )
+
+        return await self._run(user_id, build, trace)
+
+    async def issue_password_reset(self, *, user_id: str, trace: Trace) -> Outcome:
+        """Records a reset request whose token the mailer derives and sends."""
+        tokens = self._tokens()
+        nonce = tokens.new_nonce()
+        digest = token_hash(tokens.reset_secret(nonce))
+        expires = self._clock() + self._lifetimes.password_reset
+
+        async def build(state: domain.UserState | None) -> domain.Command:
+            return domain.RequestPasswordReset(
+                token_nonce=nonce, token_hash=digest, expires_at=expires
+            )
+
+        return await self._run(user_id, build, trace)
+
+    async def confirm_password_reset(
+        self, *, token: str, new_password: str, trace: Trace
+    ) -> Outcome:
+        """Sets the password with a mailed token; every failure is ``InvalidToken``."""
+        parsed = parse_token(token)
+        if parsed is None:
+            raise domain.InvalidToken("token")
+        domain.validate_password(new_password, field="new_password")
+        new_hash: list[str] = []
+
+        async def build(state: domain.UserState | None) -> domain.Command:
+            matches = state is not None and MailTokens.reset_matches(
+                parsed.secret, state.reset_token_hash
+            )
+            if matches and not new_hash:  # bcrypt only for the token's holder
+                new_hash.append(await self._hasher.hash(new_password))
+            return domain.CompletePasswordReset(
+                token_matches=matches,
+                new_password=new_password,
+                new_password_hash=new_hash[0] if new_hash else "",
+            )
+
+        try:
+            return await self._run(parsed.user_id, build, trace)
+        except domain.UserNotFound:
+            raise domain.InvalidToken("token") from None
+
+    async def confirm_email_verification(self, *, token: str, trace: Trace) -> Outcome:
+        """Marks the current email verified with a mailed token."""
+        tokens = self._tokens()
+        parsed = parse_token(token)
+        if parsed is None:
+            raise domain.InvalidToken("token")
+
+        async def build(state: domain.UserState | None) -> domain.Command:
+            matches = state is not None and tokens.verification_matches(
+                parsed.secret,
+                user_id=state.user_id,
+                email=state.email,
+                email_version=state.email_set_version,
+            )
+            return domain.VerifyEmail(token_matches=matches, ttl=self._lifetimes.email_verification)
+
+        try:
+            return await self._run(parsed.user_id, build, trace)
+        except domain.UserNotFound:
+            raise domain.InvalidToken("token") from None
+
+    async def revoke_sessions(
+        self, *, user_id: str, session_id: str, every: bool, reason: str, trace: Trace
+    ) -> Outcome:
+        """Ends one session of the user, or every one."""
+
+        async def build(state: domain.UserState | None) -> domain.Command:
+            if every:
+                return domain.RevokeAllSessions(reason or "logout everywhere")
+            return domain.RevokeSession(session_id, reason or "logout")
 
         return await self._run(user_id, build, trace)
 
@@ -208,7 +336,12 @@ class CommandHandler:
         *,
         new_stream: bool = False,
         claim_field: str = "email",
+        claims: Callable[[], Claims] = lambda: (),
+        claim_is_race: bool = False,
     ) -> Outcome:
+        """The loop of the module docstring. ``claims`` gives extra claims of the
+        append (read after ``build``); with ``claim_is_race`` a refused claim
+        is a concurrent change to retry, not ALREADY_EXISTS."""
         attempt = 0
         stale_cache_forgiven = False
         while attempt < self._max_attempts:
@@ -242,8 +375,14 @@ class CommandHandler:
                     events=events,
                     event_ids=[self._new_id() for _ in events],
                     trace=trace,
+                    extra_claims=claims(),
                 )
             except ClaimConflict as exc:
+                if claim_is_race:
+                    log.info("deactivation of %s raced another one; deciding again", user_id)
+                    if attempt == self._max_attempts:
+                        break
+                    continue
                 # Safe from a cached state too: the store checks the version
                 # before the claims, so this refusal was made at our exact
                 # (hence current) version, and it is about another user.

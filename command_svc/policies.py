@@ -1,9 +1,12 @@
 """Who may call which CommandService method (the AuthInterceptor's table).
 
-- Register: anyone (PUBLIC);
+- Register, ConfirmPasswordReset, ConfirmEmailVerification: anyone (PUBLIC;
+  the mailed token is the proof);
 - ChangePassword / ChangeEmail / Deactivate: the user named by ``id``, an
   admin, or a service;
-- RecordLogin: services only (query_svc records logins).
+- Activate: admins (and services);
+- RecordLogin, IssuePasswordReset, RevokeSessions: services only (query_svc
+  records logins, asks for reset mails, ends sessions on logout).
 
 Every method of the service must appear here; the interceptor refuses any
 that does not (deny by default), and a unit test checks the table is complete.
@@ -36,5 +39,10 @@ POLICIES: Final[Mapping[str, Access]] = MappingProxyType(
         method("ChangeEmail"): Access.owner("id"),
         method("Deactivate"): Access.owner("id"),
         method("RecordLogin"): Access.SERVICE,
+        method("Activate"): Access.ADMIN,
+        method("IssuePasswordReset"): Access.SERVICE,
+        method("ConfirmPasswordReset"): Access.PUBLIC,
+        method("ConfirmEmailVerification"): Access.PUBLIC,
+        method("RevokeSessions"): Access.SERVICE,
     }
 )

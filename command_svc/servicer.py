@@ -31,8 +31,11 @@ __all__ = ["CommandServiceServicer"]
 
 REGISTERED: Final = "User registered successfully"
 PASSWORD_CHANGED: Final = "Password changed successfully"
+PASSWORD_RESET: Final = "Password reset successfully; every session of the user has ended"
 EMAIL_CHANGED: Final = "Email changed successfully"
+EMAIL_VERIFIED: Final = "Email verified successfully"
 DEACTIVATED: Final = "User deactivated successfully"
+ACTIVATED: Final = "User activated successfully"
 
 Req = TypeVar("Req", bound=Message)
 Resp = TypeVar("Resp", bound=Message)
@@ -115,14 +118,26 @@ class CommandServiceServicer(pb_grpc.CommandServiceServicer):
         self, request: pb.ChangePasswordRequest, trace: Trace
     ) -> pb.ChangePasswordResponse:
         user_id = validate.uuid_field("id", request.id)
-        out = await self._handler.change_password(
-            user_id=user_id,
-            old_password=request.old_password,
-            new_password=request.new_password,
-            trace=trace,
-        )
+        principal = current_principal()
+        if principal is not None and principal.is_admin and not request.old_password:
+            # An admin without the old password resets it (a user always needs it).
+            out = await self._handler.reset_password(
+                user_id=user_id,
+                new_password=request.new_password,
+                actor=principal.subject,
+                trace=trace,
+            )
+            message = PASSWORD_RESET
+        else:
+            out = await self._handler.change_password(
+                user_id=user_id,
+                old_password=request.old_password,
+                new_password=request.new_password,
+                trace=trace,
+            )
+            message = PASSWORD_CHANGED
         return pb.ChangePasswordResponse(
-            id=user_id, message=PASSWORD_CHANGED, version=out.version, position=out.position
+            id=user_id, message=message, version=out.version, position=out.position
         )
 
     @_command
@@ -160,3 +175,57 @@ class CommandServiceServicer(pb_grpc.CommandServiceServicer):
             user_id=user_id, client_address=request.client_address, trace=trace
         )
         return pb.RecordLoginResponse(id=user_id, version=out.version, position=out.position)
+
+    @_command
+    async def Activate(self, request: pb.ActivateRequest, trace: Trace) -> pb.ActivateResponse:
+        user_id = validate.uuid_field("id", request.id)
+        out = await self._handler.activate(user_id=user_id, reason=request.reason, trace=trace)
+        return pb.ActivateResponse(
+            id=user_id, message=ACTIVATED, version=out.version, position=out.position
+        )
+
+    @_command
+    async def IssuePasswordReset(
+        self, request: pb.IssuePasswordResetRequest, trace: Trace
+    ) -> pb.IssuePasswordResetResponse:
+        user_id = validate.uuid_field("id", request.id)
+        out = await self._handler.issue_password_reset(user_id=user_id, trace=trace)
+        return pb.IssuePasswordResetResponse(id=user_id, version=out.version, position=out.position)
+
+    @_command
+    async def ConfirmPasswordReset(
+        self, request: pb.ConfirmPasswordResetRequest, trace: Trace
+    ) -> pb.ConfirmPasswordResetResponse:
+        out = await self._handler.confirm_password_reset(
+            token=request.token, new_password=request.new_password, trace=trace
+        )
+        return pb.ConfirmPasswordResetResponse(
+            id=out.user_id, message=PASSWORD_RESET, version=out.version, position=out.position
+        )
+
+    @_command
+    async def ConfirmEmailVerification(
+        self, request: pb.ConfirmEmailVerificationRequest, trace: Trace
+    ) -> pb.ConfirmEmailVerificationResponse:
+        out = await self._handler.confirm_email_verification(token=request.token, trace=trace)
+        return pb.ConfirmEmailVerificationResponse(
+            id=out.user_id,
+            message=EMAIL_VERIFIED,
+            email=out.state.email,
+            version=out.version,
+            position=out.position,
+        )
+
+    @_command
+    async def RevokeSessions(
+        self, request: pb.RevokeSessionsRequest, trace: Trace
+    ) -> pb.RevokeSessionsResponse:
+        user_id = validate.uuid_field("id", request.id)
+        out = await self._handler.revoke_sessions(
+            user_id=user_id,
+            session_id=request.session_id,
+            every=request.all,
+            reason=request.reason,
+            trace=trace,
+        )
+        return pb.RevokeSessionsResponse(id=user_id, version=out.version, position=out.position)

@@ -1,21 +1,28 @@
 """command_svc settings, parsed once from the environment into a frozen object.
 
 A bad value stops the service at start with the variable's name in the
-message (``SettingsError``). Secrets (``JWT_SECRET``, ``ADMIN_PASSWORD``) are
-kept out of ``repr``.
+message (``SettingsError``). Secrets (``ADMIN_PASSWORD``) are kept out of
+``repr``; keys are read from ``KEYS_DIR`` at start, never held here.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Final
 
 import domain
-from service_kit.auth import TokenCodec
+from service_kit.auth import TokenSettings
+from service_kit.mail_tokens import TokenLifetimes
 from service_kit.passwords import DEFAULT_COST, MAX_COST, MIN_COST
 from service_kit.settings import SettingsError, env_float, env_int, env_str
 
 __all__ = ["AdminAccount", "CommandSettings"]
+
+
+_DEFAULT_TOKENS: Final = TokenSettings(Path("data/keys"))
+_DEFAULT_LIFETIMES: Final = TokenLifetimes()
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,17 +37,17 @@ class AdminAccount:
 class CommandSettings:
     """Every knob of command_svc.
 
-    Invariant: every value was validated here (the JWT secret by building a
-    :class:`TokenCodec`, the admin account by the domain's own rules), so the
-    service never starts with a setting it cannot honour.
+    Invariant: every value was validated here (the admin account by the
+    domain's own rules), so the service never starts with a setting it
+    cannot honour.
     """
 
     listen: str = "127.0.0.1:9091"
     store_target: str = "127.0.0.1:9090"
     store_timeout: float = 10.0
     command_timeout: float = 10.0
-    jwt_secret: str = field(repr=False)
-    jwt_ttl_seconds: int = 3600
+    tokens: TokenSettings = _DEFAULT_TOKENS
+    lifetimes: TokenLifetimes = _DEFAULT_LIFETIMES
     bcrypt_cost: int = DEFAULT_COST
     max_attempts: int = 5
     idempotency_capacity: int = 10_000
@@ -48,12 +55,8 @@ class CommandSettings:
     aggregate_cache_size: int = 10_000
     admin: AdminAccount | None = None
 
-    def token_codec(self) -> TokenCodec:
-        return TokenCodec(self.jwt_secret, ttl_seconds=self.jwt_ttl_seconds)
-
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> CommandSettings:
-        codec = TokenCodec.from_env(env)  # validates JWT_SECRET and JWT_TTL_SECONDS
         return cls(
             listen=env_str(env, "COMMAND_GRPC_LISTEN", "127.0.0.1:9091"),
             store_target=env_str(env, "STORE_GRPC_TARGET", "127.0.0.1:9090"),
@@ -63,8 +66,8 @@ class CommandSettings:
             command_timeout=env_float(
                 env, "COMMAND_TIMEOUT_SECONDS", 10.0, minimum=0.1, maximum=300.0
             ),
-            jwt_secret=env["JWT_SECRET"],
-            jwt_ttl_seconds=codec.ttl_seconds,
+            tokens=TokenSettings.from_env(env),
+            lifetimes=TokenLifetimes.from_env(env),
             bcrypt_cost=env_int(
                 env, "BCRYPT_COST", DEFAULT_COST, minimum=MIN_COST, maximum=MAX_COST
             ),

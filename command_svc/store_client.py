@@ -38,6 +38,8 @@ from service_kit.timeconv import to_datetime
 __all__ = [
     "AGGREGATE_TYPE",
     "Appended",
+    "Claims",
+    "Created",
     "EventStorePort",
     "Loaded",
     "StoreClient",
@@ -68,6 +70,18 @@ class Appended(NamedTuple):
     last_position: int
 
 
+Claims = Sequence[tuple[str, str]]
+"""Extra (namespace, value) claims an append's first event takes, beside its email claims."""
+
+
+class Created(NamedTuple):
+    """A ``user.created`` event as the admin roster reads it."""
+
+    position: int
+    user_id: str
+    role: str
+
+
 class Trace(NamedTuple):
     """Where a command came from: the request's correlation id and the command's id."""
 
@@ -90,16 +104,27 @@ class EventStorePort(Protocol):
         events: Sequence[domain.DomainEvent],
         event_ids: Sequence[str],
         trace: Trace,
+        extra_claims: Claims = (),
     ) -> Appended:
         """Append if the stream is at ``expected_version`` (0: must not exist).
 
         Raises ``StoreConflict`` if it is not, ``ClaimConflict`` if an event
-        takes an email another user holds, ``StoreUnavailable``.
+        takes a claim another user holds, ``StoreUnavailable``.
         """
         ...
 
+    async def count_events(self, event_type: str) -> int:
+        """How many events of this type the store holds."""
+        ...
 
-def proposed_event(event: domain.DomainEvent, event_id: str) -> pb.ProposedEvent:
+    async def created_after(self, position: int, limit: int) -> list[Created]:
+        """``user.created`` events after ``position``, oldest first, at most ``limit``."""
+        ...
+
+
+def proposed_event(
+    event: domain.DomainEvent, event_id: str, extra_claims: Claims = ()
+) -> pb.ProposedEvent:
     """The wire form of a domain event, with the email claims it takes and releases."""
     payload = struct_pb2.Struct()
     payload.update(domain.event_to_payload(event))
@@ -109,7 +134,8 @@ def proposed_event(event: domain.DomainEvent, event_id: str) -> pb.ProposedEvent
         event_id=event_id,
         event_type=event.EVENT_TYPE,
         payload=payload,
-        claims=[pb.Claim(namespace=ns, value=v) for v in changes.take],
+        claims=[pb.Claim(namespace=ns, value=v) for v in changes.take]
+        + [pb.Claim(namespace=n, value=v) for n, v in extra_claims],
         releases=[pb.Claim(namespace=ns, value=v) for v in changes.release],
     )
 
@@ -182,13 +208,17 @@ class StoreClient:
         events: Sequence[domain.DomainEvent],
         event_ids: Sequence[str],
         trace: Trace,
+        extra_claims: Claims = (),
     ) -> Appended:
         if len(events) != len(event_ids) or not events:
             raise ValueError("append needs one event id per event, and at least one event")
         request = pb.AppendRequest(
             aggregate_id=user_id,
             aggregate_type=AGGREGATE_TYPE,
-            events=[proposed_event(e, i) for e, i in zip(events, event_ids, strict=True)],
+            events=[
+                proposed_event(e, i, extra_claims if n == 0 else ())
+                for n, (e, i) in enumerate(zip(events, event_ids, strict=True))
+            ],
         )
         if expected_version == 0:
             request.no_stream.CopyFrom(empty_pb2.Empty())
@@ -211,6 +241,33 @@ class StoreClient:
                 continue
             return Appended(response.version, response.positions[-1] if response.positions else 0)
         raise AssertionError("unreachable")  # pragma: no cover
+
+    async def count_events(self, event_type: str) -> int:
+        try:
+            response: pb.CountEventsResponse = await self._stub.CountEvents(
+                pb.CountEventsRequest(event_type=event_type),
+                timeout=self._timeout,
+                metadata=self._auth(),
+            )
+        except grpc.aio.AioRpcError as err:
+            raise _store_error(err) from None
+        return int(response.count)
+
+    async def created_after(self, position: int, limit: int) -> list[Created]:
+        try:
+            response: pb.ListEventsResponse = await self._stub.ListEvents(
+                pb.ListEventsRequest(
+                    event_type=domain.UserCreated.EVENT_TYPE, after_position=position, limit=limit
+                ),
+                timeout=self._timeout,
+                metadata=self._auth(),
+            )
+        except grpc.aio.AioRpcError as err:
+            raise _store_error(err) from None
+        return [
+            Created(e.position, e.aggregate_id, str(struct_to_dict(e.payload).get("role", "")))
+            for e in response.events
+        ]
 
     async def _append_once(self, request: pb.AppendRequest, trace: Trace) -> pb.AppendResponse:
         if self._use_streams:

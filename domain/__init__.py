@@ -10,20 +10,35 @@ ids and password hashes are passed in. Timestamps are aware UTC datetimes.
 - :mod:`domain.validation` - email and password rules
 - :mod:`domain.serialization` - payloads, redaction, snapshot dicts
 - :mod:`domain.claims` - unique-email claims an event takes or releases
+- :mod:`domain.sessions` - which sessions an event ends (token revocation)
 - :mod:`domain.diff` - field-by-field comparison of two states
 - :mod:`domain.errors` - ``DomainError`` and its subclasses
 """
 
-from domain.claims import EMAIL_CLAIM_NAMESPACE, NO_CLAIM_CHANGES, ClaimChanges, claims_for
+from domain.claims import (
+    DEACTIVATION_CLAIM_NAMESPACE,
+    EMAIL_CLAIM_NAMESPACE,
+    NO_CLAIM_CHANGES,
+    ClaimChanges,
+    claims_for,
+    deactivation_claim,
+)
 from domain.commands import (
     ChangeEmail,
     ChangePassword,
     Command,
+    CompletePasswordReset,
     Deactivate,
+    Reactivate,
     RecordLogin,
     RegisterUser,
+    RequestPasswordReset,
+    ResetPassword,
+    RevokeAllSessions,
+    RevokeSession,
+    VerifyEmail,
 )
-from domain.decide import decide
+from domain.decide import MAX_SESSION_ID_LENGTH, RESET_BY_ADMIN, RESET_BY_TOKEN, decide
 from domain.diff import (
     PASSWORD_CHANGED,
     PASSWORD_FIELD,
@@ -38,6 +53,9 @@ from domain.errors import (
     DomainError,
     EventSequenceError,
     InvalidCredentials,
+    InvalidToken,
+    LastActiveAdmin,
+    NotDeactivated,
     UnknownEventType,
     UserDeactivatedError,
     UserNotFound,
@@ -50,14 +68,21 @@ from domain.events import (
     EVENT_TYPES,
     DomainEvent,
     EmailChanged,
+    EmailVerified,
     LoginRecorded,
     PasswordChanged,
+    PasswordReset,
+    PasswordResetRequested,
+    SessionRevoked,
+    SessionsRevoked,
     UserCreated,
     UserDeactivated,
+    UserReactivated,
 )
 from domain.evolve import evolve, fold
 from domain.serialization import (
     REDACTED,
+    SECRET_KEY_PARTS,
     STATE_SCHEMA_VERSION,
     event_from_payload,
     event_to_payload,
@@ -65,7 +90,8 @@ from domain.serialization import (
     state_from_dict,
     state_to_dict,
 )
-from domain.state import PUBLIC_FIELDS, UserState, UserStatus, public_fields
+from domain.sessions import SESSION_ENDING_TYPES, SessionsEnded, sessions_ended
+from domain.state import INTERNAL_FIELDS, PUBLIC_FIELDS, UserState, UserStatus, public_fields
 from domain.timefmt import format_timestamp, parse_timestamp, require_utc
 from domain.validation import (
     MAX_CLIENT_ADDRESS_LENGTH,
@@ -85,14 +111,17 @@ from domain.validation import (
 )
 
 __all__ = [
+    "DEACTIVATION_CLAIM_NAMESPACE",
     "EMAIL_CLAIM_NAMESPACE",
     "ENVELOPE_FIELDS",
     "EVENT_CLASSES",
     "EVENT_TYPES",
+    "INTERNAL_FIELDS",
     "MAX_CLIENT_ADDRESS_LENGTH",
     "MAX_EMAIL_LENGTH",
     "MAX_PASSWORD_LENGTH",
     "MAX_REASON_LENGTH",
+    "MAX_SESSION_ID_LENGTH",
     "MAX_USER_ID_LENGTH",
     "MIN_PASSWORD_LENGTH",
     "NO_CLAIM_CHANGES",
@@ -101,37 +130,59 @@ __all__ = [
     "PASSWORD_UNCHANGED",
     "PUBLIC_FIELDS",
     "REDACTED",
+    "RESET_BY_ADMIN",
+    "RESET_BY_TOKEN",
     "ROLES",
     "ROLE_ADMIN",
     "ROLE_USER",
+    "SECRET_KEY_PARTS",
+    "SESSION_ENDING_TYPES",
     "STATE_SCHEMA_VERSION",
     "AlreadyExists",
     "ChangeEmail",
     "ChangePassword",
     "ClaimChanges",
     "Command",
+    "CompletePasswordReset",
     "Deactivate",
     "DomainError",
     "DomainEvent",
     "EmailChanged",
+    "EmailVerified",
     "EventSequenceError",
     "FieldChange",
     "InvalidCredentials",
+    "InvalidToken",
+    "LastActiveAdmin",
     "LoginRecorded",
+    "NotDeactivated",
     "PasswordChanged",
+    "PasswordReset",
+    "PasswordResetRequested",
+    "Reactivate",
     "RecordLogin",
     "RegisterUser",
+    "RequestPasswordReset",
+    "ResetPassword",
+    "RevokeAllSessions",
+    "RevokeSession",
+    "SessionRevoked",
+    "SessionsEnded",
+    "SessionsRevoked",
     "UnknownEventType",
     "UserCreated",
     "UserDeactivated",
     "UserDeactivatedError",
     "UserNotFound",
+    "UserReactivated",
     "UserState",
     "UserStatus",
     "ValidationError",
+    "VerifyEmail",
     "VersionConflict",
     "changed_fields",
     "claims_for",
+    "deactivation_claim",
     "decide",
     "diff_states",
     "event_from_payload",
@@ -145,6 +196,7 @@ __all__ = [
     "redact_payload",
     "render_value",
     "require_utc",
+    "sessions_ended",
     "state_from_dict",
     "state_to_dict",
     "validate_password",

@@ -25,9 +25,38 @@ from domain.events import (
     UserCreated,
 )
 
-__all__ = ["EMAIL_CLAIM_NAMESPACE", "NO_CLAIM_CHANGES", "ClaimChanges", "claims_for"]
+__all__ = [
+    "DEACTIVATION_CLAIM_NAMESPACE",
+    "EMAIL_CLAIM_NAMESPACE",
+    "NO_CLAIM_CHANGES",
+    "ClaimChanges",
+    "claims_for",
+    "deactivation_claim",
+]
 
 EMAIL_CLAIM_NAMESPACE: Final = "user.email"
+
+DEACTIVATION_CLAIM_NAMESPACE: Final = "user.deactivation"
+"""Deactivations are serialised through claims in this namespace.
+
+The rule "the last active admin cannot be deactivated" spans every admin's
+stream, but an append checks one stream's version. So every deactivation
+takes the claim ``str(n)``, where ``n`` is how many deactivations the store
+held when the command read the admins' states: two deactivations decided
+on the same reading take the same claim and one is refused (the command
+reads again and decides again), and a decision on an older reading finds
+its claim taken. Each deactivation is therefore decided on the states left
+by every earlier one, and two admins deactivating each other at once
+cannot leave none. The service supplies ``n`` (:func:`deactivation_claim`);
+the claims are never released.
+"""
+
+
+def deactivation_claim(deactivations_before: int) -> str:
+    """The claim value of the deactivation decided after ``deactivations_before`` others."""
+    if deactivations_before < 0:
+        raise ValueError("deactivations_before must not be negative")
+    return str(deactivations_before)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -12,6 +12,7 @@ loads the stream by id and passes its state.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import TypeAlias
 
 from domain.validation import ROLE_USER
@@ -20,9 +21,16 @@ __all__ = [
     "ChangeEmail",
     "ChangePassword",
     "Command",
+    "CompletePasswordReset",
     "Deactivate",
+    "Reactivate",
     "RecordLogin",
     "RegisterUser",
+    "RequestPasswordReset",
+    "ResetPassword",
+    "RevokeAllSessions",
+    "RevokeSession",
+    "VerifyEmail",
 ]
 
 
@@ -64,9 +72,84 @@ class ChangeEmail:
 
 @dataclass(frozen=True, slots=True)
 class Deactivate:
-    """Deactivate the user (terminal); ``reason`` is free text, may be empty."""
+    """Deactivate the user; ``reason`` is free text, may be empty.
+
+    ``last_active_admin`` is the service's verdict that the user is the only
+    active admin (it needs every admin's state, which the domain does not
+    see); such a deactivation is refused.
+    """
 
     reason: str = ""
+    last_active_admin: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Reactivate:
+    """Make a deactivated user active again (an admin's decision)."""
+
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ResetPassword:
+    """An admin sets the password without the old one; ``actor`` is the admin's id."""
+
+    new_password: str = field(repr=False)
+    new_password_hash: str = field(repr=False)
+    actor: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RequestPasswordReset:
+    """Issue a one-time reset token, valid until ``expires_at``.
+
+    ``token_nonce`` and ``token_hash`` come from the service
+    (``service_kit.mail_tokens``): the domain never sees the token itself.
+    """
+
+    token_nonce: str = field(repr=False)
+    token_hash: str = field(repr=False)
+    expires_at: datetime
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CompletePasswordReset:
+    """Set the password with a mailed reset token.
+
+    ``token_matches`` is the service's constant-time verdict on the
+    presented token against the pending ``reset_token_hash``.
+    """
+
+    token_matches: bool
+    new_password: str = field(repr=False)
+    new_password_hash: str = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class RevokeSession:
+    """End one session (``reason``: ``logout``, ``refresh token reused``, ...)."""
+
+    session_id: str
+    reason: str = "logout"
+
+
+@dataclass(frozen=True, slots=True)
+class RevokeAllSessions:
+    """End every session of the user at once."""
+
+    reason: str = "logout everywhere"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class VerifyEmail:
+    """Confirm the current email with a mailed token valid for ``ttl`` after the email was set.
+
+    ``token_matches`` is the service's constant-time verdict on the token
+    derived for the current email.
+    """
+
+    token_matches: bool
+    ttl: timedelta
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,4 +159,17 @@ class RecordLogin:
     client_address: str = ""
 
 
-Command: TypeAlias = RegisterUser | ChangePassword | ChangeEmail | Deactivate | RecordLogin
+Command: TypeAlias = (
+    RegisterUser
+    | ChangePassword
+    | ChangeEmail
+    | Deactivate
+    | RecordLogin
+    | Reactivate
+    | ResetPassword
+    | RequestPasswordReset
+    | CompletePasswordReset
+    | RevokeSession
+    | RevokeAllSessions
+    | VerifyEmail
+)

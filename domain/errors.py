@@ -14,6 +14,9 @@ __all__ = [
     "DomainError",
     "EventSequenceError",
     "InvalidCredentials",
+    "InvalidToken",
+    "LastActiveAdmin",
+    "NotDeactivated",
     "UnknownEventType",
     "UserDeactivatedError",
     "UserNotFound",
@@ -54,6 +57,18 @@ class InvalidCredentials(DomainError):
         self.field = field
 
 
+class InvalidToken(DomainError):
+    """A one-time token (password reset, email verification) does not open anything.
+
+    One message for every reason (unknown, wrong, expired, already used), so
+    a guesser learns nothing from it.
+    """
+
+    def __init__(self, field: str = "token") -> None:
+        super().__init__(f"{field}: invalid, expired or already used")
+        self.field = field
+
+
 class UserNotFound(DomainError):
     """The command targets a user that has no events.
 
@@ -80,6 +95,24 @@ class UserDeactivatedError(DomainError):
 
     def __init__(self, user_id: str) -> None:
         super().__init__(f"user {user_id!r} is deactivated")
+        self.user_id = user_id
+
+
+class NotDeactivated(DomainError):
+    """Reactivating a user who is active."""
+
+    def __init__(self, user_id: str) -> None:
+        super().__init__(f"user {user_id!r} is not deactivated")
+        self.user_id = user_id
+
+
+class LastActiveAdmin(DomainError):
+    """Deactivating (or erasing) the only active admin would leave nobody to administer."""
+
+    def __init__(self, user_id: str) -> None:
+        super().__init__(
+            f"user {user_id!r} is the last active admin; make another admin active first"
+        )
         self.user_id = user_id
 
 

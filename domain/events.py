@@ -11,9 +11,11 @@ Business rules (email syntax, password policy) are enforced by ``decide``
 *before* an event exists, and are deliberately NOT re-checked here: events
 are history, and tightening a rule later must not make old streams unreadable.
 
-Events that carry a ``password_hash`` hide it from ``repr`` so that logging an
-event never leaks it; public reads must go through
-:func:`domain.serialization.redact_payload`.
+Secret fields (a ``password_hash``, a one-time token's ``token_hash`` and
+``token_nonce``) are hidden from ``repr`` so that logging an event never
+leaks them, and named so that :func:`domain.serialization.redact_payload`
+hides them from every public read (each class's docstring lists them).
+Personal data: ``email``, ``old_email``, ``new_email``, ``client_address``.
 """
 
 from __future__ import annotations
@@ -33,10 +35,16 @@ __all__ = [
     "EVENT_TYPES",
     "DomainEvent",
     "EmailChanged",
+    "EmailVerified",
     "LoginRecorded",
     "PasswordChanged",
+    "PasswordReset",
+    "PasswordResetRequested",
+    "SessionRevoked",
+    "SessionsRevoked",
     "UserCreated",
     "UserDeactivated",
+    "UserReactivated",
 ]
 
 # Names of the envelope fields: the store keeps these beside the payload.
@@ -64,7 +72,10 @@ class _Event:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class UserCreated(_Event):
-    """A user was registered. Always version 1; ``email`` is normalised."""
+    """A user was registered. Always version 1; ``email`` is normalised.
+
+    Secret: ``password_hash``.
+    """
 
     EVENT_TYPE: ClassVar[str] = "user.created"
 
@@ -75,7 +86,10 @@ class UserCreated(_Event):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class PasswordChanged(_Event):
-    """The user's password hash was replaced."""
+    """The user changed their password (knowing the old one). Ends every session.
+
+    Secret: ``password_hash``.
+    """
 
     EVENT_TYPE: ClassVar[str] = "user.password.changed"
 
@@ -94,7 +108,10 @@ class EmailChanged(_Event):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class UserDeactivated(_Event):
-    """The user was deactivated; ``reason`` may be empty. Terminal."""
+    """The user was deactivated; ``reason`` may be empty. Ends every session.
+
+    Only :class:`UserReactivated` may follow it.
+    """
 
     EVENT_TYPE: ClassVar[str] = "user.deactivated"
 
@@ -110,8 +127,97 @@ class LoginRecorded(_Event):
     client_address: str
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PasswordReset(_Event):
+    """The password was set without the old one. Ends every session.
+
+    ``method`` is ``"admin"`` (an admin set it; ``actor`` is the admin's id)
+    or ``"token"`` (the user confirmed a mailed reset token; ``actor`` is
+    ""). Consumes any pending reset token. Secret: ``password_hash``.
+    """
+
+    EVENT_TYPE: ClassVar[str] = "user.password.reset"
+
+    password_hash: str = field(repr=False)
+    method: str
+    actor: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PasswordResetRequested(_Event):
+    """A one-time password reset token was issued, to be mailed to ``email``.
+
+    The token itself is stored nowhere: the mailer derives it from
+    ``token_nonce`` with a key it holds (``service_kit.mail_tokens``), and
+    only its SHA-256 (``token_hash``) is kept to check it. Valid until
+    ``expires_at``; a newer request replaces it. Secret: ``token_nonce``,
+    ``token_hash``.
+    """
+
+    EVENT_TYPE: ClassVar[str] = "user.password_reset.requested"
+
+    token_nonce: str = field(repr=False)
+    token_hash: str = field(repr=False)
+    expires_at: datetime
+    email: str
+
+    def __post_init__(self) -> None:
+        _Event.__post_init__(self)
+        require_utc(self.expires_at, "expires_at")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UserReactivated(_Event):
+    """A deactivated user was made active again by an admin; ``reason`` may be empty.
+
+    Sessions ended by the deactivation stay ended.
+    """
+
+    EVENT_TYPE: ClassVar[str] = "user.reactivated"
+
+    reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SessionRevoked(_Event):
+    """One session ended (``reason``: ``logout``, ``refresh token reused``, ...)."""
+
+    EVENT_TYPE: ClassVar[str] = "user.session.revoked"
+
+    session_id: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SessionsRevoked(_Event):
+    """Every session of the user ended at once (``reason``: ``logout everywhere``, ...)."""
+
+    EVENT_TYPE: ClassVar[str] = "user.sessions.revoked"
+
+    reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EmailVerified(_Event):
+    """The user proved they receive mail at ``email`` (their current address)."""
+
+    EVENT_TYPE: ClassVar[str] = "user.email.verified"
+
+    email: str
+
+
 DomainEvent: TypeAlias = (
-    UserCreated | PasswordChanged | EmailChanged | UserDeactivated | LoginRecorded
+    UserCreated
+    | PasswordChanged
+    | EmailChanged
+    | UserDeactivated
+    | LoginRecorded
+    | PasswordReset
+    | PasswordResetRequested
+    | UserReactivated
+    | SessionRevoked
+    | SessionsRevoked
+    | EmailVerified
 )
 
 _CLASSES: tuple[type[DomainEvent], ...] = (
@@ -120,6 +226,12 @@ _CLASSES: tuple[type[DomainEvent], ...] = (
     EmailChanged,
     UserDeactivated,
     LoginRecorded,
+    PasswordReset,
+    PasswordResetRequested,
+    UserReactivated,
+    SessionRevoked,
+    SessionsRevoked,
+    EmailVerified,
 )
 # Read-only: the wire-name registry must not be patched at run time.
 EVENT_CLASSES: Final[Mapping[str, type[DomainEvent]]] = MappingProxyType(

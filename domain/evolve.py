@@ -13,7 +13,7 @@ event existed); it trusts history beyond its ordering.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import fields, replace
 from typing import Any, assert_never
 
@@ -21,10 +21,16 @@ from domain.errors import EventSequenceError, VersionConflict
 from domain.events import (
     DomainEvent,
     EmailChanged,
+    EmailVerified,
     LoginRecorded,
     PasswordChanged,
+    PasswordReset,
+    PasswordResetRequested,
+    SessionRevoked,
+    SessionsRevoked,
     UserCreated,
     UserDeactivated,
+    UserReactivated,
 )
 from domain.state import UserState, UserStatus
 
@@ -52,45 +58,79 @@ def _created(event: DomainEvent) -> UserState:
     )
 
 
-def _updates(
-    user_id: str, version: int, password_version: int, login_count: int, event: DomainEvent
-) -> dict[str, object]:
-    """The fields ``event`` sets on a state with these values; raises if it cannot follow.
+def _updates(current: Callable[[str], Any], event: DomainEvent) -> dict[str, object]:
+    """The fields ``event`` sets on a state whose values ``current(name)`` gives;
+    raises if it cannot follow.
 
-    Shared by ``evolve`` and ``fold`` so the two can never disagree; it works
-    on plain values so ``fold`` need not build a frozen state per event.
+    Shared by ``evolve`` and ``fold`` so the two can never disagree; it reads
+    plain values so ``fold`` need not build a frozen state per event.
     """
+    user_id = current("user_id")
     if event.aggregate_id != user_id:
         raise EventSequenceError(
             f"event for {event.aggregate_id!r} cannot be applied to user {user_id!r}"
         )
-    expected = version + 1
+    expected = current("version") + 1
     if event.version != expected:
         raise VersionConflict(expected, event.version, aggregate_id=user_id)
     # Every event bumps version and updated_at; the match only adds its own fields.
     common: dict[str, object] = {"version": event.version, "updated_at": event.occurred_at}
+    no_reset: dict[str, object] = {"reset_token_hash": "", "reset_expires_at": None}
     match event:
         case UserCreated():
             raise EventSequenceError(
                 f"user {user_id!r} already exists; {event.EVENT_TYPE!r} at"
                 f" version {event.version} cannot follow"
             )
-        case PasswordChanged():
-            return common | {
-                "password_hash": event.password_hash,
-                "password_version": password_version + 1,
-                "password_changed_at": event.occurred_at,
-            }
+        case PasswordChanged() | PasswordReset():
+            return (
+                common
+                | no_reset
+                | {
+                    "password_hash": event.password_hash,
+                    "password_version": current("password_version") + 1,
+                    "password_changed_at": event.occurred_at,
+                    "credential_version": event.version,
+                }
+            )
         case EmailChanged():
-            return common | {"email": event.new_email, "email_changed_at": event.occurred_at}
+            return common | {
+                "email": event.new_email,
+                "email_changed_at": event.occurred_at,
+                "email_set_version": event.version,
+                "email_verified": False,
+                "email_verified_at": None,
+            }
         case UserDeactivated():
             return common | {
                 "status": UserStatus.DEACTIVATED,
                 "deactivated_at": event.occurred_at,
                 "deactivation_reason": event.reason,
+                "credential_version": event.version,
+            }
+        case UserReactivated():
+            return common | {
+                "status": UserStatus.ACTIVE,
+                "deactivated_at": None,
+                "deactivation_reason": "",
+                "reactivated_at": event.occurred_at,
             }
         case LoginRecorded():
-            return common | {"last_login_at": event.occurred_at, "login_count": login_count + 1}
+            return common | {
+                "last_login_at": event.occurred_at,
+                "login_count": current("login_count") + 1,
+            }
+        case PasswordResetRequested():
+            return common | {
+                "reset_token_hash": event.token_hash,
+                "reset_expires_at": event.expires_at,
+            }
+        case SessionsRevoked():
+            return common | {"credential_version": event.version}
+        case SessionRevoked():
+            return common
+        case EmailVerified():
+            return common | {"email_verified": True, "email_verified_at": event.occurred_at}
         case _:
             assert_never(event)
 
@@ -102,9 +142,7 @@ def evolve(state: UserState | None, event: DomainEvent) -> UserState:
     """Return the state after ``event``; raise if ``event`` cannot follow ``state``."""
     if state is None:
         return _created(event)
-    changes = _updates(
-        state.user_id, state.version, state.password_version, state.login_count, event
-    )
+    changes = _updates(lambda name: getattr(state, name), event)
     return replace(state, **changes)  # type: ignore[arg-type]
 
 
@@ -125,14 +163,6 @@ def fold(events: Iterable[DomainEvent], state: UserState | None = None) -> UserS
     values: dict[str, Any] = {name: getattr(state, name) for name in _FIELDS}
     changed = False
     for event in it:
-        values.update(
-            _updates(
-                values["user_id"],
-                values["version"],
-                values["password_version"],
-                values["login_count"],
-                event,
-            )
-        )
+        values.update(_updates(values.__getitem__, event))
         changed = True
     return UserState(**values) if changed else state

@@ -10,9 +10,13 @@ Event payloads:
   ones raise :class:`~domain.errors.ValidationError`, unknown types raise
   :class:`~domain.errors.UnknownEventType`.
 
-Redaction: payloads contain the password hash, which no public read may
-return. ``redact_payload`` must be applied by every read that leaves the
-command side (event listings, history, Kafka consumers that expose data).
+Payload values are strings; a ``datetime`` field (``expires_at``) travels as
+an RFC 3339 string.
+
+Redaction: payloads contain secrets (password hashes, one-time token hashes
+and nonces), which no public read may return. ``redact_payload`` must be
+applied by every read that leaves the command side (event listings,
+history, Kafka consumers that expose data).
 
 Snapshots: ``state_to_dict`` / ``state_from_dict`` are the *internal*
 snapshot format and include the hash (the command side needs it to verify
@@ -27,7 +31,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import fields
 from datetime import datetime
-from typing import Final
+from typing import Any, Final
 
 from domain.errors import UnknownEventType, ValidationError
 from domain.events import ENVELOPE_FIELDS, EVENT_CLASSES, DomainEvent
@@ -36,6 +40,7 @@ from domain.timefmt import format_timestamp, parse_timestamp
 
 __all__ = [
     "REDACTED",
+    "SECRET_KEY_PARTS",
     "STATE_SCHEMA_VERSION",
     "event_from_payload",
     "event_to_payload",
@@ -44,7 +49,7 @@ __all__ = [
     "state_to_dict",
 ]
 
-STATE_SCHEMA_VERSION: Final = 1
+STATE_SCHEMA_VERSION: Final = 2
 REDACTED: Final = "[REDACTED]"
 
 
@@ -52,10 +57,19 @@ def _payload_fields(cls: type[DomainEvent]) -> tuple[str, ...]:
     return tuple(f.name for f in fields(cls) if f.name not in ENVELOPE_FIELDS)
 
 
-# Every payload field of every event is a string today; the check below keeps
-# that assumption honest if an event ever grows a non-string field.
+# Every payload field of every event is a string or a datetime (sent as an
+# RFC 3339 string); the check below keeps that assumption honest if an event
+# ever grows another kind of field.
 _PAYLOAD_FIELDS: Final[Mapping[str, tuple[str, ...]]] = {
     event_type: _payload_fields(cls) for event_type, cls in EVENT_CLASSES.items()
+}
+_DATETIME_FIELDS: Final[Mapping[str, frozenset[str]]] = {
+    event_type: frozenset(
+        f.name
+        for f in fields(cls)
+        if f.name not in ENVELOPE_FIELDS and f.type in ("datetime", datetime)
+    )
+    for event_type, cls in EVENT_CLASSES.items()
 }
 
 
@@ -64,6 +78,8 @@ def event_to_payload(event: DomainEvent) -> dict[str, str | int]:
     payload: dict[str, str | int] = {}
     for name in _PAYLOAD_FIELDS[event.EVENT_TYPE]:
         value = getattr(event, name)
+        if isinstance(value, datetime):
+            value = format_timestamp(value)
         if not isinstance(value, str | int):
             raise TypeError(f"{event.EVENT_TYPE}.{name} is not JSON-safe: {type(value)!r}")
         payload[name] = value
@@ -84,26 +100,29 @@ def event_from_payload(
         raise UnknownEventType(event_type)
     if not isinstance(payload, Mapping):
         raise ValidationError("payload", "must be a mapping")
-    values: dict[str, str] = {}
+    # Any: each field's type was checked just above (str, or a parsed datetime).
+    values: dict[str, Any] = {}
+    times = _DATETIME_FIELDS[event_type]
     for name in _PAYLOAD_FIELDS[event_type]:
         if name not in payload:
             raise ValidationError(name, f"is required in a {event_type!r} payload")
         value = payload[name]
         if not isinstance(value, str):
             raise ValidationError(name, "must be a string")
-        values[name] = value
+        values[name] = parse_timestamp(value, name) if name in times else value
     # The envelope is checked by the event's own __post_init__.
     return cls(aggregate_id=aggregate_id, version=version, occurred_at=occurred_at, **values)
 
 
 def redact_payload(event_type: str, payload: Mapping[str, object]) -> dict[str, object]:
-    """Return a copy of ``payload`` with every password-related value replaced.
+    """Return a copy of ``payload`` with every secret value replaced.
 
     Redaction is by key name, whatever ``event_type`` is (unknown types
-    included), and reaches nested mappings and lists: any key containing
-    ``"password"`` (case-insensitive; ``password_hash`` today) gets
-    :data:`REDACTED`. The input is not modified. ``event_type`` is accepted so
-    per-type rules can be added without changing callers.
+    included), and reaches nested mappings and lists: any key containing one
+    of :data:`SECRET_KEY_PARTS` (case-insensitive: ``password_hash``,
+    ``token_hash``, ``token_nonce`` today) gets :data:`REDACTED`. The input is
+    not modified. ``event_type`` is accepted so per-type rules can be added
+    without changing callers.
     """
     del event_type  # redaction by key name is deliberately type-independent
     return {
@@ -121,8 +140,12 @@ def _redact(value: object) -> object:
     return value
 
 
+SECRET_KEY_PARTS: Final[tuple[str, ...]] = ("password", "token", "hash", "secret")
+"""A payload key containing one of these is a secret (see :func:`redact_payload`)."""
+
+
 def _is_secret_key(key: object) -> bool:
-    return isinstance(key, str) and "password" in key.lower()
+    return isinstance(key, str) and any(part in key.lower() for part in SECRET_KEY_PARTS)
 
 
 def state_to_dict(state: UserState) -> dict[str, object]:
@@ -173,6 +196,13 @@ def state_from_dict(data: Mapping[str, object]) -> UserState:
         deactivation_reason=_str(data, "deactivation_reason"),
         last_login_at=_optional_datetime(data, "last_login_at"),
         login_count=_int(data, "login_count"),
+        email_verified=_bool(data, "email_verified"),
+        email_verified_at=_optional_datetime(data, "email_verified_at"),
+        reactivated_at=_optional_datetime(data, "reactivated_at"),
+        credential_version=_int(data, "credential_version"),
+        email_set_version=_int(data, "email_set_version"),
+        reset_token_hash=_str(data, "reset_token_hash"),
+        reset_expires_at=_optional_datetime(data, "reset_expires_at"),
     )
 
 
@@ -193,6 +223,13 @@ def _int(data: Mapping[str, object], name: str) -> int:
     value = _get(data, name)
     if not isinstance(value, int) or isinstance(value, bool):
         raise ValidationError(name, "must be an integer")
+    return value
+
+
+def _bool(data: Mapping[str, object], name: str) -> bool:
+    value = _get(data, name)
+    if not isinstance(value, bool):
+        raise ValidationError(name, "must be a boolean")
     return value
 
 

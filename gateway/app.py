@@ -48,7 +48,7 @@ def build_app(
     """The gateway app; raises RouteError/RouteConflict for a bad annotation.
 
     ``service_metadata`` gives the gateway's own credentials (for /health's
-    event count); by default a service token signed with ``JWT_SECRET``.
+    event count); by default a service token signed with its own key (``KEYS_DIR``).
     """
     fds = descriptors.descriptor_set()
     served = served_routes(load_routes(fds, descriptors.pool()))
@@ -62,8 +62,8 @@ def build_app(
     table.add(Entry("GET", parse("/metrics"), dispatch.metrics))
     table.add(Entry("GET", console.TEMPLATE, console.ConsoleHandler(console.load_assets())))
     if service_metadata is None:
-        codec = auth.TokenCodec(settings.jwt_secret, ttl_seconds=settings.jwt_ttl_seconds)
-        service_metadata = auth.service_metadata(codec, SERVICE_NAME)
+        signer = settings.tokens.signer(SERVICE_NAME)
+        service_metadata = auth.service_metadata(signer, SERVICE_NAME)
     state = dispatch.GatewayState(
         settings=settings,
         table=table,

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from service_kit.auth import DEFAULT_TTL_SECONDS, MAX_TTL_SECONDS, MIN_SECRET_BYTES
+from service_kit.auth import TokenSettings
 from service_kit.settings import SettingsError, env_float, env_int, env_str
 
 
@@ -40,15 +40,14 @@ class GatewaySettings:
     """Every knob of the gateway.
 
     Invariants: ``ports`` is non-empty with no repeated non-zero port (0 picks
-    a free one, which tests use); ``jwt_secret`` has at least 32 bytes; all
-    durations are positive.
+    a free one, which tests use); all durations are positive. ``tokens``
+    says where the gateway's own signing key is (for /health's event count).
     """
 
     host: str
     ports: tuple[int, ...]
     backends: tuple[BackendTarget, ...]
-    jwt_secret: str
-    jwt_ttl_seconds: int
+    tokens: TokenSettings
     call_timeout: float
     health_timeout: float
     max_body_bytes: int
@@ -71,10 +70,7 @@ class GatewaySettings:
             host=env_str(env, "GATEWAY_HOST", "127.0.0.1"),
             ports=_ports(env_str(env, "GATEWAY_PORTS", "8088,8089,8090")),
             backends=backends,
-            jwt_secret=_secret(env),
-            jwt_ttl_seconds=env_int(
-                env, "JWT_TTL_SECONDS", DEFAULT_TTL_SECONDS, minimum=1, maximum=MAX_TTL_SECONDS
-            ),
+            tokens=TokenSettings.from_env(env),
             call_timeout=env_float(
                 env, "GATEWAY_CALL_TIMEOUT_SECONDS", 30.0, minimum=0.1, maximum=3600.0
             ),
@@ -109,12 +105,3 @@ def _target(env: Mapping[str, str], name: str, default: str) -> str:
     if not host or not port.isdigit():
         raise SettingsError(f"{name}={value!r}: expected host:port")
     return value
-
-
-def _secret(env: Mapping[str, str]) -> str:
-    secret = env.get("JWT_SECRET", "")
-    if not secret:
-        raise SettingsError("JWT_SECRET: required (at least 32 bytes)")
-    if len(secret.encode("utf-8")) < MIN_SECRET_BYTES:
-        raise SettingsError(f"JWT_SECRET: must be at least {MIN_SECRET_BYTES} bytes")
-    return secret

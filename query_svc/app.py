@@ -4,7 +4,7 @@ The only place that chooses adapters: the read model's backend (SQLite or
 PostgreSQL), the event source (the store's subscription, or the relay's
 Kafka topic with the store's subscription filling gaps), and the command
 client. Rebuilds always replay the store (the source of truth; a topic may
-have dropped old records). Tests may pass their own ``source`` or ``recorder``.
+have dropped old records). Tests may pass their own ``source`` or ``commands``.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 import grpc
 from cqrs.query.v1 import query_pb2_grpc as pb_grpc
@@ -21,23 +22,33 @@ import domain
 from query_svc.command_client import CommandClient
 from query_svc.db import Database
 from query_svc.kafka_source import KafkaEventSource, OffsetStore, kafka_consumer_factory
-from query_svc.login import LoginRecorder, LoginService
+from query_svc.login import LoginService
+from query_svc.mail_transport import transport_for
+from query_svc.mailer import Mailer
+from query_svc.password_resets import PasswordResets
 from query_svc.policies import POLICIES, SERVICE_NAME
 from query_svc.projector import Projector, Stall
 from query_svc.rate_limit import LoginRateLimiter
 from query_svc.read_model import ReadModel
 from query_svc.readiness import query_readiness
 from query_svc.rebuilder import Rebuilder
+from query_svc.request_limits import MemoryRequestLimiter
 from query_svc.servicer import QueryServicer, stalled
+from query_svc.session_service import SessionService
+from query_svc.session_tables import SESSION_TABLES
+from query_svc.sessions import SessionStore
 from query_svc.settings import QuerySettings
 from query_svc.source import EventSource
 from query_svc.store_source import StoreSubscriptionSource
 from service_kit import deadlines, errors
 from service_kit.auth import AuthInterceptor, service_metadata
+from service_kit.mail_tokens import MailTokens
 from service_kit.observability import MetricsInterceptor, observe_projector, setup_process
 from service_kit.passwords import PasswordHasher
 from service_kit.readiness import POLICIES as READINESS_POLICIES
 from service_kit.readiness import Readiness
+from service_kit.revocation import RevocationView, revocation_horizon
+from service_kit.revocation_feed import RevocationFeed
 from service_kit.server import Registration, RunningServer, start_server, stop_event_on_signals
 from service_kit.settings import SettingsError, environ
 
@@ -55,18 +66,24 @@ class QueryService:
     """A running query service: its server, projector and read model."""
 
     server: RunningServer
-    readiness: Readiness
     projector: Projector
     rebuilder: Rebuilder
     database: Database
     read_model: ReadModel
     hasher: PasswordHasher
+    mailer: Mailer
+    revocations: RevocationFeed
+    resets: PasswordResets
+    readiness: Readiness
     channels: list[grpc.aio.Channel] = field(default_factory=list)
 
     async def stop(self, grace: float = 5.0) -> None:
-        """Stops serving, then the projector, then closes connections."""
+        """Stops serving, then the projector, mailer and feeds, then closes connections."""
         await self.readiness.stop()
         await self.server.stop(grace)
+        await self.resets.stop()
+        await self.mailer.stop()
+        await self.revocations.stop()
         await self.projector.stop()
         for channel in self.channels:
             await channel.close(grace=None)
@@ -104,21 +121,23 @@ async def start(
     settings: QuerySettings,
     *,
     source: EventSource | None = None,
-    recorder: LoginRecorder | None = None,
+    commands: CommandClient | None = None,
 ) -> QueryService:
     """Creates the schema, starts the projector and serves QueryService."""
-    codec = settings.token_codec()
-    identity = service_metadata(codec, SERVICE_IDENTITY)
+    trusted = settings.tokens.trusted()
+    verifier = settings.tokens.verifier(trusted)
+    signer = settings.tokens.signer(SERVICE_IDENTITY)  # user tokens and our own identity
+    mail_tokens = MailTokens(settings.tokens.mail_key())
+    identity = service_metadata(signer, SERVICE_IDENTITY)
     channels: list[grpc.aio.Channel] = []
     database = Database.from_settings(settings)
+    store_channel = grpc.aio.insecure_channel(settings.store_target, options=_CHANNEL_OPTIONS)
+    channels.append(store_channel)
     rebuild_source: EventSource
-    store_channel: grpc.aio.Channel | None = None
     source_name = ""
     if source is not None:
         rebuild_source = source
     else:
-        store_channel = grpc.aio.insecure_channel(settings.store_target, options=_CHANNEL_OPTIONS)
-        channels.append(store_channel)
         source = rebuild_source = StoreSubscriptionSource(
             channel=store_channel, metadata=identity, timeout=settings.rpc_timeout_seconds
         )
@@ -134,19 +153,26 @@ async def start(
                 fallback=rebuild_source,
                 gap_timeout=settings.kafka.gap_timeout,
             )
-    if recorder is None:
+    if commands is None:
         command_channel = grpc.aio.insecure_channel(settings.command_target)
         channels.append(command_channel)
-        recorder = CommandClient(
+        commands = CommandClient(
             channel=command_channel, metadata=identity, timeout=settings.rpc_timeout_seconds
         )
 
     hasher = PasswordHasher(settings.bcrypt_cost)
+    view = RevocationView(horizon=revocation_horizon(settings.tokens.ttl_seconds))
+    revocations = RevocationFeed(
+        channel=store_channel, metadata=identity, view=view, timeout=settings.rpc_timeout_seconds
+    )
     projector: Projector | None = None
+    mailer: Mailer | None = None
+    resets: PasswordResets | None = None
     readiness: Readiness | None = None
     try:
         await database.ensure_schema(
-            schema=settings.postgres.schema if settings.db_backend == "postgres" else ""
+            schema=settings.postgres.schema if settings.db_backend == "postgres" else "",
+            also=[SESSION_TABLES.metadata],
         )
         projector = Projector(
             database=database,
@@ -164,13 +190,31 @@ async def start(
             source=rebuild_source,
             batch_max=settings.projector_batch_max,
         )
+        catch_up = _catch_up(rebuild_source, projector, settings.wait_timeout_seconds)
+        sessions = SessionStore(
+            database, refresh_ttl=timedelta(seconds=settings.refresh_ttl_seconds)
+        )
         login = LoginService(
             read_model=read_model,
             hasher=hasher,
-            codec=codec,
+            codec=signer,
+            sessions=sessions,
             limiter=LoginRateLimiter(settings.login_limits),
-            recorder=recorder,
-            catch_up=_catch_up(rebuild_source, projector, settings.wait_timeout_seconds),
+            recorder=commands,
+            catch_up=catch_up,
+            applied_position=lambda: projector.applied_position,
+        )
+        limits = settings.reset_limits
+        resets = PasswordResets(
+            read_model=read_model,
+            issuer=commands,
+            per_email=MemoryRequestLimiter(
+                limit=limits.max_per_email, window=float(limits.window_seconds)
+            ),
+            per_address=MemoryRequestLimiter(
+                limit=limits.max_per_address, window=float(limits.window_seconds)
+            ),
+            catch_up=catch_up,
             applied_position=lambda: projector.applied_position,
         )
         servicer = QueryServicer(
@@ -180,6 +224,12 @@ async def start(
             rebuilder=rebuilder,
             wait_timeout=settings.wait_timeout_seconds,
             trusted_proxies=settings.trusted_proxies,
+            sessions=SessionService(
+                sessions=sessions, auth=read_model, signer=signer, revoker=commands, view=view
+            ),
+            resets=resets,
+            trusted_keys=trusted.get,
+            token_ttl=settings.tokens.ttl_seconds,
             login_timeout=settings.login_timeout_seconds,
         )
         readiness = query_readiness(
@@ -188,6 +238,20 @@ async def start(
             store_channel=store_channel,
             store_target=settings.store_target,
         )
+        mailer = Mailer(
+            database=database,
+            channel=store_channel,
+            metadata=identity,
+            transport=transport_for(settings.mail.smtp),
+            tokens=mail_tokens,
+            settings=settings.mail,
+            timeout=settings.rpc_timeout_seconds,
+        )
+        revocations.start()
+        mailer.start()
+        # User tokens are served once the recent revocations are loaded (bounded).
+        if not await view.wait_ready(settings.rpc_timeout_seconds):
+            log.warning("query_svc: revoked sessions not loaded yet; the event store is away")
         server = await start_server(
             settings.listen,
             [
@@ -196,13 +260,18 @@ async def start(
             ],
             interceptors=[
                 MetricsInterceptor(),
-                AuthInterceptor(codec, {**POLICIES, **READINESS_POLICIES}),
+                AuthInterceptor(verifier, {**POLICIES, **READINESS_POLICIES}, revocations=view),
             ],
         )
         await readiness.start(server.health)
     except BaseException:
         if readiness is not None:
             await readiness.stop()
+        if resets is not None:
+            await resets.stop()
+        if mailer is not None:
+            await mailer.stop()
+        await revocations.stop()
         if projector is not None:
             await projector.stop()
         for channel in channels:
@@ -212,20 +281,24 @@ async def start(
         raise
     log.info(
         "query_svc serving gRPC on port %d (%s read model, %s event source, "
-        "projector at position %d)",
+        "projector at position %d; mail: %s)",
         server.port,
         settings.db_backend,
         settings.event_source,
         projector.applied_position,
+        mailer.transport.describe(),
     )
     return QueryService(
         server=server,
-        readiness=readiness,
         projector=projector,
         rebuilder=rebuilder,
         database=database,
         read_model=read_model,
         hasher=hasher,
+        mailer=mailer,
+        revocations=revocations,
+        resets=resets,
+        readiness=readiness,
         channels=channels,
     )
 

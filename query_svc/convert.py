@@ -9,6 +9,7 @@ from cqrs.query.v1 import query_pb2 as pb
 
 from query_svc.projection import ACTIVE, DEACTIVATED
 from query_svc.read_model import LoginView, UserView
+from query_svc.session_service import SessionStatus
 from service_kit.timeconv import to_timestamp
 
 STATUS_TO_PB: Final = {
@@ -29,6 +30,7 @@ def user_to_pb(user: UserView) -> pb.User:
         created_at=to_timestamp(user.created_at),
         updated_at=to_timestamp(user.updated_at),
         login_count=user.login_count,
+        email_verified=user.email_verified,
     )
     if user.last_login_at is not None:
         msg.last_login_at.CopyFrom(to_timestamp(user.last_login_at))
@@ -43,3 +45,22 @@ def login_to_pb(login: LoginView) -> pb.LoginRecord:
         client_address=login.client_address,
         version=login.version,
     )
+
+
+def session_to_pb(listed: SessionStatus, *, current: str) -> pb.Session:
+    """The Session message of a listed session; ``current``: the caller's session id."""
+    session = listed.session
+    msg = pb.Session(
+        id=session.id,
+        created_at=to_timestamp(session.created_at),
+        expires_at=to_timestamp(session.expires_at),
+        status=listed.status,
+        revoked_reason=listed.reason,
+        client_address=session.client_address,
+        current=bool(current) and session.id == current,
+    )
+    if session.last_refreshed_at is not None:
+        msg.last_refreshed_at.CopyFrom(to_timestamp(session.last_refreshed_at))
+    if session.revoked_at is not None:
+        msg.revoked_at.CopyFrom(to_timestamp(session.revoked_at))
+    return msg

@@ -25,7 +25,7 @@ Invariants:
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -33,6 +33,7 @@ from typing import Any, Final
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     DateTime,
     Dialect,
@@ -45,6 +46,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     event,
+    inspect,
     text,
 )
 from sqlalchemy.engine import URL
@@ -134,6 +136,7 @@ def define_tables(*, suffix: str = "", token: str = "") -> Tables:
         Column("last_login_at", UtcDateTime, nullable=True),
         Column("login_count", Integer, nullable=False),
         Column("deactivated_at", UtcDateTime, nullable=True),
+        Column("email_verified", Boolean, nullable=False),
         PrimaryKeyConstraint("id", name=n("pk", USERS)),
     )
     Index(n("ix", "users_created"), users.c.created_at, users.c.id)
@@ -147,6 +150,8 @@ def define_tables(*, suffix: str = "", token: str = "") -> Tables:
         Column("role", String(32), nullable=False),
         Column("status", String(16), nullable=False),
         Column("version", Integer, nullable=False),
+        # domain.UserState.credential_version: what a login's tokens carry as cv.
+        Column("credential_version", Integer, nullable=False),
         PrimaryKeyConstraint("user_id", name=n("pk", AUTH)),
         UniqueConstraint("email", name=n("uq", "auth_email")),
     )
@@ -322,20 +327,44 @@ class Database:
         ) as conn:
             await conn.execute(text("SELECT 1"))
 
-    async def ensure_schema(self, *, schema: str = "") -> None:
-        """Creates the PostgreSQL schema (if given) and the live tables; idempotent."""
+    async def ensure_schema(self, *, schema: str = "", also: Sequence[MetaData] = ()) -> None:
+        """Creates the PostgreSQL schema (if given) and the live tables; idempotent.
+
+        Live tables that lack a column of the current definition (written by
+        an older release) are dropped and created anew at checkpoint 0: the
+        projector then rebuilds them from the event log. Tables that are not
+        projections (``also``: ``query_svc.session_tables``) are only created
+        if missing.
+        """
         if self.backend == "postgres" and schema:
             async with self.write() as conn:
                 await conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
         async with self.write() as conn:
+            if await conn.run_sync(_outdated, LIVE):
+                log.warning("read model tables are of an older release; rebuilding from events")
+                await drop_tables(conn, LIVE)
             await conn.run_sync(LIVE.metadata.create_all, checkfirst=True)
             await ensure_checkpoint_row(conn, LIVE)
+            for metadata in also:
+                await conn.run_sync(metadata.create_all, checkfirst=True)
 
     async def close(self) -> None:
         await self._guard.close()
         await self.writer.dispose()
         if self.reader is not self.writer:
             await self.reader.dispose()
+
+
+def _outdated(sync_conn: Any, tables: Tables) -> bool:
+    """Whether an existing table lacks a column its definition has."""
+    inspector = inspect(sync_conn)
+    for table in tables.all:
+        if not inspector.has_table(table.name):
+            continue
+        present = {column["name"] for column in inspector.get_columns(table.name)}
+        if not {column.name for column in table.columns} <= present:
+            return True
+    return False
 
 
 async def ensure_checkpoint_row(conn: AsyncConnection, tables: Tables) -> None:

@@ -1,4 +1,4 @@
-"""Login: check email and password against the read model, issue a JWT, record it.
+"""Login: check email and password against the read model, open a session, issue tokens.
 
 Invariants:
 - Unknown email, malformed email, wrong password and deactivated account
@@ -8,6 +8,9 @@ Invariants:
 - bcrypt runs off the event loop (:class:`~service_kit.passwords.PasswordHasher`).
 - Failures count against the email and the client address; a key over its
   budget is refused with :class:`TooManyFailures` *before* any hashing.
+- A successful login opens a session (:mod:`query_svc.sessions`): the access
+  token carries its id (``sid``) and the user's credential version as the
+  read model has it (``cv``), and a refresh token comes with it.
 - Recording the login (command_svc ``RecordLogin``) is best effort: if it
   fails, the login still succeeds and the failure is logged.
 - Read your own registration: before a login is failed, the read model is
@@ -22,8 +25,8 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Final, Protocol
 
 import grpc
@@ -32,7 +35,8 @@ import domain
 from query_svc.projection import ACTIVE
 from query_svc.rate_limit import LoginRateLimiter
 from query_svc.read_model import AuthRecord, UserView
-from service_kit.auth import Principal, TokenCodec
+from query_svc.sessions import Opened
+from service_kit.auth import Principal, TokenSigner
 from service_kit.errors import ServiceError, invalid
 from service_kit.passwords import PasswordHasher
 from service_kit.timeconv import utcnow
@@ -62,6 +66,15 @@ class LoginReads(Protocol):
     async def get_user(self, user_id: str) -> UserView | None: ...
 
 
+class SessionOpener(Protocol):
+    """Opens a session (:class:`~query_svc.sessions.SessionStore` does)."""
+
+    @property
+    def refresh_ttl(self) -> timedelta: ...
+
+    async def open(self, *, user_id: str, cv: int, client_address: str) -> Opened: ...
+
+
 class LoginRecorder(Protocol):
     """Records a successful login as an event (command_svc's RecordLogin)."""
 
@@ -72,11 +85,14 @@ class LoginRecorder(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class LoginResult:
-    """A signed token, its lifetime in seconds, and the user it was issued to."""
+    """The tokens of a new session, their lifetimes in seconds, and the user."""
 
     token: str
     expires_in: int
     user: UserView
+    session_id: str
+    refresh_token: str = field(repr=False)
+    refresh_expires_in: int
 
 
 class LoginService:
@@ -87,7 +103,8 @@ class LoginService:
         *,
         read_model: LoginReads,
         hasher: PasswordHasher,
-        codec: TokenCodec,
+        codec: TokenSigner,
+        sessions: SessionOpener,
         limiter: LoginRateLimiter,
         recorder: LoginRecorder,
         clock: Callable[[], datetime] = utcnow,
@@ -97,6 +114,7 @@ class LoginService:
         self._read_model = read_model
         self._hasher = hasher
         self._codec = codec
+        self._sessions = sessions
         self._limiter = limiter
         self._recorder = recorder
         self._clock = clock
@@ -130,10 +148,26 @@ class LoginService:
         user = await self._read_model.get_user(record.user_id)
         if user is None:  # the two rows commit together; only a swap race gets here
             raise ServiceError(grpc.StatusCode.UNAVAILABLE, "read model is changing; retry")
-        principal = Principal(subject=record.user_id, email=record.email, role=record.role)
+        opened = await self._sessions.open(
+            user_id=record.user_id, cv=record.credential_version, client_address=client_address
+        )
+        principal = Principal(
+            subject=record.user_id,
+            email=record.email,
+            role=record.role,
+            session_id=opened.session.id,
+            credential_version=record.credential_version,
+        )
         token, expires_in = self._codec.issue(principal, now=self._clock())
         await self._record(record.user_id, client_address, correlation_id)
-        return LoginResult(token=token, expires_in=expires_in, user=user)
+        return LoginResult(
+            token=token,
+            expires_in=expires_in,
+            user=user,
+            session_id=opened.session.id,
+            refresh_token=opened.refresh_token,
+            refresh_expires_in=int(self._sessions.refresh_ttl.total_seconds()),
+        )
 
     async def _check(self, email: str, password: str) -> tuple[AuthRecord | None, bool]:
         """The account and whether the password opens it (one bcrypt run either way)."""

@@ -20,4 +20,9 @@ POLICIES: Final[Mapping[str, Access]] = {
     _method("GetUser"): Access.owner("id"),
     _method("GetLoginHistory"): Access.owner("id"),
     _method("RebuildReadModel"): Access.ADMIN,
+    _method("RefreshToken"): Access.PUBLIC,
+    _method("Logout"): Access.AUTHENTICATED,
+    _method("ListSessions"): Access.owner("id"),
+    _method("GetJwks"): Access.PUBLIC,
+    _method("RequestPasswordReset"): Access.PUBLIC,
 }

@@ -51,6 +51,8 @@ class ProjectedUser:
     last_login_at: datetime | None = None
     login_count: int = 0
     deactivated_at: datetime | None = None
+    email_verified: bool = False
+    credential_version: int = 0
     password_hash: str = field(default="", repr=False)
 
     def users_row(self) -> dict[str, object]:
@@ -66,6 +68,7 @@ class ProjectedUser:
             "last_login_at": self.last_login_at,
             "login_count": self.login_count,
             "deactivated_at": self.deactivated_at,
+            "email_verified": self.email_verified,
         }
 
     def auth_row(self) -> dict[str, object]:
@@ -77,6 +80,7 @@ class ProjectedUser:
             "role": self.role,
             "status": self.status,
             "version": self.version,
+            "credential_version": self.credential_version,
         }
 
 
@@ -166,13 +170,25 @@ def apply(
             raise ProjectionError(
                 f"user {stored.aggregate_id}: second 'user.created' at position {stored.position}"
             )
-        case domain.PasswordChanged():
+        case domain.PasswordChanged() | domain.PasswordReset():
             changes["password_hash"] = event.password_hash
+            changes["credential_version"] = event.version
         case domain.EmailChanged():
             changes["email"] = event.new_email
+            changes["email_verified"] = False
+        case domain.EmailVerified():
+            changes["email_verified"] = True
         case domain.UserDeactivated():
             changes["status"] = DEACTIVATED
             changes["deactivated_at"] = event.occurred_at
+            changes["credential_version"] = event.version
+        case domain.UserReactivated():
+            changes["status"] = ACTIVE
+            changes["deactivated_at"] = None
+        case domain.SessionsRevoked():
+            changes["credential_version"] = event.version
+        case domain.SessionRevoked() | domain.PasswordResetRequested():
+            pass
         case domain.LoginRecorded():
             changes["last_login_at"] = event.occurred_at
             changes["login_count"] = user.login_count + 1

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from sqlalchemy import and_, or_, select
 
@@ -33,6 +33,7 @@ class UserView:
     last_login_at: datetime | None
     login_count: int
     deactivated_at: datetime | None
+    email_verified: bool
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -53,6 +54,7 @@ class AuthRecord:
     email: str
     role: str
     status: str
+    credential_version: int
     password_hash: str = field(repr=False)
 
 
@@ -125,12 +127,27 @@ class ReadModel:
         views = [LoginView(**row) for row in rows[:limit]]
         return Page(views, len(rows) > limit)
 
+    def _auth_query(self) -> Any:
+        auth = self._t.auth
+        return select(
+            auth.c.user_id,
+            auth.c.email,
+            auth.c.role,
+            auth.c.status,
+            auth.c.credential_version,
+            auth.c.password_hash,
+        )
+
     async def auth_by_email(self, email: str) -> AuthRecord | None:
         """The login record of a normalised email address, if any."""
-        auth = self._t.auth
-        query = select(
-            auth.c.user_id, auth.c.email, auth.c.role, auth.c.status, auth.c.password_hash
-        ).where(auth.c.email == email)
+        query = self._auth_query().where(self._t.auth.c.email == email)
+        async with self._db.read() as conn:
+            row = (await conn.execute(query)).mappings().first()
+        return None if row is None else AuthRecord(**row)
+
+    async def auth_by_id(self, user_id: str) -> AuthRecord | None:
+        """The login record of a user id, if any (for refreshing a session)."""
+        query = self._auth_query().where(self._t.auth.c.user_id == user_id)
         async with self._db.read() as conn:
             row = (await conn.execute(query)).mappings().first()
         return None if row is None else AuthRecord(**row)

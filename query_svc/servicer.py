@@ -14,7 +14,8 @@ client can log in right after registering.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any, Final
 
 import grpc
@@ -23,18 +24,25 @@ from cqrs.query.v1 import query_pb2_grpc as pb_grpc
 
 from query_svc import page_tokens
 from query_svc.client_address import client_address
-from query_svc.convert import PB_TO_STATUS, login_to_pb, user_to_pb
+from query_svc.convert import PB_TO_STATUS, login_to_pb, session_to_pb, user_to_pb
 from query_svc.login import LoginService, TooManyFailures
 from query_svc.page_tokens import LoginsCursor, UsersCursor
+from query_svc.password_resets import PasswordResets, TooManyRequests
 from query_svc.projector import Projector, Stall
 from query_svc.read_model import ReadModel
 from query_svc.rebuilder import Rebuilder
-from service_kit import deadlines, errors, metadata, validate
+from query_svc.session_service import SessionService
+from service_kit import deadlines, errors, keys, metadata, validate
+from service_kit.auth import current_principal
 from service_kit.errors import ServiceError, invalid
+from service_kit.keys import TrustedKey
 
 MIN_POSITION_METADATA: Final = "x-min-position"
 RETRY_AFTER_METADATA: Final = "retry-after"
 DEFAULT_PAGE: Final = 100
+RESET_REQUESTED: Final = (
+    "If the address belongs to an active account, a password reset token is on its way to it."
+)
 
 
 def _not_found(user_id: str) -> ServiceError:
@@ -61,6 +69,10 @@ class QueryServicer(pb_grpc.QueryServiceServicer):
         rebuilder: Rebuilder,
         wait_timeout: float,
         trusted_proxies: tuple[str, ...],
+        sessions: SessionService,
+        resets: PasswordResets,
+        trusted_keys: Callable[[], Mapping[str, TrustedKey]],
+        token_ttl: int,
         login_timeout: float = 10.0,
     ) -> None:
         self._read_model = read_model
@@ -70,6 +82,17 @@ class QueryServicer(pb_grpc.QueryServiceServicer):
         self._wait_timeout = wait_timeout
         self._login_timeout = login_timeout
         self._trusted = trusted_proxies
+        self._sessions = sessions
+        self._resets = resets
+        self._trusted_keys = trusted_keys
+        self._token_ttl = token_ttl
+
+    def _client(self, context: Any) -> str:
+        return client_address(
+            peer=context.peer(),
+            invocation_metadata=context.invocation_metadata(),
+            trusted_proxies=self._trusted,
+        )
 
     async def _await_position(self, requested: int, context: Any) -> None:
         if requested < 0:
@@ -169,11 +192,7 @@ class QueryServicer(pb_grpc.QueryServiceServicer):
         # Only the metadata form: a client that just registered can wait for
         # its user.created position before its first login.
         await self._await_position(0, context)
-        address = client_address(
-            peer=context.peer(),
-            invocation_metadata=context.invocation_metadata(),
-            trusted_proxies=self._trusted,
-        )
+        address = self._client(context)
         correlation, _ = metadata.correlation_ids(context)
         try:
             result = await self._login.login(
@@ -190,7 +209,80 @@ class QueryServicer(pb_grpc.QueryServiceServicer):
             token_type="Bearer",
             expires_in=result.expires_in,
             user=user_to_pb(result.user),
+            refresh_token=result.refresh_token,
+            refresh_expires_in=result.refresh_expires_in,
+            session_id=result.session_id,
         )
+
+    @errors.unary
+    async def RefreshToken(
+        self, request: pb.RefreshTokenRequest, context: Any
+    ) -> pb.RefreshTokenResponse:
+        correlation, _ = metadata.correlation_ids(context)
+        refreshed = await self._sessions.refresh(
+            request.refresh_token.strip(), correlation_id=correlation
+        )
+        return pb.RefreshTokenResponse(
+            token=refreshed.token,
+            token_type="Bearer",
+            expires_in=refreshed.expires_in,
+            refresh_token=refreshed.refresh_token,
+            refresh_expires_in=refreshed.refresh_expires_in,
+            session_id=refreshed.session_id,
+        )
+
+    @errors.unary
+    async def Logout(self, request: pb.LogoutRequest, context: Any) -> pb.LogoutResponse:
+        principal = current_principal()
+        assert principal is not None  # Access.AUTHENTICATED
+        correlation, _ = metadata.correlation_ids(context)
+        ended, position = await self._sessions.logout(
+            principal, every=request.all, correlation_id=correlation
+        )
+        message = "Logged out of every session" if request.all else "Logged out"
+        return pb.LogoutResponse(message=message, sessions_revoked=ended, position=position)
+
+    @errors.unary
+    async def ListSessions(
+        self, request: pb.ListSessionsRequest, context: Any
+    ) -> pb.ListSessionsResponse:
+        user_id = validate.uuid_field("id", request.id)
+        if await self._read_model.get_user(user_id) is None:
+            raise _not_found(user_id)
+        principal = current_principal()
+        current = principal.session_id if principal is not None else ""
+        listed = await self._sessions.list(user_id)
+        return pb.ListSessionsResponse(
+            id=user_id,
+            sessions=[session_to_pb(s, current=current) for s in listed],
+            count=len(listed),
+        )
+
+    @errors.unary
+    async def GetJwks(self, request: pb.GetJwksRequest, context: Any) -> pb.GetJwksResponse:
+        found = keys.jwks(
+            self._trusted_keys(),
+            keys.USER_TOKEN_ISSUER,
+            now=time.time(),
+            max_token_ttl=self._token_ttl,
+        )
+        return pb.GetJwksResponse(keys=[pb.JsonWebKey(**key) for key in found])
+
+    @errors.unary
+    async def RequestPasswordReset(
+        self, request: pb.RequestPasswordResetRequest, context: Any
+    ) -> pb.RequestPasswordResetResponse:
+        correlation, _ = metadata.correlation_ids(context)
+        try:
+            await self._resets.request(
+                email=request.email,
+                client_address=self._client(context),
+                correlation_id=correlation,
+            )
+        except TooManyRequests as exc:
+            context.set_trailing_metadata(((RETRY_AFTER_METADATA, str(exc.retry_after)),))
+            raise ServiceError(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc)) from None
+        return pb.RequestPasswordResetResponse(message=RESET_REQUESTED)
 
     @errors.streaming
     async def RebuildReadModel(

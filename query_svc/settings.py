@@ -12,10 +12,12 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Final
 
-from service_kit.auth import TokenCodec
+from service_kit.auth import TokenSettings
+from service_kit.mail_tokens import TokenLifetimes
 from service_kit.passwords import DEFAULT_COST, MAX_COST, MIN_COST
-from service_kit.settings import SettingsError, env_choice, env_int, env_str
+from service_kit.settings import SettingsError, env_choice, env_float, env_int, env_str
 
 BACKENDS = ("sqlite", "postgres")
 EVENT_SOURCES = ("store", "kafka")  # both behind the same EventSource port
@@ -78,11 +80,51 @@ class LoginLimits:
     window_seconds: int = 300
 
 
+@dataclass(frozen=True, slots=True)
+class ResetLimits:
+    """Password reset requests allowed per address and per client within a window."""
+
+    max_per_email: int = 3
+    max_per_address: int = 10
+    window_seconds: int = 3600
+
+
+@dataclass(frozen=True, slots=True)
+class SmtpSettings:
+    """Where mail goes: an SMTP server when ``host`` is set, else files in ``folder``.
+
+    ``starttls`` upgrades the connection (``SMTP_STARTTLS=true``); ``username``
+    and ``password`` log in when given. The password is kept out of ``repr``.
+    """
+
+    host: str = ""
+    port: int = 25
+    sender: str = "cqrs-users <no-reply@localhost>"
+    starttls: bool = False
+    username: str = ""
+    password: str = field(default="", repr=False)
+    timeout: float = 10.0
+    folder: Path = Path("data/mail")
+
+
+_DEFAULT_LIFETIMES: Final = TokenLifetimes()
+
+
+@dataclass(frozen=True, slots=True)
+class MailSettings:
+    """The mailer: transport, links in the mails, and how long tokens are valid (for the text)."""
+
+    smtp: SmtpSettings = SmtpSettings()
+    public_url: str = "http://127.0.0.1:8088"
+    lifetimes: TokenLifetimes = _DEFAULT_LIFETIMES
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class QuerySettings:
     """Every knob of the query service (see the README's configuration table).
 
-    The JWT secret is kept out of ``repr``.
+    Secrets (the SMTP password) are kept out of ``repr``; keys are read from
+    ``KEYS_DIR`` at start.
     """
 
     listen: str
@@ -94,8 +136,10 @@ class QuerySettings:
     kafka: KafkaSettings = KafkaSettings()
     store_target: str
     command_target: str
-    jwt_secret: str = field(repr=False)
-    jwt_ttl_seconds: int
+    tokens: TokenSettings
+    refresh_ttl_seconds: int = 1_209_600
+    reset_limits: ResetLimits = ResetLimits()
+    mail: MailSettings = MailSettings()
     wait_timeout_seconds: float
     rpc_timeout_seconds: float
     login_timeout_seconds: float = 10.0
@@ -105,10 +149,6 @@ class QuerySettings:
     projector_stall_after: float = 3.0
     bcrypt_cost: int
 
-    def token_codec(self) -> TokenCodec:
-        """The codec that signs login tokens and checks callers' tokens."""
-        return TokenCodec(self.jwt_secret, ttl_seconds=self.jwt_ttl_seconds)
-
     @property
     def sqlite_path(self) -> Path:
         """The embedded read model's file."""
@@ -117,7 +157,7 @@ class QuerySettings:
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> QuerySettings:
         """Reads and validates every variable; raises ``SettingsError`` naming a bad one."""
-        codec = TokenCodec.from_env(env)  # validates JWT_SECRET and JWT_TTL_SECONDS
+        data_dir = Path(env_str(env, "DATA_DIR", "data"))
         schema = env_str(env, "POSTGRES_QUERY_SCHEMA", "public")
         if not _SCHEMA_NAME.match(schema):
             raise SettingsError(
@@ -125,7 +165,7 @@ class QuerySettings:
             )
         return cls(
             listen=env_str(env, "QUERY_GRPC_LISTEN", "127.0.0.1:9095"),
-            data_dir=Path(env_str(env, "DATA_DIR", "data")),
+            data_dir=data_dir,
             db_backend=env_choice(env, "QUERY_DB_BACKEND", "sqlite", BACKENDS),
             postgres=PostgresSettings(
                 host=env_str(env, "POSTGRES_QUERY_HOST", "127.0.0.1"),
@@ -155,8 +195,22 @@ class QuerySettings:
             ),
             store_target=env_str(env, "STORE_GRPC_TARGET", "127.0.0.1:9090"),
             command_target=env_str(env, "COMMAND_GRPC_TARGET", "127.0.0.1:9091"),
-            jwt_secret=env["JWT_SECRET"],
-            jwt_ttl_seconds=codec.ttl_seconds,
+            tokens=TokenSettings.from_env(env),
+            refresh_ttl_seconds=env_int(
+                env, "REFRESH_TOKEN_TTL_SECONDS", 1_209_600, minimum=60, maximum=365 * 86_400
+            ),
+            reset_limits=ResetLimits(
+                max_per_email=env_int(
+                    env, "PASSWORD_RESET_MAX_PER_EMAIL", 3, minimum=1, maximum=1_000_000
+                ),
+                max_per_address=env_int(
+                    env, "PASSWORD_RESET_MAX_PER_ADDRESS", 10, minimum=1, maximum=1_000_000
+                ),
+                window_seconds=env_int(
+                    env, "PASSWORD_RESET_WINDOW_SECONDS", 3600, minimum=1, maximum=86_400
+                ),
+            ),
+            mail=_mail(env, data_dir),
             wait_timeout_seconds=env_int(
                 env, "QUERY_WAIT_TIMEOUT_MS", 5000, minimum=0, maximum=600_000
             )
@@ -191,6 +245,44 @@ class QuerySettings:
 def _ms(env: Mapping[str, str], name: str, default: int) -> float:
     """A duration given in milliseconds (50 ms .. 10 min), in seconds."""
     return env_int(env, name, default, minimum=50, maximum=600_000) / 1000.0
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("", "0", "false", "no", "off")
+
+
+def _flag(env: Mapping[str, str], name: str) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if raw not in _TRUE + _FALSE:
+        raise SettingsError(f"{name}={raw!r}: expected true or false")
+    return raw in _TRUE
+
+
+def _mail(env: Mapping[str, str], data_dir: Path) -> MailSettings:
+    """``SMTP_*``, ``MAIL_DIR``, ``PUBLIC_URL``, ``EMAIL_VERIFICATION_TTL_SECONDS``."""
+    host = env_str(env, "SMTP_HOST", "")
+    username = env_str(env, "SMTP_USERNAME", "")
+    password = env.get("SMTP_PASSWORD", "")
+    if bool(username) != bool(password):
+        raise SettingsError("SMTP_USERNAME and SMTP_PASSWORD: give both or neither")
+    sender = env_str(env, "SMTP_FROM", "cqrs-users <no-reply@localhost>")
+    if "@" not in sender or "\n" in sender or "\r" in sender:
+        raise SettingsError(f"SMTP_FROM={sender!r}: not a mail address")
+    public_url = env_str(env, "PUBLIC_URL", "http://127.0.0.1:8088").rstrip("/")
+    if not public_url.startswith(("http://", "https://")):
+        raise SettingsError(f"PUBLIC_URL={public_url!r}: must start with http:// or https://")
+    return MailSettings(
+        smtp=SmtpSettings(
+            host=host,
+            port=env_int(env, "SMTP_PORT", 25, minimum=1, maximum=65535),
+            sender=sender,
+            starttls=_flag(env, "SMTP_STARTTLS"),
+            username=username,
+            password=password,
+            timeout=env_float(env, "SMTP_TIMEOUT_SECONDS", 10.0, minimum=0.1, maximum=300.0),
+            folder=Path(env_str(env, "MAIL_DIR", str(data_dir / "mail"))),
+        ),
+        public_url=public_url,
+        lifetimes=TokenLifetimes.from_env(env),
+    )
 
 
 def _proxies(raw: str) -> tuple[str, ...]:

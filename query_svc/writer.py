@@ -73,7 +73,9 @@ async def load_users(
 ) -> dict[str, ProjectedUser]:
     """The current rows of the users in ``ids`` that exist."""
     users, auth = tables.users, tables.auth
-    query = select(users, auth.c.password_hash).join(auth, auth.c.user_id == users.c.id)
+    query = select(users, auth.c.password_hash, auth.c.credential_version).join(
+        auth, auth.c.user_id == users.c.id
+    )
     found: dict[str, ProjectedUser] = {}
     for chunk in _chunks(ids):
         result = await conn.execute(query.where(users.c.id.in_(chunk)))
@@ -89,6 +91,8 @@ async def load_users(
                 last_login_at=row["last_login_at"],
                 login_count=row["login_count"],
                 deactivated_at=row["deactivated_at"],
+                email_verified=bool(row["email_verified"]),
+                credential_version=row["credential_version"],
                 password_hash=row["password_hash"],
             )
     return found

@@ -20,11 +20,13 @@ from service_kit.observability import (
 )
 from service_kit.readiness import POLICIES as READINESS_POLICIES
 from service_kit.readiness import Readiness
+from service_kit.revocation import RevocationView, revocation_horizon
 from service_kit.server import Registration, RunningServer, start_server, stop_event_on_signals
 from service_kit.settings import SettingsError, environ
 from store_svc import engine
 from store_svc.policies import POLICIES, SERVICE_NAME
 from store_svc.readiness import store_readiness
+from store_svc.revocations import EngineRevocationFeed
 from store_svc.relay import OutboxRelay, kafka_producer
 from store_svc.relay_checkpoint import (
     ClickHouseRelayCheckpoint,
@@ -77,10 +79,13 @@ class StoreService:
     relay: OutboxRelay | None = None
     servicer: EventStoreServicer | None = None
     readiness: Readiness | None = None
+    revocations: EngineRevocationFeed | None = None
 
     async def stop(self, grace: float = 5.0) -> None:
         if self.readiness is not None:
             await self.readiness.stop()
+        if self.revocations is not None:
+            await self.revocations.stop()
         if self.servicer is not None:
             # Append streams never end by themselves: end them first, so the
             # grace period is not spent accepting appends that it then cuts.
@@ -118,7 +123,11 @@ async def start(settings: StoreSettings) -> StoreService:
             save_interval=settings.relay.save_interval,
         )
     readiness = store_readiness(settings=settings, store=store, relay=relay)
+    view = RevocationView(horizon=revocation_horizon(settings.tokens.ttl_seconds))
+    revocations = EngineRevocationFeed(store, view)
     try:
+        verifier = settings.tokens.verifier()
+        await revocations.start()
         tt = TimeTravel(store, snapshot_every=settings.snapshot_every)
         servicer = EventStoreServicer(store, tt)
         server = await start_server(
@@ -131,10 +140,11 @@ async def start(settings: StoreSettings) -> StoreService:
             ],
             interceptors=[
                 MetricsInterceptor(),
-                AuthInterceptor(settings.token_codec(), {**POLICIES, **READINESS_POLICIES}),
+                AuthInterceptor(verifier, {**POLICIES, **READINESS_POLICIES}, revocations=view),
             ],
         )
     except BaseException:
+        await revocations.stop()
         await store.close()
         raise
     if relay is not None:
@@ -143,7 +153,7 @@ async def start(settings: StoreSettings) -> StoreService:
         log.info("outbox relay on: topic %r at %s", settings.relay.topic, settings.relay.broker)
     await readiness.start(server.health)
     log.info("store_svc serving gRPC on port %d (%s backend)", server.port, settings.backend)
-    return StoreService(store, tt, server, relay, servicer, readiness)
+    return StoreService(store, tt, server, relay, servicer, readiness, revocations)
 
 
 async def serve(settings: StoreSettings) -> None:

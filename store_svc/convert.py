@@ -81,6 +81,8 @@ def state_to_pb(state: domain.UserState) -> pb.UserState:
         password_version=state.password_version,
         deactivation_reason=state.deactivation_reason,
         login_count=state.login_count,
+        email_verified=state.email_verified,
+        credential_version=state.credential_version,
     )
     if state.password_changed_at is not None:
         msg.password_changed_at.CopyFrom(to_timestamp(state.password_changed_at))
@@ -90,4 +92,8 @@ def state_to_pb(state: domain.UserState) -> pb.UserState:
         msg.deactivated_at.CopyFrom(to_timestamp(state.deactivated_at))
     if state.last_login_at is not None:
         msg.last_login_at.CopyFrom(to_timestamp(state.last_login_at))
+    if state.email_verified_at is not None:
+        msg.email_verified_at.CopyFrom(to_timestamp(state.email_verified_at))
+    if state.reactivated_at is not None:
+        msg.reactivated_at.CopyFrom(to_timestamp(state.reactivated_at))
     return msg

@@ -117,6 +117,23 @@ STREAM_IN_FLIGHT: Final = 1024
 """Unanswered requests one AppendStream may have before the store stops reading it."""
 
 
+def _checkpoint(position: int) -> pb.SubscribeResponse:
+    return pb.SubscribeResponse(
+        checkpoint=pb.Checkpoint(position=position, sent_at=to_timestamp(utcnow()))
+    )
+
+
+def _event_types(requested: Any) -> frozenset[str]:
+    """The Subscribe filter: known event types only (empty: every type)."""
+    wanted = frozenset(requested)
+    unknown = sorted(wanted - set(domain.EVENT_TYPES))
+    if unknown:
+        raise invalid(
+            "event_types", f"unknown {unknown[0][:64]!r}; one of {', '.join(domain.EVENT_TYPES)}"
+        )
+    return wanted
+
+
 def _events_message(events: list[pb.Event], max_batch: int) -> pb.SubscribeResponse:
     """One event as ``event`` (the default contract), several as ``batch``."""
     if max_batch == 1:
@@ -424,21 +441,29 @@ class EventStoreServicer(pb_grpc.EventStoreServiceServicer):
         max_batch = request.max_batch or 1
         if not 1 <= max_batch <= validate.MAX_PAGE:
             raise invalid("max_batch", f"must be 1..{validate.MAX_PAGE}, got {max_batch}")
+        wanted = _event_types(request.event_types)
         items = self._store.subscribe(start, heartbeat=float(heartbeat))
         async for group in batches(items, max_size=max_batch, read_ahead=max_batch):
             events: list[pb.Event] = []
+            skipped = 0  # last position left out by the filter, since the last message
             for item in group:
                 if isinstance(item, RecordedEvent):
+                    if wanted and item.event_type not in wanted:
+                        skipped = item.position
+                        continue
                     events.append(convert.event_to_pb(item, redact=redact))
+                    skipped = 0
                     continue
                 if events:  # keep order: events before the checkpoint go first
                     yield _events_message(events, max_batch)
                     events = []
-                yield pb.SubscribeResponse(
-                    checkpoint=pb.Checkpoint(position=item.position, sent_at=to_timestamp(utcnow()))
-                )
+                skipped = 0
+                yield _checkpoint(item.position)
             if events:
                 yield _events_message(events, max_batch)
+            if skipped:
+                # A filtered subscriber still learns how far the log was read.
+                yield _checkpoint(skipped)
 
     # -- time travel ---------------------------------------------------------
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-from service_kit.auth import TokenCodec
+from service_kit.auth import TokenSettings
 from service_kit.settings import SettingsError, env_choice, env_float, env_int, env_str
 from store_svc.engine import ClickHouseConfig
 
@@ -65,12 +65,8 @@ class StoreSettings:
     snapshot_every: int
     subscriber_buffer: int
     stream_cache_events: int
-    jwt_secret: str = field(repr=False)
-    jwt_ttl_seconds: int = 3600
+    tokens: TokenSettings
     relay: RelaySettings = RelaySettings()
-
-    def token_codec(self) -> TokenCodec:
-        return TokenCodec(self.jwt_secret, ttl_seconds=self.jwt_ttl_seconds)
 
     @property
     def sqlite_path(self) -> Path:
@@ -78,7 +74,6 @@ class StoreSettings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> StoreSettings:
-        codec = TokenCodec.from_env(env)  # validates JWT_SECRET and JWT_TTL_SECONDS
         host_port = env_str(env, "CLICKHOUSE_HOST", "127.0.0.1:9000")
         host, _, port = host_port.rpartition(":")
         if not host or not port.isdigit():
@@ -100,8 +95,7 @@ class StoreSettings:
             )
             / 1000.0,
             snapshot_every=env_int(env, "SNAPSHOT_EVERY", 100, minimum=0, maximum=1_000_000),
-            jwt_secret=env["JWT_SECRET"],
-            jwt_ttl_seconds=codec.ttl_seconds,
+            tokens=TokenSettings.from_env(env),
             stream_cache_events=env_int(
                 env, "STORE_STREAM_CACHE_EVENTS", 100_000, minimum=0, maximum=10_000_000
             ),

@@ -1,26 +1,77 @@
-"""Test helpers for the JWT security every service enforces."""
+"""Test helpers for the token security every service enforces.
+
+One key folder per test process (:data:`TEST_KEYS_DIR`, made at import time
+in a temporary directory and removed at exit) holds every signer the
+services use plus ``tests`` (the tests' own service identity) and the
+names some suites call themselves by. Services under test get it through
+``KEYS_DIR`` (:data:`TEST_TOKENS` for settings built by hand); tokens here
+are signed with those keys exactly as the real signers sign them: user and
+admin tokens with query_svc's key, service tokens with a key of their own name.
+"""
 
 from __future__ import annotations
 
+import atexit
+import shutil
+import tempfile
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final
 
 import grpc
 
-from service_kit.auth import ROLE_ADMIN, ROLE_SERVICE, ROLE_USER, Principal, TokenCodec
+from service_kit import keys
+from service_kit.auth import (
+    ROLE_ADMIN,
+    ROLE_SERVICE,
+    ROLE_USER,
+    Principal,
+    TokenSettings,
+    TokenSigner,
+    service_metadata,
+)
 from service_kit.timeconv import utcnow
 
-TEST_JWT_SECRET = "test-secret-of-at-least-thirty-two-bytes!"
-CODEC = TokenCodec(TEST_JWT_SECRET)
+TEST_SERVICES: Final = ("tests", "query-tests", "bench")
+TEST_KEYS_DIR: Final = Path(tempfile.mkdtemp(prefix="cqrs-test-keys-"))
+atexit.register(shutil.rmtree, TEST_KEYS_DIR, True)
+keys.init_keys(TEST_KEYS_DIR, (*keys.DEFAULT_SIGNERS, *TEST_SERVICES))
+TEST_TOKENS: Final = TokenSettings(keys_dir=TEST_KEYS_DIR)
+TEST_ENV: Final = {"KEYS_DIR": str(TEST_KEYS_DIR)}
+"""Environment that points a service at the test keys."""
+
+_signers: dict[str, TokenSigner] = {}
 
 
-def token(subject: str, role: str = ROLE_USER, email: str = "") -> str:
-    return CODEC.issue(Principal(subject=subject, email=email, role=role), now=utcnow())[0]
+def signer(name: str = keys.USER_TOKEN_ISSUER) -> TokenSigner:
+    """The signer of ``name`` (query_svc: users and admins).
+
+    A name without a key yet gets one, added to ``trusted.json``; running
+    services pick it up when they first meet its key id.
+    """
+    if name not in _signers:
+        keys.init_keys(TEST_KEYS_DIR, (name,))
+        _signers[name] = TEST_TOKENS.signer(name)
+    return _signers[name]
 
 
-def bearer(subject: str, role: str = ROLE_USER) -> list[tuple[str, str]]:
+def token(
+    subject: str, role: str = ROLE_USER, email: str = "", *, session_id: str = "", cv: int = 0
+) -> str:
+    """A token as its real signer would issue it (a service token is signed by ``subject``)."""
+    issuer = signer(subject if role == ROLE_SERVICE else keys.USER_TOKEN_ISSUER)
+    principal = Principal(subject, email, role, session_id, cv)
+    return issuer.issue(principal, now=utcnow())[0]
+
+
+def bearer(subject: str, role: str = ROLE_USER, email: str = "") -> list[tuple[str, str]]:
     """Call metadata carrying a token for this subject and role."""
-    return [("authorization", f"Bearer {token(subject, role)}")]
+    return [("authorization", f"Bearer {token(subject, role, email)}")]
+
+
+def service_identity(name: str = "tests") -> Callable[[], list[tuple[str, str]]]:
+    """Renewing service metadata of a test service (see ``service_metadata``)."""
+    return service_metadata(signer(name), name)
 
 
 SERVICE = bearer("tests", ROLE_SERVICE)

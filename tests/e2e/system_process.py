@@ -1,7 +1,8 @@
 """The whole system as ``make up`` runs it: ``python -m bootstrap`` in a subprocess.
 
-It runs on free loopback ports, in a fresh data folder, with bcrypt cost 4
-(fast tests), a JWT secret and admin credentials chosen here. Variables of
+It runs on free loopback ports, in a fresh data folder (where ``make up``
+generates the keys, ``<data>/keys``), with bcrypt cost 4 (fast tests) and
+admin credentials chosen here; mail goes to files in ``<data>/mail``. Variables of
 the caller's environment that configure the project are dropped first, so
 the run uses the embedded defaults whatever shell started pytest (``make
 test`` exports the test infrastructure's addresses, for instance).
@@ -21,7 +22,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from service_kit.auth import ROLE_SERVICE, Principal, TokenCodec
+from service_kit.auth import ROLE_SERVICE, Principal, TokenSettings
 from service_kit.timeconv import utcnow
 from tests.e2e.body_log import BodyLog
 
@@ -41,6 +42,13 @@ _PROJECT_VARIABLES = (
     "QUERY_",
     "SNAPSHOT_",
     "STORE_",
+    "KEYS_DIR",
+    "MAIL_DIR",
+    "SMTP_",
+    "PASSWORD_RESET_",
+    "EMAIL_VERIFICATION_",
+    "REFRESH_TOKEN_",
+    "PUBLIC_URL",
 )
 STARTUP_TIMEOUT = 60.0
 # The graceful-stop budget the suite holds the system to.
@@ -66,20 +74,30 @@ class SystemProcess:
     ports: SystemPorts
     admin_email: str
     admin_password: str
-    jwt_secret: str
     data_dir: Path
     log_path: Path
     proc: subprocess.Popen[bytes]
     env: dict[str, str]
 
+    @property
+    def keys_dir(self) -> Path:
+        """Where ``make up`` generated the system's keys."""
+        return self.data_dir / "keys"
+
+    @property
+    def mail_dir(self) -> Path:
+        """Where the system writes its mails (no SMTP server is set)."""
+        return self.data_dir / "mail"
+
     def operator_token(self) -> str:
-        """A service token signed with the JWT_SECRET the test gave the system.
+        """A service token of the gateway, signed with its key from the data folder:
+        what an operator who can read the key files could mint.
 
         For readiness probes only: the tests themselves log in like users.
         """
-        codec = TokenCodec(self.jwt_secret)
-        operator = Principal(subject="e2e-operator", email="", role=ROLE_SERVICE)
-        return codec.issue(operator, now=utcnow())[0]
+        signer = TokenSettings(keys_dir=self.keys_dir).signer("gateway")
+        operator = Principal(subject="gateway", email="", role=ROLE_SERVICE)
+        return signer.issue(operator, now=utcnow())[0]
 
     def log_tail(self, chars: int = 4000) -> str:
         return self.log_path.read_text(errors="replace")[-chars:]
@@ -160,7 +178,6 @@ def system_env(
         {
             "DATA_DIR": str(data_dir),
             "BCRYPT_COST": "4",
-            "JWT_SECRET": secrets.token_urlsafe(48),
             "ADMIN_EMAIL": "e2e-admin@example.com",
             "ADMIN_PASSWORD": "e2e-" + secrets.token_urlsafe(12),
             "STORE_GRPC_LISTEN": f"127.0.0.1:{ports.store_grpc}",
@@ -177,19 +194,25 @@ def system_env(
 
 
 def start_system(
-    workdir: Path, log: BodyLog, *, mode: str = "embedded", attempts: int = 3
+    workdir: Path,
+    log: BodyLog,
+    *,
+    mode: str = "embedded",
+    attempts: int = 3,
+    extra_env: dict[str, str] | None = None,
 ) -> SystemProcess:
     """Starts the system and returns once every port answers and the admin exists.
 
     A port taken between choosing and binding it makes the process exit at
     start; that is retried on new ports, ``attempts`` times in all.
+    ``extra_env`` adds settings (e.g. an SMTP server) on top of the run's own.
     """
     failure = ""
     for attempt in range(attempts):
         ports = SystemPorts(*free_ports(6))
         data_dir = workdir / f"data-{attempt}"
         log_path = workdir / f"system-{attempt}.log"
-        env = system_env(dict(os.environ), ports, data_dir, mode)
+        env = system_env(dict(os.environ), ports, data_dir, mode) | (extra_env or {})
         with log_path.open("wb") as out:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "bootstrap"],
@@ -202,7 +225,6 @@ def start_system(
             ports=ports,
             admin_email=env["ADMIN_EMAIL"],
             admin_password=env["ADMIN_PASSWORD"],
-            jwt_secret=env["JWT_SECRET"],
             data_dir=data_dir,
             log_path=log_path,
             proc=proc,

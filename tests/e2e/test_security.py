@@ -14,7 +14,15 @@ from datetime import timedelta
 
 import pytest
 
-from service_kit.auth import ROLE_ADMIN, ROLE_USER, Principal, TokenCodec
+from service_kit import keys
+from service_kit.auth import (
+    ROLE_ADMIN,
+    ROLE_SERVICE,
+    ROLE_USER,
+    Principal,
+    TokenSettings,
+    TokenSigner,
+)
 from service_kit.timeconv import utcnow
 from tests.e2e.http_client import HttpClient
 from tests.e2e.support import User, login, register, unique_email
@@ -136,19 +144,37 @@ def test_admin_acts_on_any_user(client: HttpClient, admin_token: str) -> None:
     assert state.json()["state"]["email"] == new_email
 
 
+def _signer(system: SystemProcess, name: str, ttl: int = 900) -> TokenSigner:
+    """A signer with the system's own key of ``name`` (read from its data folder)."""
+    return TokenSettings(keys_dir=system.keys_dir, ttl_seconds=ttl).signer(name)
+
+
 def test_bad_and_expired_tokens_are_401(
     client: HttpClient, e2e_system: SystemProcess, admin_id: str
 ) -> None:
     path = "/users"
     garbage = client.get(path, token="not-a-jwt")
     assert (garbage.status, garbage.error) == (401, "invalid token")
-    # An admin token signed with another secret is worth nothing.
-    forged = TokenCodec("another-secret-of-at-least-32-bytes!!").issue(
+    # An admin token signed with a key the system does not trust is worth nothing.
+    stranger = keys.generate_signing_key(keys.USER_TOKEN_ISSUER)
+    forged = TokenSigner(lambda: stranger).issue(
         Principal(subject=admin_id, email="", role=ROLE_ADMIN), now=utcnow()
     )[0]
     answer = client.get(path, token=forged)
     assert (answer.status, answer.error) == (401, "invalid token")
-    expired = TokenCodec(e2e_system.jwt_secret, ttl_seconds=60).issue(
+    # Nor is an admin token signed by a service that holds a trusted key of its own.
+    by_gateway = _signer(e2e_system, "gateway").issue(
+        Principal(subject=admin_id, email="", role=ROLE_ADMIN), now=utcnow()
+    )[0]
+    answer = http.get(path, token=by_gateway)
+    assert (answer.status, answer.error) == (401, "invalid token")
+    # ...nor a service token claiming another service's name.
+    impostor = _signer(e2e_system, "gateway").issue(
+        Principal(subject="command_svc", email="", role=ROLE_SERVICE), now=utcnow()
+    )[0]
+    answer = http.get(path, token=impostor)
+    assert (answer.status, answer.error) == (401, "invalid token")
+    expired = _signer(e2e_system, keys.USER_TOKEN_ISSUER, ttl=60).issue(
         Principal(subject=admin_id, email="", role=ROLE_ADMIN), now=utcnow() - timedelta(hours=2)
     )[0]
     answer = client.get(path, token=expired)
@@ -160,14 +186,14 @@ def test_bad_and_expired_tokens_are_401(
 def test_a_token_for_a_user_that_does_not_exist_sees_nothing(
     client: HttpClient, e2e_system: SystemProcess, victim: User
 ) -> None:
-    ghost = TokenCodec(e2e_system.jwt_secret).issue(
+    ghost = _signer(e2e_system, keys.USER_TOKEN_ISSUER).issue(
         Principal(subject=str(uuid.uuid4()), email="", role=ROLE_USER), now=utcnow()
     )[0]
     answer = client.get(f"/events/aggregate/{victim.id}", token=ghost)
     assert answer.status == 403, answer.describe()
 
 
-def test_a_deactivated_user_cannot_log_in(http: HttpClient) -> None:
+def test_a_deactivated_user_cannot_log_in(http: HttpClient, admin_token: str) -> None:
     user = register(http, "leaving")
     token = login(http, user.email, user.password, after=user.position)
     done = http.post(f"/users/{user.id}/deactivate", json_body={"reason": "e2e"}, token=token)
@@ -184,12 +210,17 @@ def test_a_deactivated_user_cannot_log_in(http: HttpClient) -> None:
     assert refused.status == wrong.status == 401, refused.describe()
     same = {"error": "invalid email or password", "code": "UNAUTHENTICATED"}
     assert refused.json() == wrong.json() == same
-    # The old token can no longer change anything.
+    # The old token can no longer do anything (the deactivation revoked it) ...
     again = http.put(
         f"/users/{user.id}/email", json_body={"new_email": unique_email("x")}, token=token
     )
-    assert again.status == 400, again.describe()
-    assert again.code == "FAILED_PRECONDITION"
+    assert (again.status, again.code) == (401, "UNAUTHENTICATED"), again.describe()
+    assert again.error == "token revoked: the account was deactivated"
+    # ... and the account takes no command, whoever asks.
+    by_admin = http.put(
+        f"/users/{user.id}/email", json_body={"new_email": unique_email("x")}, token=admin_token
+    )
+    assert (by_admin.status, by_admin.code) == (400, "FAILED_PRECONDITION"), by_admin.describe()
 
 
 def test_repeated_failed_logins_of_one_email_are_429_with_retry_after(http: HttpClient) -> None:

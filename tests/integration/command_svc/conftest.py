@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
 from pathlib import Path
 
 import grpc
@@ -18,21 +17,18 @@ from cqrs.eventstore.v1 import event_store_pb2_grpc as store_grpc
 
 from command_svc import app as command_app
 from command_svc.settings import AdminAccount, CommandSettings
-from service_kit.auth import Principal, TokenCodec, service_metadata
 from store_svc import app as store_app
 from store_svc.settings import StoreSettings
+from tests import auth_support
 
-JWT_SECRET = "integration-secret-at-least-32-bytes!"
-CODEC = TokenCodec(JWT_SECRET)
 ADMIN = AdminAccount("admin@example.com", "admin-password-1")
 
 Metadata = list[tuple[str, str]]
 
 
-def bearer(subject: str, role: str, email: str = "") -> Metadata:
-    """Authorization metadata for a user/admin/service token."""
-    token, _ = CODEC.issue(Principal(subject, email, role), now=datetime.now(UTC))
-    return [("authorization", f"Bearer {token}")]
+def bearer(subject: str, role: str, email: str = "", *, cv: int = 0) -> Metadata:
+    """Authorization metadata for a user/admin/service token (``cv``: its credential version)."""
+    return [("authorization", f"Bearer {auth_support.token(subject, role, email, cv=cv)}")]
 
 
 @dataclass
@@ -52,7 +48,7 @@ def command_settings(store_port: int, **overrides: object) -> CommandSettings:
         listen="127.0.0.1:0",
         store_target=f"127.0.0.1:{store_port}",
         store_timeout=10.0,
-        jwt_secret=JWT_SECRET,
+        tokens=auth_support.TEST_TOKENS,
         bcrypt_cost=4,
     )
     return replace(base, **overrides)  # type: ignore[arg-type]
@@ -64,7 +60,7 @@ async def start_store(data_dir: Path, *, snapshot_every: int = 0) -> store_app.S
         "STORE_GRPC_LISTEN": "127.0.0.1:0",
         "EVENT_STORE_BACKEND": "sqlite",
         "SNAPSHOT_EVERY": str(snapshot_every),
-        "JWT_SECRET": JWT_SECRET,
+        **auth_support.TEST_ENV,
     }
     return await store_app.start(StoreSettings.from_env(env))
 
@@ -84,7 +80,7 @@ async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack
                 command=command,
                 commands=command_grpc.CommandServiceStub(command_channel),
                 events=store_grpc.EventStoreServiceStub(store_channel),
-                service_md=service_metadata(CODEC, "tests"),
+                service_md=auth_support.service_identity("tests"),
                 settings=settings,
             )
     finally:

@@ -18,6 +18,7 @@ from google.protobuf import json_format
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from command_svc import app as command_app
+from command_svc.bootstrap_admin import AdminStatus
 from service_kit.auth import ROLE_ADMIN, ROLE_USER
 from service_kit.timeconv import utcnow
 
@@ -82,6 +83,9 @@ async def test_lifecycle_versions_positions_and_tracing(stack: Stack) -> None:
         metadata=me,
         timeout=10,
     )
+    # The change ended every session: the user signs in again (a token of the new
+    # credential version).
+    me = bearer(reg.id, ROLE_USER, address, cv=pw.version)
     new_address = email("life2")
     em = await stack.commands.ChangeEmail(
         pb.ChangeEmailRequest(id=reg.id, new_email=new_address), metadata=me, timeout=10
@@ -107,9 +111,10 @@ async def test_lifecycle_versions_positions_and_tracing(stack: Stack) -> None:
     causations = {e.causation_id for e in events}
     assert len(causations) == 4 and all(uuid.UUID(c) for c in causations)
 
+    admin = bearer(str(uuid.uuid4()), ROLE_ADMIN)
     refused = await failure(
         stack.commands.ChangeEmail(
-            pb.ChangeEmailRequest(id=reg.id, new_email=email("late")), metadata=me, timeout=10
+            pb.ChangeEmailRequest(id=reg.id, new_email=email("late")), metadata=admin, timeout=10
         )
     )
     assert refused.code() == grpc.StatusCode.FAILED_PRECONDITION
@@ -246,7 +251,8 @@ async def test_a_stale_cache_never_reaches_the_caller(stack: Stack) -> None:
     """Two instances on one store change the same user behind each other's cache."""
     address, moved = email("stale"), email("moved")
     user = await register(stack, address)  # the stack caches version 1
-    me = bearer(user.id, ROLE_USER)
+    # An admin acts: the password changes below end every session of the user.
+    me = bearer(str(uuid.uuid4()), ROLE_ADMIN)
 
     async def change_email(
         commands: command_grpc.CommandServiceAsyncStub, new: str
@@ -331,16 +337,18 @@ async def test_idempotency_key_returns_the_first_result(stack: Stack) -> None:
 
 async def test_admin_bootstrap_registered_the_admin_once(stack: Stack) -> None:
     assert stack.command.bootstrap is not None
-    admin_id = await stack.command.bootstrap
-    assert admin_id is not None
-    [created] = await stored_events(stack, admin_id)
+    outcome = await stack.command.bootstrap
+    assert outcome.status == AdminStatus.CREATED and outcome.usable
+    [created] = await stored_events(stack, outcome.user_id)
     payload = json_format.MessageToDict(created.payload)
     assert (payload["email"], payload["role"]) == (ADMIN.email, ROLE_ADMIN)
-    # A second instance finds the email claimed and does nothing.
+    # A second instance finds the email claimed, writes nothing, and checks the account.
     again = await command_app.start(command_settings(stack.store.server.port, admin=ADMIN))
     try:
         assert again.bootstrap is not None
-        assert await again.bootstrap is None
+        second = await again.bootstrap
+        assert (second.status, second.user_id) == (AdminStatus.READY, outcome.user_id)
+        assert second.usable
     finally:
         await again.stop(grace=0)
 

@@ -31,7 +31,7 @@ from cqrs.query.v1 import query_pb2_grpc as q_grpc
 from query_svc.db import Database
 from query_svc.settings import QuerySettings
 from store_svc.settings import StoreSettings
-from tests.auth_support import SERVICE, TEST_JWT_SECRET
+from tests.auth_support import SERVICE, TEST_ENV
 from tests.integration.faults.support import Load, Service, check_acks_in_store, free_port
 from tests.integration.kafka.support import (
     assert_read_model_equals_store,
@@ -132,7 +132,7 @@ async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
         pytest.skip(f'{", ".join(missing)} not set (eval "$(scripts/infra.sh env)")')
     run = uuid.uuid4().hex[:10]
     base = {name: os.environ[name] for name in _PASS_THROUGH if name in os.environ}
-    base |= {"JWT_SECRET": TEST_JWT_SECRET, "BCRYPT_COST": "4"}
+    base |= {**TEST_ENV, "BCRYPT_COST": "4"}
     ports = {name: free_port() for name in ("store", "command", "query", "gateway")}
     async with fresh_topic(os.environ["KAFKA_BROKER"]) as topic:
         store_env = base | {

@@ -24,7 +24,7 @@ from sqlalchemy import text
 from query_svc.db import Database
 from query_svc.settings import DatabaseLimits, QuerySettings
 from service_kit.dependency_errors import DependencyUnavailable
-from tests.auth_support import TEST_JWT_SECRET
+from tests.auth_support import TEST_ENV
 from tests.integration.faults.support import infra, infra_manages
 from tests.integration.kafka.support import wait_until
 from tests.integration.query_svc.conftest import drop_schema
@@ -42,7 +42,7 @@ async def database() -> AsyncIterator[Database]:
         pytest.skip("postgres is not run by scripts/infra.sh here: not touching it")
     env = {
         **{k: v for k, v in os.environ.items() if k.startswith("POSTGRES_QUERY_")},
-        "JWT_SECRET": TEST_JWT_SECRET,
+        **TEST_ENV,
         "QUERY_DB_BACKEND": "postgres",
         "POSTGRES_QUERY_SCHEMA": f"faults_db_{uuid.uuid4().hex[:10]}",
     }

@@ -9,30 +9,26 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from gateway import app as gateway_app
 from gateway.settings import GatewaySettings
-from service_kit.auth import Principal, TokenCodec
 from service_kit.readiness import Check, Readiness
 from service_kit.server import RunningServer, start_server
 from store_svc import app as store_app
 from store_svc.settings import StoreSettings
+from tests import auth_support
 
 from .fakes import FakeCommand, FakeQuery, FakeStore
 
-JWT_SECRET = "gateway-integration-secret-32-bytes!!"
-CODEC = TokenCodec(JWT_SECRET)
+VERIFIER = auth_support.TEST_TOKENS.verifier()
 
 
 def bearer(subject: str, role: str) -> dict[str, str]:
     """An Authorization header with a token the backends accept."""
-    token, _ = CODEC.issue(
-        Principal(subject, f"{subject}@example.com", role), now=datetime.now(UTC)
-    )
+    token = auth_support.token(subject, role, f"{subject}@example.com")
     return {"Authorization": f"Bearer {token}"}
 
 
@@ -45,7 +41,7 @@ def gateway_settings(
             "STORE_GRPC_TARGET": store,
             "COMMAND_GRPC_TARGET": command,
             "QUERY_GRPC_TARGET": query,
-            "JWT_SECRET": JWT_SECRET,
+            **auth_support.TEST_ENV,
             "GATEWAY_CALL_TIMEOUT_SECONDS": "1",
         }
     )
@@ -90,7 +86,7 @@ class Running:
 
 @pytest.fixture(scope="module")
 async def fakes() -> AsyncIterator[Fakes]:
-    query, command, store = FakeQuery(), FakeCommand(), FakeStore(CODEC)
+    query, command, store = FakeQuery(), FakeCommand(), FakeStore(VERIFIER)
     # query's readiness is real, with checks whose results the tests set; the
     # fake store and command service have none (an older backend's UNIMPLEMENTED).
     readiness = Readiness(
@@ -147,7 +143,7 @@ async def real_store(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[
                 "STORE_GRPC_LISTEN": "127.0.0.1:0",
                 "EVENT_STORE_BACKEND": "sqlite",
                 "SNAPSHOT_EVERY": "0",
-                "JWT_SECRET": JWT_SECRET,
+                **auth_support.TEST_ENV,
             }
         )
     )

@@ -19,7 +19,7 @@ from cqrs.eventstore.v1 import event_store_pb2
 from cqrs.query.v1 import query_pb2
 
 from service_kit import readiness
-from service_kit.auth import ROLE_SERVICE, TokenCodec, bearer_token
+from service_kit.auth import ROLE_SERVICE, TokenVerifier, bearer_token
 from service_kit.errors import ServiceError
 from service_kit.server import Registration
 
@@ -220,7 +220,7 @@ class FakeStore(Recorder):
 
     SERVICE = "cqrs.eventstore.v1.EventStoreService"
 
-    def __init__(self, codec: TokenCodec) -> None:
+    def __init__(self, codec: TokenVerifier) -> None:
         super().__init__()
         self.codec = codec
 

@@ -12,10 +12,10 @@ from cqrs.eventstore.v1 import event_store_pb2 as pb
 from cqrs.eventstore.v1 import event_store_pb2_grpc as pb_grpc
 
 from domain import EMAIL_CLAIM_NAMESPACE, UserCreated, event_to_payload
-from service_kit.auth import service_metadata
+from tests import auth_support
 
 from .client import fetch, read_lines
-from .conftest import CODEC, RealStore, bearer
+from .conftest import RealStore, bearer
 
 pytestmark = pytest.mark.integration
 
@@ -40,7 +40,7 @@ async def _register(store: RealStore, email: str) -> str:
     request.no_stream.SetInParent()
     async with grpc.aio.insecure_channel(store.target) as channel:
         stub = pb_grpc.EventStoreServiceStub(channel)
-        await stub.Append(request, timeout=10, metadata=service_metadata(CODEC, "test")())
+        await stub.Append(request, timeout=10, metadata=auth_support.service_identity("tests")())
     return user_id
 
 

@@ -17,11 +17,11 @@ import pytest
 from cqrs.eventstore.v1 import event_store_pb2_grpc as pb_grpc
 
 from domain import EmailChanged
-from service_kit.auth import service_metadata
+from tests.auth_support import service_identity
 from tests.integration.store_svc.support import append_request, created
 
 from .client import fetch
-from .conftest import CODEC, Fakes, RealStore, Running, bearer
+from .conftest import Fakes, RealStore, Running, bearer
 
 pytestmark = pytest.mark.integration
 
@@ -46,7 +46,7 @@ async def _user_with_two_events(store: RealStore) -> tuple[str, str, str]:
     async with grpc.aio.insecure_channel(store.target) as channel:
         stub = pb_grpc.EventStoreServiceStub(channel)
         for request in appends:
-            await stub.Append(request, timeout=10, metadata=service_metadata(CODEC, "test")())
+            await stub.Append(request, timeout=10, metadata=service_identity()())
     return user_id, first, second
 
 

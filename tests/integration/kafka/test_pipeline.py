@@ -17,7 +17,7 @@ from query_svc.db import Database
 from query_svc.kafka_source import KAFKA_OFFSETS, KafkaEventSource
 from query_svc.settings import QuerySettings
 from store_svc import app as store_app
-from tests.auth_support import SERVICE, TEST_JWT_SECRET
+from tests.auth_support import SERVICE, TEST_ENV
 from tests.integration.kafka.conftest import Kafka, StoreFactory, relay_env
 from tests.integration.kafka.support import (
     assert_read_model_equals_store,
@@ -44,7 +44,7 @@ async def query_settings(
         settings = QuerySettings.from_env(
             {
                 **env,
-                "JWT_SECRET": TEST_JWT_SECRET,
+                **TEST_ENV,
                 "STORE_GRPC_TARGET": f"127.0.0.1:{store.server.port}",
                 "COMMAND_GRPC_TARGET": "127.0.0.1:9",  # nobody logs in here
                 "QUERY_EVENT_SOURCE": "kafka",

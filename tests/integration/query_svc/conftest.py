@@ -12,7 +12,6 @@ import os
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
 import grpc
@@ -28,14 +27,13 @@ from command_svc.settings import AdminAccount, CommandSettings
 from query_svc import app as query_app
 from query_svc.db import Database
 from query_svc.settings import QuerySettings
-from service_kit.auth import ROLE_ADMIN, Principal, TokenCodec, service_metadata
+from service_kit.auth import ROLE_ADMIN
 from service_kit.passwords import PasswordHasher
 from store_svc import app as store_app
 from store_svc.settings import StoreSettings
+from tests import auth_support
 from tests.integration.query_svc.feeder import Feeder
 
-JWT_SECRET = "query-integration-secret-at-least-32-bytes"
-CODEC = TokenCodec(JWT_SECRET)
 ADMIN = AdminAccount("root@example.com", "root-password-1")
 PASSWORD = "correct horse battery"
 BACKENDS = ["sqlite", "postgres"]
@@ -53,12 +51,11 @@ Metadata = list[tuple[str, str]]
 
 def bearer(subject: str, role: str, email: str = "") -> Metadata:
     """Authorization metadata for a user/admin/service token."""
-    token, _ = CODEC.issue(Principal(subject, email, role), now=datetime.now(UTC))
-    return [("authorization", f"Bearer {token}")]
+    return auth_support.bearer(subject, role, email)
 
 
 ADMIN_MD = bearer("00000000-0000-4000-8000-000000000001", ROLE_ADMIN, "boss@example.com")
-SERVICE_MD = service_metadata(CODEC, "query-tests")
+SERVICE_MD = auth_support.service_identity("query-tests")
 
 
 def read_model_env(backend: str, data_dir: Path) -> dict[str, str]:
@@ -67,7 +64,7 @@ def read_model_env(backend: str, data_dir: Path) -> dict[str, str]:
         "DATA_DIR": str(data_dir),
         "QUERY_GRPC_LISTEN": "127.0.0.1:0",
         "QUERY_DB_BACKEND": backend,
-        "JWT_SECRET": JWT_SECRET,
+        **auth_support.TEST_ENV,
         "BCRYPT_COST": "4",
     }
     if backend == "postgres":
@@ -151,7 +148,7 @@ async def start_store(data_dir: Path, *, listen: str = "127.0.0.1:0") -> store_a
         "STORE_GRPC_LISTEN": listen,
         "EVENT_STORE_BACKEND": "sqlite",
         "SNAPSHOT_EVERY": "0",
-        "JWT_SECRET": JWT_SECRET,
+        **auth_support.TEST_ENV,
     }
     return await store_app.start(StoreSettings.from_env(env))
 
@@ -197,7 +194,7 @@ async def stack(
             listen="127.0.0.1:0",
             store_target=f"127.0.0.1:{store.server.port}",
             store_timeout=10.0,
-            jwt_secret=JWT_SECRET,
+            tokens=auth_support.TEST_TOKENS,
             bcrypt_cost=4,
             admin=ADMIN,
         )

@@ -10,7 +10,10 @@ from cqrs.query.v1 import query_pb2 as q
 from query_svc.login import INVALID_CREDENTIALS
 from service_kit import metadata
 from service_kit.auth import ROLE_ADMIN, ROLE_USER
-from tests.integration.query_svc.conftest import ADMIN, ADMIN_MD, CODEC, PASSWORD, Stack, bearer
+from tests.auth_support import TEST_TOKENS
+from tests.integration.query_svc.conftest import ADMIN, ADMIN_MD, PASSWORD, Stack, bearer
+
+VERIFIER = TEST_TOKENS.verifier()
 
 pytestmark = pytest.mark.integration
 
@@ -47,10 +50,11 @@ async def test_login_right_after_registering_issues_a_token_and_records_it(
         [("x-min-position", str(position)), ("x-forwarded-for", "203.0.113.5")],
     )
     assert r.token_type == "Bearer"
-    assert r.expires_in == CODEC.ttl_seconds
+    assert r.expires_in == TEST_TOKENS.ttl_seconds
     assert (r.user.id, r.user.email, r.user.role) == (uid, "carol@example.com", ROLE_USER)
-    principal = CODEC.decode(r.token)
+    principal = VERIFIER.decode(r.token)
     assert (principal.subject, principal.role) == (uid, ROLE_USER)
+    assert principal.session_id == r.session_id and r.refresh_token
 
     # The token works on the query side, and the login was recorded as an event.
     own = [("authorization", f"Bearer {r.token}")]

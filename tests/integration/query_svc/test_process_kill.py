@@ -77,7 +77,7 @@ async def test_sigkill_mid_catch_up_then_restart(
         "DATA_DIR": str(settings.data_dir),
         "QUERY_GRPC_LISTEN": "127.0.0.1:0",
         "QUERY_DB_BACKEND": settings.db_backend,
-        "JWT_SECRET": settings.jwt_secret,
+        "KEYS_DIR": str(settings.tokens.keys_dir),
         "STORE_GRPC_TARGET": settings.store_target,
         "COMMAND_GRPC_TARGET": settings.command_target,
         "QUERY_PROJECTOR_BATCH_MAX": "50",

@@ -13,7 +13,7 @@ from cqrs.eventstore.v1 import event_store_pb2_grpc as pb_grpc
 
 from store_svc import app
 from store_svc.settings import StoreSettings
-from tests.auth_support import SERVICE, TEST_JWT_SECRET, channel_as
+from tests.auth_support import SERVICE, TEST_ENV, channel_as
 from tests.integration.store_svc.support import StoreStub
 
 BACKENDS = ["sqlite", "clickhouse"]
@@ -26,7 +26,7 @@ def store_env(backend: str, data_dir: Path) -> dict[str, str]:
         "STORE_GRPC_LISTEN": "127.0.0.1:0",
         "EVENT_STORE_BACKEND": backend,
         "SNAPSHOT_EVERY": "0",
-        "JWT_SECRET": TEST_JWT_SECRET,
+        **TEST_ENV,
     }
     if backend == "clickhouse":
         if not os.environ.get("CLICKHOUSE_HOST"):

@@ -11,9 +11,9 @@ from cqrs.eventstore.v1 import event_store_pb2 as pb
 from cqrs.eventstore.v1 import event_store_pb2_grpc as pb_grpc
 
 import domain
-from service_kit.auth import ROLE_SERVICE, Principal, TokenCodec
+from service_kit.auth import ROLE_SERVICE, Principal, TokenSettings
 from store_svc.app import StoreService
-from tests.auth_support import SERVICE, TEST_JWT_SECRET, bearer
+from tests.auth_support import SERVICE, TEST_KEYS_DIR, bearer
 from tests.integration.store_svc.support import StoreStub, append_request, created, register
 
 pytestmark = pytest.mark.integration
@@ -152,7 +152,7 @@ async def test_shutdown_ends_open_streams_with_unavailable_after_answering(
 
 async def test_a_stream_ends_when_its_token_expires(store: Store) -> None:
     _, stub = store
-    short = TokenCodec(TEST_JWT_SECRET, ttl_seconds=2)
+    short = TokenSettings(keys_dir=TEST_KEYS_DIR, ttl_seconds=2).signer("tests")
     token, _ = short.issue(Principal("tests", "", ROLE_SERVICE), now=datetime.now(UTC))
     call = stub.AppendStream(None, metadata=[("authorization", f"Bearer {token}")], timeout=30)
     first = await _one(stub, call, str(uuid.uuid4()))

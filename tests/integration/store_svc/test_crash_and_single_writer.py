@@ -16,7 +16,7 @@ from cqrs.eventstore.v1 import event_store_pb2 as pb
 from cqrs.eventstore.v1 import event_store_pb2_grpc as pb_grpc
 
 from store_svc.settings import StoreSettings
-from tests.auth_support import SERVICE, TEST_JWT_SECRET, channel_as
+from tests.auth_support import SERVICE, TEST_ENV, channel_as
 from tests.integration.store_svc.conftest import BACKENDS, drop_clickhouse_database, store_env
 from tests.integration.store_svc.process import StoreProcess, free_port
 from tests.integration.store_svc.support import StoreStub, register
@@ -122,7 +122,7 @@ def test_bad_setting_stops_the_store_naming_the_variable(tmp_path: Path) -> None
         env={
             **os.environ,
             "DATA_DIR": str(tmp_path),
-            "JWT_SECRET": TEST_JWT_SECRET,
+            **TEST_ENV,
             "STORE_BATCH_MAX_EVENTS": "lots",
         },
         capture_output=True,
@@ -133,16 +133,15 @@ def test_bad_setting_stops_the_store_naming_the_variable(tmp_path: Path) -> None
     assert b"STORE_BATCH_MAX_EVENTS" in result.stderr
 
 
-@pytest.mark.parametrize(("secret", "problem"), [("", "JWT_SECRET"), ("short", "JWT_SECRET")])
-def test_store_refuses_to_start_without_a_strong_jwt_secret(
-    tmp_path: Path, secret: str, problem: str
-) -> None:
+def test_store_refuses_to_start_without_trusted_keys(tmp_path: Path) -> None:
+    """No KEYS_DIR/trusted.json: the store names the variable and the command that fixes it."""
     result = subprocess.run(
         [sys.executable, "-m", "store_svc"],
-        env={**os.environ, "DATA_DIR": str(tmp_path), "JWT_SECRET": secret},
+        env={**os.environ, "DATA_DIR": str(tmp_path), "KEYS_DIR": str(tmp_path / "none")},
         capture_output=True,
         timeout=60,
         check=False,
     )
     assert result.returncode != 0
-    assert problem.encode() in result.stderr
+    assert b"KEYS_DIR" in result.stderr
+    assert b"python -m service_kit.keys init" in result.stderr

@@ -127,7 +127,9 @@ async def test_snapshot_then_newer_events(store: Store) -> None:
     _, stub = store
     user_id, stored = await write_history(stub)
     snap = await stub.CreateSnapshot(pb.CreateSnapshotRequest(aggregate_id=user_id))
-    assert snap.snapshot.version == 6 and snap.snapshot.schema_version == 1
+    assert (
+        snap.snapshot.version == 6 and snap.snapshot.schema_version == domain.STATE_SCHEMA_VERSION
+    )
     got = await stub.GetSnapshot(pb.GetSnapshotRequest(aggregate_id=user_id))
     assert got.snapshot.state == snap.snapshot.state
     via = await stub.GetStateFromSnapshot(pb.GetStateFromSnapshotRequest(aggregate_id=user_id))

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 import domain
 from command_svc.errors import ClaimConflict, StoreConflict, StoreUnavailable
-from command_svc.store_client import Appended, Loaded, Trace
+from command_svc.store_client import Appended, Claims, Created, Loaded, Trace
 
 
 @dataclass
@@ -32,6 +32,8 @@ class FakeStore:
 
     streams: dict[str, list[domain.DomainEvent]] = field(default_factory=dict)
     claims: dict[str, str] = field(default_factory=dict)
+    other_claims: dict[tuple[str, str], str] = field(default_factory=dict)
+    log: list[tuple[int, domain.DomainEvent]] = field(default_factory=list)
     position: int = 0
     conflicts: int = 0
     unavailable: bool = False
@@ -54,6 +56,7 @@ class FakeStore:
         events: Sequence[domain.DomainEvent],
         event_ids: Sequence[str],
         trace: Trace,
+        extra_claims: Claims = (),
     ) -> Appended:
         if self.unavailable:
             raise StoreUnavailable("down")
@@ -68,6 +71,10 @@ class FakeStore:
         stream = self.streams.setdefault(user_id, [])
         if len(stream) != expected_version:
             raise StoreConflict(f"expected {expected_version}, actual {len(stream)}")
+        for claim in extra_claims:
+            holder = self.other_claims.get(claim)
+            if holder is not None and holder != user_id:
+                raise ClaimConflict(f"held by {holder}")
         for event in events:
             changes = domain.claims_for(event)
             for value in changes.take:
@@ -76,6 +83,8 @@ class FakeStore:
                     if not stream:
                         del self.streams[user_id]
                     raise ClaimConflict(f"held by {holder}")
+        for claim in extra_claims:
+            self.other_claims[claim] = user_id
         for event in events:
             changes = domain.claims_for(event)
             for value in changes.release:
@@ -83,8 +92,25 @@ class FakeStore:
             for value in changes.take:
                 self.claims[value] = user_id
         stream.extend(events)
-        self.position += len(events)
+        for event in events:
+            self.position += 1
+            self.log.append((self.position, event))
         return Appended(len(stream), self.position)
+
+    async def count_events(self, event_type: str) -> int:
+        if self.unavailable:
+            raise StoreUnavailable("down")
+        return sum(1 for _, event in self.log if event_type == event.EVENT_TYPE)
+
+    async def created_after(self, position: int, limit: int) -> list[Created]:
+        if self.unavailable:
+            raise StoreUnavailable("down")
+        found = [
+            Created(at, event.aggregate_id, event.role)
+            for at, event in self.log
+            if at > position and isinstance(event, domain.UserCreated)
+        ]
+        return found[:limit]
 
 
 @dataclass

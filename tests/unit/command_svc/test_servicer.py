@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
 
 import grpc
 import pytest
@@ -21,27 +20,20 @@ from command_svc.handlers import CommandHandler
 from command_svc.idempotency import IdempotencyCache
 from command_svc.policies import POLICIES, SERVICE_NAME
 from command_svc.servicer import CommandServiceServicer
-from service_kit.auth import (
-    ROLE_ADMIN,
-    ROLE_SERVICE,
-    ROLE_USER,
-    AuthInterceptor,
-    Principal,
-    TokenCodec,
-)
+from service_kit.auth import ROLE_ADMIN, ROLE_SERVICE, ROLE_USER, AuthInterceptor
 from service_kit.server import Registration, RunningServer, start_server
+from tests import auth_support
 
 from .fakes import FakeHasher, FakeStore
 
 pytestmark = pytest.mark.unit
 
-CODEC = TokenCodec("c" * 32)
+VERIFIER = auth_support.TEST_TOKENS.verifier()
 PASSWORD = "password-1"
 
 
 def bearer(subject: str, role: str) -> list[tuple[str, str]]:
-    token, _ = CODEC.issue(Principal(subject, "", role), now=datetime.now(UTC))
-    return [("authorization", f"Bearer {token}")]
+    return auth_support.bearer(subject, role)
 
 
 SERVICE = bearer("query_svc", ROLE_SERVICE)
@@ -75,7 +67,7 @@ async def env() -> AsyncIterator[Env]:
                 CommandServiceServicer(handler, idempotency),
             )
         ],
-        interceptors=[AuthInterceptor(CODEC, POLICIES)],
+        interceptors=[AuthInterceptor(VERIFIER, POLICIES)],
     )
     async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
         yield Env(server, store, pb_grpc.CommandServiceStub(channel))
@@ -270,7 +262,7 @@ async def test_a_hung_store_is_unavailable_within_the_commands_bound(
     server = await start_server(
         "127.0.0.1:0",
         [Registration(SERVICE_NAME, pb_grpc.add_CommandServiceServicer_to_server, servicer)],
-        interceptors=[AuthInterceptor(CODEC, POLICIES)],
+        interceptors=[AuthInterceptor(VERIFIER, POLICIES)],
     )
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+from pathlib import Path
+
 import pytest
 
 from command_svc.settings import AdminAccount, CommandSettings
@@ -9,23 +12,24 @@ from service_kit.settings import SettingsError
 
 pytestmark = pytest.mark.unit
 
-SECRET = "j" * 32
-
 
 def test_defaults() -> None:
-    s = CommandSettings.from_env({"JWT_SECRET": SECRET})
+    s = CommandSettings.from_env({})
     assert s.listen == "127.0.0.1:9091"
     assert s.store_target == "127.0.0.1:9090"
-    assert (s.bcrypt_cost, s.jwt_ttl_seconds, s.max_attempts) == (12, 3600, 5)
+    assert (s.bcrypt_cost, s.tokens.ttl_seconds, s.max_attempts) == (12, 900, 5)
+    assert s.tokens.keys_dir == Path("data/keys")
     assert s.admin is None
     assert s.aggregate_cache_size == 10_000
-    assert s.token_codec().ttl_seconds == 3600
+    assert s.lifetimes.password_reset == timedelta(minutes=30)
+    assert s.lifetimes.email_verification == timedelta(days=2)
 
 
 def test_overrides_and_admin_email_normalised() -> None:
     s = CommandSettings.from_env(
         {
-            "JWT_SECRET": SECRET,
+            "DATA_DIR": "/var/lib/x",
+            "PASSWORD_RESET_TTL_SECONDS": "600",
             "COMMAND_GRPC_LISTEN": "0.0.0.0:1",
             "STORE_GRPC_TARGET": "store:9090",
             "BCRYPT_COST": "4",
@@ -34,7 +38,9 @@ def test_overrides_and_admin_email_normalised() -> None:
             "ADMIN_PASSWORD": "admin-password",
         }
     )
-    assert (s.listen, s.store_target, s.bcrypt_cost, s.jwt_ttl_seconds) == (
+    assert s.tokens.keys_dir == Path("/var/lib/x/keys")
+    assert s.lifetimes.password_reset == timedelta(minutes=10)
+    assert (s.listen, s.store_target, s.bcrypt_cost, s.tokens.ttl_seconds) == (
         "0.0.0.0:1",
         "store:9090",
         4,
@@ -44,23 +50,23 @@ def test_overrides_and_admin_email_normalised() -> None:
 
 
 def test_aggregate_cache_size_zero_disables() -> None:
-    s = CommandSettings.from_env({"JWT_SECRET": SECRET, "COMMAND_AGGREGATE_CACHE_SIZE": "0"})
+    s = CommandSettings.from_env({"COMMAND_AGGREGATE_CACHE_SIZE": "0"})
     assert s.aggregate_cache_size == 0
 
 
 def test_secrets_are_not_in_repr() -> None:
     s = CommandSettings.from_env(
-        {"JWT_SECRET": SECRET, "ADMIN_EMAIL": "r@example.com", "ADMIN_PASSWORD": "admin-password"}
+        {"ADMIN_EMAIL": "r@example.com", "ADMIN_PASSWORD": "admin-password"}
     )
-    assert SECRET not in repr(s)
     assert "admin-password" not in repr(s)
 
 
 @pytest.mark.parametrize(
     ("env", "variable"),
     [
-        ({}, "JWT_SECRET"),
-        ({"JWT_SECRET": "short"}, "JWT_SECRET"),
+        ({"JWT_TTL_SECONDS": "0"}, "JWT_TTL_SECONDS"),
+        ({"PASSWORD_RESET_TTL_SECONDS": "0"}, "PASSWORD_RESET_TTL_SECONDS"),
+        ({"EMAIL_VERIFICATION_TTL_SECONDS": "x"}, "EMAIL_VERIFICATION_TTL_SECONDS"),
         ({"BCRYPT_COST": "3"}, "BCRYPT_COST"),
         ({"BCRYPT_COST": "x"}, "BCRYPT_COST"),
         ({"COMMAND_MAX_ATTEMPTS": "0"}, "COMMAND_MAX_ATTEMPTS"),
@@ -74,6 +80,5 @@ def test_secrets_are_not_in_repr() -> None:
     ],
 )
 def test_bad_values_name_the_variable(env: dict[str, str], variable: str) -> None:
-    full = {"JWT_SECRET": SECRET, **env} if variable != "JWT_SECRET" else env
     with pytest.raises(SettingsError, match=rf"^{variable}"):
-        CommandSettings.from_env(full)
+        CommandSettings.from_env(env)

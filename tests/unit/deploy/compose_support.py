@@ -121,7 +121,6 @@ def read_dotenv(path: Path) -> dict[str, str]:
 
 # Test values for the secrets .env.example leaves empty on purpose.
 TEST_SECRETS: Final[Mapping[str, str]] = {
-    "JWT_SECRET": "compose-test-secret-" + "x" * 40,
     "CLICKHOUSE_PASSWORD": "clickhouse-test-password",
     "POSTGRES_QUERY_PASSWORD": "postgres-test-password",
 }

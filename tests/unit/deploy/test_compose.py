@@ -53,6 +53,7 @@ DOCUMENTED_HOST_PORTS: Final[Mapping[str, tuple[int, ...]]] = {
     "kafka": (9092,),
     "postgres": (5433,),
     "clickhouse": (8123, 9000),
+    "mailpit": (8025,),
 }
 
 # Variables set in the stack ahead of the code that will read them (none now);
@@ -62,9 +63,17 @@ PENDING_VARIABLES: Final[frozenset[str]] = frozenset()
 # Variables a service reads that the stack leaves unset on purpose, and why.
 LEFT_UNSET: Final[Mapping[str, str]] = {
     "DATA_DIR": "embedded SQLite backends only; the image sets it for `docker run`",
+    "MAIL_DIR": "mail goes to SMTP (Mailpit) in the stack, never to files",
 }
 
-SECRETS: Final = ("JWT_SECRET", "CLICKHOUSE_PASSWORD", "POSTGRES_QUERY_PASSWORD")
+SECRETS: Final = ("CLICKHOUSE_PASSWORD", "POSTGRES_QUERY_PASSWORD")
+# Key files each service gets in /run/secrets (KEYS_DIR): only its own private key.
+KEY_FILES: Final[Mapping[str, set[str]]] = {
+    "store-svc": {"trusted.json"},
+    "command-svc": {"trusted.json", "command_svc.signing.json", "mail.key"},
+    "query-svc": {"trusted.json", "query_svc.signing.json", "mail.key"},
+    "gateway": {"gateway.signing.json"},
+}
 DATABASE_MOUNTS: Final[Mapping[str, str]] = {
     "clickhouse": "/var/lib/clickhouse",
     "postgres": "/var/lib/postgresql/data",
@@ -269,7 +278,7 @@ def test_servers_listen_where_ports_health_and_clients_point(compose: Mapping[st
 
 def test_code_defaults_are_the_documented_ports() -> None:
     """The services' own defaults agree with the documented table."""
-    env = {"JWT_SECRET": cs.TEST_SECRETS["JWT_SECRET"]}
+    env: dict[str, str] = {}
     assert _port_of(StoreSettings.from_env(env).listen) == 9090
     assert _port_of(CommandSettings.from_env(env).listen) == 9091
     assert _port_of(QuerySettings.from_env(env).listen) == 9095
@@ -346,13 +355,28 @@ def test_secrets_are_required_and_not_shipped(raw: Mapping[str, Any]) -> None:
     example = cs.read_dotenv(cs.ENV_EXAMPLE)
     for name in SECRETS:
         assert example[name] == "", f".env.example must not ship a value for {name}"
-    with pytest.raises(cs.MissingVariable, match="JWT_SECRET"):
+    with pytest.raises(cs.MissingVariable, match="CLICKHOUSE_PASSWORD"):
         cs.load_interpolated(example)
+
+
+def test_each_service_gets_only_its_own_private_key(raw: Mapping[str, Any]) -> None:
+    """Private keys are compose secrets; a service sees its own and the public ones."""
+    declared = raw.get("secrets") or {}
+    for spec in declared.values():
+        assert str(spec.get("file", "")).startswith("./keys/"), spec
+    for name, expected in KEY_FILES.items():
+        service = cs.services(raw)[name]
+        mounted = {s["target"] for s in service.get("secrets", [])}
+        assert mounted == expected, name
+        assert all(s["source"] in declared for s in service.get("secrets", []))
+        assert cs.environment(service).get("KEYS_DIR") == "/run/secrets", name
+    dockerignore = (cs.REPO / ".dockerignore").read_text(encoding="utf-8").split()
+    assert "keys" in dockerignore, "private keys must never be baked into the image"
 
 
 def test_empty_optional_values_mean_the_code_default(compose: Mapping[str, Any]) -> None:
     """`NAME: ${NAME:-}` + empty .env value gives exactly the code's defaults."""
-    env = {"JWT_SECRET": cs.TEST_SECRETS["JWT_SECRET"]}
+    env: dict[str, str] = {}
     stack = cs.environment(_service(compose, "command-svc"))
     assert stack["BCRYPT_COST"] == "" and stack["COMMAND_MAX_ATTEMPTS"] == ""
     assert CommandSettings.from_env(stack) == CommandSettings.from_env(
@@ -360,6 +384,7 @@ def test_empty_optional_values_mean_the_code_default(compose: Mapping[str, Any])
             **env,
             "COMMAND_GRPC_LISTEN": stack["COMMAND_GRPC_LISTEN"],
             "STORE_GRPC_TARGET": stack["STORE_GRPC_TARGET"],
+            "KEYS_DIR": stack["KEYS_DIR"],
         }
     )
 
@@ -381,8 +406,8 @@ def test_shared_names_and_defaults_agree_across_containers(compose: Mapping[str,
     assert postgres["POSTGRES_DB"] == query["POSTGRES_QUERY_DB"]
     # With .env's values empty the stack falls back to the code's own defaults.
     bare = cs.load_interpolated(dict(cs.TEST_SECRETS))
-    code_store = StoreSettings.from_env({"JWT_SECRET": cs.TEST_SECRETS["JWT_SECRET"]})
-    code_query = QuerySettings.from_env({"JWT_SECRET": cs.TEST_SECRETS["JWT_SECRET"]})
+    code_store = StoreSettings.from_env({})
+    code_query = QuerySettings.from_env({})
     bare_store = cs.environment(_service(bare, "store-svc"))
     bare_query = cs.environment(_service(bare, "query-svc"))
     assert bare_store["CLICKHOUSE_USER"] == code_store.clickhouse.user

@@ -14,13 +14,24 @@ from domain import (
     Deactivate,
     DomainEvent,
     EmailChanged,
+    EmailVerified,
     LoginRecorded,
     PasswordChanged,
+    PasswordReset,
+    PasswordResetRequested,
+    Reactivate,
     RecordLogin,
     RegisterUser,
+    ResetPassword,
+    RevokeAllSessions,
+    RevokeSession,
+    SessionRevoked,
+    SessionsRevoked,
     UserCreated,
     UserDeactivated,
+    UserReactivated,
     UserState,
+    VerifyEmail,
     decide,
     fold,
 )
@@ -113,6 +124,19 @@ any_events: st.SearchStrategy[DomainEvent] = st.one_of(
     st.builds(EmailChanged, **_common, old_email=free_text, new_email=free_text),
     st.builds(UserDeactivated, **_common, reason=free_text),
     st.builds(LoginRecorded, **_common, client_address=free_text),
+    st.builds(PasswordReset, **_common, password_hash=hashes, method=free_text, actor=free_text),
+    st.builds(
+        PasswordResetRequested,
+        **_common,
+        token_nonce=hashes,
+        token_hash=hashes,
+        expires_at=utc_datetimes,
+        email=free_text,
+    ),
+    st.builds(UserReactivated, **_common, reason=free_text),
+    st.builds(SessionRevoked, **_common, session_id=free_text, reason=free_text),
+    st.builds(SessionsRevoked, **_common, reason=free_text),
+    st.builds(EmailVerified, **_common, email=free_text),
 )
 
 # Small pools make collisions (same email, same password, re-registration)
@@ -133,6 +157,20 @@ _command_kinds: dict[str, st.SearchStrategy[Command]] = {
     "email": st.builds(ChangeEmail, _email_pool),
     "deactivate": st.builds(Deactivate, st.sampled_from(["", "requested by user", "x" * 501])),
     "login": st.builds(RecordLogin, st.sampled_from(["", "10.0.0.1", "2001:db8::1"])),
+    "reactivate": st.builds(Reactivate, st.sampled_from(["", "appeal granted"])),
+    "reset": st.builds(
+        ResetPassword,
+        new_password=_password_pool,
+        new_password_hash=st.sampled_from(["h4", ""]),
+        actor=st.just("admin-id"),
+    ),
+    "revoke": st.builds(RevokeSession, st.sampled_from(["s1", "s2", ""])),
+    "revoke_all": st.builds(RevokeAllSessions),
+    "verify": st.builds(
+        VerifyEmail,
+        token_matches=st.sampled_from([True, False]),
+        ttl=st.just(timedelta(days=2)),
+    ),
     "register": st.builds(
         RegisterUser,
         user_id=st.just(USER_ID),
@@ -141,8 +179,12 @@ _command_kinds: dict[str, st.SearchStrategy[Command]] = {
         password_hash=st.just(HASH),
     ),
 }
-# Deactivation is terminal and re-registration always fails, so both are
-# drawn rarely to let histories grow long.
+# Deactivation stops every other command and re-registration always fails,
+# so both are drawn rarely to let histories grow long.
 commands: st.SearchStrategy[Command] = st.sampled_from(
-    ["password"] * 5 + ["email"] * 5 + ["login"] * 5 + ["register", "deactivate"]
+    ["password"] * 5
+    + ["email"] * 5
+    + ["login"] * 5
+    + ["reset", "revoke", "revoke_all", "verify", "reactivate"] * 2
+    + ["register", "deactivate"]
 ).flatmap(lambda kind: _command_kinds[kind])

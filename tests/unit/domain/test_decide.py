@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import domain
 from domain import (
     AlreadyExists,
     ChangeEmail,
@@ -20,12 +21,15 @@ from domain import (
     InvalidCredentials,
     LoginRecorded,
     PasswordChanged,
+    PasswordReset,
     RecordLogin,
     RegisterUser,
+    SessionRevoked,
     UserCreated,
     UserDeactivated,
     UserDeactivatedError,
     UserNotFound,
+    UserReactivated,
     UserState,
     UserStatus,
     ValidationError,
@@ -299,7 +303,7 @@ def test_any_accepted_command_sequence_folds_to_the_evolved_state(
             assert event.aggregate_id == USER_ID
             assert event.occurred_at == at(step)
             expected_logins += isinstance(event, LoginRecorded)
-            expected_password_changes += isinstance(event, PasswordChanged)
+            expected_password_changes += isinstance(event, PasswordChanged | PasswordReset)
             state = evolve(state, event)
         events.extend(new_events)
 
@@ -308,11 +312,19 @@ def test_any_accepted_command_sequence_folds_to_the_evolved_state(
     assert fold(events) == state
     assert state.login_count == expected_logins
     assert state.password_version == 1 + expected_password_changes
-    deactivations = [e for e in events if isinstance(e, UserDeactivated)]
-    assert len(deactivations) <= 1
-    assert (state.status is UserStatus.DEACTIVATED) == bool(deactivations)
-    if deactivations:
-        # Deactivation is terminal: nothing was accepted after it.
-        assert events[-1] == deactivations[0]
+    lifecycle = [e for e in events if isinstance(e, UserDeactivated | UserReactivated)]
+    # Deactivation and reactivation alternate, starting with a deactivation.
+    assert all(
+        isinstance(e, UserDeactivated if i % 2 == 0 else UserReactivated)
+        for i, e in enumerate(lifecycle)
+    )
+    deactivated = bool(lifecycle) and isinstance(lifecycle[-1], UserDeactivated)
+    assert (state.status is UserStatus.DEACTIVATED) == deactivated
+    if deactivated:
+        # Nothing but a reactivation is accepted after a deactivation.
+        assert events[-1] == lifecycle[-1]
+    # Every event that ends all sessions moves the credential version to itself.
+    enders = [e for e in events if domain.sessions_ended(e) and not isinstance(e, SessionRevoked)]
+    assert state.credential_version == (enders[-1].version if enders else 0)
     assert isinstance(events[0], UserCreated)
     assert sum(isinstance(e, UserCreated) for e in events) == 1

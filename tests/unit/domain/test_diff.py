@@ -84,6 +84,7 @@ def test_deactivation_and_login_are_diffed() -> None:
         "deactivation_reason",
         "last_login_at",
         "login_count",
+        "credential_version",
     )
     changes = {c.field: c for c in diff_states(before, after)}
     assert changes["status"] == FieldChange("status", "active", "deactivated")

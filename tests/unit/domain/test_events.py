@@ -27,6 +27,12 @@ def test_event_types_are_the_stable_wire_names() -> None:
         "user.email.changed",
         "user.deactivated",
         "user.login.recorded",
+        "user.password.reset",
+        "user.password_reset.requested",
+        "user.reactivated",
+        "user.session.revoked",
+        "user.sessions.revoked",
+        "user.email.verified",
     )
     for name, cls in EVENT_CLASSES.items():
         assert name == cls.EVENT_TYPE
@@ -95,7 +101,9 @@ def test_public_fields_exclude_the_hash() -> None:
     state = registered()
     public = state.public_fields()
     assert "password_hash" not in public
+    assert "reset_token_hash" not in public
     assert HASH not in map(str, public.values())
-    expected = {f.name for f in dataclasses.fields(UserState)} - {"password_hash"}
+    internal = {"password_hash", "email_set_version", "reset_token_hash", "reset_expires_at"}
+    expected = {f.name for f in dataclasses.fields(UserState)} - internal
     assert set(public) == expected
     assert public["user_id"] == USER_ID

@@ -20,12 +20,18 @@ from domain import (
     Deactivate,
     DomainEvent,
     EmailChanged,
+    EmailVerified,
     LoginRecorded,
     PasswordChanged,
+    PasswordReset,
+    PasswordResetRequested,
     RecordLogin,
+    SessionRevoked,
+    SessionsRevoked,
     UnknownEventType,
     UserCreated,
     UserDeactivated,
+    UserReactivated,
     UserState,
     ValidationError,
     event_from_payload,
@@ -75,6 +81,28 @@ def test_payloads_hold_only_event_fields() -> None:
         ),
         (UserDeactivated(**common, reason=""), {"reason": ""}),
         (LoginRecorded(**common, client_address="::1"), {"client_address": "::1"}),
+        (
+            PasswordReset(**common, password_hash="h", method="admin", actor="a"),
+            {"password_hash": "h", "method": "admin", "actor": "a"},
+        ),
+        (
+            PasswordResetRequested(
+                **common, token_nonce="n", token_hash="t", expires_at=at(60), email=EMAIL
+            ),
+            {
+                "token_nonce": "n",
+                "token_hash": "t",
+                "expires_at": "2025-01-15T10:01:00Z",
+                "email": EMAIL,
+            },
+        ),
+        (UserReactivated(**common, reason="back"), {"reason": "back"}),
+        (
+            SessionRevoked(**common, session_id="s1", reason="logout"),
+            {"session_id": "s1", "reason": "logout"},
+        ),
+        (SessionsRevoked(**common, reason="all"), {"reason": "all"}),
+        (EmailVerified(**common, email=EMAIL), {"email": EMAIL}),
     ]
     for event, expected in cases:
         assert event_to_payload(event) == expected
@@ -242,7 +270,7 @@ def test_state_dict_renders_timestamps_rfc3339() -> None:
     assert state_to_dict(registered())["last_login_at"] is None
 
 
-@pytest.mark.parametrize("schema", [None, 0, 2, "1", True])
+@pytest.mark.parametrize("schema", [None, 0, 1, 3, "2", True])
 def test_state_from_dict_refuses_other_schema_versions(schema: object) -> None:
     data = {**state_to_dict(registered()), "schema_version": schema}
     with pytest.raises(ValidationError) as info:

@@ -14,6 +14,7 @@ from gateway import console
 from gateway.app import build_app
 from gateway.errors import GatewayError
 from gateway.settings import GatewaySettings
+from tests.auth_support import TEST_ENV
 
 pytestmark = pytest.mark.unit
 
@@ -137,7 +138,7 @@ async def asgi(app: Starlette, method: str, path: str) -> tuple[int, dict[str, s
 
 
 async def test_the_gateway_serves_the_console_beside_the_api() -> None:
-    app = build_app(GatewaySettings.from_env({"JWT_SECRET": "x" * 32}))
+    app = build_app(GatewaySettings.from_env(dict(TEST_ENV)))
     for path in ("/console", "/console/"):
         status, headers, body = await asgi(app, "GET", path)
         assert status == 200

@@ -16,6 +16,7 @@ from gateway.seed_format import SEED_ROUTES, seed_query
 from gateway.settings import GatewaySettings
 from gateway.transcode import build_request, render
 from service_kit import descriptors
+from tests.auth_support import TEST_ENV
 
 from . import synthetic
 
@@ -63,7 +64,7 @@ def test_a_seed_route_without_its_rpc_stops_the_start() -> None:
 
 
 def test_the_app_builds_with_both_profiles_and_the_local_routes() -> None:
-    settings = GatewaySettings.from_env({"JWT_SECRET": "x" * 32})
+    settings = GatewaySettings.from_env(dict(TEST_ENV))
     built = app.build_app(settings)
     table = built.state.gateway.table
     assert table.resolve("GET", "/v1/users").target.profile == "v1"

@@ -117,9 +117,7 @@ def by_partition(
 
 @pytest.fixture
 async def offsets(tmp_path: Path) -> AsyncIterator[OffsetStore]:
-    settings = QuerySettings.from_env(
-        {"DATA_DIR": str(tmp_path), "JWT_SECRET": "x" * 40, "QUERY_DB_BACKEND": "sqlite"}
-    )
+    settings = QuerySettings.from_env({"DATA_DIR": str(tmp_path), "QUERY_DB_BACKEND": "sqlite"})
     db = Database.from_settings(settings)
     await db.ensure_schema()
     yield OffsetStore(db)

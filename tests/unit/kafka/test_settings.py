@@ -9,11 +9,10 @@ from service_kit.settings import SettingsError
 from store_svc.settings import RelaySettings, StoreSettings
 
 pytestmark = pytest.mark.unit
-SECRET = "k" * 40
 
 
 def test_the_relay_is_off_on_the_embedded_defaults() -> None:
-    relay = StoreSettings.from_env({"JWT_SECRET": SECRET}).relay
+    relay = StoreSettings.from_env({}).relay
     assert relay == RelaySettings(enabled=False)
 
 
@@ -36,13 +35,12 @@ def test_a_broker_turns_the_relay_on_unless_told_off() -> None:
 )
 def test_a_bad_relay_value_names_its_variable(env: dict[str, str], name: str) -> None:
     with pytest.raises(SettingsError, match=name):
-        StoreSettings.from_env({"JWT_SECRET": SECRET, **env})
+        StoreSettings.from_env(env)
 
 
 def test_query_svc_reads_the_topic_when_told() -> None:
     s = QuerySettings.from_env(
         {
-            "JWT_SECRET": SECRET,
             "QUERY_EVENT_SOURCE": "kafka",
             "KAFKA_BROKER": "k:1",
             "KAFKA_TOPIC": "events",
@@ -57,11 +55,11 @@ def test_query_svc_reads_the_topic_when_told() -> None:
         "rm-1",
         0.25,
     )
-    default = QuerySettings.from_env({"JWT_SECRET": SECRET})
+    default = QuerySettings.from_env({})
     assert default.event_source == "store"
     assert (default.kafka.topic, default.kafka.group) == ("user-events", "query-group")
 
 
 def test_a_bad_gap_timeout_names_its_variable() -> None:
     with pytest.raises(SettingsError, match="QUERY_KAFKA_GAP_TIMEOUT_MS"):
-        QuerySettings.from_env({"JWT_SECRET": SECRET, "QUERY_KAFKA_GAP_TIMEOUT_MS": "0"})
+        QuerySettings.from_env({"QUERY_KAFKA_GAP_TIMEOUT_MS": "0"})

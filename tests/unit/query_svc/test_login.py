@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import grpc
 import pytest
@@ -12,15 +12,16 @@ import pytest
 from query_svc.login import INVALID_CREDENTIALS, LoginService, TooManyFailures
 from query_svc.rate_limit import LoginRateLimiter
 from query_svc.read_model import AuthRecord, UserView
+from query_svc.sessions import Opened, SessionRow
 from query_svc.settings import LoginLimits
-from service_kit.auth import TokenCodec
 from service_kit.errors import ServiceError
 from service_kit.passwords import PasswordHasher
+from tests.auth_support import TEST_TOKENS, signer
 
 pytestmark = pytest.mark.unit
 
 NOW = datetime(2025, 5, 1, 9, 0, tzinfo=UTC)
-CODEC = TokenCodec("unit-test-secret-that-is-long-enough!!")
+VERIFIER = TEST_TOKENS.verifier()
 PASSWORD = "correct horse battery"
 USER_ID = "6f1c1f4e-2a43-4b0e-9a0d-3c1b1f0e9a11"
 
@@ -49,6 +50,27 @@ class FakeRecorder:
         if self.error is not None:
             raise self.error
         return 42
+
+
+@dataclass
+class FakeSessions:
+    opened: list[SessionRow] = field(default_factory=list)
+    refresh_ttl: timedelta = timedelta(days=1)
+
+    async def open(self, *, user_id: str, cv: int, client_address: str) -> Opened:
+        row = SessionRow(
+            id=f"session-{len(self.opened)}",
+            user_id=user_id,
+            cv=cv,
+            created_at=NOW,
+            last_refreshed_at=None,
+            expires_at=NOW + self.refresh_ttl,
+            revoked_at=None,
+            revoked_reason="",
+            client_address=client_address,
+        )
+        self.opened.append(row)
+        return Opened(row, f"refresh-{len(self.opened)}")
 
 
 class CountingHasher(PasswordHasher):
@@ -84,6 +106,7 @@ async def world() -> AsyncIterator[World]:
         email="alice@example.com",
         role="admin",
         status="active",
+        credential_version=7,
         password_hash=hashed,
     )
     reads.users[USER_ID] = UserView(
@@ -97,12 +120,14 @@ async def world() -> AsyncIterator[World]:
         last_login_at=None,
         login_count=0,
         deactivated_at=None,
+        email_verified=False,
     )
     recorder = FakeRecorder()
     service = LoginService(
         read_model=reads,
         hasher=hasher,
-        codec=CODEC,
+        codec=signer(),
+        sessions=FakeSessions(),
         limiter=LoginRateLimiter(
             LoginLimits(max_failures_per_email=3, max_failures_per_address=5, window_seconds=60)
         ),
@@ -122,13 +147,16 @@ async def test_success_issues_a_token_for_the_user_and_records_the_login(world: 
         client_address="10.1.1.1",
         correlation_id="corr-1",
     )
-    principal = CODEC.decode(result.token)
+    principal = VERIFIER.decode(result.token)
     assert (principal.subject, principal.email, principal.role) == (
         USER_ID,
         "alice@example.com",
         "admin",
     )
-    assert result.expires_in == CODEC.ttl_seconds
+    # The token names its session and the credential version it was issued under.
+    assert (principal.session_id, principal.credential_version) == (result.session_id, 7)
+    assert result.refresh_token == "refresh-1" and result.refresh_expires_in == 86_400
+    assert result.expires_in == TEST_TOKENS.ttl_seconds
     assert result.user.id == USER_ID
     assert world.recorder.calls == [(USER_ID, "10.1.1.1", "corr-1")]
 
@@ -157,6 +185,7 @@ async def test_a_deactivated_account_cannot_log_in(world: World) -> None:
         email=record.email,
         role=record.role,
         status="deactivated",
+        credential_version=record.credential_version,
         password_hash=record.password_hash,
     )
     await _fails(world, "alice@example.com", PASSWORD)

@@ -11,11 +11,9 @@ from service_kit.settings import SettingsError
 
 pytestmark = pytest.mark.unit
 
-SECRET = "s" * 32
-
 
 def test_defaults() -> None:
-    s = QuerySettings.from_env({"JWT_SECRET": SECRET})
+    s = QuerySettings.from_env({})
     assert s.listen == "127.0.0.1:9095"
     assert s.db_backend == "sqlite"
     assert s.sqlite_path == Path("data") / "read_model.sqlite3"
@@ -28,13 +26,33 @@ def test_defaults() -> None:
     assert s.login_limits.max_failures_per_address == 20
     assert s.login_limits.window_seconds == 300
     assert s.trusted_proxies == ("127.0.0.1", "::1")
-    assert SECRET not in repr(s)
+    assert s.tokens.keys_dir == Path("data/keys") and s.tokens.ttl_seconds == 900
+    assert s.refresh_ttl_seconds == 14 * 86_400
+    assert (s.reset_limits.max_per_email, s.reset_limits.max_per_address) == (3, 10)
+    assert s.mail.smtp.host == "" and s.mail.smtp.folder == Path("data/mail")
+
+
+def test_mail_settings() -> None:
+    s = QuerySettings.from_env(
+        {
+            "SMTP_HOST": "mail",
+            "SMTP_PORT": "1025",
+            "SMTP_FROM": "Accounts <accounts@example.com>",
+            "SMTP_STARTTLS": "true",
+            "SMTP_USERNAME": "u",
+            "SMTP_PASSWORD": "smtp-secret",
+            "PUBLIC_URL": "https://accounts.example.com/",
+        }
+    )
+    smtp = s.mail.smtp
+    assert (smtp.host, smtp.port, smtp.starttls, smtp.username) == ("mail", 1025, True, "u")
+    assert s.mail.public_url == "https://accounts.example.com"
+    assert "smtp-secret" not in repr(s)
 
 
 def test_postgres_and_limits_from_env() -> None:
     s = QuerySettings.from_env(
         {
-            "JWT_SECRET": SECRET,
             "QUERY_DB_BACKEND": "postgres",
             "POSTGRES_QUERY_HOST": "db",
             "POSTGRES_QUERY_PORT": "15433",
@@ -55,8 +73,14 @@ def test_postgres_and_limits_from_env() -> None:
 @pytest.mark.parametrize(
     ("env", "name"),
     [
-        ({}, "JWT_SECRET"),
-        ({"JWT_SECRET": "short"}, "JWT_SECRET"),
+        ({"JWT_TTL_SECONDS": "x"}, "JWT_TTL_SECONDS"),
+        ({"REFRESH_TOKEN_TTL_SECONDS": "1"}, "REFRESH_TOKEN_TTL_SECONDS"),
+        ({"PASSWORD_RESET_MAX_PER_EMAIL": "0"}, "PASSWORD_RESET_MAX_PER_EMAIL"),
+        ({"SMTP_PORT": "smtp"}, "SMTP_PORT"),
+        ({"SMTP_STARTTLS": "maybe"}, "SMTP_STARTTLS"),
+        ({"SMTP_USERNAME": "u"}, "SMTP_USERNAME"),
+        ({"SMTP_FROM": "nobody"}, "SMTP_FROM"),
+        ({"PUBLIC_URL": "ftp://x"}, "PUBLIC_URL"),
         ({"QUERY_DB_BACKEND": "mysql"}, "QUERY_DB_BACKEND"),
         ({"POSTGRES_QUERY_PORT": "http"}, "POSTGRES_QUERY_PORT"),
         ({"POSTGRES_QUERY_SCHEMA": "x; drop"}, "POSTGRES_QUERY_SCHEMA"),
@@ -68,6 +92,5 @@ def test_postgres_and_limits_from_env() -> None:
     ],
 )
 def test_a_bad_value_names_its_variable(env: dict[str, str], name: str) -> None:
-    full = {"JWT_SECRET": SECRET, **env} if name != "JWT_SECRET" else env
     with pytest.raises(SettingsError, match=name):
-        QuerySettings.from_env(full)
+        QuerySettings.from_env(env)

@@ -1,4 +1,4 @@
-"""service_kit.auth: tokens, service identity, and every interceptor branch.
+"""service_kit.auth: tokens, service identity, revocation, and every interceptor branch.
 
 The interceptor is exercised through a real grpc.aio server on 127.0.0.1:0
 serving a tiny generic service, called by a real grpc.aio client.
@@ -7,9 +7,11 @@ serving a tiny generic service, called by a real grpc.aio client.
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -20,6 +22,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 import service_kit.auth as auth_module
+from service_kit import keys
 from service_kit.auth import (
     ROLE_ADMIN,
     ROLE_SERVICE,
@@ -27,118 +30,178 @@ from service_kit.auth import (
     Access,
     AuthInterceptor,
     Principal,
-    TokenCodec,
+    TokenSettings,
+    TokenSigner,
+    TokenVerifier,
     bearer_token,
     current_principal,
     service_metadata,
 )
 from service_kit.errors import ServiceError
+from service_kit.revocation import Ended, RevocationView
 from service_kit.server import Registration, RunningServer, start_server
 from service_kit.settings import SettingsError
 
 pytestmark = pytest.mark.unit
 
-SECRET = "s" * 32
 NOW = datetime(2030, 1, 1, tzinfo=UTC)
 ALICE = "11111111-1111-4111-8111-111111111111"
 BOB = "22222222-2222-4222-8222-222222222222"
 
+ISSUER = keys.generate_signing_key(keys.USER_TOKEN_ISSUER)
+COMMAND = keys.generate_signing_key("command_svc")
+STRANGER = keys.generate_signing_key(keys.USER_TOKEN_ISSUER)  # not trusted
 
-# -- TokenCodec -------------------------------------------------------------------
+
+def _trusted(*signing: keys.SigningKey) -> dict[str, keys.TrustedKey]:
+    return {k.kid: keys.TrustedKey(k.signer, k.kid, k.private_key.public_key()) for k in signing}
+
+
+TRUSTED = _trusted(ISSUER, COMMAND)
+
+
+def _signer(key: keys.SigningKey = ISSUER, ttl: int = 900) -> TokenSigner:
+    return TokenSigner(lambda: key, ttl_seconds=ttl)
+
+
+def _verifier(trusted: Mapping[str, keys.TrustedKey] = TRUSTED, ttl: int = 900) -> TokenVerifier:
+    return TokenVerifier(lambda: trusted, ttl_seconds=ttl)
+
+
+# -- signing and verifying --------------------------------------------------------
 
 
 def test_issue_then_decode_round_trips_every_claim() -> None:
-    codec = TokenCodec(SECRET, ttl_seconds=600)
-    principal = Principal(subject=ALICE, email="a@example.com", role=ROLE_USER)
-    token, expires_in = codec.issue(principal, now=datetime.now(UTC))
+    signer = _signer(ttl=600)
+    principal = Principal(ALICE, "a@example.com", ROLE_USER, "sid-1", 7)
+    token, expires_in = signer.issue(principal, now=datetime.now(UTC))
     assert expires_in == 600
-    assert codec.decode(token) == principal
-    claims = jwt.decode(token, SECRET, algorithms=["HS256"])
+    assert _verifier().decode(token) == principal
+    header = jwt.get_unverified_header(token)
+    assert (header["alg"], header["kid"]) == ("EdDSA", ISSUER.kid)
+    claims = jwt.decode(token, ISSUER.private_key.public_key(), algorithms=["EdDSA"])
     assert claims["sub"] == claims["user_id"] == ALICE
-    assert claims["email"] == "a@example.com"
-    assert claims["role"] == ROLE_USER
+    assert (claims["iss"], claims["sid"], claims["cv"]) == ("query_svc", "sid-1", 7)
     assert claims["exp"] - claims["iat"] == 600
     assert claims["jti"]
-    assert jwt.get_unverified_header(token)["alg"] == "HS256"
+
+
+def test_a_token_verifies_with_the_public_key_alone() -> None:
+    """What a third party does with the published JWKS: no secret needed."""
+    token, _ = _signer().issue(Principal(ALICE, "", ROLE_USER), now=datetime.now(UTC))
+    jwk = jwt.PyJWK(ISSUER.public_jwk())
+    assert jwt.decode(token, jwk.key, algorithms=["EdDSA"])["sub"] == ALICE
 
 
 def test_each_token_has_its_own_jti() -> None:
-    codec = TokenCodec(SECRET)
+    signer = _signer()
     p = Principal(ALICE, "a@example.com", ROLE_USER)
     now = datetime.now(UTC)
-    first, second = codec.issue(p, now=now)[0], codec.issue(p, now=now)[0]
+    first, second = signer.issue(p, now=now)[0], signer.issue(p, now=now)[0]
     assert (
-        jwt.decode(first, SECRET, algorithms=["HS256"])["jti"]
-        != jwt.decode(second, SECRET, algorithms=["HS256"])["jti"]
+        jwt.decode(first, options={"verify_signature": False})["jti"]
+        != jwt.decode(second, options={"verify_signature": False})["jti"]
     )
 
 
-@pytest.mark.parametrize("secret", ["", "short", "x" * 31])
-def test_short_secret_is_a_settings_error_naming_jwt_secret(secret: str) -> None:
-    with pytest.raises(SettingsError, match=r"^JWT_SECRET"):
-        TokenCodec(secret)
+def test_repr_never_shows_the_key() -> None:
+    secret = ISSUER.private_jwk()["d"]
+    assert secret not in repr(_signer())
+    assert secret not in repr(ISSUER)
 
 
-def test_secret_length_counts_bytes_not_characters() -> None:
-    TokenCodec("é" * 16)  # 32 UTF-8 bytes
-    with pytest.raises(SettingsError):
-        TokenCodec("é" * 15 + "a")  # 31 bytes
+def test_settings_read_keys_dir_and_ttl() -> None:
+    settings = TokenSettings.from_env({"DATA_DIR": "/srv/x", "JWT_TTL_SECONDS": "120"})
+    assert (settings.keys_dir, settings.ttl_seconds) == (Path("/srv/x/keys"), 120)
+    assert TokenSettings.from_env({"KEYS_DIR": "/k"}).keys_dir.as_posix() == "/k"
+    assert TokenSettings.from_env({}).ttl_seconds == 900
 
 
-def test_repr_never_shows_the_secret() -> None:
-    assert SECRET not in repr(TokenCodec(SECRET))
+@pytest.mark.parametrize("raw", ["abc", "0", str(31 * 86400)])
+def test_settings_name_a_bad_ttl(raw: str) -> None:
+    with pytest.raises(SettingsError, match=r"^JWT_TTL_SECONDS"):
+        TokenSettings.from_env({"JWT_TTL_SECONDS": raw})
 
 
-def test_from_env_reads_secret_and_ttl() -> None:
-    codec = TokenCodec.from_env({"JWT_SECRET": SECRET, "JWT_TTL_SECONDS": "120"})
-    assert codec.ttl_seconds == 120
-    assert TokenCodec.from_env({"JWT_SECRET": SECRET}).ttl_seconds == 3600
-
-
-@pytest.mark.parametrize(
-    ("env", "variable"),
-    [
-        ({}, "JWT_SECRET"),
-        ({"JWT_SECRET": "short"}, "JWT_SECRET"),
-        ({"JWT_SECRET": SECRET, "JWT_TTL_SECONDS": "abc"}, "JWT_TTL_SECONDS"),
-        ({"JWT_SECRET": SECRET, "JWT_TTL_SECONDS": "0"}, "JWT_TTL_SECONDS"),
-    ],
-)
-def test_from_env_names_the_bad_variable(env: dict[str, str], variable: str) -> None:
-    with pytest.raises(SettingsError, match=f"^{variable}"):
-        TokenCodec.from_env(env)
+def test_missing_key_files_name_keys_dir(tmp_path: Path) -> None:
+    settings = TokenSettings(keys_dir=tmp_path)
+    with pytest.raises(SettingsError, match=r"^KEYS_DIR.*service_kit\.keys init"):
+        settings.verifier()
+    with pytest.raises(SettingsError, match=r"^KEYS_DIR"):
+        settings.signer("query_svc")
 
 
 def test_issue_refuses_unknown_role_and_empty_subject() -> None:
-    codec = TokenCodec(SECRET)
+    signer = _signer()
     with pytest.raises(ValueError, match="role"):
-        codec.issue(Principal(ALICE, "", "root"), now=NOW)
+        signer.issue(Principal(ALICE, "", "root"), now=NOW)
     with pytest.raises(ValueError, match="subject"):
-        codec.issue(Principal("", "", ROLE_USER), now=NOW)
+        signer.issue(Principal("", "", ROLE_USER), now=NOW)
 
 
-def _unauthenticated(codec: TokenCodec, token: str) -> str:
+def _unauthenticated(verifier: TokenVerifier, token: str) -> str:
     with pytest.raises(ServiceError) as info:
-        codec.decode(token)
+        verifier.decode(token)
     assert info.value.code == grpc.StatusCode.UNAUTHENTICATED
     return info.value.message
 
 
 def test_decode_refuses_missing_expired_forged_and_malformed_tokens() -> None:
-    codec = TokenCodec(SECRET, ttl_seconds=60)
+    verifier = _verifier()
     p = Principal(ALICE, "a@example.com", ROLE_USER)
-    assert "missing" in _unauthenticated(codec, "")
-    expired, _ = codec.issue(p, now=datetime.now(UTC) - timedelta(minutes=5))
-    assert "expired" in _unauthenticated(codec, expired)
-    forged, _ = TokenCodec("o" * 32).issue(p, now=datetime.now(UTC))
-    assert _unauthenticated(codec, forged) == "invalid token"
-    assert _unauthenticated(codec, "not.a.jwt") == "invalid token"
-    header, payload, signature = codec.issue(p, now=datetime.now(UTC))[0].split(".")
-    assert _unauthenticated(codec, f"{header}.{payload}x.{signature}") == "invalid token"
+    assert "missing" in _unauthenticated(verifier, "")
+    expired, _ = _signer(ttl=60).issue(p, now=datetime.now(UTC) - timedelta(minutes=5))
+    assert "expired" in _unauthenticated(verifier, expired)
+    forged, _ = _signer(STRANGER).issue(p, now=datetime.now(UTC))
+    assert _unauthenticated(verifier, forged) == "invalid token"
+    assert _unauthenticated(verifier, "not.a.jwt") == "invalid token"
+    header, payload, signature = _signer().issue(p, now=datetime.now(UTC))[0].split(".")
+    assert _unauthenticated(verifier, f"{header}.{payload}x.{signature}") == "invalid token"
 
 
-def _signed(claims: dict[str, Any], *, algorithm: str = "HS256") -> str:
-    return jwt.encode(claims, SECRET if algorithm != "none" else None, algorithm=algorithm)
+def test_a_signer_can_grant_only_what_its_binding_allows() -> None:
+    """command_svc's key makes command_svc's service tokens and nothing else."""
+    verifier, now = _verifier(), datetime.now(UTC)
+    own, _ = _signer(COMMAND).issue(Principal("command_svc", "", ROLE_SERVICE), now=now)
+    assert verifier.decode(own).subject == "command_svc"
+    for principal in (
+        Principal(ALICE, "", ROLE_ADMIN),  # an admin token
+        Principal(ALICE, "", ROLE_USER),  # a user token
+        Principal("query_svc", "", ROLE_SERVICE),  # another service's identity
+    ):
+        minted, _ = _signer(COMMAND).issue(principal, now=now)
+        assert _unauthenticated(verifier, minted) == "invalid token"
+    # The user-token issuer may mint users and admins, and only its own service name.
+    impostor, _ = _signer().issue(Principal("command_svc", "", ROLE_SERVICE), now=now)
+    assert _unauthenticated(verifier, impostor) == "invalid token"
+
+
+def test_a_retired_key_verifies_for_one_token_lifetime_then_not() -> None:
+    now = time.time()
+    token, _ = _signer().issue(Principal(ALICE, "", ROLE_USER), now=datetime.now(UTC))
+    public = ISSUER.private_key.public_key()
+    fresh = {ISSUER.kid: keys.TrustedKey("query_svc", ISSUER.kid, public, int(now) - 10)}
+    assert _verifier(fresh).decode(token).subject == ALICE
+    stale = {ISSUER.kid: keys.TrustedKey("query_svc", ISSUER.kid, public, int(now) - 1000)}
+    assert _unauthenticated(_verifier(stale), token) == "invalid token"
+
+
+def test_an_unknown_kid_triggers_one_reload() -> None:
+    seen: list[int] = []
+
+    def reload() -> dict[str, keys.TrustedKey]:
+        seen.append(1)
+        return TRUSTED
+
+    verifier = TokenVerifier(lambda: {}, reload=reload)
+    token, _ = _signer().issue(Principal(ALICE, "", ROLE_USER), now=datetime.now(UTC))
+    assert verifier.decode(token).subject == ALICE and seen == [1]
+
+
+def _signed(claims: dict[str, Any], *, key: keys.SigningKey = ISSUER, alg: str = "EdDSA") -> str:
+    if alg == "none":
+        return jwt.encode(claims, "", algorithm="none", headers={"kid": key.kid})
+    return jwt.encode(claims, key.private_key, algorithm=alg, headers={"kid": key.kid})
 
 
 @pytest.mark.parametrize(
@@ -149,30 +212,33 @@ def _signed(claims: dict[str, Any], *, algorithm: str = "HS256") -> str:
         {"sub": ALICE, "role": "root"},  # unknown role
         {"sub": ALICE},  # no role
         {"sub": ALICE, "role": ROLE_USER, "email": 7},  # email not a string
+        {"sub": ALICE, "role": ROLE_USER, "cv": "1"},  # cv not an integer
+        {"sub": ALICE, "role": ROLE_USER, "sid": 5},  # sid not a string
     ],
 )
 def test_decode_refuses_tokens_with_bad_claims(claims: dict[str, Any]) -> None:
     now = int(datetime.now(UTC).timestamp())
     token = _signed({"iat": now, "exp": now + 60, **claims})
-    assert _unauthenticated(TokenCodec(SECRET), token) == "invalid token"
+    assert _unauthenticated(_verifier(), token) == "invalid token"
 
 
 def test_decode_accepts_a_token_issued_slightly_in_the_future() -> None:
-    codec = TokenCodec(SECRET)
     p = Principal(ALICE, "", ROLE_USER)
-    token, _ = codec.issue(p, now=datetime.now(UTC) + timedelta(seconds=20))
-    assert codec.decode(token) == p
+    token, _ = _signer().issue(p, now=datetime.now(UTC) + timedelta(seconds=20))
+    assert _verifier().decode(token) == p
 
 
-def test_decode_refuses_unsigned_and_exp_less_tokens() -> None:
+def test_decode_refuses_unsigned_hmac_and_exp_less_tokens() -> None:
     now = int(datetime.now(UTC).timestamp())
-    codec = TokenCodec(SECRET)
-    unsigned = _signed(
-        {"sub": ALICE, "role": ROLE_ADMIN, "iat": now, "exp": now + 60}, algorithm="none"
-    )
-    assert _unauthenticated(codec, unsigned) == "invalid token"
+    verifier = _verifier()
+    claims = {"sub": ALICE, "role": ROLE_ADMIN, "iat": now, "exp": now + 60}
+    assert _unauthenticated(verifier, _signed(claims, alg="none")) == "invalid token"
+    # An HS256 token "signed" with the public key as an HMAC secret (alg confusion).
+    public = ISSUER.public_jwk()["x"].encode()
+    confused = jwt.encode(claims, public * 2, algorithm="HS256", headers={"kid": ISSUER.kid})
+    assert _unauthenticated(verifier, confused) == "invalid token"
     no_exp = _signed({"sub": ALICE, "role": ROLE_ADMIN, "iat": now})
-    assert _unauthenticated(codec, no_exp) == "invalid token"
+    assert _unauthenticated(verifier, no_exp) == "invalid token"
 
 
 @pytest.mark.parametrize(
@@ -196,14 +262,15 @@ def test_bearer_token_parsing(header: str, token: str) -> None:
 def test_service_metadata_is_a_service_token_reused_until_near_expiry(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    codec = TokenCodec(SECRET, ttl_seconds=100)
+    signer = _signer(COMMAND, ttl=100)
     clock = [datetime.now(UTC)]
     monkeypatch.setattr(auth_module, "utcnow", lambda: clock[0])
-    current = service_metadata(codec, "command_svc")
+    current = service_metadata(signer, "command_svc")
     [(key, value)] = current()
     assert key == "authorization"
     assert value.startswith("Bearer ")
-    assert codec.decode(value.removeprefix("Bearer ")) == Principal("command_svc", "", ROLE_SERVICE)
+    decoded = _verifier().decode(value.removeprefix("Bearer "))
+    assert decoded == Principal("command_svc", "", ROLE_SERVICE)
     clock[0] += timedelta(seconds=79)  # 21 s left: more than a fifth of 100 s
     assert current() == [(key, value)]
     clock[0] += timedelta(seconds=2)  # 19 s left: re-issued
@@ -211,6 +278,11 @@ def test_service_metadata_is_a_service_token_reused_until_near_expiry(
     assert renewed != value
     claims = jwt.decode(renewed.removeprefix("Bearer "), options={"verify_signature": False})
     assert claims["iat"] == int(clock[0].timestamp())
+
+
+def test_service_metadata_refuses_another_services_name() -> None:
+    with pytest.raises(ValueError, match="cannot mint"):
+        service_metadata(_signer(COMMAND), "query_svc")
 
 
 # -- Access ------------------------------------------------------------------------
@@ -261,6 +333,12 @@ async def _stream_gen(request: Req, context: Any) -> AsyncIterator[Req]:
         yield _echo_principal(request)
 
 
+async def _endless(request: Req, context: Any) -> AsyncIterator[Req]:
+    while True:
+        yield _echo_principal(request)
+        await asyncio.sleep(0.05)
+
+
 async def _stream_write(request: Req, context: Any) -> None:
     await context.write(_echo_principal(request))
 
@@ -277,6 +355,7 @@ _HANDLERS = {
 }
 _HANDLERS["OwnerStream"] = grpc.unary_stream_rpc_method_handler(_stream_gen, _DES, _SER)
 _HANDLERS["OwnerWrite"] = grpc.unary_stream_rpc_method_handler(_stream_write, _DES, _SER)
+_HANDLERS["Endless"] = grpc.unary_stream_rpc_method_handler(_endless, _DES, _SER)
 _HANDLERS["OwnerClientStream"] = grpc.stream_unary_rpc_method_handler(_client_stream, _DES, _SER)
 
 POLICIES = {
@@ -288,6 +367,7 @@ POLICIES = {
     "/test.Echo/OwnerStream": Access.owner("id"),
     "/test.Echo/OwnerWrite": Access.owner("id"),
     "/test.Echo/OwnerClientStream": Access.owner("id"),
+    "/test.Echo/Endless": Access.ADMIN,
 }
 
 
@@ -295,17 +375,19 @@ def _add(servicer: object, server: grpc.aio.Server) -> None:
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("test.Echo", _HANDLERS),))
 
 
-CODEC = TokenCodec(SECRET)
+VERIFIER = _verifier()
 
 
-def _token(subject: str, role: str) -> list[tuple[str, str]]:
-    token, _ = CODEC.issue(Principal(subject, f"{subject}@x.io", role), now=datetime.now(UTC))
+def _token(subject: str, role: str, sid: str = "", cv: int = 0) -> list[tuple[str, str]]:
+    signer = _signer(COMMAND) if role == ROLE_SERVICE else _signer()
+    principal = Principal(subject, f"{subject}@x.io", role, sid, cv)
+    token, _ = signer.issue(principal, now=datetime.now(UTC))
     return [("authorization", f"Bearer {token}")]
 
 
 USER = _token(ALICE, ROLE_USER)
 ADMIN = _token(BOB, ROLE_ADMIN)
-SERVICE = _token("query_svc", ROLE_SERVICE)
+SERVICE = _token("command_svc", ROLE_SERVICE)
 
 
 @pytest.fixture(scope="module")
@@ -313,7 +395,7 @@ async def server() -> AsyncIterator[RunningServer]:
     running = await start_server(
         "127.0.0.1:0",
         [Registration("test.Echo", _add, object())],
-        interceptors=[AuthInterceptor(CODEC, POLICIES)],
+        interceptors=[AuthInterceptor(VERIFIER, POLICIES)],
     )
     yield running
     await running.stop(0)
@@ -367,7 +449,9 @@ async def test_protected_methods_without_token_are_unauthenticated(
 async def test_invalid_and_expired_tokens_are_unauthenticated(channel: grpc.aio.Channel) -> None:
     code, details = await _status(channel, "Admin", [("authorization", "Bearer nope")])
     assert (code, details) == (grpc.StatusCode.UNAUTHENTICATED, "invalid token")
-    old, _ = CODEC.issue(Principal(BOB, "", ROLE_ADMIN), now=datetime.now(UTC) - timedelta(hours=2))
+    old, _ = _signer().issue(
+        Principal(BOB, "", ROLE_ADMIN), now=datetime.now(UTC) - timedelta(hours=2)
+    )
     code, details = await _status(channel, "Admin", [("authorization", f"Bearer {old}")])
     assert (code, details) == (grpc.StatusCode.UNAUTHENTICATED, "token expired")
     code, _ = await _status(channel, "Admin", [("authorization", "Basic dXNlcjpwdw==")])
@@ -390,7 +474,7 @@ async def test_service_method_allows_services_only(channel: grpc.aio.Channel) ->
         code, _ = await _status(channel, "Service", md)
         assert code == grpc.StatusCode.PERMISSION_DENIED
     response = await _call(channel, "Service", SERVICE)
-    assert (response.id, response.new_email) == ("query_svc", ROLE_SERVICE)
+    assert (response.id, response.new_email) == ("command_svc", ROLE_SERVICE)
 
 
 async def test_owner_method_allows_the_owner_admins_and_services(
@@ -403,7 +487,7 @@ async def test_owner_method_allows_the_owner_admins_and_services(
     code, _ = await _status(channel, "Owner", USER, "")
     assert code == grpc.StatusCode.PERMISSION_DENIED
     assert (await _call(channel, "Owner", ADMIN, ALICE)).id == BOB
-    assert (await _call(channel, "Owner", SERVICE, ALICE)).id == "query_svc"
+    assert (await _call(channel, "Owner", SERVICE, ALICE)).id == "command_svc"
 
 
 async def test_concurrent_owner_calls_are_each_judged_by_their_own_token(
@@ -488,3 +572,102 @@ async def test_reflection_is_always_public(channel: grpc.aio.Channel) -> None:
 
 def test_current_principal_is_none_outside_a_call() -> None:
     assert current_principal() is None
+
+
+# -- revocation -------------------------------------------------------------------
+
+
+@pytest.fixture
+async def guarded() -> AsyncIterator[tuple[grpc.aio.Channel, RevocationView]]:
+    """A server whose interceptor consults a revocation view the test feeds."""
+    view = RevocationView(horizon=3600)
+    running = await start_server(
+        "127.0.0.1:0",
+        [Registration("test.Echo", _add, object())],
+        interceptors=[AuthInterceptor(VERIFIER, POLICIES, revocations=view)],
+    )
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{running.port}") as ch:
+        yield ch, view
+    await running.stop(0)
+
+
+def _ended(user: str, version: int, session: str = "", why: str = "logout") -> Ended:
+    return Ended(user, version, session, time.time(), why)
+
+
+async def test_user_tokens_wait_for_the_view_and_services_do_not(
+    guarded: tuple[grpc.aio.Channel, RevocationView],
+) -> None:
+    channel, view = guarded
+    code, details = await _status(channel, "Authenticated", USER)
+    assert code == grpc.StatusCode.UNAVAILABLE and "not loaded" in details
+    assert (await _call(channel, "Public", USER)).id == "anonymous"
+    assert (await _call(channel, "Admin", SERVICE)).id == "command_svc"
+    view.start_from(0, ready_at=0)
+    assert (await _call(channel, "Authenticated", USER)).id == ALICE
+
+
+async def test_revoked_tokens_are_refused_and_later_ones_are_not(
+    guarded: tuple[grpc.aio.Channel, RevocationView],
+) -> None:
+    channel, view = guarded
+    view.start_from(0, ready_at=0)
+    old = _token(ALICE, ROLE_USER, sid="s-1", cv=3)
+    other_session = _token(ALICE, ROLE_USER, sid="s-2", cv=3)
+    assert (await _call(channel, "Owner", old)).id == ALICE
+    view.apply(_ended(ALICE, 0, "s-1"), position=10)  # logout of s-1
+    code, details = await _status(channel, "Owner", old)
+    assert code == grpc.StatusCode.UNAUTHENTICATED
+    assert details == "token revoked: logout"
+    assert (await _call(channel, "Owner", other_session)).id == ALICE
+    view.apply(_ended(ALICE, 9, why="the password was changed"), position=11)
+    code, details = await _status(channel, "Owner", other_session)
+    assert (code, details) == (
+        grpc.StatusCode.UNAUTHENTICATED,
+        "token revoked: the password was changed",
+    )
+    # A token issued after the change (credential version 9) works.
+    assert (await _call(channel, "Owner", _token(ALICE, ROLE_USER, sid="s-3", cv=9))).id == ALICE
+    # A revoked token on a public method is simply anonymous.
+    assert (await _call(channel, "Public", old)).id == "anonymous"
+
+
+async def test_an_open_stream_ends_when_its_token_is_revoked(
+    guarded: tuple[grpc.aio.Channel, RevocationView],
+) -> None:
+    channel, view = guarded
+    view.start_from(0, ready_at=0)
+    md = _token(BOB, ROLE_ADMIN, sid="s-9", cv=1)
+    endless = channel.unary_stream(
+        "/test.Echo/Endless", request_serializer=_SER, response_deserializer=_DES
+    )
+    call = endless(Req(id=BOB), metadata=md, timeout=10)
+    first = await call.read()
+    assert isinstance(first, Req) and first.id == BOB
+    started = time.monotonic()
+    view.apply(_ended(BOB, 0, "s-9"), position=20)
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        while True:
+            await call.read()
+    assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    assert info.value.details() == "token revoked: logout"
+    assert time.monotonic() - started < 1.0
+
+
+async def test_an_open_stream_ends_when_its_token_expires(
+    guarded: tuple[grpc.aio.Channel, RevocationView],
+) -> None:
+    channel, view = guarded
+    view.start_from(0, ready_at=0)
+    token, _ = _signer(ttl=1).issue(Principal(BOB, "", ROLE_ADMIN, "s-x", 0), now=datetime.now(UTC))
+    endless = channel.unary_stream(
+        "/test.Echo/Endless", request_serializer=_SER, response_deserializer=_DES
+    )
+    call = endless(Req(id=BOB), metadata=[("authorization", f"Bearer {token}")], timeout=10)
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        while True:
+            await call.read()
+    assert (info.value.code(), info.value.details()) == (
+        grpc.StatusCode.UNAUTHENTICATED,
+        "token expired",
+    )

@@ -64,6 +64,31 @@ class CommandServiceStub:
                 request_serializer=cqrs_dot_command_dot_v1_dot_command__pb2.RecordLoginRequest.SerializeToString,
                 response_deserializer=cqrs_dot_command_dot_v1_dot_command__pb2.RecordLoginResponse.FromString,
                 _registered_method=True)
+        self.Activate = channel.unary_unary(
+                '/cqrs.command.v1.CommandService/Activate',
+                request_serializer=cqrs_dot_command_dot_v1_dot_command__pb2.ActivateRequest.SerializeToString,
+                response_deserializer=cqrs_dot_command_dot_v1_dot_command__pb2.ActivateResponse.FromString,
+                _registered_method=True)
+        self.IssuePasswordReset = channel.unary_unary(
+                '/cqrs.command.v1.CommandService/IssuePasswordReset',
+                request_serializer=cqrs_dot_command_dot_v1_dot_command__pb2.IssuePasswordResetRequest.SerializeToString,
+                response_deserializer=cqrs_dot_command_dot_v1_dot_command__pb2.IssuePasswordResetResponse.FromString,
+                _registered_method=True)
+        self.ConfirmPasswordReset = channel.unary_unary(
+                '/cqrs.command.v1.CommandService/ConfirmPasswordReset',
+                request_serializer=cqrs_dot_command_dot_v1_dot_command__pb2.ConfirmPasswordResetRequest.SerializeToString,
+                response_deserializer=cqrs_dot_command_dot_v1_dot_command__pb2.ConfirmPasswordResetResponse.FromString,
+                _registered_method=True)
+        self.ConfirmEmailVerification = channel.unary_unary(
+                '/cqrs.command.v1.CommandService/ConfirmEmailVerification',
+                request_serializer=cqrs_dot_command_dot_v1_dot_command__pb2.ConfirmEmailVerificationRequest.SerializeToString,
+                response_deserializer=cqrs_dot_command_dot_v1_dot_command__pb2.ConfirmEmailVerificationResponse.FromString,
+                _registered_method=True)
+        self.RevokeSessions = channel.unary_unary(
+                '/cqrs.command.v1.CommandService/RevokeSessions',
+                request_serializer=cqrs_dot_command_dot_v1_dot_command__pb2.RevokeSessionsRequest.SerializeToString,
+                response_deserializer=cqrs_dot_command_dot_v1_dot_command__pb2.RevokeSessionsResponse.FromString,
+                _registered_method=True)
 
 
 class CommandServiceServicer:
@@ -84,6 +109,8 @@ class CommandServiceServicer:
 
     def ChangePassword(self, request, context):
         """Changes a user's password; the old password must match. Owner or admin.
+        An admin who leaves old_password empty resets it instead (no old
+        password needed). Either way every session of the user ends.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -98,7 +125,9 @@ class CommandServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Deactivate(self, request, context):
-        """Deactivates a user; no command is accepted for it afterwards. Owner or admin.
+        """Deactivates a user and ends every session; no command but an admin's
+        Activate is accepted for it afterwards. Owner or admin. The last active
+        admin cannot be deactivated (FAILED_PRECONDITION).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -106,6 +135,47 @@ class CommandServiceServicer:
 
     def RecordLogin(self, request, context):
         """Records a successful login as an event. Reserved to the project's services.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Activate(self, request, context):
+        """Reactivates a deactivated user. Admin. Sessions the deactivation ended
+        stay ended.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def IssuePasswordReset(self, request, context):
+        """Issues a one-time password reset token for a user, which the mailer
+        sends to the user's address. Reserved to the project's services
+        (query_svc's RequestPasswordReset, which answers alike for every address).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ConfirmPasswordReset(self, request, context):
+        """Sets a new password with a mailed reset token (single use, expires) and
+        ends every session. Public.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ConfirmEmailVerification(self, request, context):
+        """Marks the user's current email verified with a mailed token (single use,
+        expires, void once the email changes). Public.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RevokeSessions(self, request, context):
+        """Ends one session of a user, or all of them. Reserved to the project's
+        services (query_svc's Logout and refresh-token reuse detection).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -138,6 +208,31 @@ def add_CommandServiceServicer_to_server(servicer, server):
                     servicer.RecordLogin,
                     request_deserializer=cqrs_dot_command_dot_v1_dot_command__pb2.RecordLoginRequest.FromString,
                     response_serializer=cqrs_dot_command_dot_v1_dot_command__pb2.RecordLoginResponse.SerializeToString,
+            ),
+            'Activate': grpc.unary_unary_rpc_method_handler(
+                    servicer.Activate,
+                    request_deserializer=cqrs_dot_command_dot_v1_dot_command__pb2.ActivateRequest.FromString,
+                    response_serializer=cqrs_dot_command_dot_v1_dot_command__pb2.ActivateResponse.SerializeToString,
+            ),
+            'IssuePasswordReset': grpc.unary_unary_rpc_method_handler(
+                    servicer.IssuePasswordReset,
+                    request_deserializer=cqrs_dot_command_dot_v1_dot_command__pb2.IssuePasswordResetRequest.FromString,
+                    response_serializer=cqrs_dot_command_dot_v1_dot_command__pb2.IssuePasswordResetResponse.SerializeToString,
+            ),
+            'ConfirmPasswordReset': grpc.unary_unary_rpc_method_handler(
+                    servicer.ConfirmPasswordReset,
+                    request_deserializer=cqrs_dot_command_dot_v1_dot_command__pb2.ConfirmPasswordResetRequest.FromString,
+                    response_serializer=cqrs_dot_command_dot_v1_dot_command__pb2.ConfirmPasswordResetResponse.SerializeToString,
+            ),
+            'ConfirmEmailVerification': grpc.unary_unary_rpc_method_handler(
+                    servicer.ConfirmEmailVerification,
+                    request_deserializer=cqrs_dot_command_dot_v1_dot_command__pb2.ConfirmEmailVerificationRequest.FromString,
+                    response_serializer=cqrs_dot_command_dot_v1_dot_command__pb2.ConfirmEmailVerificationResponse.SerializeToString,
+            ),
+            'RevokeSessions': grpc.unary_unary_rpc_method_handler(
+                    servicer.RevokeSessions,
+                    request_deserializer=cqrs_dot_command_dot_v1_dot_command__pb2.RevokeSessionsRequest.FromString,
+                    response_serializer=cqrs_dot_command_dot_v1_dot_command__pb2.RevokeSessionsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -280,6 +375,141 @@ class CommandService:
             '/cqrs.command.v1.CommandService/RecordLogin',
             cqrs_dot_command_dot_v1_dot_command__pb2.RecordLoginRequest.SerializeToString,
             cqrs_dot_command_dot_v1_dot_command__pb2.RecordLoginResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Activate(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cqrs.command.v1.CommandService/Activate',
+            cqrs_dot_command_dot_v1_dot_command__pb2.ActivateRequest.SerializeToString,
+            cqrs_dot_command_dot_v1_dot_command__pb2.ActivateResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def IssuePasswordReset(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cqrs.command.v1.CommandService/IssuePasswordReset',
+            cqrs_dot_command_dot_v1_dot_command__pb2.IssuePasswordResetRequest.SerializeToString,
+            cqrs_dot_command_dot_v1_dot_command__pb2.IssuePasswordResetResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ConfirmPasswordReset(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cqrs.command.v1.CommandService/ConfirmPasswordReset',
+            cqrs_dot_command_dot_v1_dot_command__pb2.ConfirmPasswordResetRequest.SerializeToString,
+            cqrs_dot_command_dot_v1_dot_command__pb2.ConfirmPasswordResetResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ConfirmEmailVerification(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cqrs.command.v1.CommandService/ConfirmEmailVerification',
+            cqrs_dot_command_dot_v1_dot_command__pb2.ConfirmEmailVerificationRequest.SerializeToString,
+            cqrs_dot_command_dot_v1_dot_command__pb2.ConfirmEmailVerificationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RevokeSessions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cqrs.command.v1.CommandService/RevokeSessions',
+            cqrs_dot_command_dot_v1_dot_command__pb2.RevokeSessionsRequest.SerializeToString,
+            cqrs_dot_command_dot_v1_dot_command__pb2.RevokeSessionsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -43,15 +43,42 @@ class CommandServiceStub:
     (ALREADY_EXISTS).
     """
     ChangePassword: _grpc.UnaryUnaryMultiCallable[_command_pb2.ChangePasswordRequest, _command_pb2.ChangePasswordResponse]
-    """Changes a user's password; the old password must match. Owner or admin."""
+    """Changes a user's password; the old password must match. Owner or admin.
+    An admin who leaves old_password empty resets it instead (no old
+    password needed). Either way every session of the user ends.
+    """
     ChangeEmail: _grpc.UnaryUnaryMultiCallable[_command_pb2.ChangeEmailRequest, _command_pb2.ChangeEmailResponse]
     """Changes a user's email; the new one must not belong to another user.
     Owner or admin.
     """
     Deactivate: _grpc.UnaryUnaryMultiCallable[_command_pb2.DeactivateRequest, _command_pb2.DeactivateResponse]
-    """Deactivates a user; no command is accepted for it afterwards. Owner or admin."""
+    """Deactivates a user and ends every session; no command but an admin's
+    Activate is accepted for it afterwards. Owner or admin. The last active
+    admin cannot be deactivated (FAILED_PRECONDITION).
+    """
     RecordLogin: _grpc.UnaryUnaryMultiCallable[_command_pb2.RecordLoginRequest, _command_pb2.RecordLoginResponse]
     """Records a successful login as an event. Reserved to the project's services."""
+    Activate: _grpc.UnaryUnaryMultiCallable[_command_pb2.ActivateRequest, _command_pb2.ActivateResponse]
+    """Reactivates a deactivated user. Admin. Sessions the deactivation ended
+    stay ended.
+    """
+    IssuePasswordReset: _grpc.UnaryUnaryMultiCallable[_command_pb2.IssuePasswordResetRequest, _command_pb2.IssuePasswordResetResponse]
+    """Issues a one-time password reset token for a user, which the mailer
+    sends to the user's address. Reserved to the project's services
+    (query_svc's RequestPasswordReset, which answers alike for every address).
+    """
+    ConfirmPasswordReset: _grpc.UnaryUnaryMultiCallable[_command_pb2.ConfirmPasswordResetRequest, _command_pb2.ConfirmPasswordResetResponse]
+    """Sets a new password with a mailed reset token (single use, expires) and
+    ends every session. Public.
+    """
+    ConfirmEmailVerification: _grpc.UnaryUnaryMultiCallable[_command_pb2.ConfirmEmailVerificationRequest, _command_pb2.ConfirmEmailVerificationResponse]
+    """Marks the user's current email verified with a mailed token (single use,
+    expires, void once the email changes). Public.
+    """
+    RevokeSessions: _grpc.UnaryUnaryMultiCallable[_command_pb2.RevokeSessionsRequest, _command_pb2.RevokeSessionsResponse]
+    """Ends one session of a user, or all of them. Reserved to the project's
+    services (query_svc's Logout and refresh-token reuse detection).
+    """
 
 @_typing.type_check_only
 class CommandServiceAsyncStub(CommandServiceStub):
@@ -68,15 +95,42 @@ class CommandServiceAsyncStub(CommandServiceStub):
     (ALREADY_EXISTS).
     """
     ChangePassword: _aio.UnaryUnaryMultiCallable[_command_pb2.ChangePasswordRequest, _command_pb2.ChangePasswordResponse]  # type: ignore[assignment]
-    """Changes a user's password; the old password must match. Owner or admin."""
+    """Changes a user's password; the old password must match. Owner or admin.
+    An admin who leaves old_password empty resets it instead (no old
+    password needed). Either way every session of the user ends.
+    """
     ChangeEmail: _aio.UnaryUnaryMultiCallable[_command_pb2.ChangeEmailRequest, _command_pb2.ChangeEmailResponse]  # type: ignore[assignment]
     """Changes a user's email; the new one must not belong to another user.
     Owner or admin.
     """
     Deactivate: _aio.UnaryUnaryMultiCallable[_command_pb2.DeactivateRequest, _command_pb2.DeactivateResponse]  # type: ignore[assignment]
-    """Deactivates a user; no command is accepted for it afterwards. Owner or admin."""
+    """Deactivates a user and ends every session; no command but an admin's
+    Activate is accepted for it afterwards. Owner or admin. The last active
+    admin cannot be deactivated (FAILED_PRECONDITION).
+    """
     RecordLogin: _aio.UnaryUnaryMultiCallable[_command_pb2.RecordLoginRequest, _command_pb2.RecordLoginResponse]  # type: ignore[assignment]
     """Records a successful login as an event. Reserved to the project's services."""
+    Activate: _aio.UnaryUnaryMultiCallable[_command_pb2.ActivateRequest, _command_pb2.ActivateResponse]  # type: ignore[assignment]
+    """Reactivates a deactivated user. Admin. Sessions the deactivation ended
+    stay ended.
+    """
+    IssuePasswordReset: _aio.UnaryUnaryMultiCallable[_command_pb2.IssuePasswordResetRequest, _command_pb2.IssuePasswordResetResponse]  # type: ignore[assignment]
+    """Issues a one-time password reset token for a user, which the mailer
+    sends to the user's address. Reserved to the project's services
+    (query_svc's RequestPasswordReset, which answers alike for every address).
+    """
+    ConfirmPasswordReset: _aio.UnaryUnaryMultiCallable[_command_pb2.ConfirmPasswordResetRequest, _command_pb2.ConfirmPasswordResetResponse]  # type: ignore[assignment]
+    """Sets a new password with a mailed reset token (single use, expires) and
+    ends every session. Public.
+    """
+    ConfirmEmailVerification: _aio.UnaryUnaryMultiCallable[_command_pb2.ConfirmEmailVerificationRequest, _command_pb2.ConfirmEmailVerificationResponse]  # type: ignore[assignment]
+    """Marks the user's current email verified with a mailed token (single use,
+    expires, void once the email changes). Public.
+    """
+    RevokeSessions: _aio.UnaryUnaryMultiCallable[_command_pb2.RevokeSessionsRequest, _command_pb2.RevokeSessionsResponse]  # type: ignore[assignment]
+    """Ends one session of a user, or all of them. Reserved to the project's
+    services (query_svc's Logout and refresh-token reuse detection).
+    """
 
 class CommandServiceServicer(metaclass=_abc_1.ABCMeta):
     """CommandService loads a user from the event store, decides with the shared
@@ -102,7 +156,10 @@ class CommandServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _command_pb2.ChangePasswordRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_command_pb2.ChangePasswordResponse, _abc.Awaitable[_command_pb2.ChangePasswordResponse]]:
-        """Changes a user's password; the old password must match. Owner or admin."""
+        """Changes a user's password; the old password must match. Owner or admin.
+        An admin who leaves old_password empty resets it instead (no old
+        password needed). Either way every session of the user ends.
+        """
 
     @_abc_1.abstractmethod
     def ChangeEmail(
@@ -120,7 +177,10 @@ class CommandServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _command_pb2.DeactivateRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_command_pb2.DeactivateResponse, _abc.Awaitable[_command_pb2.DeactivateResponse]]:
-        """Deactivates a user; no command is accepted for it afterwards. Owner or admin."""
+        """Deactivates a user and ends every session; no command but an admin's
+        Activate is accepted for it afterwards. Owner or admin. The last active
+        admin cannot be deactivated (FAILED_PRECONDITION).
+        """
 
     @_abc_1.abstractmethod
     def RecordLogin(
@@ -129,5 +189,56 @@ class CommandServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_command_pb2.RecordLoginResponse, _abc.Awaitable[_command_pb2.RecordLoginResponse]]:
         """Records a successful login as an event. Reserved to the project's services."""
+
+    @_abc_1.abstractmethod
+    def Activate(
+        self,
+        request: _command_pb2.ActivateRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_command_pb2.ActivateResponse, _abc.Awaitable[_command_pb2.ActivateResponse]]:
+        """Reactivates a deactivated user. Admin. Sessions the deactivation ended
+        stay ended.
+        """
+
+    @_abc_1.abstractmethod
+    def IssuePasswordReset(
+        self,
+        request: _command_pb2.IssuePasswordResetRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_command_pb2.IssuePasswordResetResponse, _abc.Awaitable[_command_pb2.IssuePasswordResetResponse]]:
+        """Issues a one-time password reset token for a user, which the mailer
+        sends to the user's address. Reserved to the project's services
+        (query_svc's RequestPasswordReset, which answers alike for every address).
+        """
+
+    @_abc_1.abstractmethod
+    def ConfirmPasswordReset(
+        self,
+        request: _command_pb2.ConfirmPasswordResetRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_command_pb2.ConfirmPasswordResetResponse, _abc.Awaitable[_command_pb2.ConfirmPasswordResetResponse]]:
+        """Sets a new password with a mailed reset token (single use, expires) and
+        ends every session. Public.
+        """
+
+    @_abc_1.abstractmethod
+    def ConfirmEmailVerification(
+        self,
+        request: _command_pb2.ConfirmEmailVerificationRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_command_pb2.ConfirmEmailVerificationResponse, _abc.Awaitable[_command_pb2.ConfirmEmailVerificationResponse]]:
+        """Marks the user's current email verified with a mailed token (single use,
+        expires, void once the email changes). Public.
+        """
+
+    @_abc_1.abstractmethod
+    def RevokeSessions(
+        self,
+        request: _command_pb2.RevokeSessionsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_command_pb2.RevokeSessionsResponse, _abc.Awaitable[_command_pb2.RevokeSessionsResponse]]:
+        """Ends one session of a user, or all of them. Reserved to the project's
+        services (query_svc's Logout and refresh-token reuse detection).
+        """
 
 def add_CommandServiceServicer_to_server(servicer: CommandServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -767,6 +767,7 @@ class SubscribeRequest(_message.Message):
     HEARTBEAT_SECONDS_FIELD_NUMBER: _builtins.int
     INCLUDE_SECRETS_FIELD_NUMBER: _builtins.int
     MAX_BATCH_FIELD_NUMBER: _builtins.int
+    EVENT_TYPES_FIELD_NUMBER: _builtins.int
     from_position: _builtins.int
     """Deliver events with a greater position (0: from the start)."""
     heartbeat_seconds: _builtins.int
@@ -778,6 +779,12 @@ class SubscribeRequest(_message.Message):
     message). Above 1, events already available are sent together as an
     EventBatch, which a catch-up over a long history needs to be fast.
     """
+    @_builtins.property
+    def event_types(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Deliver only events of these types (default: every type). Checkpoints
+        still come, so a filtered subscriber learns how far the log has been read.
+        """
+
     def __init__(
         self,
         *,
@@ -785,10 +792,11 @@ class SubscribeRequest(_message.Message):
         heartbeat_seconds: _builtins.int = ...,
         include_secrets: _builtins.bool = ...,
         max_batch: _builtins.int = ...,
+        event_types: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["from_position", b"from_position", "heartbeat_seconds", b"heartbeat_seconds", "include_secrets", b"include_secrets", "max_batch", b"max_batch"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["event_types", b"event_types", "from_position", b"from_position", "heartbeat_seconds", b"heartbeat_seconds", "include_secrets", b"include_secrets", "max_batch", b"max_batch"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -904,6 +912,10 @@ class UserState(_message.Message):
     DEACTIVATION_REASON_FIELD_NUMBER: _builtins.int
     LAST_LOGIN_AT_FIELD_NUMBER: _builtins.int
     LOGIN_COUNT_FIELD_NUMBER: _builtins.int
+    EMAIL_VERIFIED_FIELD_NUMBER: _builtins.int
+    EMAIL_VERIFIED_AT_FIELD_NUMBER: _builtins.int
+    REACTIVATED_AT_FIELD_NUMBER: _builtins.int
+    CREDENTIAL_VERSION_FIELD_NUMBER: _builtins.int
     user_id: _builtins.str
     """Id of the user (the aggregate id)."""
     email: _builtins.str
@@ -920,6 +932,12 @@ class UserState(_message.Message):
     """Reason given at deactivation."""
     login_count: _builtins.int
     """Number of recorded logins."""
+    email_verified: _builtins.bool
+    """Whether the current email was confirmed with a mailed token."""
+    credential_version: _builtins.int
+    """Stream version of the last event that ended every session (password
+    change or reset, deactivation, logout everywhere); 0 if none.
+    """
     @_builtins.property
     def created_at(self) -> _timestamp_pb2.Timestamp:
         """When the user registered."""
@@ -944,6 +962,14 @@ class UserState(_message.Message):
     def last_login_at(self) -> _timestamp_pb2.Timestamp:
         """When the user last logged in; absent if never."""
 
+    @_builtins.property
+    def email_verified_at(self) -> _timestamp_pb2.Timestamp:
+        """When it was confirmed; absent if not."""
+
+    @_builtins.property
+    def reactivated_at(self) -> _timestamp_pb2.Timestamp:
+        """When the account was last reactivated; absent if never."""
+
     def __init__(
         self,
         *,
@@ -961,10 +987,14 @@ class UserState(_message.Message):
         deactivation_reason: _builtins.str = ...,
         last_login_at: _timestamp_pb2.Timestamp | None = ...,
         login_count: _builtins.int = ...,
+        email_verified: _builtins.bool = ...,
+        email_verified_at: _timestamp_pb2.Timestamp | None = ...,
+        reactivated_at: _timestamp_pb2.Timestamp | None = ...,
+        credential_version: _builtins.int = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "deactivated_at", b"deactivated_at", "email_changed_at", b"email_changed_at", "last_login_at", b"last_login_at", "password_changed_at", b"password_changed_at", "updated_at", b"updated_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "deactivated_at", b"deactivated_at", "email_changed_at", b"email_changed_at", "email_verified_at", b"email_verified_at", "last_login_at", b"last_login_at", "password_changed_at", b"password_changed_at", "reactivated_at", b"reactivated_at", "updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "deactivated_at", b"deactivated_at", "deactivation_reason", b"deactivation_reason", "email", b"email", "email_changed_at", b"email_changed_at", "last_login_at", b"last_login_at", "login_count", b"login_count", "password_changed_at", b"password_changed_at", "password_version", b"password_version", "role", b"role", "status", b"status", "updated_at", b"updated_at", "user_id", b"user_id", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "credential_version", b"credential_version", "deactivated_at", b"deactivated_at", "deactivation_reason", b"deactivation_reason", "email", b"email", "email_changed_at", b"email_changed_at", "email_verified", b"email_verified", "email_verified_at", b"email_verified_at", "last_login_at", b"last_login_at", "login_count", b"login_count", "password_changed_at", b"password_changed_at", "password_version", b"password_version", "reactivated_at", b"reactivated_at", "role", b"role", "status", b"status", "updated_at", b"updated_at", "user_id", b"user_id", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

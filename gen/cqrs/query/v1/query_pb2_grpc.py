@@ -63,6 +63,31 @@ class QueryServiceStub:
                 request_serializer=cqrs_dot_query_dot_v1_dot_query__pb2.RebuildReadModelRequest.SerializeToString,
                 response_deserializer=cqrs_dot_query_dot_v1_dot_query__pb2.RebuildReadModelResponse.FromString,
                 _registered_method=True)
+        self.RefreshToken = channel.unary_unary(
+                '/cqrs.query.v1.QueryService/RefreshToken',
+                request_serializer=cqrs_dot_query_dot_v1_dot_query__pb2.RefreshTokenRequest.SerializeToString,
+                response_deserializer=cqrs_dot_query_dot_v1_dot_query__pb2.RefreshTokenResponse.FromString,
+                _registered_method=True)
+        self.Logout = channel.unary_unary(
+                '/cqrs.query.v1.QueryService/Logout',
+                request_serializer=cqrs_dot_query_dot_v1_dot_query__pb2.LogoutRequest.SerializeToString,
+                response_deserializer=cqrs_dot_query_dot_v1_dot_query__pb2.LogoutResponse.FromString,
+                _registered_method=True)
+        self.ListSessions = channel.unary_unary(
+                '/cqrs.query.v1.QueryService/ListSessions',
+                request_serializer=cqrs_dot_query_dot_v1_dot_query__pb2.ListSessionsRequest.SerializeToString,
+                response_deserializer=cqrs_dot_query_dot_v1_dot_query__pb2.ListSessionsResponse.FromString,
+                _registered_method=True)
+        self.GetJwks = channel.unary_unary(
+                '/cqrs.query.v1.QueryService/GetJwks',
+                request_serializer=cqrs_dot_query_dot_v1_dot_query__pb2.GetJwksRequest.SerializeToString,
+                response_deserializer=cqrs_dot_query_dot_v1_dot_query__pb2.GetJwksResponse.FromString,
+                _registered_method=True)
+        self.RequestPasswordReset = channel.unary_unary(
+                '/cqrs.query.v1.QueryService/RequestPasswordReset',
+                request_serializer=cqrs_dot_query_dot_v1_dot_query__pb2.RequestPasswordResetRequest.SerializeToString,
+                response_deserializer=cqrs_dot_query_dot_v1_dot_query__pb2.RequestPasswordResetResponse.FromString,
+                _registered_method=True)
 
 
 class QueryServiceServicer:
@@ -87,7 +112,8 @@ class QueryServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Login(self, request, context):
-        """Checks email and password and issues a JWT; records the login. Public.
+        """Checks email and password, opens a session and issues a short-lived
+        access token (EdDSA JWT) and a refresh token; records the login. Public.
         Unknown email, wrong password and deactivated account all answer
         UNAUTHENTICATED alike; repeated failures answer RESOURCE_EXHAUSTED.
         """
@@ -105,6 +131,47 @@ class QueryServiceServicer:
     def RebuildReadModel(self, request, context):
         """Rebuilds the read model from position 0 into fresh tables and swaps them
         in, streaming progress. Admin.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RefreshToken(self, request, context):
+        """Trades a refresh token for a new access token and a new refresh token
+        (rotation). A refresh token works once: presenting a used one ends its
+        whole session (the token was stolen or replayed). Public.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Logout(self, request, context):
+        """Ends the caller's session, or with all every session of the caller.
+        Its tokens are refused everywhere from then on. Any signed-in user.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListSessions(self, request, context):
+        """A user's sessions, newest first. Owner or admin.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetJwks(self, request, context):
+        """The public keys that verify user tokens, as a standard JWK Set. Public.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RequestPasswordReset(self, request, context):
+        """Mails a one-time password reset token if the address belongs to an
+        active account. Answers the same (202) whether it does or not, and
+        before looking. Public; rate-limited per address and per client
+        (RESOURCE_EXHAUSTED with retry-after).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -137,6 +204,31 @@ def add_QueryServiceServicer_to_server(servicer, server):
                     servicer.RebuildReadModel,
                     request_deserializer=cqrs_dot_query_dot_v1_dot_query__pb2.RebuildReadModelRequest.FromString,
                     response_serializer=cqrs_dot_query_dot_v1_dot_query__pb2.RebuildReadModelResponse.SerializeToString,
+            ),
+            'RefreshToken': grpc.unary_unary_rpc_method_handler(
+                    servicer.RefreshToken,
+                    request_deserializer=cqrs_dot_query_dot_v1_dot_query__pb2.RefreshTokenRequest.FromString,
+                    response_serializer=cqrs_dot_query_dot_v1_dot_query__pb2.RefreshTokenResponse.SerializeToString,
+            ),
+            'Logout': grpc.unary_unary_rpc_method_handler(
+                    servicer.Logout,
+                    request_deserializer=cqrs_dot_query_dot_v1_dot_query__pb2.LogoutRequest.FromString,
+                    response_serializer=cqrs_dot_query_dot_v1_dot_query__pb2.LogoutResponse.SerializeToString,
+            ),
+            'ListSessions': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListSessions,
+                    request_deserializer=cqrs_dot_query_dot_v1_dot_query__pb2.ListSessionsRequest.FromString,
+                    response_serializer=cqrs_dot_query_dot_v1_dot_query__pb2.ListSessionsResponse.SerializeToString,
+            ),
+            'GetJwks': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetJwks,
+                    request_deserializer=cqrs_dot_query_dot_v1_dot_query__pb2.GetJwksRequest.FromString,
+                    response_serializer=cqrs_dot_query_dot_v1_dot_query__pb2.GetJwksResponse.SerializeToString,
+            ),
+            'RequestPasswordReset': grpc.unary_unary_rpc_method_handler(
+                    servicer.RequestPasswordReset,
+                    request_deserializer=cqrs_dot_query_dot_v1_dot_query__pb2.RequestPasswordResetRequest.FromString,
+                    response_serializer=cqrs_dot_query_dot_v1_dot_query__pb2.RequestPasswordResetResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -278,6 +370,141 @@ class QueryService:
             '/cqrs.query.v1.QueryService/RebuildReadModel',
             cqrs_dot_query_dot_v1_dot_query__pb2.RebuildReadModelRequest.SerializeToString,
             cqrs_dot_query_dot_v1_dot_query__pb2.RebuildReadModelResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RefreshToken(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cqrs.query.v1.QueryService/RefreshToken',
+            cqrs_dot_query_dot_v1_dot_query__pb2.RefreshTokenRequest.SerializeToString,
+            cqrs_dot_query_dot_v1_dot_query__pb2.RefreshTokenResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Logout(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cqrs.query.v1.QueryService/Logout',
+            cqrs_dot_query_dot_v1_dot_query__pb2.LogoutRequest.SerializeToString,
+            cqrs_dot_query_dot_v1_dot_query__pb2.LogoutResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListSessions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cqrs.query.v1.QueryService/ListSessions',
+            cqrs_dot_query_dot_v1_dot_query__pb2.ListSessionsRequest.SerializeToString,
+            cqrs_dot_query_dot_v1_dot_query__pb2.ListSessionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetJwks(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cqrs.query.v1.QueryService/GetJwks',
+            cqrs_dot_query_dot_v1_dot_query__pb2.GetJwksRequest.SerializeToString,
+            cqrs_dot_query_dot_v1_dot_query__pb2.GetJwksResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RequestPasswordReset(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cqrs.query.v1.QueryService/RequestPasswordReset',
+            cqrs_dot_query_dot_v1_dot_query__pb2.RequestPasswordResetRequest.SerializeToString,
+            cqrs_dot_query_dot_v1_dot_query__pb2.RequestPasswordResetResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -42,7 +42,8 @@ class QueryServiceStub:
     GetUser: _grpc.UnaryUnaryMultiCallable[_query_pb2.GetUserRequest, _query_pb2.GetUserResponse]
     """One user of the read model. Owner or admin."""
     Login: _grpc.UnaryUnaryMultiCallable[_query_pb2.LoginRequest, _query_pb2.LoginResponse]
-    """Checks email and password and issues a JWT; records the login. Public.
+    """Checks email and password, opens a session and issues a short-lived
+    access token (EdDSA JWT) and a refresh token; records the login. Public.
     Unknown email, wrong password and deactivated account all answer
     UNAUTHENTICATED alike; repeated failures answer RESOURCE_EXHAUSTED.
     """
@@ -51,6 +52,25 @@ class QueryServiceStub:
     RebuildReadModel: _grpc.UnaryStreamMultiCallable[_query_pb2.RebuildReadModelRequest, _query_pb2.RebuildReadModelResponse]
     """Rebuilds the read model from position 0 into fresh tables and swaps them
     in, streaming progress. Admin.
+    """
+    RefreshToken: _grpc.UnaryUnaryMultiCallable[_query_pb2.RefreshTokenRequest, _query_pb2.RefreshTokenResponse]
+    """Trades a refresh token for a new access token and a new refresh token
+    (rotation). A refresh token works once: presenting a used one ends its
+    whole session (the token was stolen or replayed). Public.
+    """
+    Logout: _grpc.UnaryUnaryMultiCallable[_query_pb2.LogoutRequest, _query_pb2.LogoutResponse]
+    """Ends the caller's session, or with all every session of the caller.
+    Its tokens are refused everywhere from then on. Any signed-in user.
+    """
+    ListSessions: _grpc.UnaryUnaryMultiCallable[_query_pb2.ListSessionsRequest, _query_pb2.ListSessionsResponse]
+    """A user's sessions, newest first. Owner or admin."""
+    GetJwks: _grpc.UnaryUnaryMultiCallable[_query_pb2.GetJwksRequest, _query_pb2.GetJwksResponse]
+    """The public keys that verify user tokens, as a standard JWK Set. Public."""
+    RequestPasswordReset: _grpc.UnaryUnaryMultiCallable[_query_pb2.RequestPasswordResetRequest, _query_pb2.RequestPasswordResetResponse]
+    """Mails a one-time password reset token if the address belongs to an
+    active account. Answers the same (202) whether it does or not, and
+    before looking. Public; rate-limited per address and per client
+    (RESOURCE_EXHAUSTED with retry-after).
     """
 
 @_typing.type_check_only
@@ -67,7 +87,8 @@ class QueryServiceAsyncStub(QueryServiceStub):
     GetUser: _aio.UnaryUnaryMultiCallable[_query_pb2.GetUserRequest, _query_pb2.GetUserResponse]  # type: ignore[assignment]
     """One user of the read model. Owner or admin."""
     Login: _aio.UnaryUnaryMultiCallable[_query_pb2.LoginRequest, _query_pb2.LoginResponse]  # type: ignore[assignment]
-    """Checks email and password and issues a JWT; records the login. Public.
+    """Checks email and password, opens a session and issues a short-lived
+    access token (EdDSA JWT) and a refresh token; records the login. Public.
     Unknown email, wrong password and deactivated account all answer
     UNAUTHENTICATED alike; repeated failures answer RESOURCE_EXHAUSTED.
     """
@@ -76,6 +97,25 @@ class QueryServiceAsyncStub(QueryServiceStub):
     RebuildReadModel: _aio.UnaryStreamMultiCallable[_query_pb2.RebuildReadModelRequest, _query_pb2.RebuildReadModelResponse]  # type: ignore[assignment]
     """Rebuilds the read model from position 0 into fresh tables and swaps them
     in, streaming progress. Admin.
+    """
+    RefreshToken: _aio.UnaryUnaryMultiCallable[_query_pb2.RefreshTokenRequest, _query_pb2.RefreshTokenResponse]  # type: ignore[assignment]
+    """Trades a refresh token for a new access token and a new refresh token
+    (rotation). A refresh token works once: presenting a used one ends its
+    whole session (the token was stolen or replayed). Public.
+    """
+    Logout: _aio.UnaryUnaryMultiCallable[_query_pb2.LogoutRequest, _query_pb2.LogoutResponse]  # type: ignore[assignment]
+    """Ends the caller's session, or with all every session of the caller.
+    Its tokens are refused everywhere from then on. Any signed-in user.
+    """
+    ListSessions: _aio.UnaryUnaryMultiCallable[_query_pb2.ListSessionsRequest, _query_pb2.ListSessionsResponse]  # type: ignore[assignment]
+    """A user's sessions, newest first. Owner or admin."""
+    GetJwks: _aio.UnaryUnaryMultiCallable[_query_pb2.GetJwksRequest, _query_pb2.GetJwksResponse]  # type: ignore[assignment]
+    """The public keys that verify user tokens, as a standard JWK Set. Public."""
+    RequestPasswordReset: _aio.UnaryUnaryMultiCallable[_query_pb2.RequestPasswordResetRequest, _query_pb2.RequestPasswordResetResponse]  # type: ignore[assignment]
+    """Mails a one-time password reset token if the address belongs to an
+    active account. Answers the same (202) whether it does or not, and
+    before looking. Public; rate-limited per address and per client
+    (RESOURCE_EXHAUSTED with retry-after).
     """
 
 class QueryServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -107,7 +147,8 @@ class QueryServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _query_pb2.LoginRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_query_pb2.LoginResponse, _abc.Awaitable[_query_pb2.LoginResponse]]:
-        """Checks email and password and issues a JWT; records the login. Public.
+        """Checks email and password, opens a session and issues a short-lived
+        access token (EdDSA JWT) and a refresh token; records the login. Public.
         Unknown email, wrong password and deactivated account all answer
         UNAUTHENTICATED alike; repeated failures answer RESOURCE_EXHAUSTED.
         """
@@ -128,6 +169,55 @@ class QueryServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_abc.Iterator[_query_pb2.RebuildReadModelResponse], _abc.AsyncIterator[_query_pb2.RebuildReadModelResponse]]:
         """Rebuilds the read model from position 0 into fresh tables and swaps them
         in, streaming progress. Admin.
+        """
+
+    @_abc_1.abstractmethod
+    def RefreshToken(
+        self,
+        request: _query_pb2.RefreshTokenRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_query_pb2.RefreshTokenResponse, _abc.Awaitable[_query_pb2.RefreshTokenResponse]]:
+        """Trades a refresh token for a new access token and a new refresh token
+        (rotation). A refresh token works once: presenting a used one ends its
+        whole session (the token was stolen or replayed). Public.
+        """
+
+    @_abc_1.abstractmethod
+    def Logout(
+        self,
+        request: _query_pb2.LogoutRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_query_pb2.LogoutResponse, _abc.Awaitable[_query_pb2.LogoutResponse]]:
+        """Ends the caller's session, or with all every session of the caller.
+        Its tokens are refused everywhere from then on. Any signed-in user.
+        """
+
+    @_abc_1.abstractmethod
+    def ListSessions(
+        self,
+        request: _query_pb2.ListSessionsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_query_pb2.ListSessionsResponse, _abc.Awaitable[_query_pb2.ListSessionsResponse]]:
+        """A user's sessions, newest first. Owner or admin."""
+
+    @_abc_1.abstractmethod
+    def GetJwks(
+        self,
+        request: _query_pb2.GetJwksRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_query_pb2.GetJwksResponse, _abc.Awaitable[_query_pb2.GetJwksResponse]]:
+        """The public keys that verify user tokens, as a standard JWK Set. Public."""
+
+    @_abc_1.abstractmethod
+    def RequestPasswordReset(
+        self,
+        request: _query_pb2.RequestPasswordResetRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_query_pb2.RequestPasswordResetResponse, _abc.Awaitable[_query_pb2.RequestPasswordResetResponse]]:
+        """Mails a one-time password reset token if the address belongs to an
+        active account. Answers the same (202) whether it does or not, and
+        before looking. Public; rate-limited per address and per client
+        (RESOURCE_EXHAUSTED with retry-after).
         """
 
 def add_QueryServiceServicer_to_server(servicer: QueryServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

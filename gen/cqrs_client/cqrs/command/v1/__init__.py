@@ -163,6 +163,145 @@ class RecordLoginResponse(betterproto.Message):
     """Global position of the user.login.recorded event."""
 
 
+@dataclass(eq=False, repr=False)
+class ActivateRequest(betterproto.Message):
+    """Request of Activate."""
+
+    id: str = betterproto.string_field(1)
+    """Id of the user."""
+
+    reason: str = betterproto.string_field(2)
+    """Optional reason, kept in the event."""
+
+
+@dataclass(eq=False, repr=False)
+class ActivateResponse(betterproto.Message):
+    """Response of Activate."""
+
+    id: str = betterproto.string_field(1)
+    """Id of the user."""
+
+    message: str = betterproto.string_field(2)
+    """Human-readable summary."""
+
+    version: int = betterproto.int32_field(3)
+    """The user's stream version after the change."""
+
+    position: int = betterproto.int64_field(4)
+    """Global position of the user.reactivated event."""
+
+
+@dataclass(eq=False, repr=False)
+class IssuePasswordResetRequest(betterproto.Message):
+    """Request of IssuePasswordReset."""
+
+    id: str = betterproto.string_field(1)
+    """Id of the user."""
+
+
+@dataclass(eq=False, repr=False)
+class IssuePasswordResetResponse(betterproto.Message):
+    """Response of IssuePasswordReset."""
+
+    id: str = betterproto.string_field(1)
+    """Id of the user."""
+
+    version: int = betterproto.int32_field(2)
+    """The user's stream version after the request."""
+
+    position: int = betterproto.int64_field(3)
+    """Global position of the user.password_reset.requested event."""
+
+
+@dataclass(eq=False, repr=False)
+class ConfirmPasswordResetRequest(betterproto.Message):
+    """Request of ConfirmPasswordReset."""
+
+    token: str = betterproto.string_field(1)
+    """The token from the reset mail."""
+
+    new_password: str = betterproto.string_field(2)
+    """The new password, 8 to 128 characters."""
+
+
+@dataclass(eq=False, repr=False)
+class ConfirmPasswordResetResponse(betterproto.Message):
+    """Response of ConfirmPasswordReset."""
+
+    id: str = betterproto.string_field(1)
+    """Id of the user."""
+
+    message: str = betterproto.string_field(2)
+    """Human-readable summary."""
+
+    version: int = betterproto.int32_field(3)
+    """The user's stream version after the reset."""
+
+    position: int = betterproto.int64_field(4)
+    """Global position of the user.password.reset event."""
+
+
+@dataclass(eq=False, repr=False)
+class ConfirmEmailVerificationRequest(betterproto.Message):
+    """Request of ConfirmEmailVerification."""
+
+    token: str = betterproto.string_field(1)
+    """The token from the verification mail."""
+
+
+@dataclass(eq=False, repr=False)
+class ConfirmEmailVerificationResponse(betterproto.Message):
+    """Response of ConfirmEmailVerification."""
+
+    id: str = betterproto.string_field(1)
+    """Id of the user."""
+
+    message: str = betterproto.string_field(2)
+    """Human-readable summary."""
+
+    email: str = betterproto.string_field(3)
+    """The address now verified."""
+
+    version: int = betterproto.int32_field(4)
+    """The user's stream version after the change."""
+
+    position: int = betterproto.int64_field(5)
+    """Global position of the user.email.verified event."""
+
+
+@dataclass(eq=False, repr=False)
+class RevokeSessionsRequest(betterproto.Message):
+    """Request of RevokeSessions."""
+
+    id: str = betterproto.string_field(1)
+    """Id of the user."""
+
+    session_id: str = betterproto.string_field(2)
+    """The session to end; ignored when all is set."""
+
+    all: bool = betterproto.bool_field(3)
+    """End every session of the user."""
+
+    reason: str = betterproto.string_field(4)
+    """Why, kept in the event (e.g. "logout")."""
+
+
+@dataclass(eq=False, repr=False)
+class RevokeSessionsResponse(betterproto.Message):
+    """Response of RevokeSessions."""
+
+    id: str = betterproto.string_field(1)
+    """Id of the user."""
+
+    version: int = betterproto.int32_field(2)
+    """The user's stream version after the change."""
+
+    position: int = betterproto.int64_field(3)
+    """
+    Global position of the user.session.revoked / user.sessions.revoked event.
+    """
+
+
 class CommandServiceStub(betterproto.ServiceStub):
     async def register(
         self,
@@ -249,6 +388,91 @@ class CommandServiceStub(betterproto.ServiceStub):
             metadata=metadata,
         )
 
+    async def activate(
+        self,
+        activate_request: "ActivateRequest",
+        *,
+        timeout: Optional[float] = None,
+        deadline: Optional["Deadline"] = None,
+        metadata: Optional["MetadataLike"] = None
+    ) -> "ActivateResponse":
+        return await self._unary_unary(
+            "/cqrs.command.v1.CommandService/Activate",
+            activate_request,
+            ActivateResponse,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        )
+
+    async def issue_password_reset(
+        self,
+        issue_password_reset_request: "IssuePasswordResetRequest",
+        *,
+        timeout: Optional[float] = None,
+        deadline: Optional["Deadline"] = None,
+        metadata: Optional["MetadataLike"] = None
+    ) -> "IssuePasswordResetResponse":
+        return await self._unary_unary(
+            "/cqrs.command.v1.CommandService/IssuePasswordReset",
+            issue_password_reset_request,
+            IssuePasswordResetResponse,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        )
+
+    async def confirm_password_reset(
+        self,
+        confirm_password_reset_request: "ConfirmPasswordResetRequest",
+        *,
+        timeout: Optional[float] = None,
+        deadline: Optional["Deadline"] = None,
+        metadata: Optional["MetadataLike"] = None
+    ) -> "ConfirmPasswordResetResponse":
+        return await self._unary_unary(
+            "/cqrs.command.v1.CommandService/ConfirmPasswordReset",
+            confirm_password_reset_request,
+            ConfirmPasswordResetResponse,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        )
+
+    async def confirm_email_verification(
+        self,
+        confirm_email_verification_request: "ConfirmEmailVerificationRequest",
+        *,
+        timeout: Optional[float] = None,
+        deadline: Optional["Deadline"] = None,
+        metadata: Optional["MetadataLike"] = None
+    ) -> "ConfirmEmailVerificationResponse":
+        return await self._unary_unary(
+            "/cqrs.command.v1.CommandService/ConfirmEmailVerification",
+            confirm_email_verification_request,
+            ConfirmEmailVerificationResponse,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        )
+
+    async def revoke_sessions(
+        self,
+        revoke_sessions_request: "RevokeSessionsRequest",
+        *,
+        timeout: Optional[float] = None,
+        deadline: Optional["Deadline"] = None,
+        metadata: Optional["MetadataLike"] = None
+    ) -> "RevokeSessionsResponse":
+        return await self._unary_unary(
+            "/cqrs.command.v1.CommandService/RevokeSessions",
+            revoke_sessions_request,
+            RevokeSessionsResponse,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        )
+
 
 class CommandServiceBase(ServiceBase):
 
@@ -273,6 +497,29 @@ class CommandServiceBase(ServiceBase):
     async def record_login(
         self, record_login_request: "RecordLoginRequest"
     ) -> "RecordLoginResponse":
+        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+
+    async def activate(self, activate_request: "ActivateRequest") -> "ActivateResponse":
+        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+
+    async def issue_password_reset(
+        self, issue_password_reset_request: "IssuePasswordResetRequest"
+    ) -> "IssuePasswordResetResponse":
+        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+
+    async def confirm_password_reset(
+        self, confirm_password_reset_request: "ConfirmPasswordResetRequest"
+    ) -> "ConfirmPasswordResetResponse":
+        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+
+    async def confirm_email_verification(
+        self, confirm_email_verification_request: "ConfirmEmailVerificationRequest"
+    ) -> "ConfirmEmailVerificationResponse":
+        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+
+    async def revoke_sessions(
+        self, revoke_sessions_request: "RevokeSessionsRequest"
+    ) -> "RevokeSessionsResponse":
         raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
 
     async def __rpc_register(
@@ -311,6 +558,45 @@ class CommandServiceBase(ServiceBase):
         response = await self.record_login(request)
         await stream.send_message(response)
 
+    async def __rpc_activate(
+        self, stream: "grpclib.server.Stream[ActivateRequest, ActivateResponse]"
+    ) -> None:
+        request = await stream.recv_message()
+        response = await self.activate(request)
+        await stream.send_message(response)
+
+    async def __rpc_issue_password_reset(
+        self,
+        stream: "grpclib.server.Stream[IssuePasswordResetRequest, IssuePasswordResetResponse]",
+    ) -> None:
+        request = await stream.recv_message()
+        response = await self.issue_password_reset(request)
+        await stream.send_message(response)
+
+    async def __rpc_confirm_password_reset(
+        self,
+        stream: "grpclib.server.Stream[ConfirmPasswordResetRequest, ConfirmPasswordResetResponse]",
+    ) -> None:
+        request = await stream.recv_message()
+        response = await self.confirm_password_reset(request)
+        await stream.send_message(response)
+
+    async def __rpc_confirm_email_verification(
+        self,
+        stream: "grpclib.server.Stream[ConfirmEmailVerificationRequest, ConfirmEmailVerificationResponse]",
+    ) -> None:
+        request = await stream.recv_message()
+        response = await self.confirm_email_verification(request)
+        await stream.send_message(response)
+
+    async def __rpc_revoke_sessions(
+        self,
+        stream: "grpclib.server.Stream[RevokeSessionsRequest, RevokeSessionsResponse]",
+    ) -> None:
+        request = await stream.recv_message()
+        response = await self.revoke_sessions(request)
+        await stream.send_message(response)
+
     def __mapping__(self) -> Dict[str, grpclib.const.Handler]:
         return {
             "/cqrs.command.v1.CommandService/Register": grpclib.const.Handler(
@@ -342,5 +628,35 @@ class CommandServiceBase(ServiceBase):
                 grpclib.const.Cardinality.UNARY_UNARY,
                 RecordLoginRequest,
                 RecordLoginResponse,
+            ),
+            "/cqrs.command.v1.CommandService/Activate": grpclib.const.Handler(
+                self.__rpc_activate,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                ActivateRequest,
+                ActivateResponse,
+            ),
+            "/cqrs.command.v1.CommandService/IssuePasswordReset": grpclib.const.Handler(
+                self.__rpc_issue_password_reset,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                IssuePasswordResetRequest,
+                IssuePasswordResetResponse,
+            ),
+            "/cqrs.command.v1.CommandService/ConfirmPasswordReset": grpclib.const.Handler(
+                self.__rpc_confirm_password_reset,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                ConfirmPasswordResetRequest,
+                ConfirmPasswordResetResponse,
+            ),
+            "/cqrs.command.v1.CommandService/ConfirmEmailVerification": grpclib.const.Handler(
+                self.__rpc_confirm_email_verification,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                ConfirmEmailVerificationRequest,
+                ConfirmEmailVerificationResponse,
+            ),
+            "/cqrs.command.v1.CommandService/RevokeSessions": grpclib.const.Handler(
+                self.__rpc_revoke_sessions,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                RevokeSessionsRequest,
+                RevokeSessionsResponse,
             ),
         }

@@ -416,6 +416,12 @@ class SubscribeRequest(betterproto.Message):
      EventBatch, which a catch-up over a long history needs to be fast.
     """
 
+    event_types: List[str] = betterproto.string_field(5)
+    """
+    Deliver only events of these types (default: every type). Checkpoints
+     still come, so a filtered subscriber learns how far the log has been read.
+    """
+
 
 @dataclass(eq=False, repr=False)
 class EventBatch(betterproto.Message):
@@ -499,6 +505,21 @@ class UserState(betterproto.Message):
 
     login_count: int = betterproto.int32_field(14)
     """Number of recorded logins."""
+
+    email_verified: bool = betterproto.bool_field(15)
+    """Whether the current email was confirmed with a mailed token."""
+
+    email_verified_at: datetime = betterproto.message_field(16)
+    """When it was confirmed; absent if not."""
+
+    reactivated_at: datetime = betterproto.message_field(17)
+    """When the account was last reactivated; absent if never."""
+
+    credential_version: int = betterproto.int32_field(18)
+    """
+    Stream version of the last event that ended every session (password
+     change or reset, deactivation, logout everywhere); 0 if none.
+    """
 
 
 @dataclass(eq=False, repr=False)

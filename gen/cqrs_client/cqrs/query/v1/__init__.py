@@ -59,6 +59,9 @@ class User(betterproto.Message):
     deactivated_at: datetime = betterproto.message_field(10)
     """When the account was deactivated; absent if active."""
 
+    email_verified: bool = betterproto.bool_field(11)
+    """Whether the user confirmed the current email (a mailed token)."""
+
 
 @dataclass(eq=False, repr=False)
 class ListUsersRequest(betterproto.Message):
@@ -130,16 +133,27 @@ class LoginResponse(betterproto.Message):
     """Response of Login."""
 
     token: str = betterproto.string_field(1)
-    """Signed JWT (HS256) to send as "Authorization: Bearer <token>"."""
+    """
+    Access token (EdDSA JWT with a kid) to send as "Authorization: Bearer <token>".
+    """
 
     token_type: str = betterproto.string_field(2)
     """Always "Bearer"."""
 
     expires_in: int = betterproto.int32_field(3)
-    """Seconds until the token expires."""
+    """Seconds until the access token expires."""
 
     user: "User" = betterproto.message_field(4)
     """The user who logged in."""
+
+    refresh_token: str = betterproto.string_field(5)
+    """Opaque refresh token for RefreshToken; works once."""
+
+    refresh_expires_in: int = betterproto.int32_field(6)
+    """Seconds until the refresh token expires."""
+
+    session_id: str = betterproto.string_field(7)
+    """Id of the session the login opened."""
 
 
 @dataclass(eq=False, repr=False)
@@ -217,6 +231,174 @@ class RebuildReadModelResponse(betterproto.Message):
 
     finished: bool = betterproto.bool_field(5)
     """True on the last message, once the new tables are swapped in."""
+
+
+@dataclass(eq=False, repr=False)
+class RefreshTokenRequest(betterproto.Message):
+    """Request of RefreshToken."""
+
+    refresh_token: str = betterproto.string_field(1)
+    """The refresh token from Login or the previous RefreshToken."""
+
+
+@dataclass(eq=False, repr=False)
+class RefreshTokenResponse(betterproto.Message):
+    """Response of RefreshToken."""
+
+    token: str = betterproto.string_field(1)
+    """New access token."""
+
+    token_type: str = betterproto.string_field(2)
+    """Always "Bearer"."""
+
+    expires_in: int = betterproto.int32_field(3)
+    """Seconds until the access token expires."""
+
+    refresh_token: str = betterproto.string_field(4)
+    """New refresh token; the one presented no longer works."""
+
+    refresh_expires_in: int = betterproto.int32_field(5)
+    """Seconds until the new refresh token expires."""
+
+    session_id: str = betterproto.string_field(6)
+    """Id of the session (unchanged)."""
+
+
+@dataclass(eq=False, repr=False)
+class LogoutRequest(betterproto.Message):
+    """Request of Logout."""
+
+    all: bool = betterproto.bool_field(1)
+    """End every session of the caller, not only the one of this token."""
+
+
+@dataclass(eq=False, repr=False)
+class LogoutResponse(betterproto.Message):
+    """Response of Logout."""
+
+    message: str = betterproto.string_field(1)
+    """Human-readable summary."""
+
+    sessions_revoked: int = betterproto.int32_field(2)
+    """Number of sessions ended."""
+
+    position: int = betterproto.int64_field(3)
+    """Global position of the revocation event."""
+
+
+@dataclass(eq=False, repr=False)
+class ListSessionsRequest(betterproto.Message):
+    """Request of ListSessions."""
+
+    id: str = betterproto.string_field(1)
+    """Id of the user."""
+
+
+@dataclass(eq=False, repr=False)
+class Session(betterproto.Message):
+    """One session (a login and its refresh-token chain)."""
+
+    id: str = betterproto.string_field(1)
+    """Id of the session (the sid claim of its tokens)."""
+
+    created_at: datetime = betterproto.message_field(2)
+    """When the login opened it."""
+
+    last_refreshed_at: datetime = betterproto.message_field(3)
+    """When its refresh token was last used; absent if never."""
+
+    expires_at: datetime = betterproto.message_field(4)
+    """When its refresh token expires."""
+
+    revoked_at: datetime = betterproto.message_field(5)
+    """When it ended; absent while active or merely expired."""
+
+    status: str = betterproto.string_field(6)
+    """active", "revoked" or "expired"."""
+
+    revoked_reason: str = betterproto.string_field(7)
+    """
+    Why it ended ("logout", "the password was changed", ...); empty while active.
+    """
+
+    client_address: str = betterproto.string_field(8)
+    """Network address the login came from."""
+
+    current: bool = betterproto.bool_field(9)
+    """True for the session of the token that asked."""
+
+
+@dataclass(eq=False, repr=False)
+class ListSessionsResponse(betterproto.Message):
+    """Response of ListSessions."""
+
+    id: str = betterproto.string_field(1)
+    """Id of the user."""
+
+    sessions: List["Session"] = betterproto.message_field(2)
+    """Sessions, newest first."""
+
+    count: int = betterproto.int32_field(3)
+    """Number of sessions."""
+
+
+@dataclass(eq=False, repr=False)
+class GetJwksRequest(betterproto.Message):
+    """Request of GetJwks."""
+
+    pass
+
+
+@dataclass(eq=False, repr=False)
+class JsonWebKey(betterproto.Message):
+    """A public key in JSON Web Key form (RFC 7517, OKP keys per RFC 8037)."""
+
+    kty: str = betterproto.string_field(1)
+    """Key type, "OKP"."""
+
+    crv: str = betterproto.string_field(2)
+    """Curve, "Ed25519"."""
+
+    x: str = betterproto.string_field(3)
+    """The public key, base64url."""
+
+    kid: str = betterproto.string_field(4)
+    """
+    Key id, the kid header of the tokens it signs (its RFC 7638 thumbprint).
+    """
+
+    alg: str = betterproto.string_field(5)
+    """Algorithm, "EdDSA"."""
+
+    use: str = betterproto.string_field(6)
+    """Use, "sig"."""
+
+
+@dataclass(eq=False, repr=False)
+class GetJwksResponse(betterproto.Message):
+    """Response of GetJwks: a JWK Set."""
+
+    keys: List["JsonWebKey"] = betterproto.message_field(1)
+    """
+    The keys that verify user tokens: the current one first, then retired
+     ones that still verify tokens issued before a rotation.
+    """
+
+
+@dataclass(eq=False, repr=False)
+class RequestPasswordResetRequest(betterproto.Message):
+    """Request of RequestPasswordReset."""
+
+    email: str = betterproto.string_field(1)
+    """Email address of the account."""
+
+
+@dataclass(eq=False, repr=False)
+class RequestPasswordResetResponse(betterproto.Message):
+    """Response of RequestPasswordReset."""
+
+    message: str = betterproto.string_field(1)
+    """The same text whatever the address."""
 
 
 class QueryServiceStub(betterproto.ServiceStub):
@@ -306,6 +488,91 @@ class QueryServiceStub(betterproto.ServiceStub):
         ):
             yield response
 
+    async def refresh_token(
+        self,
+        refresh_token_request: "RefreshTokenRequest",
+        *,
+        timeout: Optional[float] = None,
+        deadline: Optional["Deadline"] = None,
+        metadata: Optional["MetadataLike"] = None
+    ) -> "RefreshTokenResponse":
+        return await self._unary_unary(
+            "/cqrs.query.v1.QueryService/RefreshToken",
+            refresh_token_request,
+            RefreshTokenResponse,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        )
+
+    async def logout(
+        self,
+        logout_request: "LogoutRequest",
+        *,
+        timeout: Optional[float] = None,
+        deadline: Optional["Deadline"] = None,
+        metadata: Optional["MetadataLike"] = None
+    ) -> "LogoutResponse":
+        return await self._unary_unary(
+            "/cqrs.query.v1.QueryService/Logout",
+            logout_request,
+            LogoutResponse,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        )
+
+    async def list_sessions(
+        self,
+        list_sessions_request: "ListSessionsRequest",
+        *,
+        timeout: Optional[float] = None,
+        deadline: Optional["Deadline"] = None,
+        metadata: Optional["MetadataLike"] = None
+    ) -> "ListSessionsResponse":
+        return await self._unary_unary(
+            "/cqrs.query.v1.QueryService/ListSessions",
+            list_sessions_request,
+            ListSessionsResponse,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        )
+
+    async def get_jwks(
+        self,
+        get_jwks_request: "GetJwksRequest",
+        *,
+        timeout: Optional[float] = None,
+        deadline: Optional["Deadline"] = None,
+        metadata: Optional["MetadataLike"] = None
+    ) -> "GetJwksResponse":
+        return await self._unary_unary(
+            "/cqrs.query.v1.QueryService/GetJwks",
+            get_jwks_request,
+            GetJwksResponse,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        )
+
+    async def request_password_reset(
+        self,
+        request_password_reset_request: "RequestPasswordResetRequest",
+        *,
+        timeout: Optional[float] = None,
+        deadline: Optional["Deadline"] = None,
+        metadata: Optional["MetadataLike"] = None
+    ) -> "RequestPasswordResetResponse":
+        return await self._unary_unary(
+            "/cqrs.query.v1.QueryService/RequestPasswordReset",
+            request_password_reset_request,
+            RequestPasswordResetResponse,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        )
+
 
 class QueryServiceBase(ServiceBase):
 
@@ -330,6 +597,27 @@ class QueryServiceBase(ServiceBase):
     ) -> AsyncIterator[RebuildReadModelResponse]:
         raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
         yield RebuildReadModelResponse()
+
+    async def refresh_token(
+        self, refresh_token_request: "RefreshTokenRequest"
+    ) -> "RefreshTokenResponse":
+        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+
+    async def logout(self, logout_request: "LogoutRequest") -> "LogoutResponse":
+        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+
+    async def list_sessions(
+        self, list_sessions_request: "ListSessionsRequest"
+    ) -> "ListSessionsResponse":
+        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+
+    async def get_jwks(self, get_jwks_request: "GetJwksRequest") -> "GetJwksResponse":
+        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+
+    async def request_password_reset(
+        self, request_password_reset_request: "RequestPasswordResetRequest"
+    ) -> "RequestPasswordResetResponse":
+        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
 
     async def __rpc_list_users(
         self, stream: "grpclib.server.Stream[ListUsersRequest, ListUsersResponse]"
@@ -371,6 +659,42 @@ class QueryServiceBase(ServiceBase):
             request,
         )
 
+    async def __rpc_refresh_token(
+        self, stream: "grpclib.server.Stream[RefreshTokenRequest, RefreshTokenResponse]"
+    ) -> None:
+        request = await stream.recv_message()
+        response = await self.refresh_token(request)
+        await stream.send_message(response)
+
+    async def __rpc_logout(
+        self, stream: "grpclib.server.Stream[LogoutRequest, LogoutResponse]"
+    ) -> None:
+        request = await stream.recv_message()
+        response = await self.logout(request)
+        await stream.send_message(response)
+
+    async def __rpc_list_sessions(
+        self, stream: "grpclib.server.Stream[ListSessionsRequest, ListSessionsResponse]"
+    ) -> None:
+        request = await stream.recv_message()
+        response = await self.list_sessions(request)
+        await stream.send_message(response)
+
+    async def __rpc_get_jwks(
+        self, stream: "grpclib.server.Stream[GetJwksRequest, GetJwksResponse]"
+    ) -> None:
+        request = await stream.recv_message()
+        response = await self.get_jwks(request)
+        await stream.send_message(response)
+
+    async def __rpc_request_password_reset(
+        self,
+        stream: "grpclib.server.Stream[RequestPasswordResetRequest, RequestPasswordResetResponse]",
+    ) -> None:
+        request = await stream.recv_message()
+        response = await self.request_password_reset(request)
+        await stream.send_message(response)
+
     def __mapping__(self) -> Dict[str, grpclib.const.Handler]:
         return {
             "/cqrs.query.v1.QueryService/ListUsers": grpclib.const.Handler(
@@ -402,5 +726,35 @@ class QueryServiceBase(ServiceBase):
                 grpclib.const.Cardinality.UNARY_STREAM,
                 RebuildReadModelRequest,
                 RebuildReadModelResponse,
+            ),
+            "/cqrs.query.v1.QueryService/RefreshToken": grpclib.const.Handler(
+                self.__rpc_refresh_token,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                RefreshTokenRequest,
+                RefreshTokenResponse,
+            ),
+            "/cqrs.query.v1.QueryService/Logout": grpclib.const.Handler(
+                self.__rpc_logout,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                LogoutRequest,
+                LogoutResponse,
+            ),
+            "/cqrs.query.v1.QueryService/ListSessions": grpclib.const.Handler(
+                self.__rpc_list_sessions,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                ListSessionsRequest,
+                ListSessionsResponse,
+            ),
+            "/cqrs.query.v1.QueryService/GetJwks": grpclib.const.Handler(
+                self.__rpc_get_jwks,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                GetJwksRequest,
+                GetJwksResponse,
+            ),
+            "/cqrs.query.v1.QueryService/RequestPasswordReset": grpclib.const.Handler(
+                self.__rpc_request_password_reset,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                RequestPasswordResetRequest,
+                RequestPasswordResetResponse,
             ),
         }

@@ -1,0 +1,127 @@
+"""Delivering a mail: over SMTP (aiosmtplib), or as a file when no SMTP server is set.
+
+Every mail has a ``Message-ID`` derived from the event it comes from
+(``<event id>.<kind>@cqrs-users``): a mail sent again after a crash carries
+the same id, so a mail client or an operator can recognise the duplicate,
+and the file transport simply writes the same file again (it names the file
+after the id, and replaces it atomically).
+
+aiosmtplib is a maintained asyncio SMTP client with STARTTLS and login, so
+sending never blocks the event loop; the standard library's ``email``
+package builds the message.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import email.utils
+import os
+import re
+import tempfile
+from dataclasses import dataclass
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Final, Protocol
+
+import aiosmtplib
+
+from query_svc.settings import SmtpSettings
+
+__all__ = ["FileTransport", "Mail", "MailTransport", "SmtpTransport", "transport_for"]
+
+_DOMAIN: Final = "cqrs-users"
+_SAFE: Final = re.compile(r"[^A-Za-z0-9._-]")
+
+
+@dataclass(frozen=True, slots=True)
+class Mail:
+    """One mail to one address. ``key`` is unique per mail (event id + kind)."""
+
+    key: str
+    to: str
+    subject: str
+    text: str
+
+    @property
+    def message_id(self) -> str:
+        return f"<{self.key}@{_DOMAIN}>"
+
+
+class MailTransport(Protocol):
+    """Sends one mail; raises on failure (the mailer retries)."""
+
+    async def send(self, mail: Mail) -> None: ...
+
+    def describe(self) -> str:
+        """Where mail goes, for the start banner."""
+        ...
+
+
+def build_message(mail: Mail, sender: str) -> EmailMessage:
+    message = EmailMessage()
+    message["From"] = sender
+    message["To"] = mail.to
+    message["Subject"] = mail.subject
+    message["Message-ID"] = mail.message_id
+    message["Date"] = email.utils.formatdate(usegmt=True)
+    # 7bit: no quoted-printable soft line breaks inside a token a reader copies.
+    message.set_content(mail.text, cte="7bit")
+    return message
+
+
+class SmtpTransport:
+    """Sends over SMTP: optional STARTTLS and login, a deadline per mail."""
+
+    def __init__(self, settings: SmtpSettings) -> None:
+        self._settings = settings
+
+    def describe(self) -> str:
+        s = self._settings
+        return f"SMTP {s.host}:{s.port}" + (" (STARTTLS)" if s.starttls else "")
+
+    async def send(self, mail: Mail) -> None:
+        s = self._settings
+        await aiosmtplib.send(
+            build_message(mail, s.sender),
+            hostname=s.host,
+            port=s.port,
+            start_tls=s.starttls,
+            username=s.username or None,
+            password=s.password or None,
+            timeout=s.timeout,
+        )
+
+
+class FileTransport:
+    """Writes each mail as ``<folder>/<message id>.eml`` (the ``make up`` default)."""
+
+    def __init__(self, folder: Path, sender: str) -> None:
+        self.folder = folder
+        self._sender = sender
+
+    def describe(self) -> str:
+        return f"files in {self.folder}/ (no SMTP_HOST set)"
+
+    def path_of(self, mail: Mail) -> Path:
+        return self.folder / f"{_SAFE.sub('_', mail.key)}.eml"
+
+    async def send(self, mail: Mail) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        data = bytes(build_message(mail, self._sender))
+        fd, tmp = tempfile.mkstemp(prefix=".mail.", dir=self.folder)
+        try:
+            with os.fdopen(fd, "wb") as out:
+                out.write(data)
+            os.chmod(tmp, 0o600)  # it holds a one-time token
+            os.replace(tmp, self.path_of(mail))
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+
+
+def transport_for(settings: SmtpSettings) -> MailTransport:
+    """SMTP when ``SMTP_HOST`` is set, else files under ``MAIL_DIR``."""
+    if settings.host:
+        return SmtpTransport(settings)
+    return FileTransport(settings.folder, settings.sender)
