@@ -245,6 +245,8 @@ class QuerySettings:
 def _ms(env: Mapping[str, str], name: str, default: int) -> float:
     """A duration given in milliseconds (50 ms .. 10 min), in seconds."""
     return env_int(env, name, default, minimum=50, maximum=600_000) / 1000.0
+
+
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("", "0", "false", "no", "off")
 

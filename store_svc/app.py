@@ -26,13 +26,13 @@ from service_kit.settings import SettingsError, environ
 from store_svc import engine
 from store_svc.policies import POLICIES, SERVICE_NAME
 from store_svc.readiness import store_readiness
-from store_svc.revocations import EngineRevocationFeed
 from store_svc.relay import OutboxRelay, kafka_producer
 from store_svc.relay_checkpoint import (
     ClickHouseRelayCheckpoint,
     FileRelayCheckpoint,
     RelayCheckpoint,
 )
+from store_svc.revocations import EngineRevocationFeed
 from store_svc.servicer import EventStoreServicer
 from store_svc.settings import StoreSettings
 from store_svc.time_travel import AggregateNotFound, TimeTravel

@@ -166,13 +166,13 @@ def test_bad_and_expired_tokens_are_401(
     by_gateway = _signer(e2e_system, "gateway").issue(
         Principal(subject=admin_id, email="", role=ROLE_ADMIN), now=utcnow()
     )[0]
-    answer = http.get(path, token=by_gateway)
+    answer = client.get(path, token=by_gateway)
     assert (answer.status, answer.error) == (401, "invalid token")
     # ...nor a service token claiming another service's name.
     impostor = _signer(e2e_system, "gateway").issue(
         Principal(subject="command_svc", email="", role=ROLE_SERVICE), now=utcnow()
     )[0]
-    answer = http.get(path, token=impostor)
+    answer = client.get(path, token=impostor)
     assert (answer.status, answer.error) == (401, "invalid token")
     expired = _signer(e2e_system, keys.USER_TOKEN_ISSUER, ttl=60).issue(
         Principal(subject=admin_id, email="", role=ROLE_ADMIN), now=utcnow() - timedelta(hours=2)

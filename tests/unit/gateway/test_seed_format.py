@@ -195,6 +195,7 @@ def test_users_are_a_bare_array_with_go_names_and_the_next_page_in_a_header() ->
             "CreatedAt": "2025-10-25T19:57:00Z",
             "UpdatedAt": "2025-10-25T19:58:00Z",
             "LoginCount": 0,
+            "EmailVerified": False,
         }
     ]
     assert headers == {"X-Next-Page-Token": "u-1"}
