@@ -277,16 +277,23 @@ def test_live_event_arrives_for_an_admin_and_for_the_user(
     user_page = browser.new_page()
     sign_in(user_page, console_url, new_email, user.password)
     expect(user_page.locator("#live-mode")).to_contain_text("polling", timeout=LIVE_WAIT_MS)
-    answer = http.post(f"/users/{user.id}/deactivate", json_body={"reason": "live"}, token=token)
+    newer_email = f"live2-{user.id[:8]}@example.com"
+    answer = http.put(f"/users/{user.id}/email", json_body={"new_email": newer_email}, token=token)
     assert answer.status == 200, answer.describe()
     position = answer.json()["position"]
     expect(user_page.locator(f'#live-feed li[data-position="{position}"]')).to_contain_text(
-        "user.deactivated", timeout=LIVE_WAIT_MS
+        "user.email.changed", timeout=LIVE_WAIT_MS
     )
+    browser.screenshot(user_page, "live-user")
+    # Deactivation arrives on the admin's page; it ends the user's session, so the
+    # user's page goes back to signing in.
+    answer = http.post(f"/users/{user.id}/deactivate", json_body={"reason": "live"}, token=token)
+    assert answer.status == 200, answer.describe()
+    position = answer.json()["position"]
     expect(admin_page.locator(f'#live-feed li[data-position="{position}"]')).to_contain_text(
         "user.deactivated", timeout=LIVE_WAIT_MS
     )
-    browser.screenshot(user_page, "live-user")
+    expect(user_page.locator("#login-email")).to_be_visible(timeout=LIVE_WAIT_MS)
 
 
 def expect_at_least(page: Page, selector: str, minimum: int) -> None:
