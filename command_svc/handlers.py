@@ -162,9 +162,18 @@ class CommandHandler:
         return await self._run(user_id, build, trace, new_stream=True, claim_field="email")
 
     async def change_password(
-        self, *, user_id: str, old_password: str, new_password: str, trace: Trace
+        self,
+        *,
+        user_id: str,
+        old_password: str,
+        new_password: str,
+        trace: Trace,
+        keep_session_id: str = "",
     ) -> Outcome:
         """Changes the password if ``old_password`` matches the stored hash.
+
+        Every session of the user ends but ``keep_session_id``: the caller's
+        own session when the caller is the user (``domain.sessions``).
 
         A wrong old password is ``InvalidCredentials("old_password")``, which
         the service reports as INVALID_ARGUMENT "old_password: does not match"
@@ -190,6 +199,7 @@ class CommandHandler:
                 new_password=new_password,
                 old_password_matches=True,
                 new_password_hash=new_hash[0],
+                keep_session_id=keep_session_id,
             )
 
         return await self._run(user_id, build, trace)

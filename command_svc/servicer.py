@@ -129,11 +129,15 @@ class CommandServiceServicer(pb_grpc.CommandServiceServicer):
             )
             message = PASSWORD_RESET
         else:
+            # The user's own session stays signed in (it just proved the old
+            # password); an admin's or a service's session is not the user's.
+            own = principal is not None and principal.subject == user_id
             out = await self._handler.change_password(
                 user_id=user_id,
                 old_password=request.old_password,
                 new_password=request.new_password,
                 trace=trace,
+                keep_session_id=principal.session_id if own and principal else "",
             )
             message = PASSWORD_CHANGED
         return pb.ChangePasswordResponse(

@@ -90,7 +90,13 @@ from domain.serialization import (
     state_from_dict,
     state_to_dict,
 )
-from domain.sessions import SESSION_ENDING_TYPES, SessionsEnded, sessions_ended
+from domain.sessions import (
+    NO_EPOCH,
+    SESSION_ENDING_TYPES,
+    CredentialEpoch,
+    SessionsEnded,
+    sessions_ended,
+)
 from domain.state import INTERNAL_FIELDS, PUBLIC_FIELDS, UserState, UserStatus, public_fields
 from domain.timefmt import format_timestamp, parse_timestamp, require_utc
 from domain.validation import (
@@ -125,6 +131,7 @@ __all__ = [
     "MAX_USER_ID_LENGTH",
     "MIN_PASSWORD_LENGTH",
     "NO_CLAIM_CHANGES",
+    "NO_EPOCH",
     "PASSWORD_CHANGED",
     "PASSWORD_FIELD",
     "PASSWORD_UNCHANGED",
@@ -144,6 +151,7 @@ __all__ = [
     "ClaimChanges",
     "Command",
     "CompletePasswordReset",
+    "CredentialEpoch",
     "Deactivate",
     "DomainError",
     "DomainEvent",

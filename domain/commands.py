@@ -61,6 +61,8 @@ class ChangePassword:
     new_password: str = field(repr=False)
     old_password_matches: bool
     new_password_hash: str = field(repr=False)
+    keep_session_id: str = ""
+    """The caller's own session, which stays signed in ("" if the caller is not the user)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -119,6 +119,7 @@ def decide(state: UserState | None, command: Command, *, now: datetime) -> tuple
                     version=version,
                     occurred_at=now,
                     password_hash=command.new_password_hash,
+                    kept_session_id=command.keep_session_id,
                 ),
             )
         case ChangeEmail():

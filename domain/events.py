@@ -86,14 +86,21 @@ class UserCreated(_Event):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class PasswordChanged(_Event):
-    """The user changed their password (knowing the old one). Ends every session.
+    """The user changed their password (knowing the old one).
 
-    Secret: ``password_hash``.
+    Ends every session but ``kept_session_id``: the session that made the
+    change, which has just proved the old password, stays signed in ("" when
+    the change came from no session of this user, e.g. an admin who knew the
+    old password: then every session ends). See :mod:`domain.sessions`.
+
+    Secret: ``password_hash``. ``kept_session_id`` was added later: older
+    stored events lack it and read as "" (every session ended).
     """
 
     EVENT_TYPE: ClassVar[str] = "user.password.changed"
 
     password_hash: str = field(repr=False)
+    kept_session_id: str = ""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -6,9 +6,11 @@ Event payloads:
   envelope and is passed back to ``event_from_payload`` separately.
 - ``event_from_payload(t, event_to_payload(e), ...envelope of e) == e`` for
   every event ``e``.
-- Unknown payload keys are ignored (tolerant reader), missing or mistyped
-  ones raise :class:`~domain.errors.ValidationError`, unknown types raise
-  :class:`~domain.errors.UnknownEventType`.
+- Unknown payload keys are ignored (tolerant reader); a missing key reads
+  as the field's default when it has one (a field added to an event later
+  must have one, so older stored events stay readable), else it raises
+  :class:`~domain.errors.ValidationError`, like a mistyped one; unknown
+  types raise :class:`~domain.errors.UnknownEventType`.
 
 Payload values are strings; a ``datetime`` field (``expires_at``) travels as
 an RFC 3339 string.
@@ -29,7 +31,7 @@ whenever the dict's shape or meaning changes.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import fields
+from dataclasses import MISSING, fields
 from datetime import datetime
 from typing import Any, Final
 
@@ -62,6 +64,14 @@ def _payload_fields(cls: type[DomainEvent]) -> tuple[str, ...]:
 # ever grows another kind of field.
 _PAYLOAD_FIELDS: Final[Mapping[str, tuple[str, ...]]] = {
     event_type: _payload_fields(cls) for event_type, cls in EVENT_CLASSES.items()
+}
+# Fields added to an event after it was first stored carry a default, and a
+# stored payload without them reads as that default (older events stay readable).
+_DEFAULTED_FIELDS: Final[Mapping[str, frozenset[str]]] = {
+    event_type: frozenset(
+        f.name for f in fields(cls) if f.name not in ENVELOPE_FIELDS and f.default is not MISSING
+    )
+    for event_type, cls in EVENT_CLASSES.items()
 }
 _DATETIME_FIELDS: Final[Mapping[str, frozenset[str]]] = {
     event_type: frozenset(
@@ -102,9 +112,11 @@ def event_from_payload(
         raise ValidationError("payload", "must be a mapping")
     # Any: each field's type was checked just above (str, or a parsed datetime).
     values: dict[str, Any] = {}
-    times = _DATETIME_FIELDS[event_type]
+    times, defaulted = _DATETIME_FIELDS[event_type], _DEFAULTED_FIELDS[event_type]
     for name in _PAYLOAD_FIELDS[event_type]:
         if name not in payload:
+            if name in defaulted:
+                continue  # an event stored before the field existed
             raise ValidationError(name, f"is required in a {event_type!r} payload")
         value = payload[name]
         if not isinstance(value, str):

@@ -150,8 +150,11 @@ def define_tables(*, suffix: str = "", token: str = "") -> Tables:
         Column("role", String(32), nullable=False),
         Column("status", String(16), nullable=False),
         Column("version", Integer, nullable=False),
-        # domain.UserState.credential_version: what a login's tokens carry as cv.
+        # domain.UserState.credential_version: what a login's tokens carry as cv;
+        # with the kept session and its floor, the user's domain.CredentialEpoch.
         Column("credential_version", Integer, nullable=False),
+        Column("kept_session_id", String(64), nullable=False, server_default=""),
+        Column("kept_floor", Integer, nullable=False, server_default="0"),
         PrimaryKeyConstraint("user_id", name=n("pk", AUTH)),
         UniqueConstraint("email", name=n("uq", "auth_email")),
     )

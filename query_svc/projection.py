@@ -53,7 +53,16 @@ class ProjectedUser:
     deactivated_at: datetime | None = None
     email_verified: bool = False
     credential_version: int = 0
+    kept_session_id: str = ""
+    kept_floor: int = 0
     password_hash: str = field(default="", repr=False)
+
+    @property
+    def epoch(self) -> domain.CredentialEpoch:
+        """Which of the user's tokens are still valid (see ``domain.sessions``)."""
+        return domain.CredentialEpoch(
+            self.credential_version, self.kept_session_id, self.kept_floor
+        )
 
     def users_row(self) -> dict[str, object]:
         """The ``users`` columns."""
@@ -81,6 +90,8 @@ class ProjectedUser:
             "status": self.status,
             "version": self.version,
             "credential_version": self.credential_version,
+            "kept_session_id": self.kept_session_id,
+            "kept_floor": self.kept_floor,
         }
 
 
@@ -172,7 +183,6 @@ def apply(
             )
         case domain.PasswordChanged() | domain.PasswordReset():
             changes["password_hash"] = event.password_hash
-            changes["credential_version"] = event.version
         case domain.EmailChanged():
             changes["email"] = event.new_email
             changes["email_verified"] = False
@@ -181,13 +191,10 @@ def apply(
         case domain.UserDeactivated():
             changes["status"] = DEACTIVATED
             changes["deactivated_at"] = event.occurred_at
-            changes["credential_version"] = event.version
         case domain.UserReactivated():
             changes["status"] = ACTIVE
             changes["deactivated_at"] = None
-        case domain.SessionsRevoked():
-            changes["credential_version"] = event.version
-        case domain.SessionRevoked() | domain.PasswordResetRequested():
+        case domain.SessionsRevoked() | domain.SessionRevoked() | domain.PasswordResetRequested():
             pass
         case domain.LoginRecorded():
             changes["last_login_at"] = event.occurred_at
@@ -201,6 +208,12 @@ def apply(
             )
         case _:
             assert_never(event)
+    ended = domain.sessions_ended(event) if event is not None else None
+    if ended is not None:
+        epoch = user.epoch.after(ended)
+        changes["credential_version"] = epoch.version
+        changes["kept_session_id"] = epoch.kept_session_id
+        changes["kept_floor"] = epoch.kept_floor
     return _evolved(user, changes), login
 
 

@@ -15,6 +15,7 @@ from typing import Any, Generic, TypeVar
 
 from sqlalchemy import and_, or_, select
 
+import domain
 from query_svc.db import LIVE, Database, Tables
 from query_svc.page_tokens import LoginsCursor, UsersCursor
 
@@ -55,7 +56,16 @@ class AuthRecord:
     role: str
     status: str
     credential_version: int
+    kept_session_id: str = ""
+    kept_floor: int = 0
     password_hash: str = field(repr=False)
+
+    @property
+    def epoch(self) -> domain.CredentialEpoch:
+        """Which of the user's tokens are still valid (see ``domain.sessions``)."""
+        return domain.CredentialEpoch(
+            self.credential_version, self.kept_session_id, self.kept_floor
+        )
 
 
 T = TypeVar("T")
@@ -135,6 +145,8 @@ class ReadModel:
             auth.c.role,
             auth.c.status,
             auth.c.credential_version,
+            auth.c.kept_session_id,
+            auth.c.kept_floor,
             auth.c.password_hash,
         )
 

@@ -107,7 +107,7 @@ class SessionService:
         """Why a session that is not marked revoked is nevertheless dead ("" if it is not)."""
         if record is None or record.status != ACTIVE:
             return "the account is not active"
-        if record.credential_version > session.cv:
+        if not record.epoch.allows(session.id, session.cv):
             return _ENDED_LATER
         if self._view is not None:
             principal = Principal(record.user_id, record.email, record.role, session.id, session.cv)

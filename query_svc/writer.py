@@ -73,9 +73,13 @@ async def load_users(
 ) -> dict[str, ProjectedUser]:
     """The current rows of the users in ``ids`` that exist."""
     users, auth = tables.users, tables.auth
-    query = select(users, auth.c.password_hash, auth.c.credential_version).join(
-        auth, auth.c.user_id == users.c.id
-    )
+    query = select(
+        users,
+        auth.c.password_hash,
+        auth.c.credential_version,
+        auth.c.kept_session_id,
+        auth.c.kept_floor,
+    ).join(auth, auth.c.user_id == users.c.id)
     found: dict[str, ProjectedUser] = {}
     for chunk in _chunks(ids):
         result = await conn.execute(query.where(users.c.id.in_(chunk)))
@@ -93,6 +97,8 @@ async def load_users(
                 deactivated_at=row["deactivated_at"],
                 email_verified=bool(row["email_verified"]),
                 credential_version=row["credential_version"],
+                kept_session_id=row["kept_session_id"],
+                kept_floor=row["kept_floor"],
                 password_hash=row["password_hash"],
             )
     return found

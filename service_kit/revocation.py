@@ -7,7 +7,9 @@ what can end them early is an event in the store:
   deactivated, "log out everywhere", erased) at stream version ``v``: every
   token of that user issued under a credential version below ``v`` is
   revoked (a token carries the ``cv`` it was issued under:
-  ``domain.UserState.credential_version`` as the issuer saw it);
+  ``domain.UserState.credential_version`` as the issuer saw it), except
+  those of the session that changed the password, which stays signed in
+  (the rule is ``domain.CredentialEpoch``, shared with query_svc's refresh);
 - an event that ends *one* session (logout, a reused refresh token): every
   token carrying that session id (``sid``) is revoked.
 
@@ -35,6 +37,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final, Protocol
+
+from domain.sessions import CredentialEpoch, SessionsEnded
 
 __all__ = [
     "CLOCK_SKEW_MARGIN",
@@ -65,7 +69,8 @@ class Ended:
     """Sessions one event ended: all of a user's (``session_id == ""``), or one.
 
     ``version`` is the event's stream version (tokens with ``cv`` below it
-    are revoked when all sessions ended); ``occurred_at`` its time (Unix s).
+    are revoked when all sessions ended, but those of ``kept_session_id``);
+    ``occurred_at`` its time (Unix s).
     """
 
     user_id: str
@@ -73,6 +78,13 @@ class Ended:
     session_id: str
     occurred_at: float
     reason: str
+    kept_session_id: str = ""
+
+    def sessions_ended(self) -> SessionsEnded:
+        """The domain's view of what this event ended."""
+        return SessionsEnded(
+            self.user_id, self.version, self.session_id, self.reason, self.kept_session_id
+        )
 
 
 class TokenSubject(Protocol):
@@ -114,7 +126,7 @@ class RevocationView:
             raise ValueError("horizon must be positive")
         self.horizon = horizon
         self._clock = clock
-        self._users: dict[str, tuple[int, float, str]] = {}  # id -> (version, until, why)
+        self._users: dict[str, tuple[CredentialEpoch, float, str]] = {}  # id -> (epoch, until, why)
         self._sessions: dict[str, tuple[float, str]] = {}  # sid -> (until, why)
         self._expiry: list[tuple[float, str, str]] = []  # heap of (until, kind, key)
         self.position = 0
@@ -139,8 +151,12 @@ class RevocationView:
                 heapq.heappush(self._expiry, (until, "s", ended.session_id))
             else:
                 known = self._users.get(ended.user_id)
-                if known is None or ended.version >= known[0]:
-                    self._users[ended.user_id] = (ended.version, until, ended.reason)
+                if known is None or ended.version >= known[0].version:
+                    # An epoch older than the horizon constrains no live token:
+                    # starting from none is exact.
+                    before = known[0] if known is not None else CredentialEpoch()
+                    epoch = before.after(ended.sessions_ended())
+                    self._users[ended.user_id] = (epoch, until, ended.reason)
                     heapq.heappush(self._expiry, (until, "u", ended.user_id))
         self.advance(position)
         self._wake()
@@ -186,7 +202,9 @@ class RevocationView:
         if not self.ready:
             return NOT_READY
         user = self._users.get(principal.subject)
-        if user is not None and principal.credential_version < user[0]:
+        if user is not None and not user[0].allows(
+            principal.session_id, principal.credential_version
+        ):
             return REVOKED_PREFIX + user[2]
         if principal.session_id:
             session = self._sessions.get(principal.session_id)

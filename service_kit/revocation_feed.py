@@ -72,6 +72,7 @@ def ended_by(
         session_id=ended.session_id,
         occurred_at=occurred_at.timestamp(),
         reason=ended.reason,
+        kept_session_id=ended.kept_session_id,
     )
 
 

@@ -116,7 +116,7 @@ def mail_system(
 
 @pytest.fixture(scope="module")
 def mhttp(mail_system: SystemProcess, body_log: BodyLog) -> HttpClient:
-    return HttpClient(mail_system.ports.auth, body_log)
+    return HttpClient(mail_system.ports.auth, body_log, prefix="/v1")
 
 
 def test_registration_mails_a_verification_token_that_works_once(

@@ -1,8 +1,9 @@
 """Sessions and revocation as users and attackers meet them, over HTTP and grpcurl.
 
-A token issued before a password change, a reset, a deactivation or a
-logout is refused everywhere (every service, HTTP and gRPC) within a
-second; an open ``/events/subscribe`` stream ends. Refresh tokens rotate,
+A token issued before a password reset, a deactivation or a logout is
+refused everywhere (every service, HTTP and gRPC) within a second; a
+password change ends every session but the one that made it (which just
+proved the old password); an open ``/events/subscribe`` stream ends. Refresh tokens rotate,
 and a reused one ends its whole session. Admins reset passwords and
 reactivate users; the last active admin stays. Tokens verify with the
 published JWKS alone, and a key rotation keeps old tokens valid.
@@ -116,23 +117,42 @@ def refused_everywhere(
 # -- revocation ---------------------------------------------------------------------
 
 
-def test_a_password_change_revokes_earlier_tokens_everywhere(
+def test_a_password_change_revokes_every_other_sessions_tokens_everywhere(
     http: HttpClient, refused_everywhere: Callable[[User, str], None]
 ) -> None:
     user = register(http, "pw-revoke")
-    old = token_of(session(http, user))
-    other_device = token_of(session(http, user))
+    body = session(http, user)
+    this_device, other_device = token_of(body), token_of(session(http, user))
     changed = http.put(
         f"/users/{user.id}/password",
         json_body={"old_password": user.password, "new_password": "AnotherPass123!"},
-        token=old,
+        token=this_device,
     )
     assert changed.status == 200, changed.describe()
-    refused_everywhere(user, old)
     refused_everywhere(user, other_device)
+    # The session that changed the password proved the old one: it stays signed in
+    # (ASVS 3.3.3), its token and its refresh token keep working.
+    assert http.get(f"/users/{user.id}", token=this_device).status == 200
+    refreshed = http.post("/token/refresh", json_body={"refresh_token": body["refresh_token"]})
+    assert refreshed.status == 200, refreshed.describe()
+    assert http.get(f"/users/{user.id}", token=refreshed.json()["token"]).status == 200
     # A login with the new password works.
     fresh = login(http, user.email, "AnotherPass123!", after=changed.json()["position"])
     assert http.get(f"/users/{user.id}", token=fresh).status == 200
+
+
+def test_an_admin_who_knows_the_old_password_ends_every_session(
+    http: HttpClient, admin_token: str, refused_everywhere: Callable[[User, str], None]
+) -> None:
+    user = register(http, "pw-admin-change")
+    mine = token_of(session(http, user))
+    changed = http.put(
+        f"/users/{user.id}/password",
+        json_body={"old_password": user.password, "new_password": "AnotherPass123!"},
+        token=admin_token,
+    )
+    assert changed.status == 200, changed.describe()
+    refused_everywhere(user, mine)
 
 
 def test_deactivation_revokes_the_users_tokens_everywhere(
@@ -306,7 +326,7 @@ def test_an_admin_reactivates_a_user(http: HttpClient, admin_token: str) -> None
     assert back.json()["message"] == "User activated successfully"
     token = login(http, user.email, user.password, after=back.json()["position"])
     state = http.get(f"/replay/user/{user.id}/state", token=token).json()["state"]
-    assert state["status"] == "USER_STATUS_ACTIVE" and state["reactivated_at"]
+    assert state["status"] == "active" and state["reactivated_at"]
     history = http.get(f"/replay/user/{user.id}/history", token=token).json()
     assert "user.reactivated" in [e["event"]["event_type"] for e in history["entries"]]
     twice = http.post(f"/users/{user.id}/activate", json_body={}, token=admin_token)

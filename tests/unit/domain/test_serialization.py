@@ -74,7 +74,10 @@ def test_payloads_hold_only_event_fields() -> None:
             UserCreated(**envelope(1), email=EMAIL, password_hash=HASH, role="user"),
             {"email": EMAIL, "password_hash": HASH, "role": "user"},
         ),
-        (PasswordChanged(**common, password_hash="h"), {"password_hash": "h"}),
+        (
+            PasswordChanged(**common, password_hash="h", kept_session_id="s-1"),
+            {"password_hash": "h", "kept_session_id": "s-1"},
+        ),
         (
             EmailChanged(**common, old_email="a@b.io", new_email="c@d.io"),
             {"old_email": "a@b.io", "new_email": "c@d.io"},
@@ -301,3 +304,13 @@ def test_state_from_dict_names_missing_fields() -> None:
     del data["password_hash"]
     with pytest.raises(ValidationError, match=r"^password_hash: is required"):
         state_from_dict(data)
+
+
+def test_a_field_added_later_reads_as_its_default_from_an_older_payload() -> None:
+    # user.password.changed was stored without kept_session_id before it existed.
+    event = event_from_payload("user.password.changed", {"password_hash": "h"}, **envelope())
+    assert isinstance(event, PasswordChanged)
+    assert (event.password_hash, event.kept_session_id) == ("h", "")
+    # A field without a default is still required.
+    with pytest.raises(ValidationError, match="password_hash"):
+        event_from_payload("user.password.changed", {"kept_session_id": "s"}, **envelope())

@@ -87,3 +87,35 @@ def test_ended_by_reads_stored_events() -> None:
     assert ended == Ended(U, 4, "s1", at.timestamp(), "the session was ended (logout)")
     assert ended_by("user.login.recorded", {}, aggregate_id=U, version=2, occurred_at=at) is None
     assert revocation_horizon(900) > 900
+
+
+def test_a_password_change_keeps_the_session_that_made_it() -> None:
+    clock = Clock()
+    view = RevocationView(horizon=100, clock=clock)
+    view.start_from(0, ready_at=0)
+    view.apply(Ended(U, 6, "", clock.now, "the password was changed", "s1"), position=1)
+    assert view.revoked(token(sid="s1", cv=5)) == ""
+    assert view.revoked(token(sid="s2", cv=5)) == "token revoked: the password was changed"
+    # A second change from the same session keeps it again.
+    view.apply(Ended(U, 7, "", clock.now, "the password was changed", "s1"), position=2)
+    assert view.revoked(token(sid="s1", cv=5)) == ""
+    # A reset ends it too.
+    view.apply(Ended(U, 8, "", clock.now, "the password was reset"), position=3)
+    assert view.revoked(token(sid="s1", cv=5)) == "token revoked: the password was reset"
+    assert view.revoked(token(sid="s3", cv=8)) == ""
+
+
+def test_ended_by_reads_the_kept_session_of_a_password_change() -> None:
+    at = utcnow()
+    ended = ended_by(
+        "user.password.changed",
+        {"password_hash": "h", "kept_session_id": "s1"},
+        aggregate_id=U,
+        version=4,
+        occurred_at=at,
+    )
+    assert ended == Ended(U, 4, "", at.timestamp(), "the password was changed", "s1")
+    older = ended_by(
+        "user.password.changed", {"password_hash": "h"}, aggregate_id=U, version=4, occurred_at=at
+    )
+    assert older is not None and older.kept_session_id == ""
