@@ -208,10 +208,15 @@ def test_an_open_subscription_ends_when_its_token_is_revoked(
     admin = User("", e2e_system.admin_email, e2e_system.admin_password, 1)
     body = session(http, admin, after=1)
     token = token_of(body)
+    # From the head (positions are gapless: the count is the head), with a
+    # heartbeat a second: the stream is live, not paging a long history.
+    head = store_http.get("/events/count", token=token).json()["count"]
     conn = HTTPConnection("127.0.0.1", store_http.port, timeout=10)
     try:
         conn.request(
-            "GET", "/events/subscribe?from_position=0", headers={"Authorization": f"Bearer {token}"}
+            "GET",
+            f"/events/subscribe?from_position={head}&heartbeat_seconds=1",
+            headers={"Authorization": f"Bearer {token}"},
         )
         response = conn.getresponse()
         assert response.status == 200
