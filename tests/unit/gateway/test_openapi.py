@@ -72,7 +72,7 @@ def test_operations_carry_comments_and_status(doc: dict[str, Any]) -> None:
     assert "/cqrs.command.v1.CommandService/Register" in register["description"]
     assert "201" in register["responses"]
     body = register["requestBody"]["content"]["application/json"]["schema"]
-    assert body == {"$ref": "#/components/schemas/cqrs.command.v1.RegisterRequest"}
+    assert body == {"$ref": "#/components/schemas/RegisterRequest"}
     assert "201" in doc["paths"]["/v1/snapshots/{aggregate_id}"]["post"]["responses"]
     assert "201" in doc["paths"]["/snapshots/{aggregate_id}"]["post"]["responses"]
     assert "200" in doc["paths"]["/v1/login"]["post"]["responses"]
@@ -85,7 +85,7 @@ def test_parameters_come_from_path_and_query_fields(doc: dict[str, Any]) -> None
     assert params["aggregate_id"]["required"] is True
     assert params["timestamp"]["in"] == "query"
     assert params["timestamp"]["schema"]["format"] == "date-time"
-    assert params["version"]["schema"] == {"type": "integer", "format": "int32"}
+    assert params["version"]["schema"] == {"type": "integer", "format": "int32", "minimum": 1}
     assert "At most one of timestamp, version may be given." in params["version"]["description"]
     events = {p["name"]: p for p in doc["paths"]["/v1/events"]["get"]["parameters"] if "name" in p}
     assert set(events) == {
@@ -99,7 +99,7 @@ def test_parameters_come_from_path_and_query_fields(doc: dict[str, Any]) -> None
     }
     assert events["limit"]["description"].startswith("Most events to return")
     users = {p["name"]: p for p in doc["paths"]["/v1/users"]["get"]["parameters"] if "name" in p}
-    assert users["status"]["schema"] == {"$ref": "#/components/schemas/cqrs.common.v1.UserStatus"}
+    assert users["status"]["schema"] == {"$ref": "#/components/schemas/UserStatus"}
     assert "requestBody" not in doc["paths"]["/v1/users"]["get"]
 
 
@@ -111,17 +111,17 @@ def test_body_routes_take_no_query_parameters(doc: dict[str, Any]) -> None:
 
 def test_schemas_describe_fields_from_comments(doc: dict[str, Any]) -> None:
     schemas = doc["components"]["schemas"]
-    event = schemas["cqrs.eventstore.v1.Event"]
+    event = schemas["Event"]
     assert event["properties"]["version"]["type"] == "integer"
     assert event["properties"]["position"]["type"] == ["integer", "string"]
     assert event["properties"]["timestamp"]["format"] == "date-time"
     assert event["properties"]["payload"]["type"] == "object"
     assert event["properties"]["event_type"]["description"].startswith("Event type")
     assert event["additionalProperties"] is False
-    status = schemas["cqrs.common.v1.UserStatus"]
+    status = schemas["UserStatus"]
     assert status["enum"] == ["unspecified", "active", "deactivated"]
     assert "`active`: The account can log in" in status["description"]
-    subscribe = schemas["cqrs.eventstore.v1.SubscribeResponse"]
+    subscribe = schemas["SubscribeResponse"]
     assert "At most one of event, checkpoint" in subscribe["description"]
     assert schemas["Error"]["required"] == ["error", "code"]
 
@@ -136,7 +136,7 @@ def test_streams_are_ndjson(doc: dict[str, Any]) -> None:
 def test_probe_contract_maps_repeated_maps_and_custom_verbs() -> None:
     routes = load_routes(synthetic.file_set(), synthetic.pool())
     doc = build_document(served_routes(routes, {}), {})
-    probe = doc["components"]["schemas"]["test.gateway.v1.Probe"]["properties"]
+    probe = doc["components"]["schemas"]["Probe"]["properties"]
     assert probe["tags"] == {"type": "array", "items": {"type": "string"}}
     assert probe["counts"] == {
         "type": "object",
@@ -150,7 +150,7 @@ def test_probe_contract_maps_repeated_maps_and_custom_verbs() -> None:
     assert "counts" not in listed and "items" not in listed
     annotate = doc["paths"]["/probes/{id}/inner"]["put"]
     assert annotate["requestBody"]["content"]["application/json"]["schema"] == {
-        "$ref": "#/components/schemas/test.gateway.v1.Inner"
+        "$ref": "#/components/schemas/Inner"
     }
     assert "inner.note" not in {p.get("name") for p in annotate["parameters"]}
 

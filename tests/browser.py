@@ -1,5 +1,7 @@
 """Debian's Chromium, headless, driven by Playwright, watching every request it makes.
 
+Shared by the browser tests of the console (tests/e2e/console) and the docs page.
+
 Playwright never downloads a browser here: it launches ``/usr/bin/chromium``
 (Debian's package, installed by ``scripts/browser.sh``) with a fresh
 user-data folder per session and the flags that keep Chromium quiet on a
