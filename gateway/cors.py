@@ -110,7 +110,8 @@ class Cors(CORSMiddleware):
         if answer.status_code != 200:  # a method or header not allowed: say which
             return answer
         # Starlette's headers, Vary (Origin and the request headers) included.
-        headers = {k: v for k, v in answer.headers.items() if k.lower() != "content-length"}
+        dropped = ("content-length", "content-type")  # no body
+        headers = {k: v for k, v in answer.headers.items() if k.lower() not in dropped}
         return Response(status_code=204, headers=headers)
 
 
