@@ -66,9 +66,7 @@ def build_app(
         Entry(
             "GET",
             docs.TEMPLATE,
-            console.AssetHandler(
-                docs.docs_assets(), prefix=docs.PREFIX, policy=docs.CONTENT_SECURITY_POLICY
-            ),
+            console.AssetHandler(docs.docs_assets(), prefix=docs.PREFIX),
         )
     )
     if service_metadata is None:

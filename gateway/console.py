@@ -20,8 +20,8 @@ Every answer carries:
 absolute (``/console/app.js``), so either works as the address.
 
 The same machinery serves the API's docs page (:mod:`gateway.docs`) under
-its own prefix and policy: :func:`load_assets`, :func:`answer` and
-:class:`AssetHandler` take them as parameters, the console's by default.
+its own prefix: :func:`load_assets`, :func:`answer` and :class:`AssetHandler`
+take the prefix (and the policy) as parameters, the console's by default.
 """
 
 from __future__ import annotations

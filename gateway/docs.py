@@ -5,12 +5,10 @@ Swagger UI from ``/docs/vendor/`` (``swagger-ui-bundle.js`` and
 ``swagger-ui.css``, copied by ``make gen`` from the npm package
 ``swagger-ui-dist`` that ``package.json`` pins, and committed like ``gen/``,
 so ``make up`` needs no Node). It is served like the console
-(:mod:`gateway.console`: read once at start, ETag, ``no-cache``) with a
-Content-Security-Policy that allows this origin only: nothing is loaded from
-another host, and "Try it out" calls this gateway.
-
-Swagger UI sets style attributes from its scripts (its layout, its syntax
-highlighting), so styles may be inline; scripts may not.
+(:mod:`gateway.console`: read once at start, ETag, ``no-cache``) with the
+console's Content-Security-Policy, which allows this origin only: nothing is
+loaded from another host, nothing runs inline, and "Try it out" calls this
+gateway.
 """
 
 from __future__ import annotations
@@ -27,20 +25,6 @@ ASSETS_DIR: Final = Path(__file__).with_name("docs")
 VENDOR: Final = "vendor/"
 PREFIX: Final = "/docs"
 TEMPLATE: Final[PathTemplate] = parse(PREFIX + "/{asset=**}")
-
-CONTENT_SECURITY_POLICY: Final = "; ".join(
-    (
-        "default-src 'none'",
-        "script-src 'self'",
-        "style-src 'self' 'unsafe-inline'",
-        "img-src 'self' data:",
-        "connect-src 'self'",
-        "font-src 'self'",
-        "base-uri 'none'",
-        "form-action 'none'",
-        "frame-ancestors 'none'",
-    )
-)
 
 
 def docs_assets(folder: Path = ASSETS_DIR) -> Mapping[str, Asset]:

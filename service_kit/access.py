@@ -27,7 +27,7 @@ from google.protobuf import descriptor_pb2
 from service_kit import descriptors
 from service_kit.auth import Access
 
-__all__ = ["AccessRuleError", "MethodRule", "method_rules", "policies"]
+__all__ = ["AccessRuleError", "MethodRule", "method_rules", "policies", "rule_of"]
 
 _KINDS: Final[Mapping[int, str]] = MappingProxyType(
     {
@@ -92,9 +92,10 @@ def _all_messages() -> dict[str, descriptor_pb2.DescriptorProto]:
     return found
 
 
-def _rule(
+def rule_of(
     name: str, proto: descriptor_pb2.MethodDescriptorProto, request: descriptor_pb2.DescriptorProto
 ) -> Access:
+    """The rule of method ``name`` (``proto``), whose request message is ``request``."""
     options = _options(proto)
     if not options.HasExtension(access_pb2.access):
         raise AccessRuleError(
@@ -147,7 +148,7 @@ def method_rules() -> tuple[MethodRule, ...]:
             for method in service.method:
                 name = f"{service_name}.{method.name}"
                 request = messages[method.input_type]
-                rules.append(MethodRule(service_name, method.name, _rule(name, method, request)))
+                rules.append(MethodRule(service_name, method.name, rule_of(name, method, request)))
     return tuple(rules)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from openapi_spec_validator import validate
 
 from gateway.comments import symbol_comments
 from gateway.openapi import build_document
@@ -12,6 +13,7 @@ from gateway.profiles import served_routes
 from gateway.routes import load_routes
 from gateway.seed_format import SEED_ROUTES
 from service_kit import descriptors
+from service_kit.access import method_rules
 
 from . import synthetic
 
@@ -195,3 +197,120 @@ def test_seed_routes_document_the_seeds_query_names_and_defaults(doc: dict[str, 
     seed_event = doc["components"]["schemas"]["SeedEvent"]
     assert seed_event["properties"]["payload"]["type"] == "string"
     assert doc["components"]["schemas"]["Health"]["properties"]["total_events"]
+
+
+def test_it_validates_as_openapi_31(doc: dict[str, Any]) -> None:
+    validate(doc)
+
+
+def _operations(doc: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
+    return [
+        (path, verb, operation)
+        for path, item in doc["paths"].items()
+        for verb, operation in item.items()
+    ]
+
+
+def test_security_is_per_operation_from_the_access_rules(doc: dict[str, Any]) -> None:
+    rules = {r.path: r.access for r in method_rules()}
+    public = set()
+    for path, verb, operation in _operations(doc):
+        grpc_path = next(
+            (
+                line.split("`")[1]
+                for line in operation.get("description", "").splitlines()
+                if line.startswith("gRPC: `")
+            ),
+            None,
+        )
+        if grpc_path is None:  # the gateway's own routes (health, this document)
+            assert operation["security"] == [], path
+            continue
+        expected = [] if rules[grpc_path].kind == "public" else [{"bearerAuth": []}]
+        assert operation["security"] == expected, (verb, path)
+        if not expected:
+            public.add(path)
+            assert "401" not in operation["responses"], path
+        else:
+            assert {"401", "403"} <= set(operation["responses"]), path
+    assert {
+        "/v1/register",
+        "/v1/login",
+        "/v1/token/refresh",
+        "/v1/.well-known/jwks.json",
+        "/v1/password-reset",
+        "/v1/password-reset/confirm",
+    } <= public
+    assert "/v1/users/{id}/email" not in public
+    assert doc["security"] == [{"bearerAuth": []}]
+
+
+def test_required_lists_and_bounds_come_from_the_annotations(doc: dict[str, Any]) -> None:
+    schemas = doc["components"]["schemas"]
+    register = schemas["RegisterRequest"]
+    assert register["required"] == ["email", "password"]
+    assert register["properties"]["password"] | {"description": ""} == {
+        "type": "string",
+        "minLength": 8,
+        "maxLength": 128,
+        "description": "",
+    }
+    assert register["properties"]["email"]["format"] == "email"
+    body = schemas["ChangeEmailRequestBody"]
+    assert body["required"] == ["new_email"] and "id" not in body["properties"]
+    change = doc["paths"]["/v1/users/{id}/email"]["put"]
+    assert change["requestBody"]["required"] is True
+    assert change["requestBody"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/ChangeEmailRequestBody"
+    }
+    id_param = change["parameters"][0]
+    assert id_param["schema"]["format"] == "uuid" and "pattern" in id_param["schema"]
+    events = {p["name"]: p for p in doc["paths"]["/v1/events"]["get"]["parameters"] if "name" in p}
+    assert events["limit"]["schema"]["maximum"] == 1000
+    assert events["limit"]["schema"]["minimum"] == 0
+    states = doc["paths"]["/v1/replay/users/state-at"]["get"]["parameters"]
+    assert next(p for p in states if p.get("name") == "timestamp")["required"] is True
+    # Responses list every field the gateway always prints.
+    assert set(schemas["RegisterResponse"]["required"]) == {"id", "message", "version", "position"}
+    assert "last_login_at" not in schemas["User"]["required"]
+
+
+def test_errors_are_documented_with_their_schema(doc: dict[str, Any]) -> None:
+    responses = doc["components"]["responses"]
+    for name in (
+        "BadRequest",
+        "Unauthorized",
+        "Forbidden",
+        "NotFound",
+        "Conflict",
+        "TooManyRequests",
+        "Unavailable",
+    ):
+        schema = responses[name]["content"]["application/json"]["schema"]
+        assert schema == {"$ref": "#/components/schemas/Error"}, name
+    assert "Retry-After" in responses["TooManyRequests"]["headers"]
+    assert "Retry-After" in responses["Unavailable"]["headers"]
+    error = doc["components"]["schemas"]["Error"]
+    assert error["properties"]["violations"]["items"] == {
+        "$ref": "#/components/schemas/FieldViolation"
+    }
+    register = doc["paths"]["/v1/register"]["post"]["responses"]
+    assert register["400"] == {"$ref": "#/components/responses/BadRequest"}
+    assert register["409"] == {"$ref": "#/components/responses/Conflict"}
+    assert register["429"] == {"$ref": "#/components/responses/TooManyRequests"}
+    assert "default" in register
+
+
+def test_schema_names_are_readable(doc: dict[str, Any]) -> None:
+    names = set(doc["components"]["schemas"])
+    assert {"RegisterRequest", "User", "UserState", "Event", "UserStatus", "Error"} <= names
+    assert not [n for n in names if "." in n], names
+
+
+def test_streams_say_what_each_line_is(doc: dict[str, Any]) -> None:
+    response = doc["paths"]["/v1/events/subscribe"]["get"]["responses"]["200"]
+    assert response["content"]["application/x-ndjson"]["schema"] == {
+        "$ref": "#/components/schemas/SubscribeResponse"
+    }
+    assert "each line is one message" in response["description"]
+    assert "last line with the Error schema" in response["description"]
