@@ -226,7 +226,7 @@ def test_security_is_per_operation_from_the_access_rules(doc: dict[str, Any]) ->
         if grpc_path is None:  # the gateway's own routes (health, this document)
             assert operation["security"] == [], path
             continue
-        expected = [] if rules[grpc_path].kind == "public" else [{"bearerAuth": []}]
+        expected: list[Any] = [] if rules[grpc_path].kind == "public" else [{"bearerAuth": []}]
         assert operation["security"] == expected, (verb, path)
         if not expected:
             public.add(path)

@@ -67,7 +67,7 @@ async def channel() -> AsyncIterator[grpc.aio.Channel]:
 
 async def _failure(channel: grpc.aio.Channel, name: str) -> grpc.aio.AioRpcError:
     with pytest.raises(grpc.aio.AioRpcError) as caught:
-        await channel.unary_unary(f"/test.Fail/{name}")(b"", timeout=5)
+        await channel.unary_unary(f"/test.Fail/{name}", None, None)(b"", timeout=5)
     return caught.value
 
 
@@ -94,7 +94,8 @@ async def test_a_rate_limit_says_when_to_retry(channel: grpc.aio.Channel) -> Non
     error = await _failure(channel, "limited")
     details = read(error)
     assert (details.reason, details.retry_after) == (RATE_LIMITED, 2.5)
-    assert ("retry-after", "3") in list(error.trailing_metadata() or ())
+    trailers = [(str(k), v) for k, v in error.trailing_metadata() or ()]
+    assert ("retry-after", "3") in trailers
     http = from_rpc_error(error)
     assert (http.status, http.headers) == (429, {"Retry-After": "3"})
     assert "violations" not in http.body()
