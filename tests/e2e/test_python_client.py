@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -44,10 +45,14 @@ def _name(requirement: str) -> str:
 def venv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """A fresh virtual environment with ``pip install ./clients/python`` and nothing else."""
     folder = tmp_path_factory.mktemp("client-venv")
-    subprocess.run([sys.executable, "-m", "venv", str(folder)], check=True, timeout=120)
-    python = folder / "bin" / "python"
+    # A copy, so that pip's in-tree build leaves nothing in the repository.
+    source = shutil.copytree(
+        CLIENT, folder / "source", ignore=shutil.ignore_patterns("build", "*.egg-info")
+    )
+    subprocess.run([sys.executable, "-m", "venv", str(folder / "venv")], check=True, timeout=120)
+    python = folder / "venv" / "bin" / "python"
     installed = subprocess.run(
-        [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", str(CLIENT)],
+        [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", str(source)],
         capture_output=True,
         text=True,
         timeout=600,
