@@ -11,6 +11,7 @@ details go to the log, not to the caller).
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -39,6 +40,9 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+DEFAULT_RETRY_AFTER = 1.0
+"""Seconds an UNAVAILABLE answer without a delay of its own tells the caller to wait."""
 
 
 _MAPPING: list[tuple[type[BaseException], grpc.StatusCode]] = []
@@ -110,8 +114,14 @@ def reported_status(exc: Exception, where: str) -> tuple[grpc.StatusCode, str]:
 
 
 async def abort(context: _Context, error: ServiceError) -> None:
-    """Ends the call with ``error``'s status and its rich details (raises AbortError)."""
-    trailers = error_details.trailing_metadata(error.code, error.message, error.details)
+    """Ends the call with ``error``'s status and its rich details (raises AbortError).
+
+    UNAVAILABLE always says when to retry: its own delay, else a second.
+    """
+    details = error.details
+    if error.code == grpc.StatusCode.UNAVAILABLE and details.retry_after is None:
+        details = dataclasses.replace(details, retry_after=DEFAULT_RETRY_AFTER)
+    trailers = error_details.trailing_metadata(error.code, error.message, details)
     await context.abort(error.code, error.message, trailers)
 
 

@@ -35,6 +35,7 @@ _FAILURES: dict[str, Callable[[], Exception]] = {
         "it is starting up", retry_in=4.2
     ),
     "plain": lambda: ServiceError(grpc.StatusCode.NOT_FOUND, "user x not found"),
+    "stalled": lambda: ServiceError(grpc.StatusCode.UNAVAILABLE, "min_position: stalled; retry"),
 }
 
 
@@ -120,3 +121,9 @@ async def test_a_status_without_details_reads_empty(channel: grpc.aio.Channel) -
         {},
         {"error": "user x not found", "code": "NOT_FOUND"},
     )
+
+
+async def test_every_unavailable_says_when_to_retry(channel: grpc.aio.Channel) -> None:
+    error = await _failure(channel, "stalled")
+    assert read(error).retry_after == 1.0
+    assert from_rpc_error(error).headers == {"Retry-After": "1"}
