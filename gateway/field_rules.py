@@ -8,7 +8,7 @@ module, so generated clients learn the same rules the services enforce:
 - ``required``: ``(google.api.field_behavior) = REQUIRED`` (a unit test keeps it
   in step with ``(buf.validate.field).required``);
 - strings: ``min_len``/``max_len`` -> ``minLength``/``maxLength``, ``email``
-  -> ``format: email``, ``uuid`` and the project's ``canonical_uuid`` ->
+  and the project's ``email_address`` -> ``format: email``, ``uuid`` and the project's ``canonical_uuid`` ->
   ``format: uuid`` (the latter with its lower-case ``pattern``), ``pattern``;
 - integers: ``gte``/``lte``/``gt``/``lt`` -> ``minimum``/``maximum``/exclusive;
 - repeated fields: ``min_items``/``max_items`` -> ``minItems``/``maxItems``,
@@ -68,6 +68,8 @@ def _string_bounds(rules: validate_pb2.StringRules) -> dict[str, Any]:
         out["format"] = "email"
     if rules.HasField("uuid") and rules.uuid:
         out["format"] = "uuid"
+    if rules.Extensions[rules_pb2.email_address]:
+        out["format"] = "email"  # (surrounding whitespace is stripped by the services)
     if rules.Extensions[rules_pb2.canonical_uuid]:
         out["format"] = "uuid"
         out["pattern"] = CANONICAL_UUID_PATTERN

@@ -12,6 +12,7 @@ payloads the domain can fold). Exceptions become statuses via service_kit.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import time
 from collections.abc import AsyncIterator
@@ -26,7 +27,7 @@ import domain
 from service_kit import errors, metadata, observability, request_validation
 from service_kit.auth import credentials_expire_at
 from service_kit.batching import batches
-from service_kit.errors import ServiceError, invalid
+from service_kit.errors import ServiceError, invalid, invalid_fields
 from service_kit.structs import struct_to_dict
 from service_kit.timeconv import to_datetime, to_timestamp, utcnow
 from store_svc import convert
@@ -112,6 +113,16 @@ def _new_event(
     )
 
 
+def _check_append(request: pb.AppendStreamRequest) -> None:
+    """The contract's rules of one AppendStream request (the interceptor sees no single
+    request here), its append's fields named as Append names them (``aggregate_id``)."""
+    found = request_validation.violations(request)
+    if found:
+        raise invalid_fields(
+            [dataclasses.replace(v, field=v.field.removeprefix("append.")) for v in found]
+        )
+
+
 STREAM_IN_FLIGHT: Final = 1024
 """Unanswered requests one AppendStream may have before the store stops reading it."""
 
@@ -181,7 +192,7 @@ class EventStoreServicer(pb_grpc.EventStoreServiceServicer):
             )
             observability.correlation_id.set(correlation)  # this task's own context
             try:
-                request_validation.check(request)  # the interceptor sees no single request
+                _check_append(request)
                 appended = await self._append(request.append, correlation, causation)
                 reply = pb.AppendStreamResponse(request_id=request.request_id, appended=appended)
                 code = grpc.StatusCode.OK

@@ -38,7 +38,7 @@ def test_grpc_lists_every_invalid_field_in_bad_request_details(
     bad = error_details_pb2.BadRequest()
     assert status.details[0].Unpack(bad)
     assert [(v.field, v.description, v.reason) for v in bad.field_violations] == [
-        ("email", "must be a valid email address", "string.email"),
+        ("email", "must be a valid email address", "string.email_address"),
         ("password", "must be at least 8 characters", "string.min_len"),
     ]
     assert error.details() == (

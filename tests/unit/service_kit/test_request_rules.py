@@ -51,7 +51,7 @@ def test_required_is_said_the_same_way_twice(
 def test_every_invalid_field_is_reported_at_once() -> None:
     found = violations(command_pb2.RegisterRequest(email="not-an-email", password="short"))
     assert found == [
-        FieldViolation("email", "must be a valid email address", "string.email"),
+        FieldViolation("email", "must be a valid email address", "string.email_address"),
         FieldViolation("password", "must be at least 8 characters", "string.min_len"),
     ]
     with pytest.raises(ServiceError) as refused:

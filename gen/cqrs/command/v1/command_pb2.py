@@ -30,7 +30,7 @@ from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1d\x63qrs/command/v1/command.proto\x12\x0f\x63qrs.command.v1\x1a\x1b\x62uf/validate/validate.proto\x1a\x1b\x63qrs/access/v1/access.proto\x1a#cqrs/httpopts/v1/http_options.proto\x1a\x1e\x63qrs/validation/v1/rules.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\"X\n\x0fRegisterRequest\x12 \n\x05\x65mail\x18\x01 \x01(\tB\x11\xe2\x41\x01\x02\xbaH\nr\x05\x18\xfe\x01`\x01\xc8\x01\x01\x12#\n\x08password\x18\x02 \x01(\tB\x11\xe2\x41\x01\x02\xbaH\nr\x05\x10\x08\x18\x80\x01\xc8\x01\x01\"R\n\x10RegisterResponse\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\x05\x12\x10\n\x08position\x18\x04 \x01(\x03\"~\n\x15\x43hangePasswordRequest\x12\x1c\n\x02id\x18\x01 \x01(\tB\x10\xe2\x41\x01\x02\xbaH\tr\x04\xe8\xea\x18\x01\xc8\x01\x01\x12\x1e\n\x0cold_password\x18\x02 \x01(\tB\x08\xbaH\x05r\x03\x18\x80\x01\x12\'\n\x0cnew_password\x18\x03 \x01(\tB\x11\xe2\x41\x01\x02\xbaH\nr\x05\x10\x08\x18\x80\x01\xc8\x01\x01\"X\n\x16\x43hangePasswordResponse\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\x05\x12\x10\n\x08position\x18\x04 \x01(\x03\"X\n\x12\x43hangeEmailRequest\x12\x1c\n\x02id\x18\x01 \x01(\tB\x10\xe2\x41\x01\x02\xbaH\tr\x04\xe8\xea\x18\x01\xc8\x01\x01\x12$\n\tnew_email\x18\x02 \x01(\tB\x11\xe2\x41\x01\x02\xbaH\nr\x05\x18\xfe\x01`\x01\xc8\x01\x01\"d\n\x13\x43hangeEmailResponse\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\r\n\x05\x65mail\x18\x03 \x01(\t\x12\x0f\n\x07version\x18\x04 \x01(\x05\x12\x10\n\x08position\x18\x05 \x01(\x03\"K\n\x11\x44\x65\x61\x63tivateRequest\x12\x1c\n\x02id\x18\x01 \x01(\tB\x10\xe2\x41\x01\x02\xbaH\tr\x04\xe8\xea\x18\x01\xc8\x01\x01\x12\x18\n\x06reason\x18\x02 \x01(\tB\x08\xbaH\x05r\x03\x18\xf4\x03\"T\n\x12\x44\x65\x61\x63tivateResponse\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\x05\x12\x10\n\x08position\x18\x04 \x01(\x03\"T\n\x12RecordLoginRequest\x12\x1c\n\x02id\x18\x01 \x01(\tB\x10\xe2\x41\x01\x02\xbaH\tr\x04\xe8\xea\x18\x01\xc8\x01\x01\x12 \n\x0e\x63lient_address\x18\x02 \x01(\tB\x08\xbaH\x05r\x03\x18\xff\x01\"D\n\x13RecordLoginResponse\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x05\x12\x10\n\x08position\x18\x03 \x01(\x03\"I\n\x0f\x41\x63tivateRequest\x12\x1c\n\x02id\x18\x01 \x01(\tB\x10\xe2\x41\x01\x02\xbaH\tr\x04\xe8\xea\x18\x01\xc8\x01\x01\x12\x18\n\x06reason\x18\x02 \x01(\tB\x08\xbaH\x05r\x03\x18\xf4\x03\"R\n\x10\x41\x63tivateResponse\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\x05\x12\x10\n\x08position\x18\x04 \x01(\x03\"9\n\x19IssuePasswordResetRequest\x12\x1c\n\x02id\x18\x01 \x01(\tB\x10\xe2\x41\x01\x02\xbaH\tr\x04\xe8\xea\x18\x01\xc8\x01\x01\"K\n\x1aIssuePasswordResetResponse\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x05\x12\x10\n\x08position\x18\x03 \x01(\x03\"f\n\x1b\x43onfirmPasswordResetRequest\x12\x1e\n\x05token\x18\x01 \x01(\tB\x0f\xe2\x41\x01\x02\xbaH\x08r\x03\x18\x80\x04\xc8\x01\x01\x12\'\n\x0cnew_password\x18\x02 \x01(\tB\x11\xe2\x41\x01\x02\xbaH\nr\x05\x10\x08\x18\x80\x01\xc8\x01\x01\"^\n\x1c\x43onfirmPasswordResetResponse\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\x05\x12\x10\n\x08position\x18\x04 \x01(\x03\"A\n\x1f\x43onfirmEmailVerificationRequest\x12\x1e\n\x05token\x18\x01 \x01(\tB\x0f\xe2\x41\x01\x02\xbaH\x08r\x03\x18\x80\x04\xc8\x01\x01\"q\n ConfirmEmailVerificationResponse\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\r\n\x05\x65mail\x18\x03 \x01(\t\x12\x0f\n\x07version\x18\x04 \x01(\x05\x12\x10\n\x08position\x18\x05 \x01(\x03\"z\n\x15RevokeSessionsRequest\x12\x1c\n\x02id\x18\x01 \x01(\tB\x10\xe2\x41\x01\x02\xbaH\tr\x04\xe8\xea\x18\x01\xc8\x01\x01\x12\x1c\n\nsession_id\x18\x02 \x01(\tB\x08\xbaH\x05r\x03\x18\x80\x01\x12\x0b\n\x03\x61ll\x18\x03 \x01(\x08\x12\x18\n\x06reason\x18\x04 \x01(\tB\x08\xbaH\x05r\x03\x18\xf4\x03\"G\n\x16RevokeSessionsResponse\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x05\x12\x10\n\x08position\x18\x03 \x01(\x03\x32\x9f\n\n\x0e\x43ommandService\x12p\n\x08Register\x12 .cqrs.command.v1.RegisterRequest\x1a!.cqrs.command.v1.RegisterResponse\"\x1f\xe8\xe0\x18\xc9\x01\x8a\xe7\x18\x02\x08\x01\x82\xd3\xe4\x93\x02\x0e\"\t/register:\x01*\x12\x8c\x01\n\x0e\x43hangePassword\x12&.cqrs.command.v1.ChangePasswordRequest\x1a\'.cqrs.command.v1.ChangePasswordResponse\")\x8a\xe7\x18\x06\x08\x03\x12\x02id\x82\xd3\xe4\x93\x02\x19\x1a\x14/users/{id}/password:\x01*\x12\x80\x01\n\x0b\x43hangeEmail\x12#.cqrs.command.v1.ChangeEmailRequest\x1a$.cqrs.command.v1.ChangeEmailResponse\"&\x8a\xe7\x18\x06\x08\x03\x12\x02id\x82\xd3\xe4\x93\x02\x16\x1a\x11/users/{id}/email:\x01*\x12\x82\x01\n\nDeactivate\x12\".cqrs.command.v1.DeactivateRequest\x1a#.cqrs.command.v1.DeactivateResponse\"+\x8a\xe7\x18\x06\x08\x03\x12\x02id\x82\xd3\xe4\x93\x02\x1b\"\x16/users/{id}/deactivate:\x01*\x12`\n\x0bRecordLogin\x12#.cqrs.command.v1.RecordLoginRequest\x1a$.cqrs.command.v1.RecordLoginResponse\"\x06\x8a\xe7\x18\x02\x08\x05\x12v\n\x08\x41\x63tivate\x12 .cqrs.command.v1.ActivateRequest\x1a!.cqrs.command.v1.ActivateResponse\"%\x8a\xe7\x18\x02\x08\x04\x82\xd3\xe4\x93\x02\x19\"\x14/users/{id}/activate:\x01*\x12u\n\x12IssuePasswordReset\x12*.cqrs.command.v1.IssuePasswordResetRequest\x1a+.cqrs.command.v1.IssuePasswordResetResponse\"\x06\x8a\xe7\x18\x02\x08\x05\x12\x9d\x01\n\x14\x43onfirmPasswordReset\x12,.cqrs.command.v1.ConfirmPasswordResetRequest\x1a-.cqrs.command.v1.ConfirmPasswordResetResponse\"(\x8a\xe7\x18\x02\x08\x01\x82\xd3\xe4\x93\x02\x1c\"\x17/password-reset/confirm:\x01*\x12\xa7\x01\n\x18\x43onfirmEmailVerification\x12\x30.cqrs.command.v1.ConfirmEmailVerificationRequest\x1a\x31.cqrs.command.v1.ConfirmEmailVerificationResponse\"&\x8a\xe7\x18\x02\x08\x01\x82\xd3\xe4\x93\x02\x1a\"\x15/verify-email/confirm:\x01*\x12i\n\x0eRevokeSessions\x12&.cqrs.command.v1.RevokeSessionsRequest\x1a\'.cqrs.command.v1.RevokeSessionsResponse\"\x06\x8a\xe7\x18\x02\x08\x05\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1d\x63qrs/command/v1/command.proto\x12\x0f\x63qrs.command.v1\x1a\x1b\x62uf/validate/validate.proto\x1a\x1b\x63qrs/access/v1/access.proto\x1a#cqrs/httpopts/v1/http_options.proto\x1a\x1e\x63qrs/validation/v1/rules.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\"Z\n\x0fRegisterRequest\x12\"\n\x05\x65mail\x18\x01 \x01(\tB\x13\xe2\x41\x01\x02\xbaH\x0cr\x07\x18\xfe\x01\xf8\xea\x18\x01\xc8\x01\x01\x12#\n\x08password\x18\x02 \x01(\tB\x11\xe2\x41\x01\x02\xbaH\nr\x05\x10\x08\x18\x80\x01\xc8\x01\x01\"R\n\x10RegisterResponse\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\x05\x12\x10\n\x08position\x18\x04 \x01(\x03\"~\n\x15\x43hangePasswordRequest\x12\x1c\n\x02id\x18\x01 \x01(\tB\x10\xe2\x41\x01\x02\xbaH\tr\x04\xe8\xea\x18\x01\xc8\x01\x01\x12\x1e\n\x0cold_password\x18\x02 \x01(\tB\x08\xbaH\x05r\x03\x18\x80\x01\x12\'\n\x0cnew_password\x18\x03 \x01(\tB\x11\xe2\x41\x01\x02\xbaH\nr\x05\x10\x08\x18\x80\x01\xc8\x01\x01\"X\n\x16\x43hangePasswordResponse\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\x05\x12\x10\n\x08position\x18\x04 \x01(\x03\"Z\n\x12\x43hangeEmailRequest\x12\x1c\n\x02id\x18\x01 \x01(\tB\x10\xe2\x41\x01\x02\xbaH\tr\x04\xe8\xea\x18\x01\xc8\x01\x01\x12&\n\tnew_email\x18\x02 \x01(\tB\x13\xe2\x41\x01\x02\xbaH\x0cr\x07\x18\xfe\x01\xf8\xea\x18\x01\xc8\x01\x01\"d\n\x13\x43hangeEmailResponse\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\r\n\x05\x65mail\x18\x03 \x01(\t\x12\x0f\n\x07version\x18\x04 \x01(\x05\x12\x10\n\x08position\x18\x05 \x01(\x03\"K\n\x11\x44\x65\x61\x63tivateRequest\x12\x1c\n\x02id\x18\x01 \x01(\tB\x10\xe2\x41\x01\x02\xbaH\tr\x04\xe8\xea\x18\x01\xc8\x01\x01\x12\x18\n\x06reason\x18\x02 \x01(\tB\x08\xbaH\x05r\x03\x18\xf4\x03\"T\n\x12\x44\x65\x61\x63tivateResponse\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\x05\x12\x10\n\x08position\x18\x04 \x01(\x03\"T\n\x12RecordLoginRequest\x12\x1c\n\x02id\x18\x01 \x01(\tB\x10\xe2\x41\x01\x02\xbaH\tr\x04\xe8\xea\x18\x01\xc8\x01\x01\x12 \n\x0e\x63lient_address\x18\x02 \x01(\tB\x08\xbaH\x05r\x03\x18\xff\x01\"D\n\x13RecordLoginResponse\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x05\x12\x10\n\x08position\x18\x03 \x01(\x03\"I\n\x0f\x41\x63tivateRequest\x12\x1c\n\x02id\x18\x01 \x01(\tB\x10\xe2\x41\x01\x02\xbaH\tr\x04\xe8\xea\x18\x01\xc8\x01\x01\x12\x18\n\x06reason\x18\x02 \x01(\tB\x08\xbaH\x05r\x03\x18\xf4\x03\"R\n\x10\x41\x63tivateResponse\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\x05\x12\x10\n\x08position\x18\x04 \x01(\x03\"9\n\x19IssuePasswordResetRequest\x12\x1c\n\x02id\x18\x01 \x01(\tB\x10\xe2\x41\x01\x02\xbaH\tr\x04\xe8\xea\x18\x01\xc8\x01\x01\"K\n\x1aIssuePasswordResetResponse\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x05\x12\x10\n\x08position\x18\x03 \x01(\x03\"f\n\x1b\x43onfirmPasswordResetRequest\x12\x1e\n\x05token\x18\x01 \x01(\tB\x0f\xe2\x41\x01\x02\xbaH\x08r\x03\x18\x80\x04\xc8\x01\x01\x12\'\n\x0cnew_password\x18\x02 \x01(\tB\x11\xe2\x41\x01\x02\xbaH\nr\x05\x10\x08\x18\x80\x01\xc8\x01\x01\"^\n\x1c\x43onfirmPasswordResetResponse\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\x05\x12\x10\n\x08position\x18\x04 \x01(\x03\"A\n\x1f\x43onfirmEmailVerificationRequest\x12\x1e\n\x05token\x18\x01 \x01(\tB\x0f\xe2\x41\x01\x02\xbaH\x08r\x03\x18\x80\x04\xc8\x01\x01\"q\n ConfirmEmailVerificationResponse\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\r\n\x05\x65mail\x18\x03 \x01(\t\x12\x0f\n\x07version\x18\x04 \x01(\x05\x12\x10\n\x08position\x18\x05 \x01(\x03\"z\n\x15RevokeSessionsRequest\x12\x1c\n\x02id\x18\x01 \x01(\tB\x10\xe2\x41\x01\x02\xbaH\tr\x04\xe8\xea\x18\x01\xc8\x01\x01\x12\x1c\n\nsession_id\x18\x02 \x01(\tB\x08\xbaH\x05r\x03\x18\x80\x01\x12\x0b\n\x03\x61ll\x18\x03 \x01(\x08\x12\x18\n\x06reason\x18\x04 \x01(\tB\x08\xbaH\x05r\x03\x18\xf4\x03\"G\n\x16RevokeSessionsResponse\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x05\x12\x10\n\x08position\x18\x03 \x01(\x03\x32\x9f\n\n\x0e\x43ommandService\x12p\n\x08Register\x12 .cqrs.command.v1.RegisterRequest\x1a!.cqrs.command.v1.RegisterResponse\"\x1f\xe8\xe0\x18\xc9\x01\x8a\xe7\x18\x02\x08\x01\x82\xd3\xe4\x93\x02\x0e\"\t/register:\x01*\x12\x8c\x01\n\x0e\x43hangePassword\x12&.cqrs.command.v1.ChangePasswordRequest\x1a\'.cqrs.command.v1.ChangePasswordResponse\")\x8a\xe7\x18\x06\x08\x03\x12\x02id\x82\xd3\xe4\x93\x02\x19\x1a\x14/users/{id}/password:\x01*\x12\x80\x01\n\x0b\x43hangeEmail\x12#.cqrs.command.v1.ChangeEmailRequest\x1a$.cqrs.command.v1.ChangeEmailResponse\"&\x8a\xe7\x18\x06\x08\x03\x12\x02id\x82\xd3\xe4\x93\x02\x16\x1a\x11/users/{id}/email:\x01*\x12\x82\x01\n\nDeactivate\x12\".cqrs.command.v1.DeactivateRequest\x1a#.cqrs.command.v1.DeactivateResponse\"+\x8a\xe7\x18\x06\x08\x03\x12\x02id\x82\xd3\xe4\x93\x02\x1b\"\x16/users/{id}/deactivate:\x01*\x12`\n\x0bRecordLogin\x12#.cqrs.command.v1.RecordLoginRequest\x1a$.cqrs.command.v1.RecordLoginResponse\"\x06\x8a\xe7\x18\x02\x08\x05\x12v\n\x08\x41\x63tivate\x12 .cqrs.command.v1.ActivateRequest\x1a!.cqrs.command.v1.ActivateResponse\"%\x8a\xe7\x18\x02\x08\x04\x82\xd3\xe4\x93\x02\x19\"\x14/users/{id}/activate:\x01*\x12u\n\x12IssuePasswordReset\x12*.cqrs.command.v1.IssuePasswordResetRequest\x1a+.cqrs.command.v1.IssuePasswordResetResponse\"\x06\x8a\xe7\x18\x02\x08\x05\x12\x9d\x01\n\x14\x43onfirmPasswordReset\x12,.cqrs.command.v1.ConfirmPasswordResetRequest\x1a-.cqrs.command.v1.ConfirmPasswordResetResponse\"(\x8a\xe7\x18\x02\x08\x01\x82\xd3\xe4\x93\x02\x1c\"\x17/password-reset/confirm:\x01*\x12\xa7\x01\n\x18\x43onfirmEmailVerification\x12\x30.cqrs.command.v1.ConfirmEmailVerificationRequest\x1a\x31.cqrs.command.v1.ConfirmEmailVerificationResponse\"&\x8a\xe7\x18\x02\x08\x01\x82\xd3\xe4\x93\x02\x1a\"\x15/verify-email/confirm:\x01*\x12i\n\x0eRevokeSessions\x12&.cqrs.command.v1.RevokeSessionsRequest\x1a\'.cqrs.command.v1.RevokeSessionsResponse\"\x06\x8a\xe7\x18\x02\x08\x05\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -38,7 +38,7 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'cqrs.command.v1.command_pb2
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_REGISTERREQUEST'].fields_by_name['email']._loaded_options = None
-  _globals['_REGISTERREQUEST'].fields_by_name['email']._serialized_options = b'\342A\001\002\272H\nr\005\030\376\001`\001\310\001\001'
+  _globals['_REGISTERREQUEST'].fields_by_name['email']._serialized_options = b'\342A\001\002\272H\014r\007\030\376\001\370\352\030\001\310\001\001'
   _globals['_REGISTERREQUEST'].fields_by_name['password']._loaded_options = None
   _globals['_REGISTERREQUEST'].fields_by_name['password']._serialized_options = b'\342A\001\002\272H\nr\005\020\010\030\200\001\310\001\001'
   _globals['_CHANGEPASSWORDREQUEST'].fields_by_name['id']._loaded_options = None
@@ -50,7 +50,7 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CHANGEEMAILREQUEST'].fields_by_name['id']._loaded_options = None
   _globals['_CHANGEEMAILREQUEST'].fields_by_name['id']._serialized_options = b'\342A\001\002\272H\tr\004\350\352\030\001\310\001\001'
   _globals['_CHANGEEMAILREQUEST'].fields_by_name['new_email']._loaded_options = None
-  _globals['_CHANGEEMAILREQUEST'].fields_by_name['new_email']._serialized_options = b'\342A\001\002\272H\nr\005\030\376\001`\001\310\001\001'
+  _globals['_CHANGEEMAILREQUEST'].fields_by_name['new_email']._serialized_options = b'\342A\001\002\272H\014r\007\030\376\001\370\352\030\001\310\001\001'
   _globals['_DEACTIVATEREQUEST'].fields_by_name['id']._loaded_options = None
   _globals['_DEACTIVATEREQUEST'].fields_by_name['id']._serialized_options = b'\342A\001\002\272H\tr\004\350\352\030\001\310\001\001'
   _globals['_DEACTIVATEREQUEST'].fields_by_name['reason']._loaded_options = None
@@ -98,45 +98,45 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_COMMANDSERVICE'].methods_by_name['RevokeSessions']._loaded_options = None
   _globals['_COMMANDSERVICE'].methods_by_name['RevokeSessions']._serialized_options = b'\212\347\030\002\010\005'
   _globals['_REGISTERREQUEST']._serialized_start=240
-  _globals['_REGISTERREQUEST']._serialized_end=328
-  _globals['_REGISTERRESPONSE']._serialized_start=330
-  _globals['_REGISTERRESPONSE']._serialized_end=412
-  _globals['_CHANGEPASSWORDREQUEST']._serialized_start=414
-  _globals['_CHANGEPASSWORDREQUEST']._serialized_end=540
-  _globals['_CHANGEPASSWORDRESPONSE']._serialized_start=542
-  _globals['_CHANGEPASSWORDRESPONSE']._serialized_end=630
-  _globals['_CHANGEEMAILREQUEST']._serialized_start=632
-  _globals['_CHANGEEMAILREQUEST']._serialized_end=720
-  _globals['_CHANGEEMAILRESPONSE']._serialized_start=722
-  _globals['_CHANGEEMAILRESPONSE']._serialized_end=822
-  _globals['_DEACTIVATEREQUEST']._serialized_start=824
-  _globals['_DEACTIVATEREQUEST']._serialized_end=899
-  _globals['_DEACTIVATERESPONSE']._serialized_start=901
-  _globals['_DEACTIVATERESPONSE']._serialized_end=985
-  _globals['_RECORDLOGINREQUEST']._serialized_start=987
-  _globals['_RECORDLOGINREQUEST']._serialized_end=1071
-  _globals['_RECORDLOGINRESPONSE']._serialized_start=1073
-  _globals['_RECORDLOGINRESPONSE']._serialized_end=1141
-  _globals['_ACTIVATEREQUEST']._serialized_start=1143
-  _globals['_ACTIVATEREQUEST']._serialized_end=1216
-  _globals['_ACTIVATERESPONSE']._serialized_start=1218
-  _globals['_ACTIVATERESPONSE']._serialized_end=1300
-  _globals['_ISSUEPASSWORDRESETREQUEST']._serialized_start=1302
-  _globals['_ISSUEPASSWORDRESETREQUEST']._serialized_end=1359
-  _globals['_ISSUEPASSWORDRESETRESPONSE']._serialized_start=1361
-  _globals['_ISSUEPASSWORDRESETRESPONSE']._serialized_end=1436
-  _globals['_CONFIRMPASSWORDRESETREQUEST']._serialized_start=1438
-  _globals['_CONFIRMPASSWORDRESETREQUEST']._serialized_end=1540
-  _globals['_CONFIRMPASSWORDRESETRESPONSE']._serialized_start=1542
-  _globals['_CONFIRMPASSWORDRESETRESPONSE']._serialized_end=1636
-  _globals['_CONFIRMEMAILVERIFICATIONREQUEST']._serialized_start=1638
-  _globals['_CONFIRMEMAILVERIFICATIONREQUEST']._serialized_end=1703
-  _globals['_CONFIRMEMAILVERIFICATIONRESPONSE']._serialized_start=1705
-  _globals['_CONFIRMEMAILVERIFICATIONRESPONSE']._serialized_end=1818
-  _globals['_REVOKESESSIONSREQUEST']._serialized_start=1820
-  _globals['_REVOKESESSIONSREQUEST']._serialized_end=1942
-  _globals['_REVOKESESSIONSRESPONSE']._serialized_start=1944
-  _globals['_REVOKESESSIONSRESPONSE']._serialized_end=2015
-  _globals['_COMMANDSERVICE']._serialized_start=2018
-  _globals['_COMMANDSERVICE']._serialized_end=3329
+  _globals['_REGISTERREQUEST']._serialized_end=330
+  _globals['_REGISTERRESPONSE']._serialized_start=332
+  _globals['_REGISTERRESPONSE']._serialized_end=414
+  _globals['_CHANGEPASSWORDREQUEST']._serialized_start=416
+  _globals['_CHANGEPASSWORDREQUEST']._serialized_end=542
+  _globals['_CHANGEPASSWORDRESPONSE']._serialized_start=544
+  _globals['_CHANGEPASSWORDRESPONSE']._serialized_end=632
+  _globals['_CHANGEEMAILREQUEST']._serialized_start=634
+  _globals['_CHANGEEMAILREQUEST']._serialized_end=724
+  _globals['_CHANGEEMAILRESPONSE']._serialized_start=726
+  _globals['_CHANGEEMAILRESPONSE']._serialized_end=826
+  _globals['_DEACTIVATEREQUEST']._serialized_start=828
+  _globals['_DEACTIVATEREQUEST']._serialized_end=903
+  _globals['_DEACTIVATERESPONSE']._serialized_start=905
+  _globals['_DEACTIVATERESPONSE']._serialized_end=989
+  _globals['_RECORDLOGINREQUEST']._serialized_start=991
+  _globals['_RECORDLOGINREQUEST']._serialized_end=1075
+  _globals['_RECORDLOGINRESPONSE']._serialized_start=1077
+  _globals['_RECORDLOGINRESPONSE']._serialized_end=1145
+  _globals['_ACTIVATEREQUEST']._serialized_start=1147
+  _globals['_ACTIVATEREQUEST']._serialized_end=1220
+  _globals['_ACTIVATERESPONSE']._serialized_start=1222
+  _globals['_ACTIVATERESPONSE']._serialized_end=1304
+  _globals['_ISSUEPASSWORDRESETREQUEST']._serialized_start=1306
+  _globals['_ISSUEPASSWORDRESETREQUEST']._serialized_end=1363
+  _globals['_ISSUEPASSWORDRESETRESPONSE']._serialized_start=1365
+  _globals['_ISSUEPASSWORDRESETRESPONSE']._serialized_end=1440
+  _globals['_CONFIRMPASSWORDRESETREQUEST']._serialized_start=1442
+  _globals['_CONFIRMPASSWORDRESETREQUEST']._serialized_end=1544
+  _globals['_CONFIRMPASSWORDRESETRESPONSE']._serialized_start=1546
+  _globals['_CONFIRMPASSWORDRESETRESPONSE']._serialized_end=1640
+  _globals['_CONFIRMEMAILVERIFICATIONREQUEST']._serialized_start=1642
+  _globals['_CONFIRMEMAILVERIFICATIONREQUEST']._serialized_end=1707
+  _globals['_CONFIRMEMAILVERIFICATIONRESPONSE']._serialized_start=1709
+  _globals['_CONFIRMEMAILVERIFICATIONRESPONSE']._serialized_end=1822
+  _globals['_REVOKESESSIONSREQUEST']._serialized_start=1824
+  _globals['_REVOKESESSIONSREQUEST']._serialized_end=1946
+  _globals['_REVOKESESSIONSRESPONSE']._serialized_start=1948
+  _globals['_REVOKESESSIONSRESPONSE']._serialized_end=2019
+  _globals['_COMMANDSERVICE']._serialized_start=2022
+  _globals['_COMMANDSERVICE']._serialized_end=3333
 # @@protoc_insertion_point(module_scope)

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from buf.validate import validate_pb2 as buf_dot_validate_dot_validate__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1e\x63qrs/validation/v1/rules.proto\x12\x12\x63qrs.validation.v1\x1a\x1b\x62uf/validate/validate.proto:\xed\x01\n\x0e\x63\x61nonical_uuid\x12\x19.buf.validate.StringRules\x18\xad\x8d\x03 \x01(\x08\x42\xb7\x01\xc2H\xb3\x01\n\xb0\x01\n\x15string.canonical_uuid\x1a\x96\x01!rule || this.matches(\'^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$\') ? \'\' : \'must be a canonical UUID (lower-case hex, 8-4-4-4-12)\':\x81\x02\n\x07rfc3339\x12\x1c.buf.validate.TimestampRules\x18\xae\x8d\x03 \x01(\x08\x42\xcf\x01\xc2H\xcb\x01\n\xc8\x01\n\x11timestamp.rfc3339\x1a\xb2\x01!rule || (this >= timestamp(\'0001-01-01T00:00:00Z\') && this <= timestamp(\'9999-12-31T23:59:59.999999999Z\')) ? \'\' : \'must be between 0001-01-01T00:00:00Z and 9999-12-31T23:59:59Z\'')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1e\x63qrs/validation/v1/rules.proto\x12\x12\x63qrs.validation.v1\x1a\x1b\x62uf/validate/validate.proto:\xed\x01\n\x0e\x63\x61nonical_uuid\x12\x19.buf.validate.StringRules\x18\xad\x8d\x03 \x01(\x08\x42\xb7\x01\xc2H\xb3\x01\n\xb0\x01\n\x15string.canonical_uuid\x1a\x96\x01!rule || this.matches(\'^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$\') ? \'\' : \'must be a canonical UUID (lower-case hex, 8-4-4-4-12)\':\x96\x01\n\remail_address\x12\x19.buf.validate.StringRules\x18\xaf\x8d\x03 \x01(\x08\x42\x62\xc2H_\n]\n\x14string.email_address\x1a\x45!rule || this.trim().isEmail() ? \'\' : \'must be a valid email address\':\x81\x02\n\x07rfc3339\x12\x1c.buf.validate.TimestampRules\x18\xae\x8d\x03 \x01(\x08\x42\xcf\x01\xc2H\xcb\x01\n\xc8\x01\n\x11timestamp.rfc3339\x1a\xb2\x01!rule || (this >= timestamp(\'0001-01-01T00:00:00Z\') && this <= timestamp(\'9999-12-31T23:59:59.999999999Z\')) ? \'\' : \'must be between 0001-01-01T00:00:00Z and 9999-12-31T23:59:59Z\'')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,6 +34,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['canonical_uuid']._loaded_options = None
   _globals['canonical_uuid']._serialized_options = b'\302H\263\001\n\260\001\n\025string.canonical_uuid\032\226\001!rule || this.matches(\'^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$\') ? \'\' : \'must be a canonical UUID (lower-case hex, 8-4-4-4-12)\''
+  _globals['email_address']._loaded_options = None
+  _globals['email_address']._serialized_options = b'\302H_\n]\n\024string.email_address\032E!rule || this.trim().isEmail() ? \'\' : \'must be a valid email address\''
   _globals['rfc3339']._loaded_options = None
   _globals['rfc3339']._serialized_options = b'\302H\313\001\n\310\001\n\021timestamp.rfc3339\032\262\001!rule || (this >= timestamp(\'0001-01-01T00:00:00Z\') && this <= timestamp(\'9999-12-31T23:59:59.999999999Z\')) ? \'\' : \'must be between 0001-01-01T00:00:00Z and 9999-12-31T23:59:59Z\''
 # @@protoc_insertion_point(module_scope)

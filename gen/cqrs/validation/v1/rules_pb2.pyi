@@ -15,10 +15,16 @@ import builtins as _builtins
 DESCRIPTOR: _descriptor.FileDescriptor
 
 CANONICAL_UUID_FIELD_NUMBER: _builtins.int
+EMAIL_ADDRESS_FIELD_NUMBER: _builtins.int
 RFC3339_FIELD_NUMBER: _builtins.int
 canonical_uuid: _extension_dict._ExtensionFieldDescriptor[_validate_pb2.StringRules, _builtins.bool]
 """The value is a UUID in canonical form: lower-case hex digits grouped
 8-4-4-4-12, the only form the services store and compare ids in.
+"""
+email_address: _extension_dict._ExtensionFieldDescriptor[_validate_pb2.StringRules, _builtins.bool]
+"""The value is an email address (what protovalidate's isEmail() accepts)
+once surrounding whitespace is stripped: the services strip it, and
+lower-case the address, before they store or compare it.
 """
 rfc3339: _extension_dict._ExtensionFieldDescriptor[_validate_pb2.TimestampRules, _builtins.bool]
 """The time is one RFC 3339 can write: 0001-01-01T00:00:00Z to
