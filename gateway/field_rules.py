@@ -7,9 +7,10 @@ module, so generated clients learn the same rules the services enforce:
 
 - ``required``: ``(google.api.field_behavior) = REQUIRED`` (a unit test keeps it
   in step with ``(buf.validate.field).required``);
-- strings: ``min_len``/``max_len`` -> ``minLength``/``maxLength``, ``email``
-  and the project's ``email_address`` -> ``format: email``, ``uuid`` and the project's ``canonical_uuid`` ->
-  ``format: uuid`` (the latter with its lower-case ``pattern``), ``pattern``;
+- strings: ``min_len``/``max_len`` -> ``minLength``/``maxLength``; ``email``
+  and the project's ``email_address`` -> ``format: email``; ``uuid`` and the
+  project's ``canonical_uuid`` -> ``format: uuid`` (the latter with its
+  lower-case ``pattern``); ``pattern``;
 - integers: ``gte``/``lte``/``gt``/``lt`` -> ``minimum``/``maximum``/exclusive;
 - repeated fields: ``min_items``/``max_items`` -> ``minItems``/``maxItems``,
   and the rules of their items.
