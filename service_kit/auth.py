@@ -58,7 +58,7 @@ from service_kit import keys as key_files
 from service_kit import metadata as md
 from service_kit.errors import ServiceError
 from service_kit.keys import SigningKey, TrustedKey, WatchedFile
-from service_kit.method_wrappers import MethodWrappers
+from service_kit.method_wrappers import MethodWrappers, prechecked
 from service_kit.revocation import NOT_READY, RevocationCheck
 from service_kit.settings import SettingsError, env_int, env_str
 from service_kit.timeconv import utcnow
@@ -522,42 +522,13 @@ def _request_checked(handler: _Handler, access: Access) -> _Handler:
     interceptor just before), so one wrapper serves every call of a method.
     """
 
-    def denial(request: Any) -> str:
-        return access.request_denial(_principal.get(), request)
+    async def check(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+        if refused := access.request_denial(_principal.get(), request):
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED, refused)
 
-    if handler.unary_unary is not None:
-        inner_uu: Callable[..., Awaitable[Any]] = handler.unary_unary
-
-        async def unary_unary(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-            if refused := denial(request):
-                await context.abort(grpc.StatusCode.PERMISSION_DENIED, refused)
-            return await inner_uu(request, context)
-
-        return grpc.unary_unary_rpc_method_handler(
-            unary_unary,
-            request_deserializer=handler.request_deserializer,
-            response_serializer=handler.response_serializer,
-        )
-    if handler.unary_stream is not None:
-        inner_us: Callable[..., Any] = handler.unary_stream
-
-        async def unary_stream(
-            request: Any, context: grpc.aio.ServicerContext[Any, Any]
-        ) -> AsyncIterator[Any]:
-            if refused := denial(request):
-                await context.abort(grpc.StatusCode.PERMISSION_DENIED, refused)
-            if inspect.isasyncgenfunction(inner_us):
-                async for item in inner_us(request, context):
-                    yield item
-            else:
-                # A coroutine that writes with context.write() and returns None.
-                await inner_us(request, context)
-
-        return grpc.unary_stream_rpc_method_handler(
-            unary_stream,
-            request_deserializer=handler.request_deserializer,
-            response_serializer=handler.response_serializer,
-        )
+    wrapped = prechecked(handler, check)
+    if wrapped is not None:
+        return wrapped
     # Streaming requests have no single request to read the id from: a rule
     # like this is a contract mistake (service_kit.access refuses it at start),
     # refused here too rather than guessed.

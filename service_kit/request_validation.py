@@ -25,9 +25,8 @@ is declared here.
 
 from __future__ import annotations
 
-import inspect
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Final, TypeAlias
 
 import grpc
@@ -38,7 +37,7 @@ from google.protobuf.message import Message
 from service_kit import errors
 from service_kit.error_details import FieldViolation
 from service_kit.errors import ServiceError, invalid_fields
-from service_kit.method_wrappers import MethodWrappers
+from service_kit.method_wrappers import MethodWrappers, prechecked
 
 __all__ = ["RequestValidationInterceptor", "check", "violations"]
 
@@ -102,46 +101,17 @@ def check(message: Message) -> None:
         raise invalid_fields(found)
 
 
+async def _validated(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+    try:
+        check(request)
+    except ServiceError as exc:
+        await errors.abort(context, exc)
+
+
 def _checked(handler: _Handler) -> _Handler:
-    """Wraps a unary-request handler so its request is checked before it runs."""
-
-    async def validated(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> None:
-        try:
-            check(request)
-        except ServiceError as exc:
-            await errors.abort(context, exc)
-
-    if handler.unary_unary is not None:
-        inner_uu: Callable[..., Awaitable[Any]] = handler.unary_unary
-
-        async def unary_unary(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-            await validated(request, context)
-            return await inner_uu(request, context)
-
-        return grpc.unary_unary_rpc_method_handler(
-            unary_unary,
-            request_deserializer=handler.request_deserializer,
-            response_serializer=handler.response_serializer,
-        )
-    if handler.unary_stream is not None:
-        inner_us: Callable[..., Any] = handler.unary_stream
-
-        async def unary_stream(
-            request: Any, context: grpc.aio.ServicerContext[Any, Any]
-        ) -> AsyncIterator[Any]:
-            await validated(request, context)
-            if inspect.isasyncgenfunction(inner_us):
-                async for item in inner_us(request, context):
-                    yield item
-            else:
-                await inner_us(request, context)  # writes with context.write()
-
-        return grpc.unary_stream_rpc_method_handler(
-            unary_stream,
-            request_deserializer=handler.request_deserializer,
-            response_serializer=handler.response_serializer,
-        )
-    return handler  # client streaming: the servicer checks each message (check())
+    """Wraps a unary-request handler so its request is checked before it runs
+    (a client-streaming one is left as it is: its servicer checks each message)."""
+    return prechecked(handler, _validated) or handler
 
 
 class RequestValidationInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
