@@ -36,11 +36,13 @@ install: $(STAMP) node_modules/.package-lock.json
 gen: install
 	scripts/gen.sh
 
-# Regenerates in place and fails if anything under gen/ differs from git.
+# Regenerates in place and fails if anything generated (gen/, the client package's
+# betterproto code, the /docs page's Swagger UI files) differs from git.
+GENERATED := gen/ clients/python/src/cqrs_users_client/proto/ gateway/docs/vendor/
 check-gen: gen
-	@if [ -n "$$(git status --porcelain -- gen/)" ]; then \
-	  git status --porcelain -- gen/; \
-	  echo "gen/ is stale: run 'make gen' and commit the result"; exit 1; \
+	@if [ -n "$$(git status --porcelain -- $(GENERATED))" ]; then \
+	  git status --porcelain -- $(GENERATED); \
+	  echo "generated code is stale: run 'make gen' and commit the result"; exit 1; \
 	fi
 
 buf-lint: install

@@ -6,7 +6,6 @@
 - :mod:`command_svc.handlers` - load / decide / append / retry
 - :mod:`command_svc.store_client` - the event store port and its gRPC client
 - :mod:`command_svc.idempotency` - per-process idempotency-key cache
-- :mod:`command_svc.policies` - who may call which method
 - :mod:`command_svc.bootstrap_admin` - registering ``ADMIN_EMAIL`` at start
 - :mod:`command_svc.errors` - exceptions and their gRPC statuses
 """

@@ -20,17 +20,16 @@ from command_svc.aggregate_cache import AggregateCache
 from command_svc.bootstrap_admin import AdminBootstrap, bootstrap_admin
 from command_svc.handlers import CommandHandler
 from command_svc.idempotency import IdempotencyCache
-from command_svc.policies import POLICIES, SERVICE_NAME
-from command_svc.servicer import CommandServiceServicer
+from command_svc.servicer import SERVICE_NAME, CommandServiceServicer
 from command_svc.settings import CommandSettings
 from command_svc.store_client import StoreClient
 from service_kit import readiness as readiness_kit
-from service_kit.auth import AuthInterceptor, service_metadata
+from service_kit.auth import service_metadata
 from service_kit.dependency_errors import Dependency
+from service_kit.interceptors import service_interceptors
 from service_kit.mail_tokens import MailTokens
-from service_kit.observability import MetricsInterceptor, setup_process
+from service_kit.observability import setup_process
 from service_kit.passwords import PasswordHasher
-from service_kit.readiness import POLICIES as READINESS_POLICIES
 from service_kit.readiness import Readiness
 from service_kit.revocation import RevocationView, revocation_horizon
 from service_kit.revocation_feed import RevocationFeed
@@ -113,10 +112,7 @@ async def start(settings: CommandSettings) -> CommandService:
                 ),
                 readiness.registration(),
             ],
-            interceptors=[
-                MetricsInterceptor(),
-                AuthInterceptor(verifier, {**POLICIES, **READINESS_POLICIES}, revocations=view),
-            ],
+            interceptors=service_interceptors(SERVICE_NAME, verifier, revocations=view),
         )
         await readiness.start(server.health)
     except BaseException:

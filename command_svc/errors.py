@@ -20,7 +20,7 @@ import logging
 import grpc
 
 import domain
-from service_kit.errors import ServiceError
+from service_kit.errors import ServiceError, invalid
 
 __all__ = [
     "ClaimConflict",
@@ -98,7 +98,7 @@ def to_service_error(exc: Exception) -> ServiceError:
             # InvalidCredentials is a wrong *old* password: the caller is
             # already authenticated, so it is a bad argument (HTTP 400), not
             # UNAUTHENTICATED (401, which would suggest the token is bad).
-            return ServiceError(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+            return invalid(exc.field, str(exc).removeprefix(f"{exc.field}: "))
         case domain.UserNotFound():
             return ServiceError(grpc.StatusCode.NOT_FOUND, str(exc))
         case domain.AlreadyExists():

@@ -1,7 +1,8 @@
 """CommandServiceServicer: request checks, idempotency, tracing, reply mapping.
 
-The decisions live in :mod:`command_svc.handlers`; this module only
-- checks request fields the handlers do not (``id`` must be a canonical UUID),
+The decisions live in :mod:`command_svc.handlers`; the request's shape
+(a canonical UUID ``id``, password lengths, ...) is the contract's and was
+checked by the validation interceptor before a method runs. This module only
 - reads ``x-correlation-id`` (a fresh one if missing) and gives each command
   its own id, which becomes the events' causation id,
 - applies the optional ``idempotency-key`` (see :mod:`command_svc.idempotency`),
@@ -24,10 +25,12 @@ from command_svc.errors import to_service_error
 from command_svc.handlers import CommandHandler
 from command_svc.idempotency import IDEMPOTENCY_KEY, IdempotencyCache, check_key, fingerprint
 from command_svc.store_client import Trace
-from service_kit import deadlines, errors, metadata, validate
+from service_kit import deadlines, errors, metadata
 from service_kit.auth import current_principal
 
-__all__ = ["CommandServiceServicer"]
+__all__ = ["SERVICE_NAME", "CommandServiceServicer"]
+
+SERVICE_NAME: Final = pb.DESCRIPTOR.services_by_name["CommandService"].full_name
 
 REGISTERED: Final = "User registered successfully"
 PASSWORD_CHANGED: Final = "Password changed successfully"
@@ -117,7 +120,7 @@ class CommandServiceServicer(pb_grpc.CommandServiceServicer):
     async def ChangePassword(
         self, request: pb.ChangePasswordRequest, trace: Trace
     ) -> pb.ChangePasswordResponse:
-        user_id = validate.uuid_field("id", request.id)
+        user_id = request.id
         principal = current_principal()
         if principal is not None and principal.is_admin and not request.old_password:
             # An admin without the old password resets it (a user always needs it).
@@ -148,7 +151,7 @@ class CommandServiceServicer(pb_grpc.CommandServiceServicer):
     async def ChangeEmail(
         self, request: pb.ChangeEmailRequest, trace: Trace
     ) -> pb.ChangeEmailResponse:
-        user_id = validate.uuid_field("id", request.id)
+        user_id = request.id
         out = await self._handler.change_email(
             user_id=user_id, new_email=request.new_email, trace=trace
         )
@@ -164,7 +167,7 @@ class CommandServiceServicer(pb_grpc.CommandServiceServicer):
     async def Deactivate(
         self, request: pb.DeactivateRequest, trace: Trace
     ) -> pb.DeactivateResponse:
-        user_id = validate.uuid_field("id", request.id)
+        user_id = request.id
         out = await self._handler.deactivate(user_id=user_id, reason=request.reason, trace=trace)
         return pb.DeactivateResponse(
             id=user_id, message=DEACTIVATED, version=out.version, position=out.position
@@ -174,7 +177,7 @@ class CommandServiceServicer(pb_grpc.CommandServiceServicer):
     async def RecordLogin(
         self, request: pb.RecordLoginRequest, trace: Trace
     ) -> pb.RecordLoginResponse:
-        user_id = validate.uuid_field("id", request.id)
+        user_id = request.id
         out = await self._handler.record_login(
             user_id=user_id, client_address=request.client_address, trace=trace
         )
@@ -182,7 +185,7 @@ class CommandServiceServicer(pb_grpc.CommandServiceServicer):
 
     @_command
     async def Activate(self, request: pb.ActivateRequest, trace: Trace) -> pb.ActivateResponse:
-        user_id = validate.uuid_field("id", request.id)
+        user_id = request.id
         out = await self._handler.activate(user_id=user_id, reason=request.reason, trace=trace)
         return pb.ActivateResponse(
             id=user_id, message=ACTIVATED, version=out.version, position=out.position
@@ -192,7 +195,7 @@ class CommandServiceServicer(pb_grpc.CommandServiceServicer):
     async def IssuePasswordReset(
         self, request: pb.IssuePasswordResetRequest, trace: Trace
     ) -> pb.IssuePasswordResetResponse:
-        user_id = validate.uuid_field("id", request.id)
+        user_id = request.id
         out = await self._handler.issue_password_reset(user_id=user_id, trace=trace)
         return pb.IssuePasswordResetResponse(id=user_id, version=out.version, position=out.position)
 
@@ -224,7 +227,7 @@ class CommandServiceServicer(pb_grpc.CommandServiceServicer):
     async def RevokeSessions(
         self, request: pb.RevokeSessionsRequest, trace: Trace
     ) -> pb.RevokeSessionsResponse:
-        user_id = validate.uuid_field("id", request.id)
+        user_id = request.id
         out = await self._handler.revoke_sessions(
             user_id=user_id,
             session_id=request.session_id,

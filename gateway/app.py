@@ -21,9 +21,10 @@ from dataclasses import dataclass
 import uvicorn
 from starlette.applications import Starlette
 
-from gateway import console, dispatch
+from gateway import console, dispatch, docs
 from gateway.backends import Backends
 from gateway.comments import symbol_comments
+from gateway.cors import Cors
 from gateway.health import MetadataSource
 from gateway.openapi import build_document
 from gateway.path_template import parse
@@ -60,7 +61,14 @@ def build_app(
     table.add(Entry("GET", parse("/health/live"), dispatch.liveness))
     table.add(Entry("GET", parse("/openapi.json"), dispatch.openapi))
     table.add(Entry("GET", parse("/metrics"), dispatch.metrics))
-    table.add(Entry("GET", console.TEMPLATE, console.ConsoleHandler(console.load_assets())))
+    table.add(Entry("GET", console.TEMPLATE, console.AssetHandler(console.load_assets())))
+    table.add(
+        Entry(
+            "GET",
+            docs.TEMPLATE,
+            console.AssetHandler(docs.docs_assets(), prefix=docs.PREFIX),
+        )
+    )
     if service_metadata is None:
         signer = settings.tokens.signer(SERVICE_NAME)
         service_metadata = auth.service_metadata(signer, SERVICE_NAME)
@@ -84,6 +92,8 @@ def build_app(
 
     app = Starlette(lifespan=lifespan)
     app.state.gateway = state
+    if settings.cors_origins:  # no middleware at all when CORS is off
+        app.add_middleware(Cors, origins=settings.cors_origins)
     # No Starlette routes: every request falls through to the dispatcher,
     # which owns routing (precedence, JSON 404/405) for all paths.
     app.router.default = dispatch.Dispatcher(state)

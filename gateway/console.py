@@ -18,6 +18,10 @@ Every answer carries:
 
 ``/console`` and ``/console/`` answer ``index.html``; the page's URLs are
 absolute (``/console/app.js``), so either works as the address.
+
+The same machinery serves the API's docs page (:mod:`gateway.docs`) under
+its own prefix: :func:`load_assets`, :func:`answer` and :class:`AssetHandler`
+take the prefix (and the policy) as parameters, the console's by default.
 """
 
 from __future__ import annotations
@@ -80,8 +84,11 @@ class Asset:
     etag: str
 
 
-def load_assets(folder: Path = ASSETS_DIR) -> Mapping[str, Asset]:
-    """Every servable file directly in ``folder`` (by name); ValueError if there is no index.
+def load_assets(
+    folder: Path = ASSETS_DIR, *, index: str | None = INDEX, under: str = ""
+) -> Mapping[str, Asset]:
+    """Every servable file directly in ``folder`` (by name, after ``under``, e.g.
+    ``vendor/``); ValueError if ``index`` is given and there is none.
 
     Files of a type not in :data:`CONTENT_TYPES` are not served (a stray
     editor backup or README stays private).
@@ -93,44 +100,66 @@ def load_assets(folder: Path = ASSETS_DIR) -> Mapping[str, Asset]:
             continue
         body = path.read_bytes()
         etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
-        assets[path.name] = Asset(body, content_type, etag)
-    if INDEX not in assets:
-        raise ValueError(f"the console has no {INDEX} in {folder}")
+        assets[under + path.name] = Asset(body, content_type, etag)
+    if index is not None and index not in assets:
+        raise ValueError(f"no {index} in {folder}")
     return MappingProxyType(assets)
 
 
-def asset_name(raw_path: str) -> str:
+def asset_name(raw_path: str, prefix: str = PREFIX) -> str:
     """The file a request path names: ``/console`` and ``/console/`` are the index."""
-    name = raw_path[len(PREFIX) :].strip("/")
+    name = raw_path[len(prefix) :].strip("/")
     return name or INDEX
 
 
-def security_headers() -> dict[str, str]:
-    """Headers every console answer carries, a 304 included."""
+def security_headers(policy: str = CONTENT_SECURITY_POLICY) -> dict[str, str]:
+    """Headers every answer carries, a 304 included."""
     return {
-        "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+        "Content-Security-Policy": policy,
         "X-Content-Type-Options": "nosniff",
         "Referrer-Policy": "no-referrer",
         "Cache-Control": CACHE_CONTROL,
     }
 
 
-def answer(assets: Mapping[str, Asset], raw_path: str, if_none_match: str) -> Response:
+def answer(
+    assets: Mapping[str, Asset],
+    raw_path: str,
+    if_none_match: str,
+    *,
+    prefix: str = PREFIX,
+    policy: str = CONTENT_SECURITY_POLICY,
+) -> Response:
     """The response for one request; GatewayError 404 for a name that is not an asset."""
-    asset = assets.get(asset_name(raw_path))
+    asset = assets.get(asset_name(raw_path, prefix))
     if asset is None:
-        raise not_found(f"no console asset at {raw_path[:200]}")
-    headers = {**security_headers(), "ETag": asset.etag}
+        raise not_found(f"no asset at {raw_path[:200]}")
+    headers = {**security_headers(policy), "ETag": asset.etag}
     if asset.etag in (tag.strip() for tag in if_none_match.split(",")):
         return Response(status_code=304, headers=headers)
     return Response(asset.body, media_type=asset.content_type, headers=headers)
 
 
-class ConsoleHandler:
-    """The gateway's local handler for :data:`TEMPLATE` (see ``gateway.dispatch.LocalHandler``)."""
+class AssetHandler:
+    """A gateway local handler serving ``assets`` under ``prefix`` with ``policy``
+    (see ``gateway.dispatch.LocalHandler``); the console's by default."""
 
-    def __init__(self, assets: Mapping[str, Asset]) -> None:
+    def __init__(
+        self,
+        assets: Mapping[str, Asset],
+        *,
+        prefix: str = PREFIX,
+        policy: str = CONTENT_SECURITY_POLICY,
+    ) -> None:
         self.assets = assets
+        self.prefix = prefix
+        self.policy = policy
 
     async def __call__(self, request: Request, state: object) -> Response:
-        return answer(self.assets, request.url.path, request.headers.get("if-none-match", ""))
+        return answer(
+            self.assets,
+            request.url.path,
+            request.headers.get("if-none-match", ""),
+            prefix=self.prefix,
+            policy=self.policy,
+        )

@@ -20,7 +20,7 @@ from starlette.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from gateway.backends import Backends
-from gateway.errors import GatewayError, error_body, from_rpc_error, too_large
+from gateway.errors import GatewayError, from_rpc_error, too_large
 from gateway.forwarding import call_metadata
 from gateway.health import MetadataSource, check
 from gateway.health import liveness as health_liveness
@@ -216,7 +216,7 @@ async def _ndjson(
             pending = asyncio.ensure_future(_next(iterator))
     except grpc.aio.AioRpcError as exc:
         error = from_rpc_error(exc, backend=route.rpc.service)
-        yield dumps(error_body(error.code, error.message)) + b"\n"
+        yield dumps(error.body()) + b"\n"
     finally:
         pending.cancel()
         stop_waiter.cancel()

@@ -2,16 +2,25 @@
 
 Every error body has the same shape: ``{"error": "<message>", "code":
 "<gRPC STATUS_NAME>"}``, whether the gateway refused the request itself or a
-backend answered with a status. A caller's mistake is always a 4xx.
+backend answered with a status. A 400 for invalid fields also lists each one,
+``"violations": [{"field": "password", "description": "must be at least 8
+characters"}, ...]`` (the backend's ``google.rpc.BadRequest``, or the
+gateway's own check of the path, query and body), so a client can map every
+error to its form field in one round trip. A retry delay (the backend's
+``RetryInfo``, or its ``retry-after`` trailer) becomes ``Retry-After`` on a
+429 or a 503. A caller's mistake is always a 4xx.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 import grpc
 
-from service_kit import metadata
+from service_kit import error_details, metadata
+from service_kit.error_details import FieldViolation
 
 # FAILED_PRECONDITION is 400, as in google.rpc's own mapping (code.proto): the
 # backends use it for a command the user's current state forbids (e.g. a
@@ -45,7 +54,7 @@ class GatewayError(Exception):
     """An error answered as ``status`` with the standard error body.
 
     ``code`` is a gRPC status name so that HTTP and gRPC clients see the
-    same vocabulary.
+    same vocabulary; ``violations`` are the invalid fields of a 400.
     """
 
     def __init__(
@@ -55,25 +64,42 @@ class GatewayError(Exception):
         message: str,
         *,
         headers: Mapping[str, str] | None = None,
+        violations: Sequence[FieldViolation] = (),
     ) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
         self.headers: dict[str, str] = dict(headers or {})
+        self.violations = tuple(violations)
 
-    def body(self) -> dict[str, str]:
-        return error_body(self.code, self.message)
+    def body(self) -> dict[str, Any]:
+        return error_body(self.code, self.message, self.violations)
 
 
-def error_body(code: str, message: str) -> dict[str, str]:
-    """The JSON body of every error answer."""
-    return {"error": message, "code": code}
+def error_body(
+    code: str, message: str, violations: Sequence[FieldViolation] = ()
+) -> dict[str, Any]:
+    """The JSON body of every error answer (``violations`` only when there are some)."""
+    body: dict[str, Any] = {"error": message, "code": code}
+    if violations:
+        body["violations"] = [{"field": v.field, "description": v.description} for v in violations]
+    return body
 
 
 def bad_request(field: str, problem: str) -> GatewayError:
     """400 INVALID_ARGUMENT naming the field, e.g. ``limit: expected an integer``."""
-    return GatewayError(400, "INVALID_ARGUMENT", f"{field}: {problem}")
+    return bad_fields([FieldViolation(field, problem)])
+
+
+def bad_fields(violations: Sequence[FieldViolation]) -> GatewayError:
+    """400 INVALID_ARGUMENT listing every invalid field, in the message and in ``violations``."""
+    return GatewayError(
+        400,
+        "INVALID_ARGUMENT",
+        error_details.violations_text(violations),
+        violations=violations,
+    )
 
 
 def not_found(message: str) -> GatewayError:
@@ -103,21 +129,28 @@ def http_status(code: grpc.StatusCode) -> int:
 def from_rpc_error(exc: grpc.aio.AioRpcError, *, backend: str = "") -> GatewayError:
     """The HTTP error for a call to ``backend`` (a service name) that failed.
 
-    RESOURCE_EXHAUSTED carries the backend's ``retry-after`` trailing
-    metadata (seconds) as a ``Retry-After`` header when present. A failure
-    to reach the backend at all is reported without gRPC's transport detail,
-    which would show clients the internal addresses.
+    The status's rich details (:mod:`service_kit.error_details`) carry over:
+    field violations as ``violations``, a retry delay as ``Retry-After``
+    (whole seconds, at least 1) on RESOURCE_EXHAUSTED and UNAVAILABLE. A
+    failure to reach the backend at all is reported without gRPC's transport
+    detail, which would show clients the internal addresses.
     """
     code = exc.code()
+    details = error_details.read(exc)
     headers: dict[str, str] = {}
-    if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
-        retry_after = metadata.get(exc.trailing_metadata(), "retry-after").strip()
-        if retry_after.isdigit():
-            headers["Retry-After"] = retry_after
+    if code in (grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.UNAVAILABLE):
+        if details.retry_after is not None:
+            headers["Retry-After"] = str(max(1, math.ceil(details.retry_after)))
+        else:
+            retry_after = metadata.get(exc.trailing_metadata(), "retry-after").strip()
+            if retry_after.isdigit():
+                headers["Retry-After"] = retry_after
     message = exc.details() or code.name.lower().replace("_", " ")
     if code == grpc.StatusCode.UNAVAILABLE and _is_transport_failure(message):
         message = f"{backend or 'the backend'} is unavailable; try again later"
-    return GatewayError(http_status(code), code.name, message, headers=headers)
+    return GatewayError(
+        http_status(code), code.name, message, headers=headers, violations=details.violations
+    )
 
 
 # Details grpc-core writes when no connection could be made or it broke.

@@ -23,6 +23,7 @@ from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from gateway import enum_words
 from gateway.errors import GatewayError, bad_request
 from gateway.fields import find_field, is_leaf_message, is_map, is_message, is_repeated, message_of
+from service_kit.error_details import FieldViolation
 
 _INTEGER = re.compile(r"-?[0-9]+")
 _SPECIAL_FLOATS = frozenset({"NaN", "Infinity", "-Infinity"})
@@ -214,10 +215,12 @@ def _check_oneofs(message: Descriptor, data: dict[str, Any], where: str) -> None
         given = [f.name for f in oneof.fields if data.get(f.name) is not None]
         if len(given) > 1:
             names = ", ".join(_join(where, n) for n in given)
+            problem = f"give only one of them (they are alternatives: {oneof.name})"
             raise GatewayError(
                 400,
                 "INVALID_ARGUMENT",
-                f"{names}: give only one of them (they are alternatives: {oneof.name})",
+                f"{names}: {problem}",
+                violations=[FieldViolation(_join(where, n), problem) for n in given],
             )
 
 

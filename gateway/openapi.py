@@ -11,6 +11,23 @@ contract's comments. It describes the JSON exactly as
 Timestamps as RFC 3339 strings, 64-bit integers as numbers or, beyond
 2**53, strings). The seed's answers are described by the schemas of
 :data:`gateway.seed_format.SCHEMAS`, one per seed route in its table.
+
+What the contract says about access and requests shows too, so that a
+client generated from this document knows the rules the services enforce:
+
+- **security** per operation from the RPC's ``(cqrs.access.v1.access)`` rule:
+  ``[]`` for a public one, the bearer scheme for the others, and the rule in
+  words in the description;
+- **required** lists and **bounds** of request fields from
+  ``google.api.field_behavior`` and the ``buf.validate`` rules
+  (:mod:`gateway.field_rules`); a response lists as required every field the
+  gateway always prints (those without presence);
+- **errors**: each operation's possible error statuses, with the error
+  schema (``violations`` on a 400) and ``Retry-After`` on a 429 and a 503;
+- **schema names** are the messages' own (``RegisterRequest``, ``User``); a
+  body of a route whose path binds fields is its own schema without them
+  (``ChangeEmailRequestBody``);
+- **NDJSON** streams (server-streaming RPCs) say what each line holds.
 """
 
 from __future__ import annotations
@@ -21,7 +38,7 @@ from typing import Any
 import grpc
 from google.protobuf.descriptor import Descriptor, EnumDescriptor, FieldDescriptor
 
-from gateway import enum_words
+from gateway import enum_words, field_rules
 from gateway.comments import summary
 from gateway.fields import (
     INT64_TYPES,
@@ -36,6 +53,8 @@ from gateway.fields import (
 from gateway.profiles import ServedRoute
 from gateway.routes import HttpRoute
 from gateway.seed_format import IGNORED_HEADER, SCHEMAS, SeedRoute
+from service_kit.access import method_rules
+from service_kit.auth import Access
 
 OPENAPI_VERSION = "3.1.0"
 NDJSON = "application/x-ndjson"
@@ -108,6 +127,7 @@ def _health_operation(operation_id: str, what: str) -> dict[str, Any]:
             "operationId": operation_id,
             "tags": ["Gateway"],
             "summary": what,
+            "security": [],
             "responses": {
                 "200": {
                     "description": "Every backend is ready (ok, or degraded and saying why).",
@@ -133,6 +153,7 @@ _LOCAL_PATHS: dict[str, Any] = {
         "get": {
             "operationId": "Gateway_Live",
             "tags": ["Gateway"],
+            "security": [],
             "summary": "Liveness: the gateway serves HTTP (no backend is asked).",
             "responses": {"200": {"description": '{"status": "ok"}'}},
         }
@@ -142,6 +163,7 @@ _LOCAL_PATHS: dict[str, Any] = {
             "operationId": "Gateway_OpenApi",
             "tags": ["Gateway"],
             "summary": "This document.",
+            "security": [],
             "responses": {"200": {"description": "OpenAPI 3.1 document."}},
         }
     },
@@ -173,6 +195,41 @@ _HEALTH_SCHEMA: dict[str, Any] = {
 _PROFILE_TAGS = {"seed": "Seed routes", "unprefixed": "Unprefixed (our shape)"}
 _PROFILE_SUFFIX = {"v1": "", "seed": "_Seed", "unprefixed": "_Unprefixed"}
 
+BEARER: dict[str, list[str]] = {"bearerAuth": []}
+
+# The rule of each access level in words, for an operation's description.
+_ACCESS_WORDS = {
+    "public": "anyone (no token needed)",
+    "authenticated": "any signed-in caller",
+    "owner": "the user whose id is `{field}`, an admin, or a service",
+    "admin": "admins (and the project's services)",
+    "service": "the project's services only",
+}
+
+# Error responses (components.responses) and when an operation lists each.
+_ERRORS: dict[str, tuple[str, str]] = {
+    "400": (
+        "BadRequest",
+        "The request is invalid: every invalid field is listed in `violations` "
+        "(INVALID_ARGUMENT), or the user's state forbids the command (FAILED_PRECONDITION).",
+    ),
+    "401": ("Unauthorized", "No valid bearer token (missing, invalid, expired or revoked)."),
+    "403": ("Forbidden", "The token's caller may not do this (see the access rule)."),
+    "404": ("NotFound", "No such user, stream or snapshot."),
+    "409": ("Conflict", "Taken (ALREADY_EXISTS, e.g. the email) or changed meanwhile (ABORTED)."),
+    "413": ("PayloadTooLarge", "The body is larger than the gateway accepts."),
+    "429": ("TooManyRequests", "Too many requests; retry after `Retry-After` seconds."),
+    "503": (
+        "Unavailable",
+        "A backend or one of its dependencies is unavailable (named in the message); "
+        "retry, after `Retry-After` seconds when given.",
+    ),
+}
+_RETRY_AFTER_HEADER: dict[str, Any] = {
+    "description": "Seconds to wait before retrying.",
+    "schema": {"type": "integer", "minimum": 1},
+}
+
 
 def build_document(
     routes: Sequence[ServedRoute],
@@ -180,9 +237,15 @@ def build_document(
     *,
     title: str = "cqrs-users REST gateway",
     version: str = "1",
+    access: Mapping[str, Access] | None = None,
 ) -> dict[str, Any]:
-    """The OpenAPI document for these routes (plus /health and /openapi.json)."""
-    builder = _Builder(comments)
+    """The OpenAPI document for these routes (plus /health and /openapi.json).
+
+    ``access`` is each gRPC method path's rule (default: the contract's); a
+    method without one is documented as needing a token (deny by default).
+    """
+    rules = access if access is not None else {r.path: r.access for r in method_rules()}
+    builder = _Builder(comments, rules)
     paths: dict[str, dict[str, Any]] = {}
     seen: dict[str, int] = {}
     for served in routes:
@@ -203,6 +266,7 @@ def build_document(
     schemas = dict(sorted(builder.schemas.items()))
     schemas.update(SCHEMAS)
     schemas["Error"] = _error_schema()
+    schemas["FieldViolation"] = _violation_schema()
     schemas["Health"] = _HEALTH_SCHEMA
     return {
         "openapi": OPENAPI_VERSION,
@@ -215,34 +279,58 @@ def build_document(
             "parameters refused). The seed's documented routes, unprefixed, answer in the "
             "seed's wire format (tag 'Seed routes'; unknown query parameters ignored and "
             f"named in the {IGNORED_HEADER} header); other unprefixed paths answer in our "
-            'shape. Errors answer {"error": "<message>", "code": "<gRPC status name>"}.',
+            "shape. Each operation says who may call it (its security: none for a public "
+            "one, a bearer token from POST /login otherwise). Errors answer "
+            '{"error": "<message>", "code": "<gRPC status name>"}, and a 400 for invalid '
+            'fields lists every one: "violations": [{"field": ..., "description": ...}].',
         },
         "paths": dict(sorted(paths.items())),
         "components": {
             "schemas": schemas,
             "parameters": _HEADERS,
+            "responses": _error_responses(),
             "securitySchemes": {
-                "bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+                "bearerAuth": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "bearerFormat": "JWT",
+                    "description": "The access token of POST /login (or POST /token/refresh).",
+                }
             },
         },
-        # Which methods need a token is decided by each service; the token is optional here.
-        "security": [{}, {"bearerAuth": []}],
+        # Operations say their own; this is what an operation without one would need.
+        "security": [BEARER],
     }
 
 
 class _Builder:
-    def __init__(self, comments: Mapping[str, str]) -> None:
+    def __init__(self, comments: Mapping[str, str], access: Mapping[str, Access]) -> None:
         self.comments = comments
+        self.access = access
         self.schemas: dict[str, dict[str, Any]] = {}
+        self._names: dict[str, str] = {}  # schema name -> full name of what it describes
+
+    def name(self, full_name: str, suffix: str = "") -> str:
+        """A readable schema name: the message's own, qualified only on a clash."""
+        short = full_name.rsplit(".", 1)[-1] + suffix
+        owner = self._names.setdefault(short, full_name + suffix)
+        if owner == full_name + suffix:
+            return short
+        package = full_name.split(".")[1:-1]  # cqrs.query.v1.User -> query, v1
+        return "".join(p[:1].upper() + p[1:] for p in package) + short
 
     def operation(self, route: HttpRoute, operation_id: str) -> dict[str, Any]:
         rpc = route.rpc
         comment = self.comments.get(rpc.full_name, "")
+        rule = self.access.get(rpc.path)
+        public = rule is not None and rule.kind == "public"
+        description = f"{comment}\n\nWho may call: {_who(rule)}.\n\ngRPC: `{rpc.path}`".strip()
         operation: dict[str, Any] = {
             "operationId": operation_id,
             "tags": [rpc.service.rsplit(".", 1)[-1]],
             "summary": summary(comment) if comment else rpc.name,
-            "description": f"{comment}\n\ngRPC: `{rpc.path}`".strip(),
+            "description": description,
+            "security": [] if public else [BEARER],
             "parameters": [
                 *self.path_parameters(route),
                 *self.query_parameters(route),
@@ -251,11 +339,11 @@ class _Builder:
         }
         if route.body:
             operation["requestBody"] = self.request_body(route)
-        operation["responses"] = {
-            str(route.success_status): self.success(route),
-            "4XX": _error_response("The request was refused (see code)."),
-            "5XX": _error_response("A backend failed or is unavailable."),
-        }
+        responses: dict[str, Any] = {str(route.success_status): self.success(route)}
+        for status in _error_statuses(route, public):
+            responses[status] = {"$ref": f"#/components/responses/{_ERRORS[status][0]}"}
+        responses["default"] = _error_response("Anything else: 500 (a bug, logged), 501, 502, 504.")
+        operation["responses"] = responses
         return operation
 
     def path_parameters(self, route: HttpRoute) -> list[dict[str, Any]]:
@@ -268,7 +356,7 @@ class _Builder:
                     "in": "path",
                     "required": True,
                     "description": self.comments.get(leaf.full_name, ""),
-                    "schema": self.field_schema(leaf, item=True),
+                    "schema": self.field_schema(leaf, item=True, request=True),
                 }
             )
         return out
@@ -289,9 +377,9 @@ class _Builder:
             parameter: dict[str, Any] = {
                 "name": name,
                 "in": "query",
-                "required": False,
+                "required": "." not in name and field_rules.is_required(leaf),
                 "description": description,
-                "schema": self.field_schema(leaf),
+                "schema": self.field_schema(leaf, request=True),
             }
             if is_repeated(leaf):
                 parameter["explode"] = True
@@ -299,15 +387,22 @@ class _Builder:
         return out
 
     def request_body(self, route: HttpRoute) -> dict[str, Any]:
+        message = route.rpc.input
         if route.body == "*":
-            schema = self.message_ref(route.rpc.input)
-            note = "The request message; fields bound by the path are taken from the path."
+            in_path = {p.split(".")[0] for p in route.path_fields}
+            schema = self.message_ref(message, request=True, without=frozenset(in_path))
+            note = "The request message"
+            note += "; fields bound by the path are taken from the path." if in_path else "."
+            required = any(
+                field_rules.is_required(f) for f in message.fields if f.name not in in_path
+            )
         else:
-            field = route.rpc.input.fields_by_name[route.body]
-            schema = self.field_schema(field)
+            field = message.fields_by_name[route.body]
+            schema = self.field_schema(field, request=True)
             note = self.comments.get(field.full_name, "")
+            required = field_rules.is_required(field)
         return {
-            "required": False,
+            "required": required,
             "description": note,
             "content": {"application/json": {"schema": schema}},
         }
@@ -320,45 +415,66 @@ class _Builder:
             schema = self.message_ref(output)
         if route.rpc.server_streaming:
             return {
-                "description": "A stream: one JSON object per line (NDJSON), flushed as it "
-                "comes. An error after the stream started arrives as a last line "
-                '{"error": ..., "code": ...}.',
+                "description": "A stream of JSON lines (NDJSON, `application/x-ndjson`): each "
+                "line is one message with the schema below, flushed as it comes; the stream "
+                "lasts until the server ends it or the client disconnects. An error after the "
+                'stream started arrives as a last line with the Error schema ({"error": ..., '
+                '"code": ...}). An error before the first line is an ordinary error response.',
                 "content": {NDJSON: {"schema": schema}},
             }
         description = self.comments.get(output.full_name, "") or output.name
         return {"description": description, "content": {"application/json": {"schema": schema}}}
 
-    def message_ref(self, message: Descriptor) -> dict[str, Any]:
+    def message_ref(
+        self,
+        message: Descriptor,
+        *,
+        request: bool = False,
+        without: frozenset[str] = frozenset(),
+    ) -> dict[str, Any]:
+        """A reference to the message's schema (built once); ``without`` leaves fields
+        out (a body without its path-bound fields gets a name of its own)."""
         if message.full_name in _WELL_KNOWN:
             return dict(_WELL_KNOWN[message.full_name])
-        if message.full_name not in self.schemas:
-            self.schemas[message.full_name] = {}  # placeholder: recursive types end here
-            self.schemas[message.full_name] = self.message_schema(message)
-        return {"$ref": f"#/components/schemas/{message.full_name}"}
+        name = self.name(message.full_name, "Body" if without else "")
+        if name not in self.schemas:
+            self.schemas[name] = {}  # placeholder: recursive types end here
+            self.schemas[name] = self.message_schema(message, request=request, without=without)
+        return {"$ref": f"#/components/schemas/{name}"}
 
     def enum_ref(self, enum: EnumDescriptor) -> dict[str, Any]:
-        if enum.full_name not in self.schemas:
+        name = self.name(enum.full_name)
+        if name not in self.schemas:
             lines = [self.comments.get(enum.full_name, "")]
             for value in enum.values:
                 text = self.comments.get(f"{enum.full_name}.{value.name}", "")
                 shown = enum_words.word(enum, value.name)
                 lines.append(f"- `{shown}`: {text}" if text else f"- `{shown}`")
             lines.append("Requests may also give the proto name or the number.")
-            self.schemas[enum.full_name] = {
+            self.schemas[name] = {
                 "type": "string",
                 "enum": enum_words.words(enum),
                 "description": "\n".join(line for line in lines if line),
             }
-        return {"$ref": f"#/components/schemas/{enum.full_name}"}
+        return {"$ref": f"#/components/schemas/{name}"}
 
-    def message_schema(self, message: Descriptor) -> dict[str, Any]:
+    def message_schema(
+        self, message: Descriptor, *, request: bool, without: frozenset[str] = frozenset()
+    ) -> dict[str, Any]:
         properties: dict[str, Any] = {}
+        required: list[str] = []
         for field in message.fields:
-            prop = self.field_schema(field)
+            if field.name in without:
+                continue
+            prop = self.field_schema(field, request=request)
             text = self.comments.get(field.full_name)
             if text:
                 prop = {**prop, "description": text}
             properties[field.name] = prop
+            # A request names what the contract requires; a response, every field
+            # the gateway always prints (those without presence).
+            if field_rules.is_required(field) if request else not field.has_presence:
+                required.append(field.name)
         description = self.comments.get(message.full_name, "")
         oneofs = [o for o in message.oneofs if len(o.fields) > 1]
         for oneof in oneofs:
@@ -369,26 +485,67 @@ class _Builder:
             "properties": properties,
             "additionalProperties": False,
         }
+        if required:
+            schema["required"] = required
         if description.strip():
             schema["description"] = description.strip()
         return schema
 
-    def field_schema(self, field: FieldDescriptor, *, item: bool = False) -> dict[str, Any]:
+    def field_schema(
+        self, field: FieldDescriptor, *, item: bool = False, request: bool = False
+    ) -> dict[str, Any]:
         if is_map(field):
             value = message_of(field).fields_by_name["value"]
-            return {"type": "object", "additionalProperties": self.field_schema(value)}
+            return {
+                "type": "object",
+                "additionalProperties": self.field_schema(value, request=request),
+            }
         if is_repeated(field) and not item:
-            return {"type": "array", "items": self.field_schema(field, item=True)}
+            array = {"type": "array", "items": self.field_schema(field, item=True, request=request)}
+            return {**array, **(field_rules.item_bounds(field) if request else {})}
         if is_leaf_message(field) or is_walkable_message(field):
-            return self.message_ref(message_of(field))
+            return self.message_ref(message_of(field), request=request)
         if field.type == FieldDescriptor.TYPE_ENUM and field.enum_type is not None:
             return self.enum_ref(field.enum_type)
         if field.type in INT64_TYPES:
             schema = dict(_INT64)
             if field.type in (FieldDescriptor.TYPE_UINT64, FieldDescriptor.TYPE_FIXED64):
                 schema["minimum"] = 0
-            return schema
-        return dict(_SCALARS.get(field.type, {}))
+        else:
+            schema = dict(_SCALARS.get(field.type, {}))
+        if request:
+            schema.update(field_rules.value_bounds(field))
+        return schema
+
+
+def _who(rule: Access | None) -> str:
+    if rule is None:
+        return "nobody (no access rule: refused)"
+    return _ACCESS_WORDS.get(rule.kind, rule.kind).format(field=rule.field)
+
+
+def _error_statuses(route: HttpRoute, public: bool) -> list[str]:
+    """The error statuses an operation can answer (besides ``default``)."""
+    statuses = ["400"]
+    if not public:
+        statuses += ["401", "403"]
+    if route.path_fields:
+        statuses.append("404")
+    if route.verb != "GET":
+        statuses.append("409")
+    if route.body:
+        statuses.append("413")
+    return [*statuses, "429", "503"]
+
+
+def _error_responses() -> dict[str, Any]:
+    responses: dict[str, Any] = {}
+    for status, (name, description) in _ERRORS.items():
+        response = _error_response(description)
+        if status in ("429", "503"):
+            response["headers"] = {"Retry-After": _RETRY_AFTER_HEADER}
+        responses[name] = response
+    return responses
 
 
 def _seed_operation(operation: dict[str, Any], seed: SeedRoute) -> None:
@@ -446,6 +603,27 @@ def _error_schema() -> dict[str, Any]:
                 "description": "gRPC status name.",
                 "enum": [c.name for c in grpc.StatusCode if c is not grpc.StatusCode.OK],
             },
+            "violations": {
+                "type": "array",
+                "description": "On a 400 for invalid fields: every one of them.",
+                "items": {"$ref": "#/components/schemas/FieldViolation"},
+            },
+        },
+        "additionalProperties": False,
+    }
+
+
+def _violation_schema() -> dict[str, Any]:
+    return {
+        "type": "object",
+        "required": ["field", "description"],
+        "properties": {
+            "field": {
+                "type": "string",
+                "description": "Path of the field in proto names, e.g. `password` or "
+                "`events[0].event_id`.",
+            },
+            "description": {"type": "string", "description": "What is wrong with it."},
         },
         "additionalProperties": False,
     }

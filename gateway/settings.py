@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from gateway.cors import parse_origins
 from service_kit.auth import TokenSettings
 from service_kit.settings import SettingsError, env_float, env_int, env_str
 
@@ -42,6 +43,7 @@ class GatewaySettings:
     Invariants: ``ports`` is non-empty with no repeated non-zero port (0 picks
     a free one, which tests use); all durations are positive. ``tokens``
     says where the gateway's own signing key is (for /health's event count).
+    ``cors_origins`` are the origins CORS allows (none: CORS off; :mod:`gateway.cors`).
     """
 
     host: str
@@ -52,6 +54,7 @@ class GatewaySettings:
     health_timeout: float
     max_body_bytes: int
     shutdown_grace: float
+    cors_origins: tuple[str, ...] = ()
 
     def target_of(self, service: str) -> str | None:
         """The address of a gRPC service, or None when none is configured."""
@@ -83,6 +86,7 @@ class GatewaySettings:
             shutdown_grace=env_float(
                 env, "GATEWAY_SHUTDOWN_GRACE_SECONDS", 5.0, minimum=0.0, maximum=600.0
             ),
+            cors_origins=parse_origins(env_str(env, "CORS_ALLOWED_ORIGINS", "")),
         )
 
 

@@ -26,14 +26,13 @@ from query_svc.login import LoginService
 from query_svc.mail_transport import transport_for
 from query_svc.mailer import Mailer
 from query_svc.password_resets import PasswordResets
-from query_svc.policies import POLICIES, SERVICE_NAME
 from query_svc.projector import Projector, Stall
 from query_svc.rate_limit import LoginRateLimiter
 from query_svc.read_model import ReadModel
 from query_svc.readiness import query_readiness
 from query_svc.rebuilder import Rebuilder
 from query_svc.request_limits import MemoryRequestLimiter
-from query_svc.servicer import QueryServicer, stalled
+from query_svc.servicer import SERVICE_NAME, QueryServicer, stalled
 from query_svc.session_service import SessionService
 from query_svc.session_tables import SESSION_TABLES
 from query_svc.sessions import SessionStore
@@ -41,11 +40,11 @@ from query_svc.settings import QuerySettings
 from query_svc.source import EventSource
 from query_svc.store_source import StoreSubscriptionSource
 from service_kit import deadlines, errors
-from service_kit.auth import AuthInterceptor, service_metadata
+from service_kit.auth import service_metadata
+from service_kit.interceptors import service_interceptors
 from service_kit.mail_tokens import MailTokens
-from service_kit.observability import MetricsInterceptor, observe_projector, setup_process
+from service_kit.observability import observe_projector, setup_process
 from service_kit.passwords import PasswordHasher
-from service_kit.readiness import POLICIES as READINESS_POLICIES
 from service_kit.readiness import Readiness
 from service_kit.revocation import RevocationView, revocation_horizon
 from service_kit.revocation_feed import RevocationFeed
@@ -258,10 +257,7 @@ async def start(
                 Registration(SERVICE_NAME, pb_grpc.add_QueryServiceServicer_to_server, servicer),
                 readiness.registration(),
             ],
-            interceptors=[
-                MetricsInterceptor(),
-                AuthInterceptor(verifier, {**POLICIES, **READINESS_POLICIES}, revocations=view),
-            ],
+            interceptors=service_interceptors(SERVICE_NAME, verifier, revocations=view),
         )
         await readiness.start(server.health)
     except BaseException:

@@ -16,8 +16,8 @@ import grpc
 from cqrs.health.v1 import readiness_pb2 as health_pb
 
 from query_svc.db import Database
-from query_svc.policies import SERVICE_NAME
 from query_svc.projector import Projector
+from query_svc.servicer import SERVICE_NAME
 from service_kit import readiness
 from service_kit.dependency_errors import Dependency
 from service_kit.readiness import Check, Readiness, Result

@@ -27,7 +27,7 @@ from query_svc.projection import ACTIVE
 from query_svc.read_model import AuthRecord
 from query_svc.sessions import Invalid, Reused, SessionRow, SessionStore
 from service_kit.auth import Principal, TokenSigner
-from service_kit.errors import ServiceError
+from service_kit.errors import ServiceError, invalid
 from service_kit.revocation import NOT_READY, REVOKED_PREFIX, RevocationView
 from service_kit.timeconv import utcnow
 
@@ -119,7 +119,7 @@ class SessionService:
 
     async def refresh(self, refresh_token: str, *, correlation_id: str = "") -> Refreshed:
         if not refresh_token:
-            raise ServiceError(grpc.StatusCode.INVALID_ARGUMENT, "refresh_token: required")
+            raise invalid("refresh_token", "is required")
         outcome = await self._sessions.rotate(refresh_token)
         if isinstance(outcome, Invalid):
             raise _unauthenticated(outcome.reason)

@@ -18,9 +18,11 @@ One security model shared by every service:
 - Users get tokens from query_svc's Login; services mint their own with
   :func:`service_metadata` (role ``service``) with their own key.
 - Every server installs :class:`AuthInterceptor` with a table saying, for each
-  full method name, which :class:`Access` it needs. A method missing from the
-  table is refused (PERMISSION_DENIED): adding an RPC without deciding who may
-  call it cannot open a hole. Health and reflection are always public.
+  full method name, which :class:`Access` it needs: the contract's
+  ``(cqrs.access.v1.access)`` option of each RPC, read by
+  :func:`service_kit.access.policies`. A method missing from the table is
+  refused (PERMISSION_DENIED): adding an RPC without deciding who may call it
+  cannot open a hole. Health and reflection are always public.
 - Status codes: no, invalid, expired or revoked token on a non-public method
   -> UNAUTHENTICATED; a valid token that may not do this -> PERMISSION_DENIED;
   revocations not loaded yet (a service just started) -> UNAVAILABLE.
@@ -56,7 +58,7 @@ from service_kit import keys as key_files
 from service_kit import metadata as md
 from service_kit.errors import ServiceError
 from service_kit.keys import SigningKey, TrustedKey, WatchedFile
-from service_kit.method_wrappers import MethodWrappers
+from service_kit.method_wrappers import MethodWrappers, prechecked
 from service_kit.revocation import NOT_READY, RevocationCheck
 from service_kit.settings import SettingsError, env_int, env_str
 from service_kit.timeconv import utcnow
@@ -390,7 +392,7 @@ def credentials_expire_at() -> int | None:
 
 @dataclass(frozen=True, slots=True)
 class Access:
-    """Who may call a method. Use the constants or :meth:`owner`.
+    """Who may call a method (read from the contract by :mod:`service_kit.access`).
 
     - ``PUBLIC``: anyone, with or without a token;
     - ``AUTHENTICATED``: any valid token;
@@ -398,10 +400,15 @@ class Access:
     - ``SERVICE``: a service only;
     - ``owner(field)``: the user whose id is in request field ``field``, an
       admin, or a service (unary-request methods only).
+
+    ``guarded`` names request fields only some callers may set (to anything
+    but the default), each with the kind of caller it needs (``"service"``,
+    ``"admin"``, ...), checked on the parsed request like the owner.
     """
 
     kind: str
     field: str = ""
+    guarded: tuple[tuple[str, str], ...] = ()
 
     PUBLIC: ClassVar[Access]
     AUTHENTICATED: ClassVar[Access]
@@ -415,6 +422,15 @@ class Access:
             raise ValueError("Access.owner needs a request field name")
         return cls("owner", field)
 
+    def guarding(self, guarded: tuple[tuple[str, str], ...]) -> Access:
+        """This rule, plus request fields only callers of a kind may set."""
+        return Access(self.kind, self.field, guarded)
+
+    @property
+    def checks_request(self) -> bool:
+        """Whether the rule needs the parsed request (an owner or a guarded field)."""
+        return self.kind == "owner" or bool(self.guarded)
+
     def role_allows(self, principal: Principal) -> bool:
         """Whether ``principal``'s role alone passes (owner checks need the request)."""
         if self.kind in ("public", "authenticated"):
@@ -425,6 +441,33 @@ class Access:
             return principal.role == ROLE_SERVICE
         # owner: admins and services always pass, users only with the right request
         return principal.role in (ROLE_USER, ROLE_ADMIN, ROLE_SERVICE)
+
+    def request_denial(self, principal: Principal | None, request: object) -> str:
+        """Why ``principal`` may not make this request ("" when it may)."""
+        if self.kind == "owner" and (principal is None or not owns(principal, request, self.field)):
+            return f"{self.field}: not yours; only its owner or an admin may do this"
+        for name, kind in self.guarded:
+            if _is_set(request, name) and (
+                principal is None or not Access(kind).role_allows(principal)
+            ):
+                return f"{name}: {_RESERVED[kind]}"
+        return ""
+
+
+_RESERVED: Final = {
+    "service": "reserved to the project's services",
+    "admin": "reserved to admins and the project's services",
+    "authenticated": "needs a signed-in caller",
+    "public": "",
+}
+
+
+def _is_set(request: object, name: str) -> bool:
+    """Whether a request field holds anything but its default."""
+    try:
+        return bool(request.HasField(name))  # type: ignore[attr-defined]
+    except (AttributeError, ValueError):  # no presence (a proto3 scalar, a repeated field)
+        return bool(getattr(request, name, None))
 
 
 Access.PUBLIC = Access("public")
@@ -471,54 +514,25 @@ def _refusing_handler(shape: _Handler | None, code: grpc.StatusCode, message: st
     return grpc.unary_unary_rpc_method_handler(abort_unary)
 
 
-def _owner_checked(handler: _Handler, field: str) -> _Handler:
-    """Wraps a unary-request handler so the owner check runs on the parsed request.
+def _request_checked(handler: _Handler, access: Access) -> _Handler:
+    """Wraps a unary-request handler so the rule's request checks (the owner,
+    guarded fields) run on the parsed request.
 
     The caller is read at call time from the call's context (set by the
     interceptor just before), so one wrapper serves every call of a method.
     """
-    denied = f"{field}: not yours; only its owner or an admin may do this"
 
-    def allowed(request: Any) -> bool:
-        principal = _principal.get()
-        return principal is not None and owns(principal, request, field)
+    async def check(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+        if refused := access.request_denial(_principal.get(), request):
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED, refused)
 
-    if handler.unary_unary is not None:
-        inner_uu: Callable[..., Awaitable[Any]] = handler.unary_unary
-
-        async def unary_unary(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-            if not allowed(request):
-                await context.abort(grpc.StatusCode.PERMISSION_DENIED, denied)
-            return await inner_uu(request, context)
-
-        return grpc.unary_unary_rpc_method_handler(
-            unary_unary,
-            request_deserializer=handler.request_deserializer,
-            response_serializer=handler.response_serializer,
-        )
-    if handler.unary_stream is not None:
-        inner_us: Callable[..., Any] = handler.unary_stream
-
-        async def unary_stream(
-            request: Any, context: grpc.aio.ServicerContext[Any, Any]
-        ) -> AsyncIterator[Any]:
-            if not allowed(request):
-                await context.abort(grpc.StatusCode.PERMISSION_DENIED, denied)
-            if inspect.isasyncgenfunction(inner_us):
-                async for item in inner_us(request, context):
-                    yield item
-            else:
-                # A coroutine that writes with context.write() and returns None.
-                await inner_us(request, context)
-
-        return grpc.unary_stream_rpc_method_handler(
-            unary_stream,
-            request_deserializer=handler.request_deserializer,
-            response_serializer=handler.response_serializer,
-        )
-    # Streaming requests have no single request to read the id from: a table
-    # entry like this is a configuration mistake, refused rather than guessed.
-    log.error("Access.owner(%r) used on a client-streaming method; refusing", field)
+    wrapped = prechecked(handler, check)
+    if wrapped is not None:
+        return wrapped
+    # Streaming requests have no single request to read the id from: a rule
+    # like this is a contract mistake (service_kit.access refuses it at start),
+    # refused here too rather than guessed.
+    log.error("%r used on a client-streaming method; refusing", access)
     return _refusing_handler(handler, grpc.StatusCode.PERMISSION_DENIED, "not permitted")
 
 
@@ -596,7 +610,7 @@ def _ends_on_revocation(handler: _Handler, revocations: RevocationCheck) -> _Han
 
 
 class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
-    """Enforces a policy table keyed by full method name (see the module docstring).
+    """Enforces an access table keyed by full method name (see the module docstring).
 
     ``revocations`` (a :class:`~service_kit.revocation.RevocationView`) is
     consulted for every user and admin token after its signature: two dict
@@ -613,8 +627,8 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
         self._codec = codec
         self._policies = dict(policies)
         self._revocations = revocations
-        self._owner_wrappers: MethodWrappers[_Handler] = MethodWrappers(
-            lambda method, handler: _owner_checked(handler, self._policies[method].field)
+        self._request_wrappers: MethodWrappers[_Handler] = MethodWrappers(
+            lambda method, handler: _request_checked(handler, self._policies[method])
         )
         self._watched_wrappers: MethodWrappers[_Handler] = MethodWrappers(
             lambda method, handler: _ends_on_revocation(handler, self._checker())
@@ -668,7 +682,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
                 _expires.set(None)
         if policy.kind == "public":
             _principal.set(principal)
-            return handler
+            return self._request_wrappers.get(method, handler) if policy.guarded else handler
         if principal is None:
             return _refusing_handler(
                 handler, grpc.StatusCode.UNAUTHENTICATED, "missing bearer token"
@@ -682,8 +696,8 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
         # grpc.aio runs the interceptors and the handler in one per-call
         # contextvars.Context, so this value is seen by the handler and no other call.
         _principal.set(principal)
-        if policy.kind == "owner":
-            handler = self._owner_wrappers.get(method, handler)
+        if policy.checks_request:
+            handler = self._request_wrappers.get(method, handler)
         if (
             self._revocations is not None
             and handler.response_streaming

@@ -59,6 +59,7 @@ from typing import Any, Final
 
 import grpc
 
+from service_kit.error_details import DEPENDENCY_UNAVAILABLE, Details
 from service_kit.service_error import ServiceError
 
 __all__ = [
@@ -503,7 +504,19 @@ class DependencyUnavailable(ServiceError):
             message = (
                 f"{dependency.describe()} is down; retrying in {seconds} s (unavailable: {reason})"
             )
-        super().__init__(grpc.StatusCode.UNAVAILABLE, message)
+        super().__init__(
+            grpc.StatusCode.UNAVAILABLE, message, unavailable_details(dependency.name, retry_in)
+        )
         self.dependency = dependency
         self.reason = reason
         self.retry_in = retry_in
+
+
+def unavailable_details(dependency: str, retry_in: float | None = None) -> Details:
+    """ErrorInfo naming the dependency that is down, and RetryInfo: when it is
+    held off, the time left; else a second (a hint; the outage may last)."""
+    return Details(
+        reason=DEPENDENCY_UNAVAILABLE,
+        metadata={"dependency": dependency},
+        retry_after=max(retry_in, 1.0) if retry_in is not None else 1.0,
+    )

@@ -11,6 +11,7 @@ details go to the log, not to the caller).
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -18,21 +19,30 @@ from typing import Any, Protocol, TypeVar
 
 import grpc
 
-from service_kit import deadlines
-from service_kit.dependency_errors import classify
-from service_kit.service_error import ServiceError, invalid
+from service_kit import deadlines, error_details
+from service_kit.dependency_errors import classify, unavailable_details
+from service_kit.error_details import Details, FieldViolation
+from service_kit.service_error import ServiceError, invalid, invalid_fields, rate_limited
 
 __all__ = [
     "ServiceError",
+    "abort",
     "invalid",
+    "invalid_fields",
+    "rate_limited",
     "register",
+    "reported",
     "reported_status",
+    "service_error_of",
     "status_of",
     "streaming",
     "unary",
 ]
 
 log = logging.getLogger(__name__)
+
+DEFAULT_RETRY_AFTER = 1.0
+"""Seconds an UNAVAILABLE answer without a delay of its own tells the caller to wait."""
 
 
 _MAPPING: list[tuple[type[BaseException], grpc.StatusCode]] = []
@@ -43,24 +53,42 @@ def register(exc_type: type[BaseException], code: grpc.StatusCode) -> None:
     _MAPPING.append((exc_type, code))
 
 
-def status_of(exc: BaseException) -> tuple[grpc.StatusCode, str]:
-    """The status code and message a caller sees for an exception."""
+def service_error_of(exc: BaseException) -> ServiceError:
+    """The status (code, message, rich details) a caller sees for an exception.
+
+    A registered exception with a ``field`` (such as the domain's
+    ValidationError) is INVALID_ARGUMENT with that field as its violation.
+    """
     if isinstance(exc, ServiceError):
-        return exc.code, exc.message
+        return exc
     for exc_type, code in _MAPPING:
         if isinstance(exc, exc_type):
-            return code, str(exc)
+            details = Details()
+            field = getattr(exc, "field", None)
+            if code == grpc.StatusCode.INVALID_ARGUMENT and isinstance(field, str) and field:
+                problem = str(exc).removeprefix(f"{field}: ")
+                details = Details(violations=(FieldViolation(field, problem),))
+            return ServiceError(code, str(exc), details)
     outage = classify(exc)
     if outage is not None:
-        return (
+        return ServiceError(
             grpc.StatusCode.UNAVAILABLE,
             f"{outage.system} is unavailable: {outage.reason}; retry later",
+            unavailable_details(outage.system),
         )
-    return grpc.StatusCode.INTERNAL, "internal error; see the service log"
+    return ServiceError(grpc.StatusCode.INTERNAL, "internal error; see the service log")
+
+
+def status_of(exc: BaseException) -> tuple[grpc.StatusCode, str]:
+    """The status code and message a caller sees for an exception."""
+    error = service_error_of(exc)
+    return error.code, error.message
 
 
 class _Context(Protocol):
-    async def abort(self, code: grpc.StatusCode, details: str = "") -> Any: ...
+    async def abort(
+        self, code: grpc.StatusCode, details: str = "", trailing_metadata: Any = ()
+    ) -> Any: ...
 
 
 Req = TypeVar("Req")
@@ -68,19 +96,37 @@ Resp = TypeVar("Resp")
 Self_ = TypeVar("Self_")
 
 
-def reported_status(exc: Exception, where: str) -> tuple[grpc.StatusCode, str]:
-    """:func:`status_of`, logging the error with its traceback when it is a bug
-    (INTERNAL); call it inside the ``except`` block that caught ``exc``."""
-    code, message = status_of(exc)
-    if code == grpc.StatusCode.INTERNAL:
+def reported(exc: Exception, where: str) -> ServiceError:
+    """:func:`service_error_of`, logging the error with its traceback when it is a
+    bug (INTERNAL); call it inside the ``except`` block that caught ``exc``."""
+    error = service_error_of(exc)
+    if error.code == grpc.StatusCode.INTERNAL:
         log.exception("unhandled error in %s", where)
-    elif code == grpc.StatusCode.UNAVAILABLE and not isinstance(exc, ServiceError):
-        log.warning("%s: %s", where, message)  # an outage nobody named: no traceback
-    return code, message
+    elif error.code == grpc.StatusCode.UNAVAILABLE and not isinstance(exc, ServiceError):
+        log.warning("%s: %s", where, error.message)  # an outage nobody named: no traceback
+    return error
+
+
+def reported_status(exc: Exception, where: str) -> tuple[grpc.StatusCode, str]:
+    """:func:`reported`'s code and message."""
+    error = reported(exc, where)
+    return error.code, error.message
+
+
+async def abort(context: _Context, error: ServiceError) -> None:
+    """Ends the call with ``error``'s status and its rich details (raises AbortError).
+
+    UNAVAILABLE always says when to retry: its own delay, else a second.
+    """
+    details = error.details
+    if error.code == grpc.StatusCode.UNAVAILABLE and details.retry_after is None:
+        details = dataclasses.replace(details, retry_after=DEFAULT_RETRY_AFTER)
+    trailers = error_details.trailing_metadata(error.code, error.message, details)
+    await context.abort(error.code, error.message, trailers)
 
 
 async def _abort(context: _Context, exc: Exception, method: str) -> None:
-    await context.abort(*reported_status(exc, method))
+    await abort(context, reported(exc, method))
 
 
 def unary(

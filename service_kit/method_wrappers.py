@@ -9,12 +9,23 @@ handler it wraps changes (e.g. a refusing handler for one call).
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Generic, TypeVar
+import inspect
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Generic, TypeAlias, TypeVar
+
+import grpc
 
 H = TypeVar("H")
 
-__all__ = ["MethodWrappers"]
+__all__ = ["MethodWrappers", "prechecked"]
+
+if TYPE_CHECKING:
+    _Handler: TypeAlias = grpc.RpcMethodHandler[Any, Any]
+else:  # the runtime class is not generic; only the stubs are
+    _Handler = grpc.RpcMethodHandler
+
+Precheck = Callable[[Any, "grpc.aio.ServicerContext[Any, Any]"], Awaitable[None]]
+"""Runs on the parsed request before the handler; it ends the call by aborting."""
 
 
 class MethodWrappers(Generic[H]):
@@ -34,3 +45,43 @@ class MethodWrappers(Generic[H]):
         if entry is None or entry[0] is not handler:
             entry = self._entries[method] = (handler, self._wrap(method, handler))
         return entry[1]
+
+
+def prechecked(handler: _Handler, before: Precheck) -> _Handler | None:
+    """A handler like ``handler`` that awaits ``before(request, context)`` first.
+
+    For unary-request handlers only (None for a client-streaming one: it has
+    no single request to look at). A server-streaming handler may be an async
+    generator or a coroutine writing with ``context.write()``; both are kept.
+    """
+    if handler.unary_unary is not None:
+        inner_uu: Callable[..., Awaitable[Any]] = handler.unary_unary
+
+        async def unary_unary(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+            await before(request, context)
+            return await inner_uu(request, context)
+
+        return grpc.unary_unary_rpc_method_handler(
+            unary_unary,
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+    if handler.unary_stream is not None:
+        inner_us: Callable[..., Any] = handler.unary_stream
+
+        async def unary_stream(
+            request: Any, context: grpc.aio.ServicerContext[Any, Any]
+        ) -> AsyncIterator[Any]:
+            await before(request, context)
+            if inspect.isasyncgenfunction(inner_us):
+                async for item in inner_us(request, context):
+                    yield item
+            else:
+                await inner_us(request, context)  # writes with context.write()
+
+        return grpc.unary_stream_rpc_method_handler(
+            unary_stream,
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+    return None

@@ -35,7 +35,6 @@ from cqrs.health.v1 import readiness_pb2_grpc as pb_grpc
 from grpc_health.v1 import health_pb2
 from prometheus_client import Gauge
 
-from service_kit.auth import Access
 from service_kit.dependency_errors import Dependency, DependencyUnavailable, classify
 from service_kit.server import Registration
 from service_kit.tasks import cancel_and_wait
@@ -48,9 +47,8 @@ CHECK_STATUS = Gauge(
     ["service", "check"],
 )
 
-SERVICE_NAME: Final = "cqrs.health.v1.ReadinessService"
-POLICIES: Final[Mapping[str, Access]] = {f"/{SERVICE_NAME}/GetReadiness": Access.PUBLIC}
-"""Merge into a service's access policies: readiness is public, like health."""
+SERVICE_NAME: Final = pb.DESCRIPTOR.services_by_name["ReadinessService"].full_name
+"""Served beside every service; its access rule (public, like health) is in the contract."""
 
 
 class Status(enum.StrEnum):

@@ -8,8 +8,13 @@ from google.protobuf import timestamp_pb2
 
 
 def to_datetime(ts: timestamp_pb2.Timestamp) -> datetime:
-    """An aware UTC datetime with microsecond precision."""
-    return datetime.fromtimestamp(ts.seconds, tz=UTC).replace(microsecond=ts.nanos // 1000)
+    """An aware UTC datetime with microsecond precision.
+
+    Nanos outside 0..999,999,999 (a malformed binary Timestamp; JSON cannot
+    write one) are read as the time they add up to, never an error.
+    """
+    seconds, nanos = divmod(ts.seconds * 1_000_000_000 + ts.nanos, 1_000_000_000)
+    return datetime.fromtimestamp(seconds, tz=UTC).replace(microsecond=nanos // 1000)
 
 
 def to_timestamp(dt: datetime) -> timestamp_pb2.Timestamp:

@@ -11,20 +11,17 @@ from cqrs.eventstore.v1 import event_store_pb2_grpc as pb_grpc
 
 import domain
 from service_kit import dependency_errors, errors
-from service_kit.auth import AuthInterceptor
+from service_kit.interceptors import service_interceptors
 from service_kit.observability import (
     APPEND_BATCH_EVENTS,
-    MetricsInterceptor,
     observe_relay,
     setup_process,
 )
-from service_kit.readiness import POLICIES as READINESS_POLICIES
 from service_kit.readiness import Readiness
 from service_kit.revocation import RevocationView, revocation_horizon
 from service_kit.server import Registration, RunningServer, start_server, stop_event_on_signals
 from service_kit.settings import SettingsError, environ
 from store_svc import engine
-from store_svc.policies import POLICIES, SERVICE_NAME
 from store_svc.readiness import store_readiness
 from store_svc.relay import OutboxRelay, kafka_producer
 from store_svc.relay_checkpoint import (
@@ -33,7 +30,7 @@ from store_svc.relay_checkpoint import (
     RelayCheckpoint,
 )
 from store_svc.revocations import EngineRevocationFeed
-from store_svc.servicer import EventStoreServicer
+from store_svc.servicer import SERVICE_NAME, EventStoreServicer
 from store_svc.settings import StoreSettings
 from store_svc.time_travel import AggregateNotFound, TimeTravel
 
@@ -138,10 +135,7 @@ async def start(settings: StoreSettings) -> StoreService:
                 ),
                 readiness.registration(),
             ],
-            interceptors=[
-                MetricsInterceptor(),
-                AuthInterceptor(verifier, {**POLICIES, **READINESS_POLICIES}, revocations=view),
-            ],
+            interceptors=service_interceptors(SERVICE_NAME, verifier, revocations=view),
         )
     except BaseException:
         await revocations.stop()

@@ -26,8 +26,8 @@ from service_kit.dependency_errors import Dependency
 from service_kit.readiness import Check, Readiness, Result
 from store_svc import clickhouse_client
 from store_svc.engine import ClickHouseConfig, EventStore
-from store_svc.policies import SERVICE_NAME
 from store_svc.relay import OutboxRelay
+from store_svc.servicer import SERVICE_NAME
 from store_svc.settings import StoreSettings
 
 PROBE_TIMEOUT: Final = 1.5

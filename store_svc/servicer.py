@@ -1,15 +1,19 @@
-"""The EventStoreService gRPC servicer: request checks and message mapping.
+"""The EventStoreService gRPC servicer: message mapping.
 
 All logic lives in the engine (writes, reads, subscriptions) and in
-``time_travel`` (folds, snapshots); this module only validates requests,
-calls them and maps results. Exceptions become statuses via service_kit.
+``time_travel`` (folds, snapshots); this module calls them and maps results.
+A request's shape (ids, ranges, required fields, who may set
+``include_secrets``) is the contract's, checked before a method runs by the
+validation and auth interceptors (AppendStream checks each of its requests
+itself); what is left here are the domain's rules (known event types,
+payloads the domain can fold). Exceptions become statuses via service_kit.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
-import re
 import time
 from collections.abc import AsyncIterator
 from datetime import datetime
@@ -20,13 +24,13 @@ from cqrs.eventstore.v1 import event_store_pb2 as pb
 from cqrs.eventstore.v1 import event_store_pb2_grpc as pb_grpc
 
 import domain
-from service_kit import errors, metadata, observability, validate
-from service_kit.auth import credentials_expire_at, current_principal
+from service_kit import errors, metadata, observability, request_validation
+from service_kit.auth import credentials_expire_at
 from service_kit.batching import batches
-from service_kit.errors import ServiceError, invalid
+from service_kit.errors import ServiceError, invalid, invalid_fields
 from service_kit.structs import struct_to_dict
-from service_kit.timeconv import to_timestamp, utcnow
-from store_svc import convert, policies
+from service_kit.timeconv import to_datetime, to_timestamp, utcnow
+from store_svc import convert
 from store_svc.engine import (
     Claim,
     EventStore,
@@ -38,22 +42,23 @@ from store_svc.engine import (
 from store_svc.engine.model import MAX_TIMESTAMP, MIN_TIMESTAMP
 from store_svc.time_travel import TimeTravel, snapshot_state
 
-_AGGREGATE_TYPE = re.compile(r"^[a-z][a-z0-9_.-]{0,63}$")
-MAX_EVENTS_PER_APPEND = 100
+SERVICE_NAME: Final = pb.DESCRIPTOR.services_by_name["EventStoreService"].full_name
+MAX_PAGE = 1000
 DEFAULT_LIST_LIMIT = 100
 
 
-def _moment(field: str, ts: Any) -> datetime:
-    """A valid RFC 3339 time, clamped to the range the storage can hold.
+def _moment(ts: Any) -> datetime:
+    """A time (within RFC 3339's range: the contract's rule), clamped to the range
+    the storage can hold.
 
     Clamping is exact for every use here: nothing is stored before the
     epoch or after 2105, so "until 2999" and "until 2105" select the same.
     """
-    return min(max(validate.timestamp(field, ts), MIN_TIMESTAMP), MAX_TIMESTAMP)
+    return min(max(to_datetime(ts), MIN_TIMESTAMP), MAX_TIMESTAMP)
 
 
 def _optional_moment(field: str, request: Any) -> datetime | None:
-    return _moment(field, getattr(request, field)) if request.HasField(field) else None
+    return _moment(getattr(request, field)) if request.HasField(field) else None
 
 
 def _expected(request: pb.AppendRequest) -> Any:
@@ -63,10 +68,9 @@ def _expected(request: pb.AppendRequest) -> Any:
     if which == "no_stream":
         return ExpectedVersion.NO_STREAM
     if which == "exact":
-        if request.exact < 0:
-            raise invalid("expected_version.exact", f"must not be negative, got {request.exact}")
         return ExpectedVersion.exact(request.exact)
-    raise invalid("expected_version", "required: one of any, no_stream, exact")
+    # Unreachable for a checked request (the oneof is required by the contract).
+    raise invalid("expected_version", "give exactly one of any, no_stream, exact")
 
 
 # One encoder for every payload: json.dumps builds a new one per call when
@@ -78,7 +82,6 @@ def _new_event(
     i: int, aggregate_id: str, version: int, proposed: pb.ProposedEvent, now: datetime
 ) -> NewEvent:
     field = f"events[{i}]"
-    event_id = validate.uuid_field(f"{field}.event_id", proposed.event_id)
     if proposed.event_type not in domain.EVENT_TYPES:
         raise invalid(
             f"{field}.event_type",
@@ -101,16 +104,23 @@ def _new_event(
         raise invalid(f"{field}.payload.{exc.field}", exc.reason) from None
     claims = tuple(Claim(c.namespace, c.value) for c in proposed.claims)
     releases = tuple(Claim(c.namespace, c.value) for c in proposed.releases)
-    for c in (*claims, *releases):
-        if not c.namespace or not c.value:
-            raise invalid(f"{field}.claims", "namespace and value are required")
     return NewEvent(
-        event_id=event_id,
+        event_id=proposed.event_id,
         event_type=proposed.event_type,
         payload=_COMPACT_JSON.encode(payload).encode(),
         claims=claims,
         releases=releases,
     )
+
+
+def _check_append(request: pb.AppendStreamRequest) -> None:
+    """The contract's rules of one AppendStream request (the interceptor sees no single
+    request here), its append's fields named as Append names them (``aggregate_id``)."""
+    found = request_validation.violations(request)
+    if found:
+        raise invalid_fields(
+            [dataclasses.replace(v, field=v.field.removeprefix("append.")) for v in found]
+        )
 
 
 STREAM_IN_FLIGHT: Final = 1024
@@ -182,6 +192,7 @@ class EventStoreServicer(pb_grpc.EventStoreServiceServicer):
             )
             observability.correlation_id.set(correlation)  # this task's own context
             try:
+                _check_append(request)
                 appended = await self._append(request.append, correlation, causation)
                 reply = pb.AppendStreamResponse(request_id=request.request_id, appended=appended)
                 code = grpc.StatusCode.OK
@@ -190,7 +201,7 @@ class EventStoreServicer(pb_grpc.EventStoreServiceServicer):
                 failed = pb.AppendFailure(code=code.value[0], message=message)
                 reply = pb.AppendStreamResponse(request_id=request.request_id, failed=failed)
             observability.observe_rpc(
-                policies.SERVICE_NAME, "AppendStream", code.name, time.perf_counter() - started
+                SERVICE_NAME, "AppendStream", code.name, time.perf_counter() - started
             )
             replies.put_nowait(reply)
 
@@ -247,15 +258,9 @@ class EventStoreServicer(pb_grpc.EventStoreServiceServicer):
     async def _append(
         self, request: pb.AppendRequest, correlation: str, causation: str
     ) -> pb.AppendResponse:
-        aggregate_id = validate.uuid_field("aggregate_id", request.aggregate_id)
+        aggregate_id = request.aggregate_id
         aggregate_type = request.aggregate_type or "user"
-        if not _AGGREGATE_TYPE.match(aggregate_type):
-            raise invalid("aggregate_type", f"{aggregate_type[:64]!r} is not a valid type name")
         expected = _expected(request)
-        if not request.events:
-            raise invalid("events", "at least one event is required")
-        if len(request.events) > MAX_EVENTS_PER_APPEND:
-            raise invalid("events", f"at most {MAX_EVENTS_PER_APPEND} per append")
         now = utcnow()
         events = [_new_event(i, aggregate_id, i + 1, e, now) for i, e in enumerate(request.events)]
         old_version = self._store.stream_version(aggregate_id)
@@ -283,7 +288,7 @@ class EventStoreServicer(pb_grpc.EventStoreServiceServicer):
     async def LoadAggregate(
         self, request: pb.LoadAggregateRequest, context: Any
     ) -> pb.LoadAggregateResponse:
-        aggregate_id = validate.uuid_field("aggregate_id", request.aggregate_id)
+        aggregate_id = request.aggregate_id
         snap = await self._store.latest_snapshot(aggregate_id)
         usable = snap is not None and snap.schema_version == domain.STATE_SCHEMA_VERSION
         from_version = snap.version + 1 if usable and snap is not None else 1
@@ -307,11 +312,11 @@ class EventStoreServicer(pb_grpc.EventStoreServiceServicer):
     async def ReadStream(
         self, request: pb.ReadStreamRequest, context: Any
     ) -> pb.ReadStreamResponse:
-        aggregate_id = validate.uuid_field("aggregate_id", request.aggregate_id)
-        from_version = validate.non_negative("from_version", request.from_version) or 1
-        to_version = validate.non_negative("to_version", request.to_version) or None
+        aggregate_id = request.aggregate_id
+        from_version = request.from_version or 1
+        to_version = request.to_version or None
         until = _optional_moment("until", request)
-        limit = validate.page_size("limit", request.limit, default=validate.MAX_PAGE)
+        limit = request.limit or MAX_PAGE
         version = self._store.stream_version(aggregate_id)
         if version == 0:
             raise errors.ServiceError(grpc.StatusCode.NOT_FOUND, f"stream {aggregate_id} not found")
@@ -333,8 +338,8 @@ class EventStoreServicer(pb_grpc.EventStoreServiceServicer):
     async def GetAggregateEvents(
         self, request: pb.GetAggregateEventsRequest, context: Any
     ) -> pb.GetAggregateEventsResponse:
-        aggregate_id = validate.uuid_field("aggregate_id", request.aggregate_id)
-        from_version = validate.non_negative("from_version", request.from_version) or 1
+        aggregate_id = request.aggregate_id
+        from_version = request.from_version or 1
         if self._store.stream_version(aggregate_id) == 0:
             raise errors.ServiceError(grpc.StatusCode.NOT_FOUND, f"stream {aggregate_id} not found")
         records = await self._store.read_stream(aggregate_id, from_version=from_version)
@@ -350,14 +355,9 @@ class EventStoreServicer(pb_grpc.EventStoreServiceServicer):
             raise invalid(
                 "event_type", f"unknown {event_type[:64]!r}; one of {', '.join(domain.EVENT_TYPES)}"
             )
-        aggregate_id = (
-            validate.uuid_field("aggregate_id", request.aggregate_id)
-            if request.aggregate_id
-            else None
-        )
         return {
             "event_types": (event_type,) if event_type else (),
-            "aggregate_id": aggregate_id,
+            "aggregate_id": request.aggregate_id or None,
             "since": _optional_moment("since", request),
             "until": _optional_moment("until", request),
         }
@@ -367,10 +367,8 @@ class EventStoreServicer(pb_grpc.EventStoreServiceServicer):
         self, request: pb.ListEventsRequest, context: Any
     ) -> pb.ListEventsResponse:
         filters = self._filters(request)
-        limit = validate.page_size("limit", request.limit, default=DEFAULT_LIST_LIMIT)
-        after = validate.non_negative("after_position", request.after_position)
-        offset = validate.non_negative("offset", request.offset)
-        after = await self._skip(offset, after, filters)
+        limit = request.limit or DEFAULT_LIST_LIMIT
+        after = await self._skip(request.offset, request.after_position, filters)
         records = await self._store.read_all(after_position=after, limit=limit, **filters)
         return pb.ListEventsResponse(
             events=[convert.event_to_pb(r) for r in records],
@@ -391,7 +389,7 @@ class EventStoreServicer(pb_grpc.EventStoreServiceServicer):
             return after + offset
         while offset > 0:
             skipped = await self._store.read_all(
-                after_position=after, limit=min(offset, validate.MAX_PAGE), **filters
+                after_position=after, limit=min(offset, MAX_PAGE), **filters
             )
             if not skipped:
                 break
@@ -409,12 +407,11 @@ class EventStoreServicer(pb_grpc.EventStoreServiceServicer):
     async def ReplayEvents(
         self, request: pb.ReplayEventsRequest, context: Any
     ) -> pb.ReplayEventsResponse:
-        if not request.HasField("since"):
-            raise invalid("since", "required (RFC 3339, e.g. 2025-01-01T00:00:00Z)")
-        since = _moment("since", request.since)
-        limit = validate.page_size("limit", request.limit, default=validate.MAX_PAGE)
-        after = validate.non_negative("after_position", request.after_position)
-        records = await self._store.read_all(after_position=after, limit=limit, since=since)
+        since = _moment(request.since)
+        limit = request.limit or MAX_PAGE
+        records = await self._store.read_all(
+            after_position=request.after_position, limit=limit, since=since
+        )
         return pb.ReplayEventsResponse(
             events=[convert.event_to_pb(r) for r in records],
             count=len(records),
@@ -426,21 +423,11 @@ class EventStoreServicer(pb_grpc.EventStoreServiceServicer):
     async def Subscribe(
         self, request: pb.SubscribeRequest, context: Any
     ) -> AsyncIterator[pb.SubscribeResponse]:
-        start = validate.non_negative("from_position", request.from_position)
+        start = request.from_position
         heartbeat = request.heartbeat_seconds or 5
-        if not 1 <= heartbeat <= 60:
-            raise invalid("heartbeat_seconds", f"must be 1..60, got {heartbeat}")
-        if request.include_secrets:
-            principal = current_principal()
-            if principal is None or not principal.is_service:
-                raise errors.ServiceError(
-                    grpc.StatusCode.PERMISSION_DENIED,
-                    "include_secrets: reserved to the project's services",
-                )
+        # include_secrets is the services' alone: the contract's field_access rule.
         redact = not request.include_secrets
         max_batch = request.max_batch or 1
-        if not 1 <= max_batch <= validate.MAX_PAGE:
-            raise invalid("max_batch", f"must be 1..{validate.MAX_PAGE}, got {max_batch}")
         wanted = _event_types(request.event_types)
         items = self._store.subscribe(start, heartbeat=float(heartbeat))
         async for group in batches(items, max_size=max_batch, read_ahead=max_batch):
@@ -469,7 +456,7 @@ class EventStoreServicer(pb_grpc.EventStoreServiceServicer):
 
     @errors.unary
     async def GetState(self, request: pb.GetStateRequest, context: Any) -> pb.GetStateResponse:
-        aggregate_id = validate.uuid_field("aggregate_id", request.aggregate_id)
+        aggregate_id = request.aggregate_id
         folded = await self._tt.current(aggregate_id)
         return pb.GetStateResponse(
             state=convert.state_to_pb(folded.state), events_replayed=folded.events_replayed
@@ -479,10 +466,10 @@ class EventStoreServicer(pb_grpc.EventStoreServiceServicer):
     async def GetStateAt(
         self, request: pb.GetStateAtRequest, context: Any
     ) -> pb.GetStateAtResponse:
-        aggregate_id = validate.uuid_field("aggregate_id", request.aggregate_id)
+        aggregate_id = request.aggregate_id
         point = request.WhichOneof("point")
         if point == "timestamp":
-            at = _moment("timestamp", request.timestamp)
+            at = _moment(request.timestamp)
             folded = await self._tt.at_time(aggregate_id, at)
             return pb.GetStateAtResponse(
                 state=convert.state_to_pb(folded.state),
@@ -490,19 +477,18 @@ class EventStoreServicer(pb_grpc.EventStoreServiceServicer):
                 as_of=request.timestamp,
             )
         if point == "version":
-            if request.version < 1:
-                raise invalid("version", f"must be at least 1, got {request.version}")
             folded = await self._tt.at_version(aggregate_id, request.version)
             return pb.GetStateAtResponse(
                 state=convert.state_to_pb(folded.state), events_replayed=folded.events_replayed
             )
-        raise invalid("timestamp", "required: give timestamp (RFC 3339) or version")
+        # Unreachable for a checked request (the oneof is required by the contract).
+        raise invalid("point", "give exactly one of timestamp, version")
 
     @errors.unary
     async def GetHistory(
         self, request: pb.GetHistoryRequest, context: Any
     ) -> pb.GetHistoryResponse:
-        aggregate_id = validate.uuid_field("aggregate_id", request.aggregate_id)
+        aggregate_id = request.aggregate_id
         steps = await self._tt.history(aggregate_id)
         return pb.GetHistoryResponse(
             aggregate_id=aggregate_id,
@@ -521,12 +507,9 @@ class EventStoreServicer(pb_grpc.EventStoreServiceServicer):
     async def CompareStates(
         self, request: pb.CompareStatesRequest, context: Any
     ) -> pb.CompareStatesResponse:
-        aggregate_id = validate.uuid_field("aggregate_id", request.aggregate_id)
-        for name in ("time1", "time2"):
-            if not request.HasField(name):
-                raise invalid(name, "required (RFC 3339, e.g. 2025-01-01T00:00:00Z)")
-        t1 = _moment("time1", request.time1)
-        t2 = _moment("time2", request.time2)
+        aggregate_id = request.aggregate_id
+        t1 = _moment(request.time1)
+        t2 = _moment(request.time2)
         s1 = await self._tt.state_or_none(aggregate_id, t1)
         s2 = await self._tt.state_or_none(aggregate_id, t2)
         changes = domain.diff_states(s1, s2)
@@ -547,12 +530,11 @@ class EventStoreServicer(pb_grpc.EventStoreServiceServicer):
     async def ListStatesAt(
         self, request: pb.ListStatesAtRequest, context: Any
     ) -> pb.ListStatesAtResponse:
-        if not request.HasField("timestamp"):
-            raise invalid("timestamp", "required (RFC 3339, e.g. 2025-01-01T00:00:00Z)")
-        at = _moment("timestamp", request.timestamp)
-        size = validate.page_size("page_size", request.page_size, default=DEFAULT_LIST_LIMIT)
-        after = validate.uuid_field("page_token", request.page_token) if request.page_token else ""
-        states, next_token = await self._tt.states_at(at, page_size=size, after_id=after)
+        at = _moment(request.timestamp)
+        size = request.page_size or DEFAULT_LIST_LIMIT
+        states, next_token = await self._tt.states_at(
+            at, page_size=size, after_id=request.page_token
+        )
         return pb.ListStatesAtResponse(
             states=[convert.state_to_pb(s) for s in states],
             count=len(states),
@@ -577,7 +559,7 @@ class EventStoreServicer(pb_grpc.EventStoreServiceServicer):
     async def CreateSnapshot(
         self, request: pb.CreateSnapshotRequest, context: Any
     ) -> pb.CreateSnapshotResponse:
-        aggregate_id = validate.uuid_field("aggregate_id", request.aggregate_id)
+        aggregate_id = request.aggregate_id
         record = await self._tt.create_snapshot(aggregate_id, utcnow())
         return pb.CreateSnapshotResponse(
             snapshot=self._snapshot_pb(record),
@@ -588,7 +570,7 @@ class EventStoreServicer(pb_grpc.EventStoreServiceServicer):
     async def GetSnapshot(
         self, request: pb.GetSnapshotRequest, context: Any
     ) -> pb.GetSnapshotResponse:
-        aggregate_id = validate.uuid_field("aggregate_id", request.aggregate_id)
+        aggregate_id = request.aggregate_id
         return pb.GetSnapshotResponse(
             snapshot=self._snapshot_pb(await self._tt.latest_snapshot(aggregate_id))
         )
@@ -597,7 +579,7 @@ class EventStoreServicer(pb_grpc.EventStoreServiceServicer):
     async def GetStateFromSnapshot(
         self, request: pb.GetStateFromSnapshotRequest, context: Any
     ) -> pb.GetStateFromSnapshotResponse:
-        aggregate_id = validate.uuid_field("aggregate_id", request.aggregate_id)
+        aggregate_id = request.aggregate_id
         folded = await self._tt.from_snapshot(aggregate_id)
         return pb.GetStateFromSnapshotResponse(
             state=convert.state_to_pb(folded.state),

@@ -40,10 +40,25 @@ class HttpResponse:
     def error(self) -> str:
         """The ``error`` of an error body (fails the test if the body is not one)."""
         data = self.json()
-        assert isinstance(data, dict) and set(data) == {"error", "code"}, self.describe()
+        assert isinstance(data, dict), self.describe()
+        assert {"error", "code"} <= set(data) <= {"error", "code", "violations"}, self.describe()
         message = data["error"]
         assert isinstance(message, str)
         return message
+
+    @property
+    def violations(self) -> dict[str, str]:
+        """The invalid fields of a 400 and what is wrong with each (fails the test if
+        the body has none, or they are not ``[{"field", "description"}]``)."""
+        self.error  # noqa: B018  # the body is an error body
+        listed = self.json().get("violations")
+        assert isinstance(listed, list) and listed, self.describe()
+        found: dict[str, str] = {}
+        for item in listed:
+            assert isinstance(item, dict) and set(item) == {"field", "description"}, item
+            assert isinstance(item["field"], str) and isinstance(item["description"], str)
+            found[item["field"]] = item["description"]
+        return found
 
     @property
     def code(self) -> str:

@@ -49,8 +49,11 @@ _PROJECT_VARIABLES = (
     "EMAIL_VERIFICATION_",
     "REFRESH_TOKEN_",
     "PUBLIC_URL",
+    "CORS_",
 )
 STARTUP_TIMEOUT = 60.0
+# The one origin CORS allows in the e2e runs (tests/e2e/test_cors.py); no page is served there.
+CORS_ORIGIN = "https://app.example.test"
 # The graceful-stop budget the suite holds the system to.
 STOP_TIMEOUT = 20.0
 
@@ -187,6 +190,7 @@ def system_env(
             "COMMAND_GRPC_TARGET": f"127.0.0.1:{ports.command_grpc}",
             "QUERY_GRPC_TARGET": f"127.0.0.1:{ports.query_grpc}",
             "GATEWAY_PORTS": f"{ports.auth},{ports.query},{ports.store_http}",
+            "CORS_ALLOWED_ORIGINS": CORS_ORIGIN,
             "PYTHONUNBUFFERED": "1",
         }
     )

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.browser import BrowserSession, browser_session, missing_browser
 from tests.e2e.body_log import find_hash
-from tests.e2e.console.browser import BrowserSession, browser_session, missing_browser
 from tests.e2e.system_process import SystemProcess
 
 REPO_ROOT = Path(__file__).resolve().parents[3]

@@ -14,7 +14,7 @@ import re
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.e2e.console.browser import BrowserSession
+from tests.browser import BrowserSession
 from tests.e2e.console.pages import (
     NOTHING,
     displayed_changes,

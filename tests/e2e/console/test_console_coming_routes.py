@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import Page, Route, expect
 
-from tests.e2e.console.browser import BrowserSession
+from tests.browser import BrowserSession
 from tests.e2e.console.pages import open_user, sign_in
 from tests.e2e.http_client import HttpClient
 from tests.e2e.support import register

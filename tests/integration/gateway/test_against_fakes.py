@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from typing import Any
 
 import pytest
 
@@ -23,10 +24,15 @@ pytestmark = pytest.mark.integration
 JSON_BODY = {"Content-Type": "application/json"}
 
 
-def assert_error(reply_json: dict[str, str], code: str, fragment: str) -> None:
-    assert set(reply_json) == {"error", "code"}
+def assert_error(reply_json: dict[str, Any], code: str, fragment: str) -> None:
+    assert {"error", "code"} <= set(reply_json) <= {"error", "code", "violations"}
     assert reply_json["code"] == code
     assert fragment in reply_json["error"]
+    if code == "INVALID_ARGUMENT":  # every 400 of the gateway names its fields
+        violations = reply_json["violations"]
+        assert violations and all(set(v) == {"field", "description"} for v in violations)
+        named = "; ".join(f"{v['field']}: {v['description']}" for v in violations)
+        assert named == reply_json["error"]
 
 
 # --- success paths ------------------------------------------------------------------

@@ -128,7 +128,7 @@ async def test_retried_append_is_idempotent(store: Store) -> None:
         (lambda r: setattr(r.events[0], "event_type", "user.exploded"), "events[0].event_type"),
         (lambda r: setattr(r.events[0], "event_id", "x"), "events[0].event_id"),
         (lambda r: r.ClearField("events"), "events"),
-        (lambda r: setattr(r, "exact", -3), "expected_version.exact"),
+        (lambda r: setattr(r, "exact", -3), "exact"),
     ],
 )
 async def test_bad_append_is_invalid_argument_naming_the_field(
@@ -152,7 +152,7 @@ async def test_reads_validate_and_report_not_found(store: Store) -> None:
         (stub.ListEvents(pb.ListEventsRequest(aggregate_id="nope")), "aggregate_id"),
         (stub.GetState(pb.GetStateRequest(aggregate_id="123")), "aggregate_id"),
         (stub.ReplayEvents(pb.ReplayEventsRequest()), "since"),
-        (stub.GetStateAt(pb.GetStateAtRequest(aggregate_id=str(uuid.uuid4()))), "timestamp"),
+        (stub.GetStateAt(pb.GetStateAtRequest(aggregate_id=str(uuid.uuid4()))), "point"),
     ]
     for call, field in cases:
         with pytest.raises(grpc.aio.AioRpcError) as err:

@@ -18,9 +18,9 @@ from google.protobuf.message import Message
 
 from command_svc.handlers import CommandHandler
 from command_svc.idempotency import IdempotencyCache
-from command_svc.policies import POLICIES, SERVICE_NAME
-from command_svc.servicer import CommandServiceServicer
-from service_kit.auth import ROLE_ADMIN, ROLE_SERVICE, ROLE_USER, AuthInterceptor
+from command_svc.servicer import SERVICE_NAME, CommandServiceServicer
+from service_kit.auth import ROLE_ADMIN, ROLE_SERVICE, ROLE_USER
+from service_kit.interceptors import service_interceptors
 from service_kit.server import Registration, RunningServer, start_server
 from tests import auth_support
 
@@ -67,7 +67,7 @@ async def env() -> AsyncIterator[Env]:
                 CommandServiceServicer(handler, idempotency),
             )
         ],
-        interceptors=[AuthInterceptor(VERIFIER, POLICIES)],
+        interceptors=service_interceptors(SERVICE_NAME, VERIFIER, revocations=None),
     )
     async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
         yield Env(server, store, pb_grpc.CommandServiceStub(channel))
@@ -262,7 +262,7 @@ async def test_a_hung_store_is_unavailable_within_the_commands_bound(
     server = await start_server(
         "127.0.0.1:0",
         [Registration(SERVICE_NAME, pb_grpc.add_CommandServiceServicer_to_server, servicer)],
-        interceptors=[AuthInterceptor(VERIFIER, POLICIES)],
+        interceptors=service_interceptors(SERVICE_NAME, VERIFIER, revocations=None),
     )
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:

@@ -217,7 +217,7 @@ def test_what_is_copied_builds_and_runs(instructions: list[df.Instruction], tmp_
         assert f"{module}/__main__.py" in names, f"{module} cannot be run with python -m"
     assert "cqrs/descriptor_set.binpb" in names
     top_level = {name.split("/")[0] for name in names if not name.startswith("cqrs_users-")}
-    assert top_level == {*SERVICE_MODULES, "domain", "service_kit", "cqrs", "cqrs_client"}, (
+    assert top_level == {*SERVICE_MODULES, "domain", "service_kit", "cqrs", "buf"}, (
         "the image must hold the services and what they import, not dev tools or tests"
     )
 

@@ -21,10 +21,10 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2
 
-from command_svc.policies import SERVICE_NAME as COMMAND_SERVICE
-from query_svc.policies import SERVICE_NAME as QUERY_SERVICE
+from command_svc.servicer import SERVICE_NAME as COMMAND_SERVICE
+from query_svc.servicer import SERVICE_NAME as QUERY_SERVICE
 from service_kit.server import Registration, start_server
-from store_svc.policies import SERVICE_NAME as STORE_SERVICE
+from store_svc.servicer import SERVICE_NAME as STORE_SERVICE
 from tests.unit.deploy import compose_support as cs
 
 pytestmark = pytest.mark.unit

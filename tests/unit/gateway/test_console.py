@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import re
-from collections.abc import MutableMapping
 from pathlib import Path
-from typing import Any, cast
 
 import pytest
-from starlette.applications import Starlette
 
 from gateway import console
 from gateway.app import build_app
 from gateway.errors import GatewayError
 from gateway.settings import GatewaySettings
 from tests.auth_support import TEST_ENV
+from tests.unit.gateway.asgi import asgi
 
 pytestmark = pytest.mark.unit
 
@@ -108,33 +106,6 @@ def test_loading_a_folder_without_an_index_fails(tmp_path: Path) -> None:
         console.load_assets(tmp_path)
     (tmp_path / "index.html").write_text("<!doctype html>\n")
     assert set(console.load_assets(tmp_path)) == {"app.js", "index.html"}
-
-
-async def asgi(app: Starlette, method: str, path: str) -> tuple[int, dict[str, str], bytes]:
-    """One request through the app's ASGI interface (no server, no backends needed)."""
-    scope = {
-        "type": "http",
-        "method": method,
-        "path": path,
-        "raw_path": path.encode(),
-        "query_string": b"",
-        "headers": [],
-        "app": app,
-    }
-    sent: list[MutableMapping[str, Any]] = []
-
-    async def receive() -> dict[str, object]:
-        return {"type": "http.request", "body": b"", "more_body": False}
-
-    async def send(message: MutableMapping[str, Any]) -> None:
-        sent.append(message)
-
-    await app(scope, receive, send)
-    start = sent[0]
-    raw_headers = cast(list[tuple[bytes, bytes]], start["headers"])
-    headers = {name.decode(): value.decode() for name, value in raw_headers}
-    body = b"".join(cast(bytes, message.get("body", b"")) for message in sent[1:])
-    return cast(int, start["status"]), headers, body
 
 
 async def test_the_gateway_serves_the_console_beside_the_api() -> None:

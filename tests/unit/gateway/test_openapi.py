@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from openapi_spec_validator import validate
 
 from gateway.comments import symbol_comments
 from gateway.openapi import build_document
@@ -12,6 +13,7 @@ from gateway.profiles import served_routes
 from gateway.routes import load_routes
 from gateway.seed_format import SEED_ROUTES
 from service_kit import descriptors
+from service_kit.access import method_rules
 
 from . import synthetic
 
@@ -72,7 +74,7 @@ def test_operations_carry_comments_and_status(doc: dict[str, Any]) -> None:
     assert "/cqrs.command.v1.CommandService/Register" in register["description"]
     assert "201" in register["responses"]
     body = register["requestBody"]["content"]["application/json"]["schema"]
-    assert body == {"$ref": "#/components/schemas/cqrs.command.v1.RegisterRequest"}
+    assert body == {"$ref": "#/components/schemas/RegisterRequest"}
     assert "201" in doc["paths"]["/v1/snapshots/{aggregate_id}"]["post"]["responses"]
     assert "201" in doc["paths"]["/snapshots/{aggregate_id}"]["post"]["responses"]
     assert "200" in doc["paths"]["/v1/login"]["post"]["responses"]
@@ -85,7 +87,7 @@ def test_parameters_come_from_path_and_query_fields(doc: dict[str, Any]) -> None
     assert params["aggregate_id"]["required"] is True
     assert params["timestamp"]["in"] == "query"
     assert params["timestamp"]["schema"]["format"] == "date-time"
-    assert params["version"]["schema"] == {"type": "integer", "format": "int32"}
+    assert params["version"]["schema"] == {"type": "integer", "format": "int32", "minimum": 1}
     assert "At most one of timestamp, version may be given." in params["version"]["description"]
     events = {p["name"]: p for p in doc["paths"]["/v1/events"]["get"]["parameters"] if "name" in p}
     assert set(events) == {
@@ -99,7 +101,7 @@ def test_parameters_come_from_path_and_query_fields(doc: dict[str, Any]) -> None
     }
     assert events["limit"]["description"].startswith("Most events to return")
     users = {p["name"]: p for p in doc["paths"]["/v1/users"]["get"]["parameters"] if "name" in p}
-    assert users["status"]["schema"] == {"$ref": "#/components/schemas/cqrs.common.v1.UserStatus"}
+    assert users["status"]["schema"] == {"$ref": "#/components/schemas/UserStatus"}
     assert "requestBody" not in doc["paths"]["/v1/users"]["get"]
 
 
@@ -111,17 +113,17 @@ def test_body_routes_take_no_query_parameters(doc: dict[str, Any]) -> None:
 
 def test_schemas_describe_fields_from_comments(doc: dict[str, Any]) -> None:
     schemas = doc["components"]["schemas"]
-    event = schemas["cqrs.eventstore.v1.Event"]
+    event = schemas["Event"]
     assert event["properties"]["version"]["type"] == "integer"
     assert event["properties"]["position"]["type"] == ["integer", "string"]
     assert event["properties"]["timestamp"]["format"] == "date-time"
     assert event["properties"]["payload"]["type"] == "object"
     assert event["properties"]["event_type"]["description"].startswith("Event type")
     assert event["additionalProperties"] is False
-    status = schemas["cqrs.common.v1.UserStatus"]
+    status = schemas["UserStatus"]
     assert status["enum"] == ["unspecified", "active", "deactivated"]
     assert "`active`: The account can log in" in status["description"]
-    subscribe = schemas["cqrs.eventstore.v1.SubscribeResponse"]
+    subscribe = schemas["SubscribeResponse"]
     assert "At most one of event, checkpoint" in subscribe["description"]
     assert schemas["Error"]["required"] == ["error", "code"]
 
@@ -136,7 +138,7 @@ def test_streams_are_ndjson(doc: dict[str, Any]) -> None:
 def test_probe_contract_maps_repeated_maps_and_custom_verbs() -> None:
     routes = load_routes(synthetic.file_set(), synthetic.pool())
     doc = build_document(served_routes(routes, {}), {})
-    probe = doc["components"]["schemas"]["test.gateway.v1.Probe"]["properties"]
+    probe = doc["components"]["schemas"]["Probe"]["properties"]
     assert probe["tags"] == {"type": "array", "items": {"type": "string"}}
     assert probe["counts"] == {
         "type": "object",
@@ -150,7 +152,7 @@ def test_probe_contract_maps_repeated_maps_and_custom_verbs() -> None:
     assert "counts" not in listed and "items" not in listed
     annotate = doc["paths"]["/probes/{id}/inner"]["put"]
     assert annotate["requestBody"]["content"]["application/json"]["schema"] == {
-        "$ref": "#/components/schemas/test.gateway.v1.Inner"
+        "$ref": "#/components/schemas/Inner"
     }
     assert "inner.note" not in {p.get("name") for p in annotate["parameters"]}
 
@@ -195,3 +197,120 @@ def test_seed_routes_document_the_seeds_query_names_and_defaults(doc: dict[str, 
     seed_event = doc["components"]["schemas"]["SeedEvent"]
     assert seed_event["properties"]["payload"]["type"] == "string"
     assert doc["components"]["schemas"]["Health"]["properties"]["total_events"]
+
+
+def test_it_validates_as_openapi_31(doc: dict[str, Any]) -> None:
+    validate(doc)
+
+
+def _operations(doc: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
+    return [
+        (path, verb, operation)
+        for path, item in doc["paths"].items()
+        for verb, operation in item.items()
+    ]
+
+
+def test_security_is_per_operation_from_the_access_rules(doc: dict[str, Any]) -> None:
+    rules = {r.path: r.access for r in method_rules()}
+    public = set()
+    for path, verb, operation in _operations(doc):
+        grpc_path = next(
+            (
+                line.split("`")[1]
+                for line in operation.get("description", "").splitlines()
+                if line.startswith("gRPC: `")
+            ),
+            None,
+        )
+        if grpc_path is None:  # the gateway's own routes (health, this document)
+            assert operation["security"] == [], path
+            continue
+        expected: list[Any] = [] if rules[grpc_path].kind == "public" else [{"bearerAuth": []}]
+        assert operation["security"] == expected, (verb, path)
+        if not expected:
+            public.add(path)
+            assert "401" not in operation["responses"], path
+        else:
+            assert {"401", "403"} <= set(operation["responses"]), path
+    assert {
+        "/v1/register",
+        "/v1/login",
+        "/v1/token/refresh",
+        "/v1/.well-known/jwks.json",
+        "/v1/password-reset",
+        "/v1/password-reset/confirm",
+    } <= public
+    assert "/v1/users/{id}/email" not in public
+    assert doc["security"] == [{"bearerAuth": []}]
+
+
+def test_required_lists_and_bounds_come_from_the_annotations(doc: dict[str, Any]) -> None:
+    schemas = doc["components"]["schemas"]
+    register = schemas["RegisterRequest"]
+    assert register["required"] == ["email", "password"]
+    assert register["properties"]["password"] | {"description": ""} == {
+        "type": "string",
+        "minLength": 8,
+        "maxLength": 128,
+        "description": "",
+    }
+    assert register["properties"]["email"]["format"] == "email"
+    body = schemas["ChangeEmailRequestBody"]
+    assert body["required"] == ["new_email"] and "id" not in body["properties"]
+    change = doc["paths"]["/v1/users/{id}/email"]["put"]
+    assert change["requestBody"]["required"] is True
+    assert change["requestBody"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/ChangeEmailRequestBody"
+    }
+    id_param = change["parameters"][0]
+    assert id_param["schema"]["format"] == "uuid" and "pattern" in id_param["schema"]
+    events = {p["name"]: p for p in doc["paths"]["/v1/events"]["get"]["parameters"] if "name" in p}
+    assert events["limit"]["schema"]["maximum"] == 1000
+    assert events["limit"]["schema"]["minimum"] == 0
+    states = doc["paths"]["/v1/replay/users/state-at"]["get"]["parameters"]
+    assert next(p for p in states if p.get("name") == "timestamp")["required"] is True
+    # Responses list every field the gateway always prints.
+    assert set(schemas["RegisterResponse"]["required"]) == {"id", "message", "version", "position"}
+    assert "last_login_at" not in schemas["User"]["required"]
+
+
+def test_errors_are_documented_with_their_schema(doc: dict[str, Any]) -> None:
+    responses = doc["components"]["responses"]
+    for name in (
+        "BadRequest",
+        "Unauthorized",
+        "Forbidden",
+        "NotFound",
+        "Conflict",
+        "TooManyRequests",
+        "Unavailable",
+    ):
+        schema = responses[name]["content"]["application/json"]["schema"]
+        assert schema == {"$ref": "#/components/schemas/Error"}, name
+    assert "Retry-After" in responses["TooManyRequests"]["headers"]
+    assert "Retry-After" in responses["Unavailable"]["headers"]
+    error = doc["components"]["schemas"]["Error"]
+    assert error["properties"]["violations"]["items"] == {
+        "$ref": "#/components/schemas/FieldViolation"
+    }
+    register = doc["paths"]["/v1/register"]["post"]["responses"]
+    assert register["400"] == {"$ref": "#/components/responses/BadRequest"}
+    assert register["409"] == {"$ref": "#/components/responses/Conflict"}
+    assert register["429"] == {"$ref": "#/components/responses/TooManyRequests"}
+    assert "default" in register
+
+
+def test_schema_names_are_readable(doc: dict[str, Any]) -> None:
+    names = set(doc["components"]["schemas"])
+    assert {"RegisterRequest", "User", "UserState", "Event", "UserStatus", "Error"} <= names
+    assert not [n for n in names if "." in n], names
+
+
+def test_streams_say_what_each_line_is(doc: dict[str, Any]) -> None:
+    response = doc["paths"]["/v1/events/subscribe"]["get"]["responses"]["200"]
+    assert response["content"]["application/x-ndjson"]["schema"] == {
+        "$ref": "#/components/schemas/SubscribeResponse"
+    }
+    assert "each line is one message" in response["description"]
+    assert "last line with the Error schema" in response["description"]

@@ -22,9 +22,10 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from cqrs.access.v1 import access_pb2 as cqrs_dot_access_dot_v1_dot_access__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1e\x63qrs/health/v1/readiness.proto\x12\x0e\x63qrs.health.v1\"\x15\n\x13GetReadinessRequest\"\xde\x01\n\x05\x43heck\x12\x0c\n\x04name\x18\x01 \x01(\t\x12+\n\x06status\x18\x02 \x01(\x0e\x32\x1b.cqrs.health.v1.CheckStatus\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x10\n\x08required\x18\x04 \x01(\x08\x12\x33\n\x07\x64\x65tails\x18\x05 \x03(\x0b\x32\".cqrs.health.v1.Check.DetailsEntry\x12\x13\n\x0b\x61ge_seconds\x18\x06 \x01(\x01\x1a.\n\x0c\x44\x65tailsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\x8c\x02\n\x14GetReadinessResponse\x12\x0f\n\x07service\x18\x01 \x01(\t\x12+\n\x06status\x18\x02 \x01(\x0e\x32\x1b.cqrs.health.v1.CheckStatus\x12\r\n\x05ready\x18\x03 \x01(\x08\x12\x0c\n\x04role\x18\x04 \x01(\t\x12%\n\x06\x63hecks\x18\x05 \x03(\x0b\x32\x15.cqrs.health.v1.Check\x12\x42\n\x07\x64\x65tails\x18\x06 \x03(\x0b\x32\x31.cqrs.health.v1.GetReadinessResponse.DetailsEntry\x1a.\n\x0c\x44\x65tailsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01*r\n\x0b\x43heckStatus\x12\x1c\n\x18\x43HECK_STATUS_UNSPECIFIED\x10\x00\x12\x13\n\x0f\x43HECK_STATUS_OK\x10\x01\x12\x19\n\x15\x43HECK_STATUS_DEGRADED\x10\x02\x12\x15\n\x11\x43HECK_STATUS_DOWN\x10\x03\x32m\n\x10ReadinessService\x12Y\n\x0cGetReadiness\x12#.cqrs.health.v1.GetReadinessRequest\x1a$.cqrs.health.v1.GetReadinessResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1e\x63qrs/health/v1/readiness.proto\x12\x0e\x63qrs.health.v1\x1a\x1b\x63qrs/access/v1/access.proto\"\x15\n\x13GetReadinessRequest\"\xde\x01\n\x05\x43heck\x12\x0c\n\x04name\x18\x01 \x01(\t\x12+\n\x06status\x18\x02 \x01(\x0e\x32\x1b.cqrs.health.v1.CheckStatus\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x10\n\x08required\x18\x04 \x01(\x08\x12\x33\n\x07\x64\x65tails\x18\x05 \x03(\x0b\x32\".cqrs.health.v1.Check.DetailsEntry\x12\x13\n\x0b\x61ge_seconds\x18\x06 \x01(\x01\x1a.\n\x0c\x44\x65tailsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\x8c\x02\n\x14GetReadinessResponse\x12\x0f\n\x07service\x18\x01 \x01(\t\x12+\n\x06status\x18\x02 \x01(\x0e\x32\x1b.cqrs.health.v1.CheckStatus\x12\r\n\x05ready\x18\x03 \x01(\x08\x12\x0c\n\x04role\x18\x04 \x01(\t\x12%\n\x06\x63hecks\x18\x05 \x03(\x0b\x32\x15.cqrs.health.v1.Check\x12\x42\n\x07\x64\x65tails\x18\x06 \x03(\x0b\x32\x31.cqrs.health.v1.GetReadinessResponse.DetailsEntry\x1a.\n\x0c\x44\x65tailsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01*r\n\x0b\x43heckStatus\x12\x1c\n\x18\x43HECK_STATUS_UNSPECIFIED\x10\x00\x12\x13\n\x0f\x43HECK_STATUS_OK\x10\x01\x12\x19\n\x15\x43HECK_STATUS_DEGRADED\x10\x02\x12\x15\n\x11\x43HECK_STATUS_DOWN\x10\x03\x32u\n\x10ReadinessService\x12\x61\n\x0cGetReadiness\x12#.cqrs.health.v1.GetReadinessRequest\x1a$.cqrs.health.v1.GetReadinessResponse\"\x06\x8a\xe7\x18\x02\x08\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,18 +36,20 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CHECK_DETAILSENTRY']._serialized_options = b'8\001'
   _globals['_GETREADINESSRESPONSE_DETAILSENTRY']._loaded_options = None
   _globals['_GETREADINESSRESPONSE_DETAILSENTRY']._serialized_options = b'8\001'
-  _globals['_CHECKSTATUS']._serialized_start=569
-  _globals['_CHECKSTATUS']._serialized_end=683
-  _globals['_GETREADINESSREQUEST']._serialized_start=50
-  _globals['_GETREADINESSREQUEST']._serialized_end=71
-  _globals['_CHECK']._serialized_start=74
-  _globals['_CHECK']._serialized_end=296
-  _globals['_CHECK_DETAILSENTRY']._serialized_start=250
-  _globals['_CHECK_DETAILSENTRY']._serialized_end=296
-  _globals['_GETREADINESSRESPONSE']._serialized_start=299
-  _globals['_GETREADINESSRESPONSE']._serialized_end=567
-  _globals['_GETREADINESSRESPONSE_DETAILSENTRY']._serialized_start=250
-  _globals['_GETREADINESSRESPONSE_DETAILSENTRY']._serialized_end=296
-  _globals['_READINESSSERVICE']._serialized_start=685
-  _globals['_READINESSSERVICE']._serialized_end=794
+  _globals['_READINESSSERVICE'].methods_by_name['GetReadiness']._loaded_options = None
+  _globals['_READINESSSERVICE'].methods_by_name['GetReadiness']._serialized_options = b'\212\347\030\002\010\001'
+  _globals['_CHECKSTATUS']._serialized_start=598
+  _globals['_CHECKSTATUS']._serialized_end=712
+  _globals['_GETREADINESSREQUEST']._serialized_start=79
+  _globals['_GETREADINESSREQUEST']._serialized_end=100
+  _globals['_CHECK']._serialized_start=103
+  _globals['_CHECK']._serialized_end=325
+  _globals['_CHECK_DETAILSENTRY']._serialized_start=279
+  _globals['_CHECK_DETAILSENTRY']._serialized_end=325
+  _globals['_GETREADINESSRESPONSE']._serialized_start=328
+  _globals['_GETREADINESSRESPONSE']._serialized_end=596
+  _globals['_GETREADINESSRESPONSE_DETAILSENTRY']._serialized_start=279
+  _globals['_GETREADINESSRESPONSE_DETAILSENTRY']._serialized_end=325
+  _globals['_READINESSSERVICE']._serialized_start=714
+  _globals['_READINESSSERVICE']._serialized_end=831
 # @@protoc_insertion_point(module_scope)

@@ -22,87 +22,121 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from buf.validate import validate_pb2 as buf_dot_validate_dot_validate__pb2
+from cqrs.access.v1 import access_pb2 as cqrs_dot_access_dot_v1_dot_access__pb2
 from cqrs.common.v1 import user_status_pb2 as cqrs_dot_common_dot_v1_dot_user__status__pb2
 from cqrs.httpopts.v1 import http_options_pb2 as cqrs_dot_httpopts_dot_v1_dot_http__options__pb2
+from cqrs.validation.v1 import rules_pb2 as cqrs_dot_validation_dot_v1_dot_rules__pb2
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
+from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x63qrs/query/v1/query.proto\x12\rcqrs.query.v1\x1a cqrs/common/v1/user_status.proto\x1a#cqrs/httpopts/v1/http_options.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe0\x02\n\x04User\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05\x65mail\x18\x02 \x01(\t\x12\x0c\n\x04role\x18\x03 \x01(\t\x12*\n\x06status\x18\x04 \x01(\x0e\x32\x1a.cqrs.common.v1.UserStatus\x12\x0f\n\x07version\x18\x05 \x01(\x05\x12.\n\ncreated_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x31\n\rlast_login_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0blogin_count\x18\t \x01(\x05\x12\x32\n\x0e\x64\x65\x61\x63tivated_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x0e\x65mail_verified\x18\x0b \x01(\x08\"{\n\x10ListUsersRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12*\n\x06status\x18\x03 \x01(\x0e\x32\x1a.cqrs.common.v1.UserStatus\x12\x14\n\x0cmin_position\x18\x04 \x01(\x03\"_\n\x11ListUsersResponse\x12\"\n\x05users\x18\x01 \x03(\x0b\x32\x13.cqrs.query.v1.User\x12\r\n\x05\x63ount\x18\x02 \x01(\x05\x12\x17\n\x0fnext_page_token\x18\x03 \x01(\t\"2\n\x0eGetUserRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x14\n\x0cmin_position\x18\x02 \x01(\x03\"4\n\x0fGetUserResponse\x12!\n\x04user\x18\x01 \x01(\x0b\x32\x13.cqrs.query.v1.User\"/\n\x0cLoginRequest\x12\r\n\x05\x65mail\x18\x01 \x01(\t\x12\x10\n\x08password\x18\x02 \x01(\t\"\xb0\x01\n\rLoginResponse\x12\r\n\x05token\x18\x01 \x01(\t\x12\x12\n\ntoken_type\x18\x02 \x01(\t\x12\x12\n\nexpires_in\x18\x03 \x01(\x05\x12!\n\x04user\x18\x04 \x01(\x0b\x32\x13.cqrs.query.v1.User\x12\x15\n\rrefresh_token\x18\x05 \x01(\t\x12\x1a\n\x12refresh_expires_in\x18\x06 \x01(\x05\x12\x12\n\nsession_id\x18\x07 \x01(\t\"a\n\x16GetLoginHistoryRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\x12\x14\n\x0cmin_position\x18\x04 \x01(\x03\"d\n\x0bLoginRecord\x12,\n\x08login_at\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x0e\x63lient_address\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\x05\"y\n\x17GetLoginHistoryResponse\x12\n\n\x02id\x18\x01 \x01(\t\x12*\n\x06logins\x18\x02 \x03(\x0b\x32\x1a.cqrs.query.v1.LoginRecord\x12\r\n\x05\x63ount\x18\x03 \x01(\x05\x12\x17\n\x0fnext_page_token\x18\x04 \x01(\t\"\x19\n\x17RebuildReadModelRequest\"l\n\x18RebuildReadModelResponse\x12\x0c\n\x04\x64one\x18\x01 \x01(\x03\x12\r\n\x05total\x18\x02 \x01(\x03\x12\x0c\n\x04rate\x18\x03 \x01(\x01\x12\x13\n\x0b\x65ta_seconds\x18\x04 \x01(\x01\x12\x10\n\x08\x66inished\x18\x05 \x01(\x08\",\n\x13RefreshTokenRequest\x12\x15\n\rrefresh_token\x18\x01 \x01(\t\"\x94\x01\n\x14RefreshTokenResponse\x12\r\n\x05token\x18\x01 \x01(\t\x12\x12\n\ntoken_type\x18\x02 \x01(\t\x12\x12\n\nexpires_in\x18\x03 \x01(\x05\x12\x15\n\rrefresh_token\x18\x04 \x01(\t\x12\x1a\n\x12refresh_expires_in\x18\x05 \x01(\x05\x12\x12\n\nsession_id\x18\x06 \x01(\t\"\x1c\n\rLogoutRequest\x12\x0b\n\x03\x61ll\x18\x01 \x01(\x08\"M\n\x0eLogoutResponse\x12\x0f\n\x07message\x18\x01 \x01(\t\x12\x18\n\x10sessions_revoked\x18\x02 \x01(\x05\x12\x10\n\x08position\x18\x03 \x01(\x03\"!\n\x13ListSessionsRequest\x12\n\n\x02id\x18\x01 \x01(\t\"\xad\x02\n\x07Session\x12\n\n\x02id\x18\x01 \x01(\t\x12.\n\ncreated_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x35\n\x11last_refreshed_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nexpires_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nrevoked_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06status\x18\x06 \x01(\t\x12\x16\n\x0erevoked_reason\x18\x07 \x01(\t\x12\x16\n\x0e\x63lient_address\x18\x08 \x01(\t\x12\x0f\n\x07\x63urrent\x18\t \x01(\x08\"[\n\x14ListSessionsResponse\x12\n\n\x02id\x18\x01 \x01(\t\x12(\n\x08sessions\x18\x02 \x03(\x0b\x32\x16.cqrs.query.v1.Session\x12\r\n\x05\x63ount\x18\x03 \x01(\x05\"\x10\n\x0eGetJwksRequest\"X\n\nJsonWebKey\x12\x0b\n\x03kty\x18\x01 \x01(\t\x12\x0b\n\x03\x63rv\x18\x02 \x01(\t\x12\t\n\x01x\x18\x03 \x01(\t\x12\x0b\n\x03kid\x18\x04 \x01(\t\x12\x0b\n\x03\x61lg\x18\x05 \x01(\t\x12\x0b\n\x03use\x18\x06 \x01(\t\":\n\x0fGetJwksResponse\x12\'\n\x04keys\x18\x01 \x03(\x0b\x32\x19.cqrs.query.v1.JsonWebKey\",\n\x1bRequestPasswordResetRequest\x12\r\n\x05\x65mail\x18\x01 \x01(\t\"/\n\x1cRequestPasswordResetResponse\x12\x0f\n\x07message\x18\x01 \x01(\t2\xf3\x08\n\x0cQueryService\x12^\n\tListUsers\x12\x1f.cqrs.query.v1.ListUsersRequest\x1a .cqrs.query.v1.ListUsersResponse\"\x0e\x82\xd3\xe4\x93\x02\x08\x12\x06/users\x12]\n\x07GetUser\x12\x1d.cqrs.query.v1.GetUserRequest\x1a\x1e.cqrs.query.v1.GetUserResponse\"\x13\x82\xd3\xe4\x93\x02\r\x12\x0b/users/{id}\x12U\n\x05Login\x12\x1b.cqrs.query.v1.LoginRequest\x1a\x1c.cqrs.query.v1.LoginResponse\"\x11\x82\xd3\xe4\x93\x02\x0b\"\x06/login:\x01*\x12|\n\x0fGetLoginHistory\x12%.cqrs.query.v1.GetLoginHistoryRequest\x1a&.cqrs.query.v1.GetLoginHistoryResponse\"\x1a\x82\xd3\xe4\x93\x02\x14\x12\x12/users/{id}/logins\x12\x8b\x01\n\x10RebuildReadModel\x12&.cqrs.query.v1.RebuildReadModelRequest\x1a\'.cqrs.query.v1.RebuildReadModelResponse\"$\x82\xd3\xe4\x93\x02\x1e\"\x19/admin/rebuild-read-model:\x01*0\x01\x12r\n\x0cRefreshToken\x12\".cqrs.query.v1.RefreshTokenRequest\x1a#.cqrs.query.v1.RefreshTokenResponse\"\x19\x82\xd3\xe4\x93\x02\x13\"\x0e/token/refresh:\x01*\x12Y\n\x06Logout\x12\x1c.cqrs.query.v1.LogoutRequest\x1a\x1d.cqrs.query.v1.LogoutResponse\"\x12\x82\xd3\xe4\x93\x02\x0c\"\x07/logout:\x01*\x12u\n\x0cListSessions\x12\".cqrs.query.v1.ListSessionsRequest\x1a#.cqrs.query.v1.ListSessionsResponse\"\x1c\x82\xd3\xe4\x93\x02\x16\x12\x14/users/{id}/sessions\x12h\n\x07GetJwks\x12\x1d.cqrs.query.v1.GetJwksRequest\x1a\x1e.cqrs.query.v1.GetJwksResponse\"\x1e\x82\xd3\xe4\x93\x02\x18\x12\x16/.well-known/jwks.json\x12\x90\x01\n\x14RequestPasswordReset\x12*.cqrs.query.v1.RequestPasswordResetRequest\x1a+.cqrs.query.v1.RequestPasswordResetResponse\"\x1f\xe8\xe0\x18\xca\x01\x82\xd3\xe4\x93\x02\x14\"\x0f/password-reset:\x01*b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x63qrs/query/v1/query.proto\x12\rcqrs.query.v1\x1a\x1b\x62uf/validate/validate.proto\x1a\x1b\x63qrs/access/v1/access.proto\x1a cqrs/common/v1/user_status.proto\x1a#cqrs/httpopts/v1/http_options.proto\x1a\x1e\x63qrs/validation/v1/rules.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe0\x02\n\x04User\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05\x65mail\x18\x02 \x01(\t\x12\x0c\n\x04role\x18\x03 \x01(\t\x12*\n\x06status\x18\x04 \x01(\x0e\x32\x1a.cqrs.common.v1.UserStatus\x12\x0f\n\x07version\x18\x05 \x01(\x05\x12.\n\ncreated_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x31\n\rlast_login_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0blogin_count\x18\t \x01(\x05\x12\x32\n\x0e\x64\x65\x61\x63tivated_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x0e\x65mail_verified\x18\x0b \x01(\x08\"\xa4\x01\n\x10ListUsersRequest\x12\x1d\n\tpage_size\x18\x01 \x01(\x05\x42\n\xbaH\x07\x1a\x05\x18\xe8\x07(\x00\x12\x1c\n\npage_token\x18\x02 \x01(\tB\x08\xbaH\x05r\x03\x18\x80\x04\x12\x34\n\x06status\x18\x03 \x01(\x0e\x32\x1a.cqrs.common.v1.UserStatusB\x08\xbaH\x05\x82\x01\x02\x10\x01\x12\x1d\n\x0cmin_position\x18\x04 \x01(\x03\x42\x07\xbaH\x04\"\x02(\x00\"_\n\x11ListUsersResponse\x12\"\n\x05users\x18\x01 \x03(\x0b\x32\x13.cqrs.query.v1.User\x12\r\n\x05\x63ount\x18\x02 \x01(\x05\x12\x17\n\x0fnext_page_token\x18\x03 \x01(\t\"M\n\x0eGetUserRequest\x12\x1c\n\x02id\x18\x01 \x01(\tB\x10\xe2\x41\x01\x02\xbaH\tr\x04\xe8\xea\x18\x01\xc8\x01\x01\x12\x1d\n\x0cmin_position\x18\x02 \x01(\x03\x42\x07\xbaH\x04\"\x02(\x00\"4\n\x0fGetUserResponse\x12!\n\x04user\x18\x01 \x01(\x0b\x32\x13.cqrs.query.v1.User\"Q\n\x0cLoginRequest\x12\x1e\n\x05\x65mail\x18\x01 \x01(\tB\x0f\xe2\x41\x01\x02\xbaH\x08r\x03\x18\xfe\x01\xc8\x01\x01\x12!\n\x08password\x18\x02 \x01(\tB\x0f\xe2\x41\x01\x02\xbaH\x08r\x03\x18\x80\x08\xc8\x01\x01\"\xb0\x01\n\rLoginResponse\x12\r\n\x05token\x18\x01 \x01(\t\x12\x12\n\ntoken_type\x18\x02 \x01(\t\x12\x12\n\nexpires_in\x18\x03 \x01(\x05\x12!\n\x04user\x18\x04 \x01(\x0b\x32\x13.cqrs.query.v1.User\x12\x15\n\rrefresh_token\x18\x05 \x01(\t\x12\x1a\n\x12refresh_expires_in\x18\x06 \x01(\x05\x12\x12\n\nsession_id\x18\x07 \x01(\t\"\x92\x01\n\x16GetLoginHistoryRequest\x12\x1c\n\x02id\x18\x01 \x01(\tB\x10\xe2\x41\x01\x02\xbaH\tr\x04\xe8\xea\x18\x01\xc8\x01\x01\x12\x1d\n\tpage_size\x18\x02 \x01(\x05\x42\n\xbaH\x07\x1a\x05\x18\xe8\x07(\x00\x12\x1c\n\npage_token\x18\x03 \x01(\tB\x08\xbaH\x05r\x03\x18\x80\x04\x12\x1d\n\x0cmin_position\x18\x04 \x01(\x03\x42\x07\xbaH\x04\"\x02(\x00\"d\n\x0bLoginRecord\x12,\n\x08login_at\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x0e\x63lient_address\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\x05\"y\n\x17GetLoginHistoryResponse\x12\n\n\x02id\x18\x01 \x01(\t\x12*\n\x06logins\x18\x02 \x03(\x0b\x32\x1a.cqrs.query.v1.LoginRecord\x12\r\n\x05\x63ount\x18\x03 \x01(\x05\x12\x17\n\x0fnext_page_token\x18\x04 \x01(\t\"\x19\n\x17RebuildReadModelRequest\"l\n\x18RebuildReadModelResponse\x12\x0c\n\x04\x64one\x18\x01 \x01(\x03\x12\r\n\x05total\x18\x02 \x01(\x03\x12\x0c\n\x04rate\x18\x03 \x01(\x01\x12\x13\n\x0b\x65ta_seconds\x18\x04 \x01(\x01\x12\x10\n\x08\x66inished\x18\x05 \x01(\x08\"=\n\x13RefreshTokenRequest\x12&\n\rrefresh_token\x18\x01 \x01(\tB\x0f\xe2\x41\x01\x02\xbaH\x08r\x03\x18\x80\x04\xc8\x01\x01\"\x94\x01\n\x14RefreshTokenResponse\x12\r\n\x05token\x18\x01 \x01(\t\x12\x12\n\ntoken_type\x18\x02 \x01(\t\x12\x12\n\nexpires_in\x18\x03 \x01(\x05\x12\x15\n\rrefresh_token\x18\x04 \x01(\t\x12\x1a\n\x12refresh_expires_in\x18\x05 \x01(\x05\x12\x12\n\nsession_id\x18\x06 \x01(\t\"\x1c\n\rLogoutRequest\x12\x0b\n\x03\x61ll\x18\x01 \x01(\x08\"M\n\x0eLogoutResponse\x12\x0f\n\x07message\x18\x01 \x01(\t\x12\x18\n\x10sessions_revoked\x18\x02 \x01(\x05\x12\x10\n\x08position\x18\x03 \x01(\x03\"3\n\x13ListSessionsRequest\x12\x1c\n\x02id\x18\x01 \x01(\tB\x10\xe2\x41\x01\x02\xbaH\tr\x04\xe8\xea\x18\x01\xc8\x01\x01\"\xad\x02\n\x07Session\x12\n\n\x02id\x18\x01 \x01(\t\x12.\n\ncreated_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x35\n\x11last_refreshed_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nexpires_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nrevoked_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06status\x18\x06 \x01(\t\x12\x16\n\x0erevoked_reason\x18\x07 \x01(\t\x12\x16\n\x0e\x63lient_address\x18\x08 \x01(\t\x12\x0f\n\x07\x63urrent\x18\t \x01(\x08\"[\n\x14ListSessionsResponse\x12\n\n\x02id\x18\x01 \x01(\t\x12(\n\x08sessions\x18\x02 \x03(\x0b\x32\x16.cqrs.query.v1.Session\x12\r\n\x05\x63ount\x18\x03 \x01(\x05\"\x10\n\x0eGetJwksRequest\"X\n\nJsonWebKey\x12\x0b\n\x03kty\x18\x01 \x01(\t\x12\x0b\n\x03\x63rv\x18\x02 \x01(\t\x12\t\n\x01x\x18\x03 \x01(\t\x12\x0b\n\x03kid\x18\x04 \x01(\t\x12\x0b\n\x03\x61lg\x18\x05 \x01(\t\x12\x0b\n\x03use\x18\x06 \x01(\t\":\n\x0fGetJwksResponse\x12\'\n\x04keys\x18\x01 \x03(\x0b\x32\x19.cqrs.query.v1.JsonWebKey\"A\n\x1bRequestPasswordResetRequest\x12\"\n\x05\x65mail\x18\x01 \x01(\tB\x13\xe2\x41\x01\x02\xbaH\x0cr\x07\x18\xfe\x01\xf8\xea\x18\x01\xc8\x01\x01\"/\n\x1cRequestPasswordResetResponse\x12\x0f\n\x07message\x18\x01 \x01(\t2\xbc\t\n\x0cQueryService\x12\x64\n\tListUsers\x12\x1f.cqrs.query.v1.ListUsersRequest\x1a .cqrs.query.v1.ListUsersResponse\"\x14\x8a\xe7\x18\x02\x08\x04\x82\xd3\xe4\x93\x02\x08\x12\x06/users\x12g\n\x07GetUser\x12\x1d.cqrs.query.v1.GetUserRequest\x1a\x1e.cqrs.query.v1.GetUserResponse\"\x1d\x8a\xe7\x18\x06\x08\x03\x12\x02id\x82\xd3\xe4\x93\x02\r\x12\x0b/users/{id}\x12[\n\x05Login\x12\x1b.cqrs.query.v1.LoginRequest\x1a\x1c.cqrs.query.v1.LoginResponse\"\x17\x8a\xe7\x18\x02\x08\x01\x82\xd3\xe4\x93\x02\x0b\"\x06/login:\x01*\x12\x86\x01\n\x0fGetLoginHistory\x12%.cqrs.query.v1.GetLoginHistoryRequest\x1a&.cqrs.query.v1.GetLoginHistoryResponse\"$\x8a\xe7\x18\x06\x08\x03\x12\x02id\x82\xd3\xe4\x93\x02\x14\x12\x12/users/{id}/logins\x12\x91\x01\n\x10RebuildReadModel\x12&.cqrs.query.v1.RebuildReadModelRequest\x1a\'.cqrs.query.v1.RebuildReadModelResponse\"*\x8a\xe7\x18\x02\x08\x04\x82\xd3\xe4\x93\x02\x1e\"\x19/admin/rebuild-read-model:\x01*0\x01\x12x\n\x0cRefreshToken\x12\".cqrs.query.v1.RefreshTokenRequest\x1a#.cqrs.query.v1.RefreshTokenResponse\"\x1f\x8a\xe7\x18\x02\x08\x01\x82\xd3\xe4\x93\x02\x13\"\x0e/token/refresh:\x01*\x12_\n\x06Logout\x12\x1c.cqrs.query.v1.LogoutRequest\x1a\x1d.cqrs.query.v1.LogoutResponse\"\x18\x8a\xe7\x18\x02\x08\x02\x82\xd3\xe4\x93\x02\x0c\"\x07/logout:\x01*\x12\x7f\n\x0cListSessions\x12\".cqrs.query.v1.ListSessionsRequest\x1a#.cqrs.query.v1.ListSessionsResponse\"&\x8a\xe7\x18\x06\x08\x03\x12\x02id\x82\xd3\xe4\x93\x02\x16\x12\x14/users/{id}/sessions\x12n\n\x07GetJwks\x12\x1d.cqrs.query.v1.GetJwksRequest\x1a\x1e.cqrs.query.v1.GetJwksResponse\"$\x8a\xe7\x18\x02\x08\x01\x82\xd3\xe4\x93\x02\x18\x12\x16/.well-known/jwks.json\x12\x96\x01\n\x14RequestPasswordReset\x12*.cqrs.query.v1.RequestPasswordResetRequest\x1a+.cqrs.query.v1.RequestPasswordResetResponse\"%\xe8\xe0\x18\xca\x01\x8a\xe7\x18\x02\x08\x01\x82\xd3\xe4\x93\x02\x14\"\x0f/password-reset:\x01*b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'cqrs.query.v1.query_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_LISTUSERSREQUEST'].fields_by_name['page_size']._loaded_options = None
+  _globals['_LISTUSERSREQUEST'].fields_by_name['page_size']._serialized_options = b'\272H\007\032\005\030\350\007(\000'
+  _globals['_LISTUSERSREQUEST'].fields_by_name['page_token']._loaded_options = None
+  _globals['_LISTUSERSREQUEST'].fields_by_name['page_token']._serialized_options = b'\272H\005r\003\030\200\004'
+  _globals['_LISTUSERSREQUEST'].fields_by_name['status']._loaded_options = None
+  _globals['_LISTUSERSREQUEST'].fields_by_name['status']._serialized_options = b'\272H\005\202\001\002\020\001'
+  _globals['_LISTUSERSREQUEST'].fields_by_name['min_position']._loaded_options = None
+  _globals['_LISTUSERSREQUEST'].fields_by_name['min_position']._serialized_options = b'\272H\004\"\002(\000'
+  _globals['_GETUSERREQUEST'].fields_by_name['id']._loaded_options = None
+  _globals['_GETUSERREQUEST'].fields_by_name['id']._serialized_options = b'\342A\001\002\272H\tr\004\350\352\030\001\310\001\001'
+  _globals['_GETUSERREQUEST'].fields_by_name['min_position']._loaded_options = None
+  _globals['_GETUSERREQUEST'].fields_by_name['min_position']._serialized_options = b'\272H\004\"\002(\000'
+  _globals['_LOGINREQUEST'].fields_by_name['email']._loaded_options = None
+  _globals['_LOGINREQUEST'].fields_by_name['email']._serialized_options = b'\342A\001\002\272H\010r\003\030\376\001\310\001\001'
+  _globals['_LOGINREQUEST'].fields_by_name['password']._loaded_options = None
+  _globals['_LOGINREQUEST'].fields_by_name['password']._serialized_options = b'\342A\001\002\272H\010r\003\030\200\010\310\001\001'
+  _globals['_GETLOGINHISTORYREQUEST'].fields_by_name['id']._loaded_options = None
+  _globals['_GETLOGINHISTORYREQUEST'].fields_by_name['id']._serialized_options = b'\342A\001\002\272H\tr\004\350\352\030\001\310\001\001'
+  _globals['_GETLOGINHISTORYREQUEST'].fields_by_name['page_size']._loaded_options = None
+  _globals['_GETLOGINHISTORYREQUEST'].fields_by_name['page_size']._serialized_options = b'\272H\007\032\005\030\350\007(\000'
+  _globals['_GETLOGINHISTORYREQUEST'].fields_by_name['page_token']._loaded_options = None
+  _globals['_GETLOGINHISTORYREQUEST'].fields_by_name['page_token']._serialized_options = b'\272H\005r\003\030\200\004'
+  _globals['_GETLOGINHISTORYREQUEST'].fields_by_name['min_position']._loaded_options = None
+  _globals['_GETLOGINHISTORYREQUEST'].fields_by_name['min_position']._serialized_options = b'\272H\004\"\002(\000'
+  _globals['_REFRESHTOKENREQUEST'].fields_by_name['refresh_token']._loaded_options = None
+  _globals['_REFRESHTOKENREQUEST'].fields_by_name['refresh_token']._serialized_options = b'\342A\001\002\272H\010r\003\030\200\004\310\001\001'
+  _globals['_LISTSESSIONSREQUEST'].fields_by_name['id']._loaded_options = None
+  _globals['_LISTSESSIONSREQUEST'].fields_by_name['id']._serialized_options = b'\342A\001\002\272H\tr\004\350\352\030\001\310\001\001'
+  _globals['_REQUESTPASSWORDRESETREQUEST'].fields_by_name['email']._loaded_options = None
+  _globals['_REQUESTPASSWORDRESETREQUEST'].fields_by_name['email']._serialized_options = b'\342A\001\002\272H\014r\007\030\376\001\370\352\030\001\310\001\001'
   _globals['_QUERYSERVICE'].methods_by_name['ListUsers']._loaded_options = None
-  _globals['_QUERYSERVICE'].methods_by_name['ListUsers']._serialized_options = b'\202\323\344\223\002\010\022\006/users'
+  _globals['_QUERYSERVICE'].methods_by_name['ListUsers']._serialized_options = b'\212\347\030\002\010\004\202\323\344\223\002\010\022\006/users'
   _globals['_QUERYSERVICE'].methods_by_name['GetUser']._loaded_options = None
-  _globals['_QUERYSERVICE'].methods_by_name['GetUser']._serialized_options = b'\202\323\344\223\002\r\022\013/users/{id}'
+  _globals['_QUERYSERVICE'].methods_by_name['GetUser']._serialized_options = b'\212\347\030\006\010\003\022\002id\202\323\344\223\002\r\022\013/users/{id}'
   _globals['_QUERYSERVICE'].methods_by_name['Login']._loaded_options = None
-  _globals['_QUERYSERVICE'].methods_by_name['Login']._serialized_options = b'\202\323\344\223\002\013\"\006/login:\001*'
+  _globals['_QUERYSERVICE'].methods_by_name['Login']._serialized_options = b'\212\347\030\002\010\001\202\323\344\223\002\013\"\006/login:\001*'
   _globals['_QUERYSERVICE'].methods_by_name['GetLoginHistory']._loaded_options = None
-  _globals['_QUERYSERVICE'].methods_by_name['GetLoginHistory']._serialized_options = b'\202\323\344\223\002\024\022\022/users/{id}/logins'
+  _globals['_QUERYSERVICE'].methods_by_name['GetLoginHistory']._serialized_options = b'\212\347\030\006\010\003\022\002id\202\323\344\223\002\024\022\022/users/{id}/logins'
   _globals['_QUERYSERVICE'].methods_by_name['RebuildReadModel']._loaded_options = None
-  _globals['_QUERYSERVICE'].methods_by_name['RebuildReadModel']._serialized_options = b'\202\323\344\223\002\036\"\031/admin/rebuild-read-model:\001*'
+  _globals['_QUERYSERVICE'].methods_by_name['RebuildReadModel']._serialized_options = b'\212\347\030\002\010\004\202\323\344\223\002\036\"\031/admin/rebuild-read-model:\001*'
   _globals['_QUERYSERVICE'].methods_by_name['RefreshToken']._loaded_options = None
-  _globals['_QUERYSERVICE'].methods_by_name['RefreshToken']._serialized_options = b'\202\323\344\223\002\023\"\016/token/refresh:\001*'
+  _globals['_QUERYSERVICE'].methods_by_name['RefreshToken']._serialized_options = b'\212\347\030\002\010\001\202\323\344\223\002\023\"\016/token/refresh:\001*'
   _globals['_QUERYSERVICE'].methods_by_name['Logout']._loaded_options = None
-  _globals['_QUERYSERVICE'].methods_by_name['Logout']._serialized_options = b'\202\323\344\223\002\014\"\007/logout:\001*'
+  _globals['_QUERYSERVICE'].methods_by_name['Logout']._serialized_options = b'\212\347\030\002\010\002\202\323\344\223\002\014\"\007/logout:\001*'
   _globals['_QUERYSERVICE'].methods_by_name['ListSessions']._loaded_options = None
-  _globals['_QUERYSERVICE'].methods_by_name['ListSessions']._serialized_options = b'\202\323\344\223\002\026\022\024/users/{id}/sessions'
+  _globals['_QUERYSERVICE'].methods_by_name['ListSessions']._serialized_options = b'\212\347\030\006\010\003\022\002id\202\323\344\223\002\026\022\024/users/{id}/sessions'
   _globals['_QUERYSERVICE'].methods_by_name['GetJwks']._loaded_options = None
-  _globals['_QUERYSERVICE'].methods_by_name['GetJwks']._serialized_options = b'\202\323\344\223\002\030\022\026/.well-known/jwks.json'
+  _globals['_QUERYSERVICE'].methods_by_name['GetJwks']._serialized_options = b'\212\347\030\002\010\001\202\323\344\223\002\030\022\026/.well-known/jwks.json'
   _globals['_QUERYSERVICE'].methods_by_name['RequestPasswordReset']._loaded_options = None
-  _globals['_QUERYSERVICE'].methods_by_name['RequestPasswordReset']._serialized_options = b'\350\340\030\312\001\202\323\344\223\002\024\"\017/password-reset:\001*'
-  _globals['_USER']._serialized_start=179
-  _globals['_USER']._serialized_end=531
-  _globals['_LISTUSERSREQUEST']._serialized_start=533
-  _globals['_LISTUSERSREQUEST']._serialized_end=656
-  _globals['_LISTUSERSRESPONSE']._serialized_start=658
-  _globals['_LISTUSERSRESPONSE']._serialized_end=753
-  _globals['_GETUSERREQUEST']._serialized_start=755
-  _globals['_GETUSERREQUEST']._serialized_end=805
-  _globals['_GETUSERRESPONSE']._serialized_start=807
-  _globals['_GETUSERRESPONSE']._serialized_end=859
-  _globals['_LOGINREQUEST']._serialized_start=861
-  _globals['_LOGINREQUEST']._serialized_end=908
-  _globals['_LOGINRESPONSE']._serialized_start=911
-  _globals['_LOGINRESPONSE']._serialized_end=1087
-  _globals['_GETLOGINHISTORYREQUEST']._serialized_start=1089
-  _globals['_GETLOGINHISTORYREQUEST']._serialized_end=1186
-  _globals['_LOGINRECORD']._serialized_start=1188
-  _globals['_LOGINRECORD']._serialized_end=1288
-  _globals['_GETLOGINHISTORYRESPONSE']._serialized_start=1290
-  _globals['_GETLOGINHISTORYRESPONSE']._serialized_end=1411
-  _globals['_REBUILDREADMODELREQUEST']._serialized_start=1413
-  _globals['_REBUILDREADMODELREQUEST']._serialized_end=1438
-  _globals['_REBUILDREADMODELRESPONSE']._serialized_start=1440
-  _globals['_REBUILDREADMODELRESPONSE']._serialized_end=1548
-  _globals['_REFRESHTOKENREQUEST']._serialized_start=1550
-  _globals['_REFRESHTOKENREQUEST']._serialized_end=1594
-  _globals['_REFRESHTOKENRESPONSE']._serialized_start=1597
-  _globals['_REFRESHTOKENRESPONSE']._serialized_end=1745
-  _globals['_LOGOUTREQUEST']._serialized_start=1747
-  _globals['_LOGOUTREQUEST']._serialized_end=1775
-  _globals['_LOGOUTRESPONSE']._serialized_start=1777
-  _globals['_LOGOUTRESPONSE']._serialized_end=1854
-  _globals['_LISTSESSIONSREQUEST']._serialized_start=1856
-  _globals['_LISTSESSIONSREQUEST']._serialized_end=1889
-  _globals['_SESSION']._serialized_start=1892
-  _globals['_SESSION']._serialized_end=2193
-  _globals['_LISTSESSIONSRESPONSE']._serialized_start=2195
-  _globals['_LISTSESSIONSRESPONSE']._serialized_end=2286
-  _globals['_GETJWKSREQUEST']._serialized_start=2288
-  _globals['_GETJWKSREQUEST']._serialized_end=2304
-  _globals['_JSONWEBKEY']._serialized_start=2306
-  _globals['_JSONWEBKEY']._serialized_end=2394
-  _globals['_GETJWKSRESPONSE']._serialized_start=2396
-  _globals['_GETJWKSRESPONSE']._serialized_end=2454
-  _globals['_REQUESTPASSWORDRESETREQUEST']._serialized_start=2456
-  _globals['_REQUESTPASSWORDRESETREQUEST']._serialized_end=2500
-  _globals['_REQUESTPASSWORDRESETRESPONSE']._serialized_start=2502
-  _globals['_REQUESTPASSWORDRESETRESPONSE']._serialized_end=2549
-  _globals['_QUERYSERVICE']._serialized_start=2552
-  _globals['_QUERYSERVICE']._serialized_end=3691
+  _globals['_QUERYSERVICE'].methods_by_name['RequestPasswordReset']._serialized_options = b'\350\340\030\312\001\212\347\030\002\010\001\202\323\344\223\002\024\"\017/password-reset:\001*'
+  _globals['_USER']._serialized_start=302
+  _globals['_USER']._serialized_end=654
+  _globals['_LISTUSERSREQUEST']._serialized_start=657
+  _globals['_LISTUSERSREQUEST']._serialized_end=821
+  _globals['_LISTUSERSRESPONSE']._serialized_start=823
+  _globals['_LISTUSERSRESPONSE']._serialized_end=918
+  _globals['_GETUSERREQUEST']._serialized_start=920
+  _globals['_GETUSERREQUEST']._serialized_end=997
+  _globals['_GETUSERRESPONSE']._serialized_start=999
+  _globals['_GETUSERRESPONSE']._serialized_end=1051
+  _globals['_LOGINREQUEST']._serialized_start=1053
+  _globals['_LOGINREQUEST']._serialized_end=1134
+  _globals['_LOGINRESPONSE']._serialized_start=1137
+  _globals['_LOGINRESPONSE']._serialized_end=1313
+  _globals['_GETLOGINHISTORYREQUEST']._serialized_start=1316
+  _globals['_GETLOGINHISTORYREQUEST']._serialized_end=1462
+  _globals['_LOGINRECORD']._serialized_start=1464
+  _globals['_LOGINRECORD']._serialized_end=1564
+  _globals['_GETLOGINHISTORYRESPONSE']._serialized_start=1566
+  _globals['_GETLOGINHISTORYRESPONSE']._serialized_end=1687
+  _globals['_REBUILDREADMODELREQUEST']._serialized_start=1689
+  _globals['_REBUILDREADMODELREQUEST']._serialized_end=1714
+  _globals['_REBUILDREADMODELRESPONSE']._serialized_start=1716
+  _globals['_REBUILDREADMODELRESPONSE']._serialized_end=1824
+  _globals['_REFRESHTOKENREQUEST']._serialized_start=1826
+  _globals['_REFRESHTOKENREQUEST']._serialized_end=1887
+  _globals['_REFRESHTOKENRESPONSE']._serialized_start=1890
+  _globals['_REFRESHTOKENRESPONSE']._serialized_end=2038
+  _globals['_LOGOUTREQUEST']._serialized_start=2040
+  _globals['_LOGOUTREQUEST']._serialized_end=2068
+  _globals['_LOGOUTRESPONSE']._serialized_start=2070
+  _globals['_LOGOUTRESPONSE']._serialized_end=2147
+  _globals['_LISTSESSIONSREQUEST']._serialized_start=2149
+  _globals['_LISTSESSIONSREQUEST']._serialized_end=2200
+  _globals['_SESSION']._serialized_start=2203
+  _globals['_SESSION']._serialized_end=2504
+  _globals['_LISTSESSIONSRESPONSE']._serialized_start=2506
+  _globals['_LISTSESSIONSRESPONSE']._serialized_end=2597
+  _globals['_GETJWKSREQUEST']._serialized_start=2599
+  _globals['_GETJWKSREQUEST']._serialized_end=2615
+  _globals['_JSONWEBKEY']._serialized_start=2617
+  _globals['_JSONWEBKEY']._serialized_end=2705
+  _globals['_GETJWKSRESPONSE']._serialized_start=2707
+  _globals['_GETJWKSRESPONSE']._serialized_end=2765
+  _globals['_REQUESTPASSWORDRESETREQUEST']._serialized_start=2767
+  _globals['_REQUESTPASSWORDRESETREQUEST']._serialized_end=2832
+  _globals['_REQUESTPASSWORDRESETRESPONSE']._serialized_start=2834
+  _globals['_REQUESTPASSWORDRESETRESPONSE']._serialized_end=2881
+  _globals['_QUERYSERVICE']._serialized_start=2884
+  _globals['_QUERYSERVICE']._serialized_end=4096
 # @@protoc_insertion_point(module_scope)

@@ -1,0 +1,41 @@
+"""The server interceptors every service installs, in their order.
+
+1. metrics (:class:`~service_kit.observability.MetricsInterceptor`): every
+   call counted and timed, refusals included;
+2. access (:class:`~service_kit.auth.AuthInterceptor`): the token, then the
+   contract's access rule of the method (:func:`service_kit.access.policies`);
+3. request rules (:class:`~service_kit.request_validation.RequestValidationInterceptor`):
+   the contract's ``buf.validate`` rules, every violation at once.
+
+So an anonymous caller learns nothing about a request's shape (401 first),
+and a request that passed the access rule is checked before any handler runs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import grpc
+
+from service_kit import access, readiness
+from service_kit.auth import AuthInterceptor, TokenVerifier
+from service_kit.observability import MetricsInterceptor
+from service_kit.request_validation import RequestValidationInterceptor
+from service_kit.revocation import RevocationCheck
+
+__all__ = ["service_interceptors"]
+
+
+def service_interceptors(
+    service_name: str, verifier: TokenVerifier, *, revocations: RevocationCheck | None
+) -> list[grpc.aio.ServerInterceptor[Any, Any]]:
+    """The interceptors of a server serving ``service_name`` (and readiness)."""
+    return [
+        MetricsInterceptor(),
+        AuthInterceptor(
+            verifier,
+            access.policies(service_name, readiness.SERVICE_NAME),
+            revocations=revocations,
+        ),
+        RequestValidationInterceptor(),
+    ]
