@@ -227,7 +227,9 @@ async def start(
                 sessions=sessions, auth=read_model, signer=signer, revoker=commands, view=view
             ),
             resets=resets,
-            trusted_keys=trusted.get,
+            # The JWK Set is read fresh (a stat; a load only when the file changed):
+            # a token signed with a just-rotated key must find its key published.
+            trusted_keys=trusted.reload_now,
             token_ttl=settings.tokens.ttl_seconds,
             login_timeout=settings.login_timeout_seconds,
         )
