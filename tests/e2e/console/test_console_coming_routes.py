@@ -1,13 +1,12 @@
-"""The console with routes other branches are adding, answered by the test for now.
+"""The console with a route another branch is adding, answered by the test for now.
 
-main does not serve ``/health/ready`` (the projector's position), ``POST
-/v1/logout``, ``POST /v1/users/{id}/activate``, ``DELETE /v1/users/{id}``
-(erasure, ``[ERASED]`` fields) or ``POST /v1/token/refresh`` yet; the console
-shows each as soon as the served OpenAPI document lists it. Until they land,
-these tests answer exactly those requests in the browser (Playwright's
-``page.route``), shaped as the branches adding them answer, and let every
-other request reach the real system. When a route lands, its test here is
-the one to move onto the real system.
+main does not serve ``DELETE /v1/users/{id}`` (erasure, ``[ERASED]``
+fields) yet; the console offers it as soon as the served OpenAPI document
+lists it. Until it lands, this test answers exactly those requests in the
+browser (Playwright's ``page.route``), shaped as the erasure branch answers,
+and lets every other request reach the real system. The session and health
+routes the console uses are tested on the real system in
+``test_console_session_routes.py``.
 """
 
 from __future__ import annotations
@@ -47,45 +46,6 @@ def answer(calls: list[str], status: int, body: dict[str, Any]) -> Any:
         route.fulfill(status=status, json=body)
 
     return handle
-
-
-def test_readiness_and_logout(
-    browser: BrowserSession, console_url: str, http: HttpClient, e2e_system: SystemProcess
-) -> None:
-    page = browser.new_page()
-    logouts: list[str] = []
-    with_paths(page, {"/v1/logout": ["post"]})
-    page.route("**/v1/logout", answer(logouts, 200, {"message": "ok", "sessions_revoked": 1}))
-    report = {
-        "status": "degraded",
-        "backends": {
-            "query": {
-                "status": "degraded",
-                "ready": True,
-                "checks": {
-                    "projector": {
-                        "status": "degraded",
-                        "required": False,
-                        "reason": "read model stalled at position 7 for 12.0 s",
-                        "position": 7,
-                        "head": 9000,
-                        "behind": 8993,
-                    }
-                },
-            }
-        },
-    }
-    page.route("**/health/ready", lambda route: route.fulfill(status=200, json=report))
-    sign_in(page, console_url, e2e_system.admin_email, e2e_system.admin_password)
-    expect(page.locator("#live-read-model")).to_have_text("7")
-    expect(page.locator("#live-head")).to_have_text("9000")
-    expect(page.locator("#live-lag")).to_contain_text("8993 events behind")
-    expect(page.locator("#live-lag")).to_contain_text("stalled at position 7")
-    browser.screenshot(page, "readiness")
-
-    page.click("#sign-out")
-    expect(page.locator("#login-email")).to_be_visible()
-    assert len(logouts) == 1, logouts
 
 
 def test_reactivate_and_erase_when_offered(
@@ -138,42 +98,3 @@ def test_reactivate_and_erase_when_offered(
     expect(page.locator("#ev-payload [data-marker=secret]")).to_have_text("secret (redacted)")
     browser.screenshot(page, "erased")
     assert [c.split(" ")[0] for c in calls] == ["POST", "DELETE"], calls
-
-
-def test_an_expired_token_is_refreshed_once(
-    browser: BrowserSession, console_url: str, http: HttpClient, e2e_system: SystemProcess
-) -> None:
-    """With a refresh token from login, a 401 is retried once with the refreshed token."""
-    user = register(http, "console-refresh")
-    page = browser.new_page()
-    with_paths(page, {"/v1/token/refresh": ["post"]})
-    refreshed: list[str] = []
-    state: dict[str, str] = {}
-
-    def login_route(route: Route) -> None:
-        reply = route.fetch().json()
-        state["token"] = reply["token"]
-        reply["refresh_token"] = "refresh-1"
-        route.fulfill(json=reply)
-
-    def refresh_route(route: Route) -> None:
-        refreshed.append(route.request.post_data or "")
-        route.fulfill(json={"token": state["token"], "token_type": "Bearer", "expires_in": 60})
-
-    rejected = {"count": 0}
-
-    def history_route(route: Route) -> None:
-        # The first history read finds the token "expired".
-        if rejected["count"] == 0:
-            rejected["count"] += 1
-            route.fulfill(status=401, json={"error": "token expired", "code": "UNAUTHENTICATED"})
-        else:
-            route.continue_()
-
-    page.route("**/v1/login", login_route)
-    page.route("**/v1/token/refresh", refresh_route)
-    page.route(f"**/v1/replay/user/{user.id}/history", history_route)
-    sign_in(page, console_url, user.email, user.password)
-    expect(page.locator("#timeline button.tl-item")).to_have_count(2)
-    assert rejected["count"] == 1
-    assert len(refreshed) == 1 and json.loads(refreshed[0]) == {"refresh_token": "refresh-1"}
