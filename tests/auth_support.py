@@ -74,8 +74,23 @@ def service_identity(name: str = "tests") -> Callable[[], list[tuple[str, str]]]
     return service_metadata(signer(name), name)
 
 
-SERVICE = bearer("tests", ROLE_SERVICE)
-ADMIN = bearer("admin-user", ROLE_ADMIN)
+def _long_lived(subject: str, role: str) -> list[tuple[str, str]]:
+    """Metadata fixed for the whole test run, so its token outlives the run.
+
+    A token made at import with the default 15-minute lifetime expires while a
+    long run (the full suite on a loaded machine takes 25 minutes and more) is
+    still using it, and every later call is refused as "token expired".
+    """
+    issuer_name = subject if role == ROLE_SERVICE else keys.USER_TOKEN_ISSUER
+    signer(issuer_name)  # the key exists and is trusted
+    day = TokenSettings(keys_dir=TEST_KEYS_DIR, ttl_seconds=_RUN_TTL_SECONDS)
+    issued = day.signer(issuer_name).issue(Principal(subject, "", role, "", 0), now=utcnow())
+    return [("authorization", f"Bearer {issued[0]}")]
+
+
+_RUN_TTL_SECONDS: Final = 24 * 3600
+SERVICE = _long_lived("tests", ROLE_SERVICE)
+ADMIN = _long_lived("admin-user", ROLE_ADMIN)
 
 
 class _AddMetadata:

@@ -130,8 +130,9 @@ async function send(method, path, { query, body, signal, auth = true } = {}) {
 
 /** A response, refreshing the access token once on a 401 when a refresh token exists. */
 async function call(method, path, options = {}) {
+  const sentWith = session?.token;
   let response = await send(method, path, options);
-  if (response.status === 401 && options.auth !== false && (await refreshSession())) {
+  if (response.status === 401 && options.auth !== false && (await renewedSince(sentWith))) {
     response = await send(method, path, options);
   }
   if (response.status === 401 && options.auth !== false && session) {
@@ -208,6 +209,23 @@ export async function login(email, password) {
   refreshToken = reply.refresh_token ?? "";
   setSession({ token: reply.token, user: reply.user, expiresIn: reply.expires_in });
   return reply;
+}
+
+let refreshing = null;
+
+/**
+ * Whether a token newer than ``sentWith`` is in hand, refreshing if not.
+ * One refresh at a time: a refresh token is single-use (a second use of it
+ * ends the session as a stolen token would), so requests refused together
+ * share one refresh, and a request refused after another one refreshed just
+ * retries with the new token.
+ */
+async function renewedSince(sentWith) {
+  if (session && session.token !== sentWith) return true;
+  refreshing ??= refreshSession().finally(() => {
+    refreshing = null;
+  });
+  return refreshing;
 }
 
 async function refreshSession() {

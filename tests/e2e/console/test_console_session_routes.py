@@ -4,9 +4,9 @@ Sign-out ends the session at the API (the token it held is refused
 afterwards), the live panel reads the projector's position from the real
 ``/health/ready``, reactivation goes through ``POST /v1/users/{id}/activate``,
 and a 401 is retried once after ``POST /v1/token/refresh`` with the real
-refresh token from login. Only the first history read is made to fail (the
-way an expired token would) so the refresh path runs without waiting an
-access token's lifetime.
+refresh token from login. Only history reads with the login's token are made
+to fail (the way an expired token would) so the refresh path runs without
+waiting an access token's lifetime.
 """
 
 from __future__ import annotations
@@ -121,8 +121,10 @@ def test_a_refused_token_is_refreshed_once_with_the_real_refresh_token(
     rejected = {"count": 0}
 
     def history_route(route: Route) -> None:
-        # The first history read is refused as an expired token would be.
-        if rejected["count"] == 0:
+        # Every history read made with the login's token is refused, as an
+        # expired token would be (the page may read it more than once at a
+        # time: a live event starts another read).
+        if route.request.headers.get("authorization") == f"Bearer {tokens[0]}":
             rejected["count"] += 1
             route.fulfill(status=401, json={"error": "token expired", "code": "UNAUTHENTICATED"})
         else:
@@ -131,8 +133,8 @@ def test_a_refused_token_is_refreshed_once_with_the_real_refresh_token(
     page.route(f"**/v1/replay/user/{user.id}/history", history_route)
     sign_in(page, console_url, user.email, user.password)
     expect(page.locator("#timeline button.tl-item")).to_have_count(2)
-    assert rejected["count"] == 1
-    assert refreshes == [200]
+    assert rejected["count"] >= 1
+    assert refreshes == [200], "reads refused together share one refresh"
     # The retried read carried the refreshed token, which the API accepts.
     assert len(tokens) >= 2
     assert http.get(f"/users/{user.id}", token=tokens[-1]).status == 200
