@@ -122,7 +122,11 @@ async def _clickhouse_store(stack: Stack) -> tuple[StoreStatus, list[tuple[str, 
         stack.describe_event_store(), None, current_version(clickhouse_storage.MIGRATIONS)
     )
     async with clickhouse.session(ch) as run:
-        exists = await run("status", f"EXISTS DATABASE {ch.database}", None)
+        exists = await run(  # EXISTS DATABASE is newer than the oldest server supported
+            "status",
+            "SELECT count() FROM system.databases WHERE name = %(db)s",
+            {"db": ch.database},
+        )
         if not exists[0][0]:
             return status, []
         schema = clickhouse_storage.ClickHouseSchema(ch, run)
