@@ -141,8 +141,14 @@ class Writes:
             n += 1
 
     async def stop(self) -> None:
+        """Stops writing; raises the first writer's error, if one failed."""
         self._stop.set()
         await asyncio.gather(*self._tasks)
+
+    def cancel(self) -> None:
+        """Ends the writers at once (a test that failed midway)."""
+        for task in self._tasks:
+            task.cancel()
 
     async def until(self, count: int) -> None:
         while len(self.acked) < count:

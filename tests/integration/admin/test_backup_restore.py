@@ -117,34 +117,37 @@ async def test_backup_while_writing_then_restore_and_start(pair: Pair, tmp_path:
     archive = tmp_path / "backup.tar.gz"
     async with running(pair.source) as system:
         writes = Writes(system.commands)
-        writes.start()
-        await writes.until(10)
+        try:
+            writes.start()
+            await writes.until(10)
 
-        status = await _status(pair.source)  # against the running system
-        store_status = status["event_store"]
-        assert isinstance(store_status, dict)
-        assert store_status["schema_version"] == store_status["code_schema_version"] == 1
-        assert store_status["position"] >= max(p for _, _, p in writes.acked[:10])
-        writers = status["writers"]
-        assert isinstance(writers, list) and writers[0]["state"] == "leader", writers
-        if pair.stack == "embedded":
-            assert f"pid {os.getpid()}" in writers[0]["who"]
-        else:
-            assert f":{os.getpid()}:" in writers[0]["who"]
-            assert status["relay_topic"] == pair.source["KAFKA_TOPIC"]
-        read_status = status["read_model"]
-        assert isinstance(read_status, dict) and read_status["schema_version"] == 1
-        assert status["projector_lag"] == store_status["position"] - read_status["position"]
+            status = await _status(pair.source)  # against the running system
+            store_status = status["event_store"]
+            assert isinstance(store_status, dict)
+            assert store_status["schema_version"] == store_status["code_schema_version"] == 1
+            assert store_status["position"] >= max(p for _, _, p in writes.acked[:10])
+            writers = status["writers"]
+            assert isinstance(writers, list) and writers[0]["state"] == "leader", writers
+            if pair.stack == "embedded":
+                assert f"pid {os.getpid()}" in writers[0]["who"]
+            else:
+                assert f":{os.getpid()}:" in writers[0]["who"]
+                assert status["relay_topic"] == pair.source["KAFKA_TOPIC"]
+            read_status = status["read_model"]
+            assert isinstance(read_status, dict) and read_status["schema_version"] == 1
+            assert status["projector_lag"] == store_status["position"] - read_status["position"]
 
-        acked_before = len(writes.acked)
-        result = await cqrs_admin(pair.source, "backup", "--out", str(archive))
-        assert result.code == 0, result.err
-        await writes.until(len(writes.acked) + 10)  # still writing after the backup
-        await writes.stop()
+            acked_before = len(writes.acked)
+            result = await cqrs_admin(pair.source, "backup", "--out", str(archive))
+            assert result.code == 0, result.err
+            await writes.until(len(writes.acked) + 10)  # still writing after the backup
+            await writes.stop()
 
-        refused = await cqrs_admin(pair.source, "restore", "--from", str(archive))
-        assert refused.code == 1
-        assert "not empty" in refused.err or "already holds events" in refused.err, refused.err
+            refused = await cqrs_admin(pair.source, "restore", "--from", str(archive))
+            assert refused.code == 1
+            assert "not empty" in refused.err or "already holds events" in refused.err, refused.err
+        finally:
+            writes.cancel()
 
     manifest = _manifest(archive)
     position = manifest["position"]
