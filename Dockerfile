@@ -30,7 +30,8 @@ RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml
         > /tmp/requirements.txt \
     && pip install --no-cache-dir -r /tmp/requirements.txt
 
-# Then the code: generated contracts and the packages the services import.
+# Then the code: generated contracts, the packages the services import, and
+# cqrs_admin (the operator's `cqrs-admin`, run with `docker compose exec`).
 # (bootstrap/ and bench/ are the single-process dev runner and the benchmarks:
 # not part of a deployment.)
 COPY gen/ gen/
@@ -40,6 +41,7 @@ COPY store_svc/ store_svc/
 COPY command_svc/ command_svc/
 COPY query_svc/ query_svc/
 COPY gateway/ gateway/
+COPY cqrs_admin/ cqrs_admin/
 RUN pip install --no-cache-dir . \
     && python -m compileall -q /opt/venv/lib
 
