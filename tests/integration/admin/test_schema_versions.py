@@ -69,8 +69,11 @@ async def test_sqlite_event_store_versions(tmp_path: Path) -> None:
         await SqliteStorage.open(legacy)
 
 
-def test_store_svc_refuses_an_old_store_in_one_line_and_migrate_fixes_it(tmp_path: Path) -> None:
-    """The processes: store_svc exits 1 with one line; `cqrs-admin migrate` then lets it pass."""
+def test_services_refuse_another_version_in_one_line_and_migrate_fixes_it(
+    tmp_path: Path,
+) -> None:
+    """The processes: store_svc (older store) and query_svc (newer read model) exit 1
+    with one line; `cqrs-admin migrate` then brings the old store up to date."""
     data = tmp_path / "data"
     data.mkdir()
     events = data / "events.sqlite3"
@@ -103,6 +106,17 @@ def test_store_svc_refuses_an_old_store_in_one_line_and_migrate_fixes_it(tmp_pat
     assert store.stderr.strip().splitlines() == [
         f"store_svc: SQLite event store {events} has schema version 0, {OLDER}"
     ]
+    read_model = data / "read_model.sqlite3"
+    _sqlite(read_model, "INSERT INTO schema_migrations VALUES (2, 'from the future', '')")
+    query = run("query_svc")
+    assert query.returncode == 1
+    assert query.stderr.strip().splitlines()[-1] == (
+        f"query_svc: read model (SQLite at {read_model}) has schema version 2, newer than "
+        "this code's 1: run the release that wrote it (or newer), or restore a backup made "
+        "by this one"
+    )
+    _sqlite(read_model, "DELETE FROM schema_migrations WHERE version = 2")
+
     done = run("cqrs_admin", "migrate")
     assert done.returncode == 0, done.stderr
     assert f"SQLite event store {events}: migrated from version 0 to 1 (applied 1)" in done.stdout
