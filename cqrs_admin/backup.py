@@ -121,7 +121,8 @@ def _manifest(stack: Stack, status: Status, position: int) -> Manifest:
 
 async def backup(stack: Stack, out: Path) -> Manifest:
     """Writes the backup to ``out``; its manifest (the position it holds every event up to)."""
-    if stack.store.backend != stack.query.db_backend.replace("postgres", "clickhouse"):
+    production = stack.store.backend == "clickhouse" and stack.query.db_backend == "postgres"
+    if not (stack.embedded or production):
         raise AdminError(
             "backup supports the embedded stack (both stores SQLite) and the production "
             "stack (ClickHouse events, PostgreSQL read model)"

@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from sqlalchemy import create_engine, text
+from sqlalchemy.exc import SQLAlchemyError
 
 from cqrs_admin import clickhouse
 from cqrs_admin.stack import Stack, code_version
@@ -21,7 +22,7 @@ from cqrs_admin.writer import clickhouse_leases, sqlite_writer
 from query_svc import db as read_model_db
 from service_kit.schema_versions import current_version
 from service_kit.sql_schema import probe_version
-from store_svc.engine import clickhouse_storage, sqlite_storage
+from store_svc.engine import StorageUnavailable, clickhouse_storage, sqlite_storage
 from store_svc.relay_checkpoint import ClickHouseRelayCheckpoint, FileRelayCheckpoint
 
 __all__ = ["Status", "collect"]
@@ -101,7 +102,9 @@ def _num(value: int | None) -> str:
 
 def _sqlite_store(stack: Stack) -> tuple[StoreStatus, list[tuple[str, str]]]:
     path = stack.store.sqlite_path
-    status = StoreStatus(f"SQLite {path}", None, current_version(sqlite_storage.MIGRATIONS))
+    status = StoreStatus(
+        stack.describe_event_store(), None, current_version(sqlite_storage.MIGRATIONS)
+    )
     if path.exists():
         engine = create_engine(f"sqlite:///{path}")
         try:
@@ -110,6 +113,9 @@ def _sqlite_store(stack: Stack) -> tuple[StoreStatus, list[tuple[str, str]]]:
                 if status.schema_version is not None:
                     head = conn.execute(text("SELECT coalesce(max(position), 0) FROM events"))
                     status.position = int(head.scalar_one())
+        except SQLAlchemyError as exc:
+            reason = getattr(exc, "orig", None) or exc  # the driver's one-line reason
+            raise StorageUnavailable(f"SQLite event store {path}: cannot read: {reason}") from exc
         finally:
             engine.dispose()
     holder = sqlite_writer(path)
