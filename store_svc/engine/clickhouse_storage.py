@@ -183,8 +183,9 @@ class ClickHouseSchema:
     """The schema runner's adapter for the event store's ClickHouse database.
 
     ClickHouse has no transactions: a migration's statements and its version
-    row are separate, so every migration must be safe to run again (``IF NOT
-    EXISTS`` / ``IF EXISTS`` forms): a run that failed between them repeats it.
+    row are separate, so every migration must be safe to run again (a run
+    that failed between them repeats it): ``CREATE TABLE IF NOT EXISTS``, and
+    :meth:`add_column` (18.16 has no ``ADD COLUMN IF NOT EXISTS``).
     """
 
     def __init__(self, config: ClickHouseConfig, run: QueryRunner) -> None:
@@ -206,6 +207,18 @@ class ClickHouseSchema:
             return int(rows[0][0])
         legacy = await self.run(operation, f"EXISTS TABLE {self.db}.events", None)
         return 0 if legacy[0][0] else None
+
+    async def add_column(self, table: str, column: str, definition: str) -> None:
+        """``ALTER TABLE <table> ADD COLUMN <column> <definition>`` unless it exists."""
+        present = await self.run(
+            "read columns",
+            "SELECT count() FROM system.columns "
+            "WHERE database = %(db)s AND table = %(table)s AND name = %(column)s",
+            {"db": self.db, "table": table, "column": column},
+        )
+        if not present[0][0]:
+            statement = f"ALTER TABLE {self.db}.{table} ADD COLUMN {column} {definition}"
+            await self.run("add column", statement, None)
 
     async def create_current(self) -> None:
         for statement in _table_ddl(self.db):
@@ -232,9 +245,10 @@ async def _baseline(schema: ClickHouseSchema) -> None:
 
 
 # The schema's history, oldest first. To change the schema: append
-# Migration(N + 1, "what", function) whose statements can run twice
-# (ADD COLUMN IF NOT EXISTS ...), and change _EVENT_COLUMNS_DDL / _table_ddl
-# to match, so that a fresh database (created from them) equals a migrated one.
+# Migration(N + 1, "what", function) whose statements can run twice (e.g.
+# `await schema.add_column("events", "epoch", "UInt32 DEFAULT 0")`, for each
+# table that has the column), and change _EVENT_COLUMNS_DDL / _table_ddl to
+# match, so that a fresh database (created from them) equals a migrated one.
 MIGRATIONS: tuple[Migration[ClickHouseSchema], ...] = (
     Migration(
         1, "baseline: events, events_by_position, event_ids, snapshots, writer_lease", _baseline

@@ -15,13 +15,19 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import inspect, text
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from cqrs_admin import clickhouse
 from query_svc.db import Database
 from query_svc.session_tables import SESSION_TABLES
 from query_svc.settings import QuerySettings
-from service_kit.schema_versions import SchemaMismatch, SchemaReport
+from service_kit import schema_versions
+from service_kit.schema_versions import Migration, SchemaMismatch, SchemaReport
+from service_kit.sql_schema import SqlSchema
 from store_svc.engine import ClickHouseConfig, ClickHouseStorage, SqliteStorage
+from store_svc.engine.clickhouse_storage import MIGRATIONS as CLICKHOUSE_MIGRATIONS
+from store_svc.engine.clickhouse_storage import ClickHouseSchema
+from store_svc.engine.sqlite_storage import MIGRATIONS as SQLITE_MIGRATIONS
 from tests import auth_support
 from tests.integration.query_svc.conftest import drop_schema, read_model_env
 
@@ -229,3 +235,56 @@ async def test_clickhouse_event_store_versions(clickhouse_config: ClickHouseConf
         )
     with pytest.raises(SchemaMismatch, match=NEWER):
         await ClickHouseStorage.open(config)
+
+
+# --- a migration added the documented way (one function, one line) ---------------------
+
+
+async def _add_epoch(schema: ClickHouseSchema) -> None:
+    for table in ("events", "events_by_position"):
+        await schema.add_column(table, "epoch", "UInt32 DEFAULT 0")
+
+
+async def test_clickhouse_a_new_migration_runs_once_and_is_safe_to_repeat(
+    clickhouse_config: ClickHouseConfig,
+) -> None:
+    config, db = clickhouse_config, clickhouse_config.database
+    await (await ClickHouseStorage.open(config)).close()
+    with_epoch = (*CLICKHOUSE_MIGRATIONS, Migration(2, "epoch column", _add_epoch))
+    async with clickhouse.session(config) as run:
+        schema = ClickHouseSchema(config, run)
+        await _add_epoch(schema)  # a run that failed after the ALTERs, before its row
+        report = await schema_versions.migrate(schema, with_epoch)
+        assert (report.found, report.version, report.applied) == (1, 2, [2])
+        again = await schema_versions.migrate(schema, with_epoch)
+        assert again.applied == []
+        rows = await run(
+            "columns",
+            "SELECT table FROM system.columns WHERE database = %(db)s AND name = 'epoch' "
+            "ORDER BY table",
+            {"db": db},
+        )
+    assert [str(r[0]) for r in rows] == ["events", "events_by_position"]
+    with pytest.raises(SchemaMismatch, match="newer than this code's 1"):
+        await ClickHouseStorage.open(config)  # this code's MIGRATIONS end at 1
+
+
+async def test_sqlite_a_new_migration_commits_with_its_version_row(tmp_path: Path) -> None:
+    path = tmp_path / "events.sqlite3"
+    await (await SqliteStorage.open(path)).close()
+
+    async def add_epoch(schema: SqlSchema) -> None:
+        await schema.conn.execute(text("ALTER TABLE events ADD COLUMN epoch INTEGER DEFAULT 0"))
+
+    with_epoch = (*SQLITE_MIGRATIONS, Migration(2, "epoch column", add_epoch))
+    engine = create_async_engine(f"sqlite+aiosqlite:///{path}")
+    try:
+        async with engine.begin() as connection:
+            schema = SqlSchema(connection, description="test", marker="events", metadata=[])
+            report = await schema_versions.migrate(schema, with_epoch)
+        assert report.applied == [2]
+    finally:
+        await engine.dispose()
+    assert ("epoch", "INTEGER") in _columns(path)["events"]
+    with sqlite3.connect(path) as db:
+        assert [r[0] for r in db.execute("SELECT version FROM schema_migrations")] == [1, 2]
