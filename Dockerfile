@@ -31,7 +31,8 @@ RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml
     && pip install --no-cache-dir -r /tmp/requirements.txt
 
 # Then the code: generated contracts, the packages the services import, and
-# cqrs_admin (the operator's `cqrs-admin`, run with `docker compose exec`).
+# cqrs_admin (the operator's `cqrs-admin`, e.g. `docker compose exec query-svc
+# cqrs-admin rebuild`; docs/deploy.md runs its other commands from the host).
 # (bootstrap/ and bench/ are the single-process dev runner and the benchmarks:
 # not part of a deployment.)
 COPY gen/ gen/

@@ -26,7 +26,7 @@ RUNTIME_IMPORTS: Final = (
     "command_svc.app",
     "query_svc.app",
     "query_svc.rebuild",  # the operator's read-model rebuild, run with `exec`
-    "cqrs_admin.cli",  # cqrs-admin: status, backup, restore, migrate, run with `exec`
+    "cqrs_admin.cli",  # cqrs-admin (its rebuild is run with `exec`)
     "gateway.app",
     "cqrs.eventstore.v1.event_store_pb2_grpc",
     "cqrs.command.v1.command_pb2_grpc",
