@@ -30,7 +30,9 @@ RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml
         > /tmp/requirements.txt \
     && pip install --no-cache-dir -r /tmp/requirements.txt
 
-# Then the code: generated contracts and the packages the services import.
+# Then the code: generated contracts, the packages the services import, and
+# cqrs_admin (the operator's `cqrs-admin`, e.g. `docker compose exec query-svc
+# cqrs-admin rebuild`; docs/deploy.md runs its other commands from the host).
 # (bootstrap/ and bench/ are the single-process dev runner and the benchmarks:
 # not part of a deployment.)
 COPY gen/ gen/
@@ -40,6 +42,7 @@ COPY store_svc/ store_svc/
 COPY command_svc/ command_svc/
 COPY query_svc/ query_svc/
 COPY gateway/ gateway/
+COPY cqrs_admin/ cqrs_admin/
 RUN pip install --no-cache-dir . \
     && python -m compileall -q /opt/venv/lib
 

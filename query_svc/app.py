@@ -48,6 +48,7 @@ from service_kit.passwords import PasswordHasher
 from service_kit.readiness import Readiness
 from service_kit.revocation import RevocationView, revocation_horizon
 from service_kit.revocation_feed import RevocationFeed
+from service_kit.schema_versions import SchemaMismatch
 from service_kit.server import Registration, RunningServer, start_server, stop_event_on_signals
 from service_kit.settings import SettingsError, environ
 
@@ -312,5 +313,5 @@ def main() -> None:
     try:
         setup_process("query_svc", environ())
         asyncio.run(serve())
-    except SettingsError as exc:
+    except (SettingsError, SchemaMismatch) as exc:
         raise SystemExit(f"query_svc: {exc}") from None

@@ -56,8 +56,11 @@ from sqlalchemy.types import TypeDecorator
 
 from query_svc.db_guard import Guard
 from query_svc.settings import DatabaseLimits, QuerySettings
+from service_kit import schema_versions
 from service_kit.circuit_breaker import CircuitBreaker
 from service_kit.dependency_errors import Dependency
+from service_kit.schema_versions import Migration, SchemaReport
+from service_kit.sql_schema import SqlSchema
 
 log = logging.getLogger(__name__)
 
@@ -330,32 +333,56 @@ class Database:
         ) as conn:
             await conn.execute(text("SELECT 1"))
 
-    async def ensure_schema(self, *, schema: str = "", also: Sequence[MetaData] = ()) -> None:
-        """Creates the PostgreSQL schema (if given) and the live tables; idempotent.
+    async def ensure_schema(
+        self, *, schema: str = "", also: Sequence[MetaData] = (), migrate: bool = False
+    ) -> SchemaReport:
+        """Creates the PostgreSQL schema (if given) and checks the tables' version.
 
-        Live tables that lack a column of the current definition (written by
-        an older release) are dropped and created anew at checkpoint 0: the
-        projector then rebuilds them from the event log. Tables that are not
-        projections (``also``: ``query_svc.session_tables``) are only created
-        if missing.
+        An empty database gets the live tables and ``also`` (tables that are
+        not projections: ``query_svc.session_tables``) at the code's version;
+        a database at another version is refused (SchemaMismatch) unless
+        ``migrate`` (``cqrs-admin migrate``): then pending migrations run.
         """
         if self.backend == "postgres" and schema:
             async with self.write() as conn:
                 await conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
         async with self.write() as conn:
-            if await conn.run_sync(_outdated, LIVE):
-                log.warning("read model tables are of an older release; rebuilding from events")
-                await drop_tables(conn, LIVE)
-            await conn.run_sync(LIVE.metadata.create_all, checkfirst=True)
+            adapter = SqlSchema(
+                conn,
+                description=f"read model ({self.dependency.where})",
+                marker=USERS,
+                metadata=[LIVE.metadata, *also],
+            )
+            run = schema_versions.migrate if migrate else schema_versions.prepare
+            report = await run(adapter, MIGRATIONS)
             await ensure_checkpoint_row(conn, LIVE)
-            for metadata in also:
-                await conn.run_sync(metadata.create_all, checkfirst=True)
+        return report
 
     async def close(self) -> None:
         await self._guard.close()
         await self.writer.dispose()
         if self.reader is not self.writer:
             await self.reader.dispose()
+
+
+async def _baseline(schema: SqlSchema) -> None:
+    """Version 1: the tables as they were before versions. Projection tables that
+    lack a column (written by a release older still) are dropped and made anew at
+    checkpoint 0: the projector rebuilds them from the event log."""
+    if await schema.conn.run_sync(_outdated, LIVE):
+        log.warning("read model tables are of an older release; rebuilding from events")
+        await drop_tables(schema.conn, LIVE)
+    await schema.create_current()
+
+
+# The schema's history, oldest first. To change the schema: append
+# Migration(N + 1, "what", function) and change define_tables (or
+# query_svc.session_tables) to match, so that a fresh database (created from
+# the definitions) equals a migrated one. A projection table may also be
+# migrated by dropping it and setting the checkpoint to 0 (a rebuild).
+MIGRATIONS: tuple[Migration[SqlSchema], ...] = (
+    Migration(1, "baseline: projections, checkpoints, sessions, mail outbox", _baseline),
+)
 
 
 def _outdated(sync_conn: Any, tables: Tables) -> bool:

@@ -19,6 +19,7 @@ from service_kit.observability import (
 )
 from service_kit.readiness import Readiness
 from service_kit.revocation import RevocationView, revocation_horizon
+from service_kit.schema_versions import SchemaMismatch
 from service_kit.server import Registration, RunningServer, start_server, stop_event_on_signals
 from service_kit.settings import SettingsError, environ
 from store_svc import engine
@@ -162,6 +163,6 @@ def main() -> None:
         setup_process("store_svc", environ())
         settings = StoreSettings.from_env(environ())
         asyncio.run(serve(settings))
-    except (SettingsError, engine.WriterLockHeld, engine.StorageUnavailable) as exc:
+    except (SettingsError, SchemaMismatch, engine.WriterLockHeld, engine.StorageUnavailable) as exc:
         # A clear one-line reason, not a traceback: these are operator errors.
         raise SystemExit(f"store_svc: {exc}") from None

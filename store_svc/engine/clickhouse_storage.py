@@ -40,13 +40,15 @@ import re
 import socket
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
 import asynch
 
+from service_kit import schema_versions
+from service_kit.schema_versions import MIGRATIONS_TABLE, Migration, SchemaReport
 from store_svc.engine.errors import StorageUnavailable, WriterLockHeld
 from store_svc.engine.model import (
     Claim,
@@ -62,7 +64,7 @@ from store_svc.engine.model import (
     to_micros,
 )
 
-__all__ = ["ClickHouseConfig", "ClickHouseStorage"]
+__all__ = ["MIGRATIONS", "ClickHouseConfig", "ClickHouseSchema", "ClickHouseStorage"]
 
 logger = logging.getLogger(__name__)
 
@@ -153,6 +155,107 @@ class ClickHouseConfig:
         return replace(config, **overrides) if overrides else config
 
 
+_ENGINE = "ENGINE = MergeTree() PARTITION BY tuple()"
+
+QueryRunner = Callable[[str, str, "dict[str, Any] | None"], Awaitable[list[tuple[Any, ...]]]]
+"""Runs one statement: (operation for messages, statement, %(name)s parameters) -> rows."""
+
+
+def _table_ddl(db: str) -> tuple[str, ...]:
+    """The current tables (CREATE ... IF NOT EXISTS), in database ``db``."""
+    return (
+        f"CREATE TABLE IF NOT EXISTS {db}.events ({_EVENT_COLUMNS_DDL}) "
+        f"{_ENGINE} ORDER BY (aggregate_id, version)",
+        f"CREATE TABLE IF NOT EXISTS {db}.events_by_position ({_EVENT_COLUMNS_DDL}) "
+        f"{_ENGINE} ORDER BY position",
+        f"CREATE TABLE IF NOT EXISTS {db}.event_ids (event_id String, aggregate_id String, "
+        f"version UInt64, position UInt64) {_ENGINE} ORDER BY event_id",
+        f"CREATE TABLE IF NOT EXISTS {db}.snapshots (aggregate_id String, version UInt64, "
+        f"schema_version UInt32, state String, created_at DateTime('UTC'), "
+        f"created_at_us UInt64) {_ENGINE} ORDER BY (aggregate_id, version)",
+        f"CREATE TABLE IF NOT EXISTS {db}.writer_lease (owner String, acquired UInt64, "
+        f"heartbeat UInt64, released UInt8, seq UInt64) "
+        f"ENGINE = ReplacingMergeTree(seq) ORDER BY owner",
+    )
+
+
+class ClickHouseSchema:
+    """The schema runner's adapter for the event store's ClickHouse database.
+
+    ClickHouse has no transactions: a migration's statements and its version
+    row are separate, so every migration must be safe to run again (a run
+    that failed between them repeats it): ``CREATE TABLE IF NOT EXISTS``, and
+    :meth:`add_column` (18.16 has no ``ADD COLUMN IF NOT EXISTS``).
+    """
+
+    def __init__(self, config: ClickHouseConfig, run: QueryRunner) -> None:
+        self.run = run  # run(operation, statement, params) -> rows
+        self.db = config.database
+        self._description = f"ClickHouse event store {config.host}:{config.port}/{self.db}"
+
+    @property
+    def description(self) -> str:
+        return self._description
+
+    async def found_version(self) -> int | None:
+        operation = "read schema version"
+        exists = await self.run(operation, f"EXISTS TABLE {self.db}.{MIGRATIONS_TABLE}", None)
+        if exists[0][0]:
+            rows = await self.run(
+                operation, f"SELECT max(version) FROM {self.db}.{MIGRATIONS_TABLE}", None
+            )
+            return int(rows[0][0])
+        legacy = await self.run(operation, f"EXISTS TABLE {self.db}.events", None)
+        return 0 if legacy[0][0] else None
+
+    async def add_column(self, table: str, column: str, definition: str) -> None:
+        """``ALTER TABLE <table> ADD COLUMN <column> <definition>`` unless it exists."""
+        present = await self.run(
+            "read columns",
+            "SELECT count() FROM system.columns "
+            "WHERE database = %(db)s AND table = %(table)s AND name = %(column)s",
+            {"db": self.db, "table": table, "column": column},
+        )
+        if not present[0][0]:
+            statement = f"ALTER TABLE {self.db}.{table} ADD COLUMN {column} {definition}"
+            await self.run("add column", statement, None)
+
+    async def create_current(self) -> None:
+        for statement in _table_ddl(self.db):
+            await self.run("create tables", statement, None)
+
+    async def record(self, version: int, summary: str) -> None:
+        await self.run(
+            "record schema version",
+            f"CREATE TABLE IF NOT EXISTS {self.db}.{MIGRATIONS_TABLE} (version UInt32, "
+            f"summary String, applied_at DateTime('UTC')) {_ENGINE} ORDER BY version",
+            None,
+        )
+        await self.run(
+            "record schema version",
+            f"INSERT INTO {self.db}.{MIGRATIONS_TABLE} (version, summary, applied_at) "
+            "SELECT %(version)s, %(summary)s, now()",
+            {"version": version, "summary": summary},
+        )
+
+
+async def _baseline(schema: ClickHouseSchema) -> None:
+    """Version 1: the tables as they were before versions (a legacy database has them)."""
+    await schema.create_current()
+
+
+# The schema's history, oldest first. To change the schema: append
+# Migration(N + 1, "what", function) whose statements can run twice (e.g.
+# `await schema.add_column("events", "epoch", "UInt32 DEFAULT 0")`, for each
+# table that has the column), and change _EVENT_COLUMNS_DDL / _table_ddl to
+# match, so that a fresh database (created from them) equals a migrated one.
+MIGRATIONS: tuple[Migration[ClickHouseSchema], ...] = (
+    Migration(
+        1, "baseline: events, events_by_position, event_ids, snapshots, writer_lease", _baseline
+    ),
+)
+
+
 @dataclass(frozen=True, slots=True)
 class _Lease:
     owner: str
@@ -188,11 +291,19 @@ class ClickHouseStorage:
     ``ClickHouseStorage(config)`` or ``ClickHouseStorage(host=..., port=..., ...)``
     (fields of ClickHouseConfig) only configures; the database, tables and
     connection pool are created on first use (or by `await ClickHouseStorage.open(...)`).
+
+    Tables are created at the code's schema version in a new database; an
+    existing one must be at that version (SchemaMismatch otherwise), unless
+    ``migrate`` is set (``cqrs-admin migrate``): then pending migrations run.
     """
 
-    def __init__(self, config: ClickHouseConfig | None = None, **settings: Any) -> None:
+    def __init__(
+        self, config: ClickHouseConfig | None = None, *, migrate: bool = False, **settings: Any
+    ) -> None:
         base = config if config is not None else ClickHouseConfig()
         self._config = replace(base, **settings) if settings else base
+        self._migrate = migrate
+        self.schema_report: SchemaReport | None = None
         self._pool: Any = None
         self._ready_lock = asyncio.Lock()
         self._db = self._config.database
@@ -214,10 +325,10 @@ class ClickHouseStorage:
 
     @classmethod
     async def open(
-        cls, config: ClickHouseConfig | None = None, **settings: Any
+        cls, config: ClickHouseConfig | None = None, *, migrate: bool = False, **settings: Any
     ) -> ClickHouseStorage:
-        """Configure, connect and create the database and tables now."""
-        storage = cls(config, **settings)
+        """Configure, connect and create (or check, or migrate) the database and tables now."""
+        storage = cls(config, migrate=migrate, **settings)
         try:
             await storage._ready()
         except BaseException:
@@ -281,23 +392,14 @@ class ClickHouseStorage:
             self._pool = pool
 
     async def _create_tables(self, pool: Any) -> None:
-        db = self._db
-        engine = "ENGINE = MergeTree() PARTITION BY tuple()"
-        for statement in (
-            f"CREATE TABLE IF NOT EXISTS {db}.events ({_EVENT_COLUMNS_DDL}) "
-            f"{engine} ORDER BY (aggregate_id, version)",
-            f"CREATE TABLE IF NOT EXISTS {db}.events_by_position ({_EVENT_COLUMNS_DDL}) "
-            f"{engine} ORDER BY position",
-            f"CREATE TABLE IF NOT EXISTS {db}.event_ids (event_id String, aggregate_id String, "
-            f"version UInt64, position UInt64) {engine} ORDER BY event_id",
-            f"CREATE TABLE IF NOT EXISTS {db}.snapshots (aggregate_id String, version UInt64, "
-            f"schema_version UInt32, state String, created_at DateTime('UTC'), "
-            f"created_at_us UInt64) {engine} ORDER BY (aggregate_id, version)",
-            f"CREATE TABLE IF NOT EXISTS {db}.writer_lease (owner String, acquired UInt64, "
-            f"heartbeat UInt64, released UInt8, seq UInt64) "
-            f"ENGINE = ReplacingMergeTree(seq) ORDER BY owner",
-        ):
-            await self._query("create tables", statement, None, pool=pool)
+        async def run(
+            operation: str, statement: str, params: dict[str, Any] | None
+        ) -> list[tuple[Any, ...]]:
+            return await self._query(operation, statement, params, pool=pool)
+
+        schema = ClickHouseSchema(self._config, run)
+        step = schema_versions.migrate if self._migrate else schema_versions.prepare
+        self.schema_report = await step(schema, MIGRATIONS)
 
     # --- low-level calls ----------------------------------------------------------
 
@@ -708,6 +810,22 @@ class ClickHouseStorage:
             if isinstance(first, StorageUnavailable):
                 raise first
             raise self._failure("insert batch", first) from first
+
+    async def read_log(self, *, after_position: int, limit: int) -> list[PendingEvent]:
+        """Events after ``after_position`` in position order, with their claim changes:
+        every column the store wrote (backups; see cqrs_admin.backup)."""
+        rows = await self._fetch(
+            "read log",
+            f"SELECT {_SELECT_EVENT}, claims, releases FROM {self._db}.events_by_position "
+            "WHERE position > %(after)s ORDER BY position LIMIT 1 BY position LIMIT %(limit)s",
+            {"after": after_position, "limit": limit},
+            as_bytes=True,
+            time_limit=self._config.load_timeout,
+        )
+        return [
+            PendingEvent(_record(row), decode_claims(_text(row[10])), decode_claims(_text(row[11])))
+            for row in rows
+        ]
 
     async def find_event_ids(self, event_ids: Sequence[str]) -> dict[str, EventLocation]:
         found: dict[str, EventLocation] = {}

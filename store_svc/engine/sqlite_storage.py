@@ -44,6 +44,9 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from service_kit import schema_versions
+from service_kit.schema_versions import Migration, SchemaReport
+from service_kit.sql_schema import SqlSchema
 from store_svc.engine.errors import EventIdsAlreadyStored, StorageUnavailable, WriterLockHeld
 from store_svc.engine.model import (
     EventLocation,
@@ -58,7 +61,7 @@ from store_svc.engine.model import (
     to_micros,
 )
 
-__all__ = ["SqliteStorage"]
+__all__ = ["MIGRATIONS", "SqliteStorage"]
 
 _metadata = MetaData()
 
@@ -102,6 +105,19 @@ _snapshots = Table(
     Column("schema_version", Integer, nullable=False),
     Column("state", LargeBinary, nullable=False),
     Column("created_at_us", Integer, nullable=False),
+)
+
+
+async def _baseline(schema: SqlSchema) -> None:
+    """Version 1: the tables as they were before versions (a legacy file has them all)."""
+    await schema.create_current()
+
+
+# The schema's history, oldest first. To change the schema: append
+# Migration(N + 1, "what", function) and change the tables above to match, so
+# that a fresh file (created from the tables) equals a migrated one.
+MIGRATIONS: tuple[Migration[SqlSchema], ...] = (
+    Migration(1, "baseline: events and snapshots", _baseline),
 )
 
 _EVENT_COLUMNS = (
@@ -171,16 +187,28 @@ class SqliteStorage:
     The constructor only configures; the file and schema are created on first
     use (or by `await SqliteStorage.open(path)`). `call_timeout` bounds every
     storage call in seconds and is also SQLite's busy timeout.
+
+    The schema is created at the code's version in a new file; an existing file
+    must be at that version (SchemaMismatch otherwise), unless ``migrate`` is
+    set (``cqrs-admin migrate``): then pending migrations are applied.
+    `schema_report` says what was found and done.
     """
 
     def __init__(
-        self, path: str | os.PathLike[str], *, call_timeout: float = 30.0, pool_size: int = 4
+        self,
+        path: str | os.PathLike[str],
+        *,
+        call_timeout: float = 30.0,
+        pool_size: int = 4,
+        migrate: bool = False,
     ) -> None:
         self._path = Path(path).absolute()
         self._lock_path = self._path.with_name(self._path.name + ".writer.lock")
         self._timeout = call_timeout
         self._lock_handle: IO[str] | None = None
         self._schema_ready = False
+        self._migrate = migrate
+        self.schema_report: SchemaReport | None = None
         self._closed = False
         self._schema_lock = asyncio.Lock()
         self._engine: AsyncEngine = create_async_engine(
@@ -205,10 +233,15 @@ class SqliteStorage:
 
     @classmethod
     async def open(
-        cls, path: str | os.PathLike[str], *, call_timeout: float = 30.0, pool_size: int = 4
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        call_timeout: float = 30.0,
+        pool_size: int = 4,
+        migrate: bool = False,
     ) -> SqliteStorage:
-        """Configure and create the database file and schema now."""
-        storage = cls(path, call_timeout=call_timeout, pool_size=pool_size)
+        """Configure and create (or check, or migrate) the database file and schema now."""
+        storage = cls(path, call_timeout=call_timeout, pool_size=pool_size, migrate=migrate)
         try:
             await storage._ready()
         except BaseException:
@@ -217,7 +250,7 @@ class SqliteStorage:
         return storage
 
     async def _ready(self) -> None:
-        """Create the file's folder and the schema once (idempotent DDL)."""
+        """Create the file's folder and the schema once, or check its version."""
         if self._closed:
             # SQLAlchemy would silently open a new pool after dispose().
             raise StorageUnavailable(f"SQLite storage {self._path} is closed")
@@ -229,7 +262,14 @@ class SqliteStorage:
             try:
                 self._path.parent.mkdir(parents=True, exist_ok=True)
                 async with asyncio.timeout(self._timeout), self._engine.begin() as conn:
-                    await conn.run_sync(_metadata.create_all)
+                    schema = SqlSchema(
+                        conn,
+                        description=f"SQLite event store {self._path}",
+                        marker=_events.name,
+                        metadata=[_metadata],
+                    )
+                    run = schema_versions.migrate if self._migrate else schema_versions.prepare
+                    self.schema_report = await run(schema, MIGRATIONS)
             except (SQLAlchemyError, sqlite3.Error, OSError, TimeoutError) as exc:
                 raise self._failure("create schema", exc) from exc
             self._schema_ready = True

@@ -26,6 +26,7 @@ RUNTIME_IMPORTS: Final = (
     "command_svc.app",
     "query_svc.app",
     "query_svc.rebuild",  # the operator's read-model rebuild, run with `exec`
+    "cqrs_admin.cli",  # cqrs-admin (its rebuild is run with `exec`)
     "gateway.app",
     "cqrs.eventstore.v1.event_store_pb2_grpc",
     "cqrs.command.v1.command_pb2_grpc",
@@ -217,7 +218,7 @@ def test_what_is_copied_builds_and_runs(instructions: list[df.Instruction], tmp_
         assert f"{module}/__main__.py" in names, f"{module} cannot be run with python -m"
     assert "cqrs/descriptor_set.binpb" in names
     top_level = {name.split("/")[0] for name in names if not name.startswith("cqrs_users-")}
-    assert top_level == {*SERVICE_MODULES, "domain", "service_kit", "cqrs", "buf"}, (
+    assert top_level == {*SERVICE_MODULES, "cqrs_admin", "domain", "service_kit", "cqrs", "buf"}, (
         "the image must hold the services and what they import, not dev tools or tests"
     )
 
