@@ -55,13 +55,26 @@ def signer(name: str = keys.USER_TOKEN_ISSUER) -> TokenSigner:
     return _signers[name]
 
 
+_RUN_TTL_SECONDS: Final = 24 * 3600
+_RUN_TOKENS: Final = TokenSettings(keys_dir=TEST_KEYS_DIR, ttl_seconds=_RUN_TTL_SECONDS)
+_run_signers: dict[str, TokenSigner] = {}
+
+
 def token(
     subject: str, role: str = ROLE_USER, email: str = "", *, session_id: str = "", cv: int = 0
 ) -> str:
-    """A token as its real signer would issue it (a service token is signed by ``subject``)."""
-    issuer = signer(subject if role == ROLE_SERVICE else keys.USER_TOKEN_ISSUER)
+    """A token as its real signer would issue it (a service token is signed by ``subject``).
+
+    It lives a day, not the services' 15 minutes: tests keep tokens made at import
+    (module constants, conftest) and the full suite on a loaded machine runs longer
+    than 15 minutes, after which every call with them would be "token expired".
+    """
+    name = subject if role == ROLE_SERVICE else keys.USER_TOKEN_ISSUER
+    if name not in _run_signers:
+        signer(name)  # the key exists and is trusted
+        _run_signers[name] = _RUN_TOKENS.signer(name)
     principal = Principal(subject, email, role, session_id, cv)
-    return issuer.issue(principal, now=utcnow())[0]
+    return _run_signers[name].issue(principal, now=utcnow())[0]
 
 
 def bearer(subject: str, role: str = ROLE_USER, email: str = "") -> list[tuple[str, str]]:
@@ -74,23 +87,8 @@ def service_identity(name: str = "tests") -> Callable[[], list[tuple[str, str]]]
     return service_metadata(signer(name), name)
 
 
-def _long_lived(subject: str, role: str) -> list[tuple[str, str]]:
-    """Metadata fixed for the whole test run, so its token outlives the run.
-
-    A token made at import with the default 15-minute lifetime expires while a
-    long run (the full suite on a loaded machine takes 25 minutes and more) is
-    still using it, and every later call is refused as "token expired".
-    """
-    issuer_name = subject if role == ROLE_SERVICE else keys.USER_TOKEN_ISSUER
-    signer(issuer_name)  # the key exists and is trusted
-    day = TokenSettings(keys_dir=TEST_KEYS_DIR, ttl_seconds=_RUN_TTL_SECONDS)
-    issued = day.signer(issuer_name).issue(Principal(subject, "", role, "", 0), now=utcnow())
-    return [("authorization", f"Bearer {issued[0]}")]
-
-
-_RUN_TTL_SECONDS: Final = 24 * 3600
-SERVICE = _long_lived("tests", ROLE_SERVICE)
-ADMIN = _long_lived("admin-user", ROLE_ADMIN)
+SERVICE = bearer("tests", ROLE_SERVICE)
+ADMIN = bearer("admin-user", ROLE_ADMIN)
 
 
 class _AddMetadata:
