@@ -493,11 +493,34 @@ class ClickHouseStorage:
                 f"the lease (epoch {successor} >= ours {self._epoch}); this store stepped down"
             )
 
+    async def _next_epoch(self) -> None:
+        """Move our lease to a new epoch, as a takeover would: only while it is ours and live."""
+        self._check_lease()
+        now, leases = await self._read_leases()
+        mine = leases.get(self._owner)
+        if mine is None or mine.released or now - mine.heartbeat >= self._config.lease_ttl:
+            self._step_down("our lease lapsed before a new epoch could start")
+        elif (holder := self._live_other(now, leases)) is not None:
+            self._step_down(f"the lease is also held by {holder.owner!r}")
+        else:
+            await self._claim_epoch()
+            await self._confirm_epoch("starting a new epoch")
+            return
+        raise StorageUnavailable(
+            f"ClickHouse {self._where}: this store lost the writer lease ({self._lease_lost})"
+        )
+
     def _step_down(self, reason: str) -> None:
         """Stop writing for good on this epoch: only a new lease (new epoch, reload) may write."""
         if self._lease_lost is None:
             self._lease_lost = reason
-            logger.error("ClickHouse writer on %s steps down: %s", self._where, reason)
+            logger.error(
+                "ClickHouse writer %s (epoch %d) on %s steps down: %s",
+                self._owner,
+                self._epoch,
+                self._where,
+                reason,
+            )
         self._fenced = False
 
     async def _take_lease(self) -> tuple[int, _Lease | None]:
@@ -741,8 +764,7 @@ class ClickHouseStorage:
             )
         generation = self._lease_generation
         if self._fenced:  # a reload: the epoch that failed to write ends here
-            await self._claim_epoch()
-            await self._confirm_epoch("starting a new epoch")
+            await self._next_epoch()
         last_position = await self._record_fence()
         await self._reconcile()
         db = self._db
