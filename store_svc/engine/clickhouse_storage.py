@@ -464,19 +464,28 @@ class ClickHouseStorage:
         self._fenced = False
         await self._write_lease(released=False)
 
-    async def _superseding_epoch(self) -> int | None:
-        """The epoch of another owner's lease that is >= ours, if any (we must step down).
+    async def _superseding_epoch(self, floor: int | None = None) -> int | None:
+        """The epoch of another writer that is >= ``floor`` (ours by default), if any.
 
-        A tie (two writers that claimed at the same moment) counts as
-        superseded too: both step down rather than both write.
+        Counted: every other owner's current lease row unless released (a
+        claim in progress, or a live lease), and every epoch another owner
+        recorded a fence for (it may have written). Ignored: a claim its owner
+        released without a fence, i.e. one that backed off before reading
+        state, so it never wrote. A tie (two claims at the same moment) counts
+        too: both step down rather than both write.
         """
+        db = self._db
         rows = await self._fetch(
             "check lease epoch",
-            f"SELECT max(epoch) FROM {self._db}.writer_lease WHERE owner != %(owner)s",
+            f"SELECT max(e) FROM ("
+            f"SELECT argMax(epoch, seq) AS e, argMax(released, seq) AS r "
+            f"FROM {db}.writer_lease WHERE owner != %(owner)s GROUP BY owner HAVING r = 0 "
+            f"UNION ALL SELECT epoch AS e, toUInt8(0) AS r FROM {db}.writer_epochs "
+            f"WHERE owner != %(owner)s)",
             {"owner": self._owner},
         )
-        highest = int(rows[0][0]) if rows else 0
-        return highest if highest >= self._epoch else None
+        highest = int(rows[0][0]) if rows and rows[0][0] is not None else 0
+        return highest if highest >= (self._epoch if floor is None else floor) else None
 
     async def _confirm_epoch(self, step: str) -> None:
         """Fence check after a write: raise, and step down, if another writer took over.
@@ -503,9 +512,18 @@ class ClickHouseStorage:
         elif (holder := self._live_other(now, leases)) is not None:
             self._step_down(f"the lease is also held by {holder.owner!r}")
         else:
+            previous = self._epoch
             await self._claim_epoch()
-            await self._confirm_epoch("starting a new epoch")
-            return
+            # A pause between the read above and the claim must not let us
+            # overtake a writer that took over meanwhile: compare with the
+            # epoch we held, not the one just claimed.
+            successor = await self._superseding_epoch(previous)
+            if successor is None:
+                return
+            self._step_down(f"superseded by lease epoch {successor} (ours {previous})")
+            # Withdraw the claim (it has no fence, we never wrote on it), so
+            # that it does not make the writer that overtook us step down.
+            await self._write_lease(released=True)
         raise StorageUnavailable(
             f"ClickHouse {self._where}: this store lost the writer lease ({self._lease_lost})"
         )

@@ -172,7 +172,7 @@ async def check_log(config: ClickHouseConfig, ledger: Ledger) -> None:
 
 
 async def run_case(config: ClickHouseConfig, trap: Trap, *, half_write: bool) -> None:
-    async with asyncio.timeout(120):
+    async with asyncio.timeout(240):
         await frozen_and_superseded(config, trap, half_write=half_write)
 
 
@@ -205,8 +205,8 @@ async def frozen_and_superseded(config: ClickHouseConfig, trap: Trap, *, half_wr
         b = await take_over(config)
         # The successor is a client's retry target: a busy machine may delay its renewals.
         for stream in STREAMS:
-            await ledger.append(b, stream, 2, retry_for=10)
-        await ledger.append(b, "user-new-by-b", 1, retry_for=10)
+            await ledger.append(b, stream, 2, retry_for=25)
+        await ledger.append(b, "user-new-by-b", 1, retry_for=25)
 
         frozen.resume()
         outcomes = await asyncio.gather(*in_flight, return_exceptions=True)
@@ -224,7 +224,7 @@ async def frozen_and_superseded(config: ClickHouseConfig, trap: Trap, *, half_wr
         assert await epoch_rows(config, frozen, frozen._epoch) == before
 
         for stream in STREAMS:
-            await ledger.append(b, stream, 1, retry_for=10)
+            await ledger.append(b, stream, 1, retry_for=25)
     finally:
         await a.close()
         if b is not None:
