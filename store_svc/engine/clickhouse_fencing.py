@@ -66,9 +66,8 @@ def visible_rows(fences: Sequence[Fence]) -> str:
     smallest: int | None = None
     for fence in reversed(ordered):
         smallest = fence.start_position if smallest is None else min(smallest, fence.start_position)
-        if bounds and bounds[-1][1] == smallest:
-            bounds[-1] = (fence.epoch, smallest)  # same bound: the lower epoch covers both
-        else:
+        # The same bound as the next higher fence: its `epoch < higher` covers this one.
+        if not bounds or bounds[-1][1] != smallest:
             bounds.append((fence.epoch, smallest))
     branches = ", ".join(f"epoch < {epoch}, {bound}" for epoch, bound in reversed(bounds))
     return f"position <= multiIf({branches}, 18446744073709551615)"

@@ -183,7 +183,7 @@ async def frozen_and_superseded(config: ClickHouseConfig, trap: Trap, *, half_wr
     b: EventStore | None = None
     try:
         for stream in STREAMS:
-            await ledger.append(a, stream, 2)
+            await ledger.append(a, stream, 2, retry_for=25)
         if half_write:
             # The next batch reaches `events` and `event_ids` but not
             # `events_by_position`: the reload after it runs the repair.
