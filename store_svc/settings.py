@@ -67,6 +67,7 @@ class StoreSettings:
     stream_cache_events: int
     tokens: TokenSettings
     relay: RelaySettings = RelaySettings()
+    standby: bool = False  # wait for the writer lock instead of exiting when it is held
 
     @property
     def sqlite_path(self) -> Path:
@@ -115,4 +116,5 @@ class StoreSettings:
                 env, "STORE_SUBSCRIBER_BUFFER", 1000, minimum=10, maximum=1_000_000
             ),
             relay=RelaySettings.from_env(env),
+            standby=env_choice(env, "STORE_STANDBY", "0", ("0", "1")) == "1",
         )
