@@ -96,21 +96,42 @@ class StoreService:
         await self.store.close()
 
 
+async def open_store(settings: StoreSettings) -> engine.EventStore:
+    """Takes the writer lock and opens the engine; WriterLockHeld if another writer holds it.
+
+    A standby (``STORE_STANDBY=1``) waits instead, trying again every lease
+    heartbeat, and serves nothing until it holds the lock: it takes over when
+    the leader's lease lapses (ClickHouse) or its process ends (SQLite).
+    """
+    waiting = False
+    while True:
+        storage = await open_storage(settings)
+        try:
+            return await engine.EventStore.open(
+                storage,
+                batch_max_events=settings.batch_max_events,
+                batch_max_delay=settings.batch_max_delay,
+                subscriber_buffer=settings.subscriber_buffer,
+                on_batch=APPEND_BATCH_EVENTS.observe,
+                stream_cache_events=settings.stream_cache_events,
+            )
+        except engine.WriterLockHeld as exc:
+            await storage.close()
+            if not settings.standby:
+                raise
+            if not waiting:
+                log.info("standby: %s; waiting for the writer lock", exc)
+                waiting = True
+        except BaseException:
+            await storage.close()  # until open succeeds, the storage is ours to close
+            raise
+        await asyncio.sleep(settings.clickhouse.lease_heartbeat)
+
+
 async def start(settings: StoreSettings) -> StoreService:
-    """Opens the store (refusing if another writer holds it) and serves it."""
-    storage = await open_storage(settings)
-    try:
-        store = await engine.EventStore.open(
-            storage,
-            batch_max_events=settings.batch_max_events,
-            batch_max_delay=settings.batch_max_delay,
-            subscriber_buffer=settings.subscriber_buffer,
-            on_batch=APPEND_BATCH_EVENTS.observe,
-            stream_cache_events=settings.stream_cache_events,
-        )
-    except BaseException:
-        await storage.close()  # until open succeeds, the storage is ours to close
-        raise
+    """Opens the store (refusing if another writer holds it, or waiting as a standby)
+    and serves it."""
+    store = await open_store(settings)
     relay = None
     if settings.relay.enabled:
         relay = OutboxRelay(

@@ -67,6 +67,7 @@ class StoreSettings:
     stream_cache_events: int
     tokens: TokenSettings
     relay: RelaySettings = RelaySettings()
+    standby: bool = False  # wait for the writer lock instead of exiting when it is held
 
     @property
     def sqlite_path(self) -> Path:
@@ -78,8 +79,20 @@ class StoreSettings:
         host, _, port = host_port.rpartition(":")
         if not host or not port.isdigit():
             raise SettingsError(f"CLICKHOUSE_HOST={host_port!r}: expected host:port")
+        lease_ttl = env_int(env, "STORE_LEASE_TTL_MS", 15_000, minimum=1000, maximum=600_000)
+        heartbeat = env_int(env, "STORE_LEASE_HEARTBEAT_MS", 3000, minimum=100, maximum=300_000)
+        if heartbeat * 2 >= lease_ttl:
+            raise SettingsError(
+                f"STORE_LEASE_HEARTBEAT_MS={heartbeat}: must be less than half of "
+                f"STORE_LEASE_TTL_MS={lease_ttl}"
+            )
         try:  # the engine's own parser reads the CLICKHOUSE_* variables
-            clickhouse = ClickHouseConfig.from_env(env, default_host=host_port)
+            clickhouse = ClickHouseConfig.from_env(
+                env,
+                default_host=host_port,
+                lease_ttl=lease_ttl / 1000.0,
+                lease_heartbeat=heartbeat / 1000.0,
+            )
         except ValueError as exc:
             raise SettingsError(str(exc)) from None
         return cls(
@@ -103,4 +116,5 @@ class StoreSettings:
                 env, "STORE_SUBSCRIBER_BUFFER", 1000, minimum=10, maximum=1_000_000
             ),
             relay=RelaySettings.from_env(env),
+            standby=env_choice(env, "STORE_STANDBY", "0", ("0", "1")) == "1",
         )

@@ -12,23 +12,29 @@ visible all at once:
 * ``event_ids``          ORDER BY event_id: idempotency / duplicate-id lookups.
 * ``snapshots``          ORDER BY (aggregate_id, version).
 * ``writer_lease``       ReplacingMergeTree(seq) ORDER BY owner: the writer lease.
+* ``writer_epochs``      ORDER BY epoch: the fence each lease epoch recorded
+  (see clickhouse_fencing: every row carries the ``epoch`` of its writer).
 
 18.16 has no DateTime64, so `timestamp` is DateTime('UTC') (seconds, for
 humans) and `timestamp_us` (UInt64 microseconds) is what ordering and filters
 use. ClickHouse has no transactions: a batch is three INSERTs (run
-concurrently), which may land partly. The engine reloads state after any
-failed write, and `load_state` first waits until the failed INSERTs are no
-longer running on the server, then copies rows missing from one table into
-the others (`_reconcile`), so the three tables always agree before the next
-batch is written. Reads deduplicate (`LIMIT 1 BY position`), so a row that
-was ever written twice is never returned twice.
+concurrently), which may land partly, or late. The engine reloads state after
+any failed write, and every `load_state` starts a new lease epoch and records
+its fence first, so a failed INSERT that lands late is cut off by the fence
+(clickhouse_fencing); it then copies visible rows missing from one table into
+the others (`_reconcile`), so the tables agree before the next batch is
+written. Reads deduplicate (`ORDER BY ..., epoch DESC LIMIT 1 BY position`),
+so a row that was ever written twice is never returned twice.
 
 Writer lock: a lease row per owner, renewed every `lease_heartbeat` seconds
 with the SERVER's clock. A writer refuses to open while another owner's
 lease is fresh (< `lease_ttl`) and refuses to write once it has not renewed
-for `lease_ttl - margin`. If its own lease lapsed (a long outage), another
-writer may have run: it writes nothing until it has taken a new lease (only
-if nobody else holds one) AND the engine has reloaded its state.
+for `lease_ttl - margin`. Timing alone cannot stop a paused writer, so the
+lease is also a fencing token: a batch is acknowledged only if, after its
+INSERTs returned, no other owner holds a lease epoch >= ours; otherwise the
+writer steps down (UNAVAILABLE, nothing more written). If its own lease lapsed
+or was superseded, it writes nothing until it has taken a new lease (a new
+epoch, only if nobody else holds one) AND the engine has reloaded its state.
 """
 
 from __future__ import annotations
@@ -49,6 +55,7 @@ import asynch
 
 from service_kit import schema_versions
 from service_kit.schema_versions import MIGRATIONS_TABLE, Migration, SchemaReport
+from store_svc.engine.clickhouse_fencing import Fence, add_epoch_columns, visible_rows
 from store_svc.engine.errors import StorageUnavailable, WriterLockHeld
 from store_svc.engine.model import (
     Claim,
@@ -87,11 +94,12 @@ _EVENT_COLUMNS_DDL = """
     correlation_id String,
     causation_id String,
     claims String,
-    releases String
+    releases String,
+    epoch UInt64
 """
 _EVENT_COLUMNS = (
     "position, event_id, aggregate_id, aggregate_type, version, event_type, timestamp, "
-    "timestamp_us, payload, correlation_id, causation_id, claims, releases"
+    "timestamp_us, payload, correlation_id, causation_id, claims, releases, epoch"
 )
 _SELECT_EVENT = (
     "position, event_id, aggregate_id, aggregate_type, version, event_type, timestamp_us, "
@@ -169,14 +177,21 @@ def _table_ddl(db: str) -> tuple[str, ...]:
         f"CREATE TABLE IF NOT EXISTS {db}.events_by_position ({_EVENT_COLUMNS_DDL}) "
         f"{_ENGINE} ORDER BY position",
         f"CREATE TABLE IF NOT EXISTS {db}.event_ids (event_id String, aggregate_id String, "
-        f"version UInt64, position UInt64) {_ENGINE} ORDER BY event_id",
+        f"version UInt64, position UInt64, epoch UInt64) {_ENGINE} ORDER BY event_id",
         f"CREATE TABLE IF NOT EXISTS {db}.snapshots (aggregate_id String, version UInt64, "
         f"schema_version UInt32, state String, created_at DateTime('UTC'), "
-        f"created_at_us UInt64) {_ENGINE} ORDER BY (aggregate_id, version)",
+        f"created_at_us UInt64, epoch UInt64) {_ENGINE} ORDER BY (aggregate_id, version)",
         f"CREATE TABLE IF NOT EXISTS {db}.writer_lease (owner String, acquired UInt64, "
-        f"heartbeat UInt64, released UInt8, seq UInt64) "
+        f"heartbeat UInt64, released UInt8, seq UInt64, epoch UInt64) "
         f"ENGINE = ReplacingMergeTree(seq) ORDER BY owner",
+        _WRITER_EPOCHS_DDL.format(db=db),
     )
+
+
+_WRITER_EPOCHS_DDL = (
+    "CREATE TABLE IF NOT EXISTS {db}.writer_epochs (epoch UInt64, owner String, "
+    "start_position UInt64, recorded DateTime('UTC')) " + _ENGINE + " ORDER BY epoch"
+)
 
 
 class ClickHouseSchema:
@@ -249,10 +264,21 @@ async def _baseline(schema: ClickHouseSchema) -> None:
 # `await schema.add_column("events", "epoch", "UInt32 DEFAULT 0")`, for each
 # table that has the column), and change _EVENT_COLUMNS_DDL / _table_ddl to
 # match, so that a fresh database (created from them) equals a migrated one.
+async def _fencing(schema: ClickHouseSchema) -> None:
+    """Version 2: a lease epoch on every row and the epochs' fences (writer fencing)."""
+
+    async def run(operation: str, statement: str) -> list[tuple[Any, ...]]:
+        return await schema.run(operation, statement, None)
+
+    await add_epoch_columns(run, schema.db)
+    await schema.run("create tables", _WRITER_EPOCHS_DDL.format(db=schema.db), None)
+
+
 MIGRATIONS: tuple[Migration[ClickHouseSchema], ...] = (
     Migration(
         1, "baseline: events, events_by_position, event_ids, snapshots, writer_lease", _baseline
     ),
+    Migration(2, "fencing: epoch on every row, writer_epochs", _fencing),
 )
 
 
@@ -311,9 +337,12 @@ class ClickHouseStorage:
         self._owner = (
             self._config.owner_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex}"
         )
-        # Query ids of INSERTs that failed on our side and may still run on the server.
-        self._unsettled_inserts: set[str] = set()
         self._holding = False
+        self._epoch = 0  # our lease epoch (fencing token); 0 = never held
+        self._fenced = False  # our epoch's fence is recorded and the state loaded: may write
+        self._fences: list[Fence] = []
+        self._visible = "1"  # SQL condition: rows no fence cuts off (clickhouse_fencing)
+        self._fences_read_at = -1e18  # time.monotonic() of the last read of the fences
         self._lease_seq = 0
         self._lease_acquired = 0
         self._lease_valid_until = 0.0  # time.monotonic() deadline for writes
@@ -522,15 +551,107 @@ class ClickHouseStorage:
         self._lease_seq += 1
         await self._execute(
             "renew writer lease",
-            f"INSERT INTO {self._db}.writer_lease (owner, acquired, heartbeat, released, seq) "
-            f"SELECT %(owner)s, %(acquired)s, toUInt64(now()), %(released)s, %(seq)s",
+            f"INSERT INTO {self._db}.writer_lease (owner, acquired, heartbeat, released, seq, "
+            f"epoch) SELECT %(owner)s, %(acquired)s, toUInt64(now()), %(released)s, %(seq)s, "
+            f"%(epoch)s",
             {
                 "owner": self._owner,
                 "acquired": self._lease_acquired,
                 "released": int(released),
                 "seq": self._lease_seq,
+                "epoch": self._epoch,
             },
         )
+
+    async def _claim_epoch(self) -> None:
+        """Take the next epoch and write our lease row with it (the fencing token).
+
+        Every later check of another writer compares against this row, so it is
+        written before anything else of the epoch.
+        """
+        rows = await self._fetch(
+            "read lease epochs", f"SELECT max(epoch) FROM {self._db}.writer_lease"
+        )
+        self._epoch = int(rows[0][0]) + 1 if rows else 1
+        self._fenced = False
+        await self._write_lease(released=False)
+
+    async def _superseding_epoch(self, floor: int | None = None) -> int | None:
+        """The epoch of another writer that is >= ``floor`` (ours by default), if any.
+
+        Counted: every other owner's current lease row unless released (a
+        claim in progress, or a live lease), and every epoch another owner
+        recorded a fence for (it may have written). Ignored: a claim its owner
+        released without a fence, i.e. one that backed off before reading
+        state, so it never wrote. A tie (two claims at the same moment) counts
+        too: both step down rather than both write.
+        """
+        db = self._db
+        rows = await self._fetch(
+            "check lease epoch",
+            f"SELECT max(e) FROM ("
+            f"SELECT argMax(epoch, seq) AS e, argMax(released, seq) AS r "
+            f"FROM {db}.writer_lease WHERE owner != %(owner)s GROUP BY owner HAVING r = 0 "
+            f"UNION ALL SELECT epoch AS e, toUInt8(0) AS r FROM {db}.writer_epochs "
+            f"WHERE owner != %(owner)s)",
+            {"owner": self._owner},
+        )
+        highest = int(rows[0][0]) if rows and rows[0][0] is not None else 0
+        return highest if highest >= (self._epoch if floor is None else floor) else None
+
+    async def _confirm_epoch(self, step: str) -> None:
+        """Fence check after a write: raise, and step down, if another writer took over.
+
+        Called after the INSERTs of `step` returned: if no other lease epoch is
+        >= ours now, no successor can have loaded its state before those rows
+        landed, so they are below its fence and may be acknowledged.
+        """
+        successor = await self._superseding_epoch()
+        if successor is not None:
+            self._step_down(f"superseded by lease epoch {successor} (ours {self._epoch})")
+            raise StorageUnavailable(
+                f"ClickHouse {self._where}: {step} was not acknowledged: another writer took "
+                f"the lease (epoch {successor} >= ours {self._epoch}); this store stepped down"
+            )
+
+    async def _next_epoch(self) -> None:
+        """Move our lease to a new epoch, as a takeover would: only while it is ours and live."""
+        self._check_lease()
+        now, leases = await self._read_leases()
+        mine = leases.get(self._owner)
+        if mine is None or mine.released or now - mine.heartbeat >= self._config.lease_ttl:
+            self._step_down("our lease lapsed before a new epoch could start")
+        elif (holder := self._live_other(now, leases)) is not None:
+            self._step_down(f"the lease is also held by {holder.owner!r}")
+        else:
+            previous = self._epoch
+            await self._claim_epoch()
+            # A pause between the read above and the claim must not let us
+            # overtake a writer that took over meanwhile: compare with the
+            # epoch we held, not the one just claimed.
+            successor = await self._superseding_epoch(previous)
+            if successor is None:
+                return
+            self._step_down(f"superseded by lease epoch {successor} (ours {previous})")
+            # Withdraw the claim (it has no fence, we never wrote on it), so
+            # that it does not make the writer that overtook us step down.
+            await self._write_lease(released=True)
+        raise StorageUnavailable(
+            f"ClickHouse {self._where}: this store lost the writer lease ({self._lease_lost})"
+        )
+
+    def _step_down(self, reason: str) -> None:
+        """Stop writing for good on this epoch: only a new lease (new epoch, reload) may write."""
+        if self._lease_lost is None:
+            self._lease_lost = reason
+            logger.error(
+                "ClickHouse writer %s (epoch %d) on %s steps down: %s",
+                self._owner,
+                self._epoch,
+                self._where,
+                reason,
+            )
+        self._fenced = False
 
     async def _take_lease(self) -> tuple[int, _Lease | None]:
         """Write our lease unless another owner's is live; (server time, live other owner)."""
@@ -539,7 +660,7 @@ class ClickHouseStorage:
         if holder is not None:
             return now, holder
         self._lease_acquired = now
-        await self._write_lease(released=False)
+        await self._claim_epoch()
         # Check again once our row is visible: of two writers starting at the
         # same time at least one sees the other and backs off (both may), so
         # two can never both believe they hold the lease.
@@ -575,34 +696,47 @@ class ClickHouseStorage:
     async def _heartbeat(self) -> None:
         while True:
             await asyncio.sleep(self._config.lease_heartbeat)
-            started = time.monotonic()
             try:
-                if self._lease_lost is not None:
-                    await self._retake_lease(started)
-                    continue
-                now, leases = await self._read_leases()
-                mine = leases.get(self._owner)
-                if mine is None or mine.released or now - mine.heartbeat >= self._config.lease_ttl:
-                    # Lapsed (e.g. a long outage): another writer may have run
-                    # meanwhile, so never write on this lease again.
-                    self._lease_lost = (
-                        f"not renewed for {now - mine.heartbeat}s"
-                        if mine is not None
-                        else "our lease row disappeared"
-                    )
-                    logger.error("ClickHouse writer lease lost: %s", self._lease_lost)
-                    continue
-                await self._write_lease(released=False)
-                self._lease_valid_until = started + self._config.lease_ttl - self._lease_margin
+                await self._beat()
             except StorageUnavailable as exc:
                 logger.warning("ClickHouse writer lease renewal failed: %s", exc)
 
+    async def _beat(self) -> None:
+        """One renewal, fenced like a write: a paused renewal never revives a lost lease."""
+        started = time.monotonic()
+        if self._lease_lost is not None:
+            await self._retake_lease(started)
+            return
+        now, leases = await self._read_leases()
+        mine = leases.get(self._owner)
+        if mine is None or mine.released or now - mine.heartbeat >= self._config.lease_ttl:
+            # Lapsed (e.g. a long outage): another writer may have run
+            # meanwhile, so never write on this lease again.
+            self._step_down(
+                f"not renewed for {now - mine.heartbeat}s"
+                if mine is not None
+                else "our lease row disappeared"
+            )
+            return
+        successor = await self._superseding_epoch()
+        if successor is not None:
+            self._step_down(f"superseded by lease epoch {successor} (ours {self._epoch})")
+            return
+        await self._write_lease(released=False)
+        # The renewal counts only if nobody took over while it was on its way.
+        successor = await self._superseding_epoch()
+        if successor is not None:
+            self._step_down(f"superseded by lease epoch {successor} (ours {self._epoch})")
+            return
+        self._lease_valid_until = started + self._config.lease_ttl - self._lease_margin
+        await self._read_fences()
+
     async def _retake_lease(self, started: float) -> None:
-        """After a lapse, take a new lease if nobody else holds one.
+        """After a lapse or a takeover, take a new lease if nobody else holds one.
 
         Another writer may have appended meanwhile, so writes stay refused
         until the engine has reloaded its state (`load_state` clears
-        `_reload_required`).
+        `_reload_required` and records the new epoch's fence).
         """
         now, holder = await self._take_lease()
         if holder is not None:
@@ -611,7 +745,11 @@ class ClickHouseStorage:
         self._lease_generation += 1
         self._lease_lost = None
         self._lease_valid_until = started + self._config.lease_ttl - self._lease_margin
-        logger.warning("ClickHouse writer lease re-acquired after a lapse (server time %d)", now)
+        logger.warning(
+            "ClickHouse writer lease re-acquired after a lapse (server time %d, epoch %d)",
+            now,
+            self._epoch,
+        )
 
     def _check_lease(self) -> None:
         if self._lease_lost is not None:
@@ -621,9 +759,9 @@ class ClickHouseStorage:
             )
         if not self._holding:
             raise StorageUnavailable(f"ClickHouse {self._where}: the writer lease is not held")
-        if self._reload_required:
+        if self._reload_required or not self._fenced:
             raise StorageUnavailable(
-                f"ClickHouse writer lease on {self._where} was re-acquired after a lapse; "
+                f"ClickHouse writer lease on {self._where} was (re-)acquired; "
                 "the store's state must be reloaded before it writes again"
             )
         if time.monotonic() > self._lease_valid_until:
@@ -636,6 +774,7 @@ class ClickHouseStorage:
         if not self._holding:
             return
         self._holding = False
+        self._fenced = False
         task, self._heartbeat_task = self._heartbeat_task, None
         if task is not None:
             task.cancel()
@@ -647,47 +786,75 @@ class ClickHouseStorage:
                 # The lease simply expires after lease_ttl.
                 logger.warning("could not release the ClickHouse writer lease", exc_info=True)
 
+    # --- fences -----------------------------------------------------------------
+
+    async def _read_fences(self) -> str:
+        """Read every epoch's fence; returns the visibility condition (also kept for reads)."""
+        rows = await self._fetch(
+            "read fences",
+            f"SELECT epoch, min(start_position) FROM {self._db}.writer_epochs GROUP BY epoch",
+        )
+        self._fences = [Fence(int(epoch), int(start)) for epoch, start in rows]
+        self._visible = visible_rows(self._fences)
+        self._fences_read_at = time.monotonic()
+        return self._visible
+
+    async def _visibility(self) -> str:
+        """The visibility condition for a read, from fences at most one heartbeat old.
+
+        A writer that was paused finds its copy stale on resuming and reads it
+        again, so it never serves rows that a successor's fence cut off.
+        """
+        if time.monotonic() - self._fences_read_at > self._config.lease_heartbeat:
+            return await self._read_fences()
+        return self._visible
+
+    async def _record_fence(self) -> int:
+        """Record our epoch's fence at the log's current end; returns that position.
+
+        Rows of earlier epochs above it become invisible: a paused writer's
+        INSERT that lands after this point is never read.
+        """
+        visible = await self._read_fences()
+        db = self._db
+        rows = await self._fetch(
+            "find the end of the log",
+            f"SELECT max(position) FROM (SELECT position, epoch FROM {db}.events_by_position "
+            f"UNION ALL SELECT position, epoch FROM {db}.events) WHERE {visible}",
+            time_limit=self._config.load_timeout,
+        )
+        last = int(rows[0][0]) if rows and rows[0][0] is not None else 0
+        await self._execute(
+            "record fence",
+            f"INSERT INTO {db}.writer_epochs (epoch, owner, start_position, recorded) "
+            f"SELECT %(epoch)s, %(owner)s, %(start)s, now()",
+            {"epoch": self._epoch, "owner": self._owner, "start": last},
+        )
+        await self._confirm_epoch("recording the fence")
+        await self._read_fences()
+        return last
+
     # --- state ------------------------------------------------------------------
 
-    async def _settle_unsettled_inserts(self) -> None:
-        """Wait until no INSERT that failed on our side still runs on the server.
-
-        Known limit: an INSERT the server had not even started when we gave up
-        (our query_timeout elapsed with the data still in its socket buffer)
-        is invisible here and could land later.
-        """
-        if not self._unsettled_inserts:
-            return
-        deadline = time.monotonic() + self._config.query_timeout
-        while True:
-            rows = await self._fetch(
-                "check for unfinished inserts",
-                "SELECT query_id FROM system.processes WHERE query_id IN %(ids)s",
-                {"ids": tuple(self._unsettled_inserts)},
-            )
-            if not rows:
-                self._unsettled_inserts.clear()
-                return
-            if time.monotonic() > deadline:
-                raise StorageUnavailable(
-                    f"ClickHouse {self._where}: a failed batch insert is still running on the "
-                    "server; state cannot be reloaded yet"
-                )
-            await asyncio.sleep(0.05)
-
     async def _reconcile(self) -> None:
-        """Copy rows missing from one of events / events_by_position / event_ids.
+        """Copy visible rows missing from one of events / events_by_position / event_ids.
 
         The three INSERTs of a batch are not atomic together; a crash or a
-        failure may leave a batch in some of the tables only. Rows in either
-        full table count as committed (the engine reloads its state from them).
+        failure may leave a batch in some of the tables only. Visible rows in
+        either full table count as committed (the engine reloads its state from
+        them). Copies keep their epoch, so a late copy (a paused repair) only
+        repeats rows that exist already or that a fence hides.
         """
         db = self._db
+        visible = self._visible
         counts = await self._fetch(
             "compare tables",
-            f"SELECT 'events', count(), max(position) FROM {db}.events UNION ALL "
-            f"SELECT 'by_position', count(), max(position) FROM {db}.events_by_position "
-            f"UNION ALL SELECT 'ids', count(), max(position) FROM {db}.event_ids",
+            f"SELECT 'events', uniqExact(position), max(position) FROM {db}.events "
+            f"WHERE {visible} UNION ALL "
+            f"SELECT 'by_position', uniqExact(position), max(position) FROM "
+            f"{db}.events_by_position WHERE {visible} UNION ALL "
+            f"SELECT 'ids', uniqExact(position), max(position) FROM {db}.event_ids "
+            f"WHERE {visible}",
             time_limit=self._config.load_timeout,
         )
         if len({(count, top) for _name, count, top in counts}) == 1:
@@ -697,51 +864,67 @@ class ClickHouseStorage:
             await self._execute(
                 f"reconcile {target}",
                 f"INSERT INTO {db}.{target} ({_EVENT_COLUMNS}) SELECT {_EVENT_COLUMNS} "
-                f"FROM {db}.{source} WHERE position NOT IN (SELECT position FROM {db}.{target}) "
-                f"LIMIT 1 BY position",
+                f"FROM {db}.{source} WHERE {visible} AND position NOT IN "
+                f"(SELECT position FROM {db}.{target} WHERE {visible}) "
+                f"ORDER BY position, epoch DESC LIMIT 1 BY position",
                 time_limit=self._config.load_timeout,
             )
         await self._execute(
             "reconcile event_ids",
-            f"INSERT INTO {db}.event_ids (event_id, aggregate_id, version, position) "
-            f"SELECT event_id, aggregate_id, version, position FROM {db}.events_by_position "
-            f"WHERE (position, event_id) NOT IN (SELECT position, event_id FROM {db}.event_ids) "
-            f"LIMIT 1 BY position",
+            f"INSERT INTO {db}.event_ids (event_id, aggregate_id, version, position, epoch) "
+            f"SELECT event_id, aggregate_id, version, position, epoch FROM {db}.events_by_position "
+            f"WHERE {visible} AND (position, event_id) NOT IN "
+            f"(SELECT position, event_id FROM {db}.event_ids WHERE {visible}) "
+            f"ORDER BY position, epoch DESC LIMIT 1 BY position",
             time_limit=self._config.load_timeout,
         )
+        await self._confirm_epoch("the repair of a half-written batch")
 
     async def load_state(self) -> StorageState:
+        """Start a new epoch (fence first), repair, then read heads, claims and last position.
+
+        A reload follows a failed write whose INSERTs may still land: taking a
+        new epoch and recording its fence before reading makes them invisible
+        if they land later, so nothing has to be waited for.
+        """
+        if not self._holding or self._lease_lost is not None:
+            raise StorageUnavailable(
+                f"ClickHouse {self._where}: this store does not hold the writer lease "
+                f"({self._lease_lost or 'not taken'}); it does not load state"
+            )
         generation = self._lease_generation
-        await self._settle_unsettled_inserts()
+        if self._fenced:  # a reload: the epoch that failed to write ends here
+            await self._next_epoch()
+        last_position = await self._record_fence()
         await self._reconcile()
         db = self._db
+        visible = self._visible
         heads_rows = await self._fetch(
             "load heads",
-            f"SELECT aggregate_id, max(version) FROM {db}.events GROUP BY aggregate_id",
-            time_limit=self._config.load_timeout,
-        )
-        last_rows = await self._fetch(
-            "load last position",
-            f"SELECT max(position) FROM {db}.events_by_position",
+            f"SELECT aggregate_id, max(version) FROM {db}.events WHERE {visible} "
+            f"GROUP BY aggregate_id",
             time_limit=self._config.load_timeout,
         )
         claim_rows = await self._fetch(
             "load claims",
             f"SELECT aggregate_id, claims, releases FROM {db}.events_by_position "
-            f"WHERE claims != '' OR releases != '' ORDER BY position LIMIT 1 BY position",
+            f"WHERE (claims != '' OR releases != '') AND {visible} "
+            f"ORDER BY position, epoch DESC LIMIT 1 BY position",
             time_limit=self._config.load_timeout,
         )
         claims: dict[Claim, str] = {}
         for aggregate_id, taken, released in claim_rows:
             apply_claim_changes(claims, aggregate_id, decode_claims(taken), decode_claims(released))
+        await self._confirm_epoch("loading the state")
         # Reads that began after the last re-take reflect every writer before it.
         if generation == self._lease_generation:
             self._reload_required = False
+            self._fenced = True
         # max() is insensitive to duplicate rows, so nothing is double counted.
         return StorageState(
             heads={aggregate_id: int(version) for aggregate_id, version in heads_rows},
             claims=claims,
-            last_position=int(last_rows[0][0]) if last_rows else 0,
+            last_position=last_position,
         )
 
     # --- writes -----------------------------------------------------------------
@@ -774,9 +957,12 @@ class ClickHouseStorage:
                     record.causation_id,
                     encode_claims(pending.claims),
                     encode_claims(pending.releases),
+                    self._epoch,
                 )
             )
-            id_rows.append((record.event_id, record.aggregate_id, record.version, record.position))
+            id_rows.append(
+                (record.event_id, record.aggregate_id, record.version, record.position, self._epoch)
+            )
         batch = uuid.uuid4().hex
         db = self._db
         inserts = {
@@ -786,11 +972,11 @@ class ClickHouseStorage:
                 rows,
             ),
             f"{batch}-ids": (
-                f"INSERT INTO {db}.event_ids (event_id, aggregate_id, version, position) VALUES",
+                f"INSERT INTO {db}.event_ids (event_id, aggregate_id, version, position, epoch) "
+                "VALUES",
                 id_rows,
             ),
         }
-        self._unsettled_inserts.update(inserts)
         # Concurrently: a batch costs one round trip, not three.
         outcomes = await asyncio.gather(
             *(
@@ -799,17 +985,13 @@ class ClickHouseStorage:
             ),
             return_exceptions=True,
         )
-        failures = []
-        for query_id, outcome in zip(inserts, outcomes, strict=True):
-            if isinstance(outcome, BaseException):
-                failures.append(outcome)
-            else:
-                self._unsettled_inserts.discard(query_id)
+        failures = [outcome for outcome in outcomes if isinstance(outcome, BaseException)]
         if failures:
             first = failures[0]
             if isinstance(first, StorageUnavailable):
                 raise first
             raise self._failure("insert batch", first) from first
+        await self._confirm_epoch("the batch")
 
     async def read_log(self, *, after_position: int, limit: int) -> list[PendingEvent]:
         """Events after ``after_position`` in position order, with their claim changes:
@@ -846,10 +1028,12 @@ class ClickHouseStorage:
             return {}
         # An id row counts only if an event row agrees: a failed batch may have
         # left id rows whose positions were later reused by other events.
+        visible = await self._visibility()
         confirmed = await self._fetch(
             "confirm event ids",
             f"SELECT event_id, aggregate_id, version, position FROM {self._db}.events "
-            f"WHERE aggregate_id IN %(aggregates)s AND event_id IN %(ids)s",
+            f"WHERE aggregate_id IN %(aggregates)s AND event_id IN %(ids)s AND {visible} "
+            f"ORDER BY position, epoch DESC LIMIT 1 BY position",
             {
                 "aggregates": tuple({_text(row[1]) for row in candidates}),
                 "ids": tuple({_text(row[0]) for row in candidates}),
@@ -873,7 +1057,11 @@ class ClickHouseStorage:
         until: datetime | None,
         limit: int | None,
     ) -> list[RecordedEvent]:
-        conditions = ["aggregate_id = %(aggregate_id)s", "version >= %(from_version)s"]
+        conditions = [
+            "aggregate_id = %(aggregate_id)s",
+            "version >= %(from_version)s",
+            await self._visibility(),
+        ]
         params: dict[str, Any] = {"aggregate_id": aggregate_id, "from_version": from_version}
         if to_version is not None:
             conditions.append("version <= %(to_version)s")
@@ -883,7 +1071,7 @@ class ClickHouseStorage:
             params["until"] = to_micros(until)
         query = (
             f"SELECT {_SELECT_EVENT} FROM {self._db}.events WHERE {' AND '.join(conditions)} "
-            f"ORDER BY version LIMIT 1 BY version"
+            f"ORDER BY version, epoch DESC LIMIT 1 BY version"
         )
         if limit is not None:
             query += f" LIMIT {int(limit)}"
@@ -932,11 +1120,12 @@ class ClickHouseStorage:
             conditions.append("position <= %(upto)s")
             params["upto"] = after_position + limit
         conditions.insert(0, "position > %(after)s")
+        conditions.append(await self._visibility())
         # By stream: the (aggregate_id, version) key finds the rows.
         table = "events" if aggregate_id is not None else "events_by_position"
         query = (
             f"SELECT {_SELECT_EVENT} FROM {self._db}.{table} WHERE {' AND '.join(conditions)} "
-            f"ORDER BY position LIMIT 1 BY position LIMIT {int(limit)}"
+            f"ORDER BY position, epoch DESC LIMIT 1 BY position LIMIT {int(limit)}"
         )
         rows = await self._fetch("read all", query, params, as_bytes=True)
         return [_record(row) for row in rows]
@@ -950,8 +1139,9 @@ class ClickHouseStorage:
         until: datetime | None,
     ) -> int:
         conditions, params = self._filters(event_types, aggregate_id, since, until)
+        conditions.append(await self._visibility())
         table = "events" if aggregate_id is not None else "events_by_position"
-        where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
+        where = f" WHERE {' AND '.join(conditions)}"
         rows = await self._fetch(
             "count", f"SELECT uniqExact(position) FROM {self._db}.{table}{where}", params or None
         )
@@ -961,7 +1151,7 @@ class ClickHouseStorage:
         rows = await self._fetch(
             "list aggregate ids",
             f"SELECT DISTINCT aggregate_id FROM {self._db}.events WHERE aggregate_id > %(after)s "
-            f"ORDER BY aggregate_id LIMIT {int(limit)}",
+            f"AND {await self._visibility()} ORDER BY aggregate_id LIMIT {int(limit)}",
             {"after": after},
         )
         return [row[0] for row in rows]
@@ -969,11 +1159,13 @@ class ClickHouseStorage:
     # --- snapshots --------------------------------------------------------------
 
     async def save_snapshot(self, snapshot: SnapshotRecord) -> None:
+        """Fenced like a batch: stored with our epoch, confirmed only if nobody took over."""
+        self._check_lease()
         micros = to_micros(snapshot.created_at)
         await self._insert(
             "save snapshot",
             f"INSERT INTO {self._db}.snapshots (aggregate_id, version, schema_version, state, "
-            f"created_at, created_at_us) VALUES",
+            f"created_at, created_at_us, epoch) VALUES",
             [
                 (
                     snapshot.aggregate_id,
@@ -982,17 +1174,19 @@ class ClickHouseStorage:
                     snapshot.state,
                     micros // 1_000_000,
                     micros,
+                    self._epoch,
                 )
             ],
             uuid.uuid4().hex,
         )
+        await self._confirm_epoch("the snapshot")
 
     async def latest_snapshot(self, aggregate_id: str) -> SnapshotRecord | None:
         rows = await self._fetch(
             "read snapshot",
             f"SELECT version, schema_version, state, created_at_us FROM {self._db}.snapshots "
             f"WHERE aggregate_id = %(aggregate_id)s "
-            f"ORDER BY version DESC, created_at_us DESC LIMIT 1",
+            f"ORDER BY version DESC, epoch DESC, created_at_us DESC LIMIT 1",
             {"aggregate_id": aggregate_id},
             as_bytes=True,
         )

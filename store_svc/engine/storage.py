@@ -11,8 +11,9 @@ Contract every adapter keeps:
   every event of the batch is durably stored and visible to reads; when it
   raises, the outcome may be unknown (a timeout after the server committed),
   so the engine calls `load_state` again before writing anything else.
-  `load_state` must first settle any half-finished write (wait for it, repair
-  or complete secondary copies) so that the state it returns is the truth.
+  `load_state` must first settle any half-finished write (wait for it, or
+  fence it off as ClickHouse does with a new lease epoch; then repair or
+  complete secondary copies) so that the state it returns is the truth.
 * Claims are stored on the event rows (`PendingEvent.claims/releases`) and
   rebuilt by `load_state`, so one write covers events and claims.
 * Reads never return the same position twice, even if the database holds a

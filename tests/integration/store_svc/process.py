@@ -60,6 +60,15 @@ class StoreProcess:
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait()
 
+    def pause(self) -> None:
+        """SIGSTOP: the process stops between any two instructions, sockets left open."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGCONT)
+
     def terminate(self) -> int:
         assert self.proc is not None
         self.proc.terminate()
