@@ -35,6 +35,8 @@ pytestmark = pytest.mark.integration
 
 OLDER = "older than this code's 1: stop the services and run `cqrs-admin migrate`"
 NEWER = "newer than this code's 1"
+CH_LATEST = CLICKHOUSE_MIGRATIONS[-1].version  # 2: writer fencing
+CH_OLDER = f"older than this code's {CH_LATEST}: stop the services and run `cqrs-admin migrate`"
 
 
 # --- SQLite event store ------------------------------------------------------------
@@ -220,9 +222,10 @@ async def test_clickhouse_event_store_versions(clickhouse_config: ClickHouseConf
         await run("drop", f"DROP TABLE {db}.schema_migrations", None)
     with pytest.raises(SchemaMismatch, match="has schema version 0") as refused:
         await ClickHouseStorage.open(config)
-    assert OLDER in str(refused.value)
+    assert CH_OLDER in str(refused.value)
     migrated = await ClickHouseStorage.open(config, migrate=True)
-    assert migrated.schema_report is not None and migrated.schema_report.applied == [1]
+    assert migrated.schema_report is not None
+    assert migrated.schema_report.applied == [m.version for m in CLICKHOUSE_MIGRATIONS]
     await migrated.close()
     await (await ClickHouseStorage.open(config)).close()
     assert await _ch_columns(config) == fresh
@@ -230,19 +233,19 @@ async def test_clickhouse_event_store_versions(clickhouse_config: ClickHouseConf
         await run(
             "insert",
             f"INSERT INTO {db}.schema_migrations (version, summary, applied_at) "
-            "SELECT 2, 'from the future', now()",
-            None,
+            "SELECT %(v)s, 'from the future', now()",
+            {"v": CH_LATEST + 1},
         )
-    with pytest.raises(SchemaMismatch, match=NEWER):
+    with pytest.raises(SchemaMismatch, match=f"newer than this code's {CH_LATEST}"):
         await ClickHouseStorage.open(config)
 
 
 # --- a migration added the documented way (one function, one line) ---------------------
 
 
-async def _add_epoch(schema: ClickHouseSchema) -> None:
+async def _add_note(schema: ClickHouseSchema) -> None:
     for table in ("events", "events_by_position"):
-        await schema.add_column(table, "epoch", "UInt32 DEFAULT 0")
+        await schema.add_column(table, "note", "String DEFAULT ''")
 
 
 async def test_clickhouse_a_new_migration_runs_once_and_is_safe_to_repeat(
@@ -250,23 +253,27 @@ async def test_clickhouse_a_new_migration_runs_once_and_is_safe_to_repeat(
 ) -> None:
     config, db = clickhouse_config, clickhouse_config.database
     await (await ClickHouseStorage.open(config)).close()
-    with_epoch = (*CLICKHOUSE_MIGRATIONS, Migration(2, "epoch column", _add_epoch))
+    with_note = (*CLICKHOUSE_MIGRATIONS, Migration(CH_LATEST + 1, "note column", _add_note))
     async with clickhouse.session(config) as run:
         schema = ClickHouseSchema(config, run)
-        await _add_epoch(schema)  # a run that failed after the ALTERs, before its row
-        report = await schema_versions.migrate(schema, with_epoch)
-        assert (report.found, report.version, report.applied) == (1, 2, [2])
-        again = await schema_versions.migrate(schema, with_epoch)
+        await _add_note(schema)  # a run that failed after the ALTERs, before its row
+        report = await schema_versions.migrate(schema, with_note)
+        assert (report.found, report.version, report.applied) == (
+            CH_LATEST,
+            CH_LATEST + 1,
+            [CH_LATEST + 1],
+        )
+        again = await schema_versions.migrate(schema, with_note)
         assert again.applied == []
         rows = await run(
             "columns",
-            "SELECT table FROM system.columns WHERE database = %(db)s AND name = 'epoch' "
+            "SELECT table FROM system.columns WHERE database = %(db)s AND name = 'note' "
             "ORDER BY table",
             {"db": db},
         )
     assert [str(r[0]) for r in rows] == ["events", "events_by_position"]
-    with pytest.raises(SchemaMismatch, match="newer than this code's 1"):
-        await ClickHouseStorage.open(config)  # this code's MIGRATIONS end at 1
+    with pytest.raises(SchemaMismatch, match=f"newer than this code's {CH_LATEST}"):
+        await ClickHouseStorage.open(config)  # this code's MIGRATIONS end at CH_LATEST
 
 
 async def test_sqlite_a_new_migration_commits_with_its_version_row(tmp_path: Path) -> None:

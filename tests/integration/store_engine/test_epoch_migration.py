@@ -1,15 +1,20 @@
-"""The schema change that adds the lease epoch to a database created before fencing."""
+"""The schema change that adds the lease epoch to a database created before fencing
+(ClickHouse schema migration 2, run by ``cqrs-admin migrate``)."""
 
 from __future__ import annotations
 
 import os
 import uuid
 from collections.abc import AsyncIterator, Sequence
+from typing import Any
 
 import pytest
 
+from cqrs_admin import clickhouse
+from service_kit.schema_versions import SchemaMismatch
 from store_svc.engine import ClickHouseConfig, ClickHouseStorage, EventStore, ExpectedVersion
 from store_svc.engine.clickhouse_fencing import EPOCH_TABLES, add_epoch_columns
+from store_svc.engine.clickhouse_storage import QueryRunner
 from tests.integration.store_engine.support import T0, new_event, read_everything
 
 pytestmark = pytest.mark.integration
@@ -39,31 +44,41 @@ OLD_ROW = (
 )
 
 
+class Raw:
+    """Statements on a plain connection to ``default`` (no event-store schema step)."""
+
+    def __init__(self, run: QueryRunner) -> None:
+        self._run = run
+
+    async def _fetch(self, operation: str, statement: str) -> list[tuple[Any, ...]]:
+        return await self._run(operation, statement, None)
+
+
 @pytest.fixture
-async def old_database() -> AsyncIterator[tuple[ClickHouseConfig, ClickHouseStorage]]:
+async def old_database() -> AsyncIterator[tuple[ClickHouseConfig, Raw]]:
     """A database in the pre-fencing schema holding one event; dropped afterwards."""
     if not os.environ.get("CLICKHOUSE_HOST"):
         pytest.skip("CLICKHOUSE_HOST is not set (scripts/infra.sh starts ClickHouse)")
     config = ClickHouseConfig.from_env(database=f"test_migrate_{uuid.uuid4().hex[:12]}")
-    admin = ClickHouseStorage(config, database="default")
     db = config.database
-    await admin._fetch("test: create", f"CREATE DATABASE {db}")
-    try:
-        for statement in OLD_SCHEMA:
-            await admin._fetch("test: old schema", statement.format(db=db))
-        for table in ("events", "events_by_position"):
-            await admin._fetch("test: old row", OLD_ROW.format(db=db, table=table))
-        await admin._fetch(
-            "test: old id",
-            f"INSERT INTO {db}.event_ids SELECT 'old-event', 'old-user', 1, 1",
-        )
-        yield config, admin
-    finally:
-        await admin._fetch("test: drop", f"DROP DATABASE IF EXISTS {db}")
-        await admin.close()
+    async with clickhouse.session(config) as run:
+        admin = Raw(run)
+        await admin._fetch("test: create", f"CREATE DATABASE {db}")
+        try:
+            for statement in OLD_SCHEMA:
+                await admin._fetch("test: old schema", statement.format(db=db))
+            for table in ("events", "events_by_position"):
+                await admin._fetch("test: old row", OLD_ROW.format(db=db, table=table))
+            await admin._fetch(
+                "test: old id",
+                f"INSERT INTO {db}.event_ids SELECT 'old-event', 'old-user', 1, 1",
+            )
+            yield config, admin
+        finally:
+            await admin._fetch("test: drop", f"DROP DATABASE IF EXISTS {db}")
 
 
-async def epoch_columns(admin: ClickHouseStorage, db: str) -> set[str]:
+async def epoch_columns(admin: Raw, db: str) -> set[str]:
     rows = await admin._fetch(
         "test: columns",
         f"SELECT table FROM system.columns WHERE database = '{db}' AND name = 'epoch'",
@@ -71,13 +86,17 @@ async def epoch_columns(admin: ClickHouseStorage, db: str) -> set[str]:
     return {str(row[0]) for row in rows}
 
 
-async def test_opening_an_old_database_adds_the_epoch_and_keeps_its_events(
-    old_database: tuple[ClickHouseConfig, ClickHouseStorage],
+async def test_migrating_an_old_database_adds_the_epoch_and_keeps_its_events(
+    old_database: tuple[ClickHouseConfig, Raw],
 ) -> None:
     config, admin = old_database
     assert await epoch_columns(admin, config.database) == set()
-    for opened in range(2):  # idempotent: the second open finds every column in place
-        store = await EventStore.open(ClickHouseStorage(config))
+    with pytest.raises(SchemaMismatch, match="cqrs-admin migrate"):
+        await EventStore.open(ClickHouseStorage(config))  # a legacy database is not changed
+    assert await epoch_columns(admin, config.database) == set()
+    # `cqrs-admin migrate` opens it with migrate=True; the second open finds it current.
+    for opened in range(2):
+        store = await EventStore.open(ClickHouseStorage(config, migrate=opened == 0))
         try:
             assert store.stream_version("old-user") == 1 + opened  # the old event counts
             result = await store.append(
@@ -97,7 +116,7 @@ async def test_opening_an_old_database_adds_the_epoch_and_keeps_its_events(
 
 
 async def test_a_column_added_meanwhile_by_another_process_is_no_error(
-    old_database: tuple[ClickHouseConfig, ClickHouseStorage],
+    old_database: tuple[ClickHouseConfig, Raw],
 ) -> None:
     config, admin = old_database
     db = config.database
