@@ -26,9 +26,9 @@ from cqrs.query.v1 import query_pb2 as pb
 from cqrs.query.v1 import query_pb2_grpc as pb_grpc
 
 from query_svc import page_tokens
-from query_svc.client_address import client_address
 from query_svc.convert import PB_TO_STATUS, login_to_pb, session_to_pb, user_to_pb
-from query_svc.login import LoginService, TooManyFailures
+from query_svc.login import LoginService
+from query_svc.login_attempts import TooManyAttempts
 from query_svc.page_tokens import LoginsCursor, UsersCursor
 from query_svc.password_resets import PasswordResets, TooManyRequests
 from query_svc.projector import Projector, Stall
@@ -37,6 +37,7 @@ from query_svc.rebuilder import Rebuilder
 from query_svc.session_service import SessionService
 from service_kit import deadlines, errors, keys, metadata
 from service_kit.auth import current_principal
+from service_kit.client_address import ProxyCheck, client_address
 from service_kit.errors import ServiceError, invalid, rate_limited
 from service_kit.keys import TrustedKey
 
@@ -72,6 +73,7 @@ class QueryServicer(pb_grpc.QueryServiceServicer):
         rebuilder: Rebuilder,
         wait_timeout: float,
         trusted_proxies: tuple[str, ...],
+        is_proxy: ProxyCheck | None = None,
         sessions: SessionService,
         resets: PasswordResets,
         trusted_keys: Callable[[], Mapping[str, TrustedKey]],
@@ -85,6 +87,7 @@ class QueryServicer(pb_grpc.QueryServiceServicer):
         self._wait_timeout = wait_timeout
         self._login_timeout = login_timeout
         self._trusted = trusted_proxies
+        self._is_proxy = is_proxy
         self._sessions = sessions
         self._resets = resets
         self._trusted_keys = trusted_keys
@@ -95,6 +98,7 @@ class QueryServicer(pb_grpc.QueryServiceServicer):
             peer=context.peer(),
             invocation_metadata=context.invocation_metadata(),
             trusted_proxies=self._trusted,
+            is_proxy=self._is_proxy,
         )
 
     async def _await_position(self, requested: int, context: Any) -> None:
@@ -199,7 +203,7 @@ class QueryServicer(pb_grpc.QueryServiceServicer):
                 client_address=address,
                 correlation_id=correlation,
             )
-        except TooManyFailures as exc:
+        except TooManyAttempts as exc:
             raise rate_limited(str(exc), exc.retry_after) from None
         return pb.LoginResponse(
             token=result.token,
