@@ -30,7 +30,8 @@ _FORWARDED: dict[str, tuple[str, int]] = {
     "authorization": ("authorization", 8192),
     CORRELATION_HEADER: ("x-correlation-id", 128),
     "x-causation-id": ("x-causation-id", 128),
-    "idempotency-key": ("idempotency-key", 256),
+    # command_svc's bound (command_svc.idempotency.MAX_KEY_LENGTH), stated in the OpenAPI document.
+    "idempotency-key": ("idempotency-key", 128),
     "x-min-position": ("x-min-position", 20),
 }
 _PRINTABLE = re.compile(r"[\x20-\x7e]*")

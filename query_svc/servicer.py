@@ -6,7 +6,8 @@ by the validation interceptor before a method runs.
 Reads answer from the read model. A read may ask for ``min_position`` (the
 request field or ``x-min-position`` metadata, the larger wins): it waits
 until the projector has applied that position, at most ``wait_timeout``
-seconds (and never past the caller's deadline), else UNAVAILABLE saying how
+seconds (one second at most for an anonymous caller: a login; never past
+the caller's deadline), else UNAVAILABLE saying how
 far the read model is: a retryable answer, not a stale one. When the
 projector is known to be stalled (:meth:`Projector.stall`: its source or
 database is down, or it has not moved while the store is ahead) the wait
@@ -111,7 +112,9 @@ class QueryServicer(pb_grpc.QueryServiceServicer):
         target = max(requested, from_metadata)
         if target <= self._projector.applied_position:
             return
-        timeout = deadlines.budget(self._wait_timeout)
+        # An anonymous caller (a login) holds the call for less: anyone can send one.
+        longest = self._wait_timeout if current_principal() else min(self._wait_timeout, 1.0)
+        timeout = deadlines.budget(longest)
         reached = await self._projector.wait_unless_stalled(target, within=timeout)
         if isinstance(reached, Stall):
             raise stalled(reached, target)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import grpc
 import pytest
 from cqrs.command.v1 import command_pb2 as cmd
@@ -130,6 +132,16 @@ async def test_repeated_failures_are_throttled_with_retry_after(stack: Stack) ->
     retry_after = metadata.get(error.trailing_metadata(), "retry-after")
     assert retry_after.isdigit() and 1 <= int(retry_after) <= 900
     assert f"retry in {retry_after} seconds" in (error.details() or "")
+
+
+@pytest.mark.parametrize("query_overrides", [{"QUERY_WAIT_TIMEOUT_MS": "30000"}])
+async def test_an_anonymous_wait_for_a_far_position_is_short(stack: Stack) -> None:
+    """A signed-in reader may wait 30 s here; an anonymous login one second at most."""
+    started = time.monotonic()
+    with pytest.raises(grpc.aio.AioRpcError) as exc:
+        await login(stack, "nobody@example.com", PASSWORD, [("x-min-position", "9" * 18)])
+    assert exc.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert time.monotonic() - started < 10
 
 
 async def test_a_direct_caller_cannot_pick_its_address(stack: Stack) -> None:
