@@ -29,7 +29,7 @@ from tests.e2e.system_process import SystemProcess, start_system
 
 pytestmark = pytest.mark.e2e
 
-EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "6"))
+EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "5"))
 
 
 @schemathesis.check
