@@ -26,11 +26,13 @@ attempt now and settle its outcome later, which the login needs.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import math
 import random
 import time
 import zlib
-from collections.abc import Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any, Final
 
 from sqlalchemy import (
@@ -56,6 +58,7 @@ from service_kit.refusals import refused
 __all__ = [
     "LIMIT_EVENTS",
     "LIMIT_METADATA",
+    "KeyedLocks",
     "SqlRequestLimiter",
     "count_since",
     "lock_keys",
@@ -81,6 +84,39 @@ Index("ix_limit_events_at", LIMIT_EVENTS.c.at)
 
 # One write in this many also purges every expired row, whatever its key.
 _PURGE_ONE_IN: Final = 200
+
+
+class KeyedLocks:
+    """In-process locks per key, taken before a transaction that locks the same keys.
+
+    Without them, a burst on one key opens one transaction per request, each
+    holding a pooled connection while it waits for the database lock: the
+    pool runs dry and unrelated reads time out. With them, one transaction
+    per key and instance waits in the database; the others wait here,
+    holding nothing. A key's lock is dropped when nobody holds or awaits it.
+    """
+
+    def __init__(self) -> None:
+        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
+
+    @contextlib.asynccontextmanager
+    async def hold(self, keys: Iterable[str]) -> AsyncIterator[None]:
+        ordered = sorted(set(keys))  # one order for everyone: no deadlock
+        for key in ordered:
+            lock, users = self._locks.get(key) or (asyncio.Lock(), 0)
+            self._locks[key] = (lock, users + 1)
+        try:
+            async with contextlib.AsyncExitStack() as stack:
+                for key in ordered:
+                    await stack.enter_async_context(self._locks[key][0])
+                yield
+        finally:
+            for key in ordered:
+                lock, users = self._locks[key]
+                if users <= 1:
+                    del self._locks[key]
+                else:
+                    self._locks[key] = (lock, users - 1)
 
 
 async def lock_keys(conn: AsyncConnection, keys: Iterable[str]) -> None:
@@ -205,8 +241,13 @@ class SqlRequestLimiter:
         self._limit = limit
         self._window = window
         self._clock = clock
+        self._locks = KeyedLocks()
 
     async def acquire(self, key: str) -> int:
+        async with self._locks.hold([key]):
+            return await self._acquire(key)
+
+    async def _acquire(self, key: str) -> int:
         now = self._clock()
         since = now - self._window
         async with self._db.write() as conn:

@@ -42,6 +42,7 @@ from sqlalchemy import and_, delete, update
 from query_svc.db import Database
 from query_svc.limit_store import (
     LIMIT_EVENTS,
+    KeyedLocks,
     count_since,
     lock_keys,
     oldest_since,
@@ -103,6 +104,7 @@ class LoginAttempts:
         self._db = database
         self._limits = limits
         self._clock = clock
+        self._locks = KeyedLocks()
         self._horizon = float(
             max(limits.window_seconds, limits.logins_window_seconds, limits.record_every_seconds)
         )
@@ -140,6 +142,10 @@ class LoginAttempts:
 
     async def reserve(self, *, email: str, address: str) -> Reservation:
         """Counts an attempt now, or raises :class:`TooManyAttempts` (nothing counted)."""
+        async with self._locks.hold([f"e:{email}", f"a:{address}"]):
+            return await self._reserve(email, address)
+
+    async def _reserve(self, email: str, address: str) -> Reservation:
         now = self._clock()
         async with self._db.write() as conn:
             await lock_keys(conn, [f"e:{email}", f"a:{address}"])
@@ -193,6 +199,10 @@ class LoginAttempts:
 
         The pair's failures are forgotten and the pair becomes known.
         """
+        async with self._locks.hold([f"e:{attempt.email}", f"a:{attempt.address}"]):
+            return await self._succeeded(attempt)
+
+    async def _succeeded(self, attempt: Reservation) -> bool:
         now = self._clock()
         t = LIMIT_EVENTS.c
         pair = and_(t.subject == attempt.email, t.address == attempt.address)
