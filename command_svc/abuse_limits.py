@@ -3,6 +3,8 @@
 - **Registrations** (``register_per_address`` within ``register_window``
   seconds per client address): one address cannot fill the store with
   accounts (nor tie up bcrypt). A refused registration hashes nothing.
+  A caller with a service token (a trusted service, a load test) is not
+  counted.
 - **Old-password checks** (``password_checks`` within ``password_window``
   seconds per account): ``ChangePassword`` with an ``old_password`` is a
   password check, so it is budgeted like a login. The check is counted

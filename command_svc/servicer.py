@@ -124,7 +124,9 @@ class CommandServiceServicer(pb_grpc.CommandServiceServicer):
 
     @_command
     async def Register(self, request: pb.RegisterRequest, trace: Trace) -> pb.RegisterResponse:
-        self._limits.register(CALLER_ADDRESS.get())
+        principal = current_principal()
+        if principal is None or not principal.is_service:  # services are trusted callers
+            self._limits.register(CALLER_ADDRESS.get())
         out = await self._handler.register(
             email=request.email, password=request.password, trace=trace
         )
