@@ -16,6 +16,7 @@ import grpc
 from cqrs.command.v1 import command_pb2_grpc as pb_grpc
 from google.protobuf.message import Message
 
+from command_svc.abuse_limits import CommandLimits
 from command_svc.aggregate_cache import AggregateCache
 from command_svc.bootstrap_admin import AdminBootstrap, bootstrap_admin
 from command_svc.handlers import CommandHandler
@@ -25,6 +26,7 @@ from command_svc.settings import CommandSettings
 from command_svc.store_client import StoreClient
 from service_kit import readiness as readiness_kit
 from service_kit.auth import service_metadata
+from service_kit.client_address import proxy_identity
 from service_kit.dependency_errors import Dependency
 from service_kit.interceptors import service_interceptors
 from service_kit.mail_tokens import MailTokens
@@ -107,7 +109,11 @@ async def start(settings: CommandSettings) -> CommandService:
                     SERVICE_NAME,
                     pb_grpc.add_CommandServiceServicer_to_server,
                     CommandServiceServicer(
-                        handler, idempotency, command_timeout=settings.command_timeout
+                        handler,
+                        idempotency,
+                        command_timeout=settings.command_timeout,
+                        limits=CommandLimits(settings.limits),
+                        is_proxy=proxy_identity(verifier, settings.proxy_services),
                     ),
                 ),
                 readiness.registration(),

@@ -21,12 +21,14 @@ from cqrs.command.v1 import command_pb2 as pb
 from cqrs.command.v1 import command_pb2_grpc as pb_grpc
 from google.protobuf.message import Message
 
+from command_svc.abuse_limits import CALLER_ADDRESS, AbuseLimits, CommandLimits
 from command_svc.errors import to_service_error
 from command_svc.handlers import CommandHandler
 from command_svc.idempotency import IDEMPOTENCY_KEY, IdempotencyCache, check_key, fingerprint
 from command_svc.store_client import Trace
 from service_kit import deadlines, errors, metadata
 from service_kit.auth import current_principal
+from service_kit.client_address import ProxyCheck, client_address
 
 __all__ = ["SERVICE_NAME", "CommandServiceServicer"]
 
@@ -60,6 +62,7 @@ def _command(
     @errors.unary
     @functools.wraps(fn)
     async def method(self: Servicer, request: Req, context: Any) -> Resp:
+        CALLER_ADDRESS.set(self._client(context))
         async with deadlines.bounded(
             self._command_timeout,
             what=name,
@@ -102,13 +105,28 @@ class CommandServiceServicer(pb_grpc.CommandServiceServicer):
         idempotency: IdempotencyCache[Message] | None = None,
         *,
         command_timeout: float = 10.0,
+        limits: CommandLimits | None = None,
+        is_proxy: ProxyCheck | None = None,
     ) -> None:
         self._handler = handler
         self._idempotency: IdempotencyCache[Message] = idempotency or IdempotencyCache()
         self._command_timeout = command_timeout
+        self._limits = limits or CommandLimits(AbuseLimits())
+        self._is_proxy = is_proxy
+
+    def _client(self, context: Any) -> str:
+        return client_address(
+            peer=context.peer(),
+            invocation_metadata=context.invocation_metadata(),
+            trusted_proxies=(),
+            is_proxy=self._is_proxy,
+        )
 
     @_command
     async def Register(self, request: pb.RegisterRequest, trace: Trace) -> pb.RegisterResponse:
+        principal = current_principal()
+        if principal is None or not principal.is_service:  # services are trusted callers
+            self._limits.register(CALLER_ADDRESS.get())
         out = await self._handler.register(
             email=request.email, password=request.password, trace=trace
         )
@@ -135,6 +153,8 @@ class CommandServiceServicer(pb_grpc.CommandServiceServicer):
             # The user's own session stays signed in (it just proved the old
             # password); an admin's or a service's session is not the user's.
             own = principal is not None and principal.subject == user_id
+            # A password check: budgeted before bcrypt runs, like a login.
+            self._limits.password_check(user_id)
             out = await self._handler.change_password(
                 user_id=user_id,
                 old_password=request.old_password,
@@ -142,6 +162,7 @@ class CommandServiceServicer(pb_grpc.CommandServiceServicer):
                 trace=trace,
                 keep_session_id=principal.session_id if own and principal else "",
             )
+            self._limits.password_matched(user_id)
             message = PASSWORD_CHANGED
         return pb.ChangePasswordResponse(
             id=user_id, message=message, version=out.version, position=out.position

@@ -13,10 +13,11 @@ from pathlib import Path
 from typing import Final
 
 import domain
+from command_svc.abuse_limits import AbuseLimits
 from service_kit.auth import TokenSettings
 from service_kit.mail_tokens import TokenLifetimes
 from service_kit.passwords import DEFAULT_COST, MAX_COST, MIN_COST
-from service_kit.settings import SettingsError, env_float, env_int, env_str
+from service_kit.settings import SettingsError, env_float, env_int, env_str, proxy_services
 
 __all__ = ["AdminAccount", "CommandSettings"]
 
@@ -54,6 +55,8 @@ class CommandSettings:
     idempotency_ttl: float = 24 * 3600.0
     aggregate_cache_size: int = 10_000
     admin: AdminAccount | None = None
+    limits: AbuseLimits = field(default_factory=AbuseLimits)
+    proxy_services: tuple[str, ...] = ("gateway",)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> CommandSettings:
@@ -82,7 +85,27 @@ class CommandSettings:
                 env, "COMMAND_AGGREGATE_CACHE_SIZE", 10_000, minimum=0, maximum=10_000_000
             ),
             admin=_admin_from_env(env),
+            limits=_limits_from_env(env),
+            proxy_services=proxy_services(env),
         )
+
+
+def _limits_from_env(env: Mapping[str, str]) -> AbuseLimits:
+    d = AbuseLimits()
+    return AbuseLimits(
+        register_per_address=env_int(
+            env, "REGISTER_MAX_PER_ADDRESS", d.register_per_address, minimum=1, maximum=10**9
+        ),
+        register_window=env_int(
+            env, "REGISTER_WINDOW_SECONDS", d.register_window, minimum=1, maximum=86_400
+        ),
+        password_checks=env_int(
+            env, "PASSWORD_CHECK_MAX_FAILURES", d.password_checks, minimum=1, maximum=10**6
+        ),
+        password_window=env_int(
+            env, "PASSWORD_CHECK_WINDOW_SECONDS", d.password_window, minimum=1, maximum=86_400
+        ),
+    )
 
 
 def _admin_from_env(env: Mapping[str, str]) -> AdminAccount | None:

@@ -24,6 +24,7 @@ from starlette.applications import Starlette
 from gateway import console, dispatch, docs
 from gateway.backends import Backends
 from gateway.comments import symbol_comments
+from gateway.connection_limits import H11_BUFFER, guarded_protocol
 from gateway.cors import Cors
 from gateway.health import MetadataSource
 from gateway.openapi import build_document
@@ -128,6 +129,13 @@ async def start(settings: GatewaySettings) -> Gateway:
         # letting any local client pick the address logins are recorded with.
         proxy_headers=False,
         timeout_graceful_shutdown=max(1, round(settings.shutdown_grace)),
+        # Slow and greedy clients are bounded by the protocol (gateway.connection_limits).
+        http=guarded_protocol(
+            read_timeout=settings.read_timeout,
+            max_connections=settings.max_connections,
+            max_per_client=settings.max_connections_per_client,
+        ),
+        h11_max_incomplete_event_size=H11_BUFFER,
     )
     config.load()
     server = uvicorn.Server(config)

@@ -3,8 +3,11 @@
 Forwarded: ``Authorization``, ``X-Correlation-Id``, ``X-Causation-Id``,
 ``Idempotency-Key``, ``X-Min-Position``; ``x-forwarded-for`` is the address
 of the client connected to the gateway (a client-sent X-Forwarded-For is
-not trusted: the gateway is the edge). A request without a correlation id
-gets a fresh one, which the gateway also answers in ``X-Correlation-Id``.
+not trusted: the gateway is the edge), and ``x-proxy-authorization`` the
+gateway's own service token, which is how the services know that
+``x-forwarded-for`` comes from the gateway (``service_kit.client_address``).
+A request without a correlation id gets a fresh one, which the gateway
+also answers in ``X-Correlation-Id``.
 
 gRPC metadata values must be printable ASCII; a header that is not is 400
 naming the header, never a failed call.
@@ -14,9 +17,11 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from gateway.errors import bad_request
+from service_kit.auth import AUTHORIZATION
+from service_kit.client_address import PROXY_AUTHORIZATION
 
 CORRELATION_HEADER = "x-correlation-id"
 
@@ -25,7 +30,8 @@ _FORWARDED: dict[str, tuple[str, int]] = {
     "authorization": ("authorization", 8192),
     CORRELATION_HEADER: ("x-correlation-id", 128),
     "x-causation-id": ("x-causation-id", 128),
-    "idempotency-key": ("idempotency-key", 256),
+    # command_svc's bound (command_svc.idempotency.MAX_KEY_LENGTH), stated in the OpenAPI document.
+    "idempotency-key": ("idempotency-key", 128),
     "x-min-position": ("x-min-position", 20),
 }
 _PRINTABLE = re.compile(r"[\x20-\x7e]*")
@@ -68,3 +74,10 @@ def call_metadata(
     if client_host:
         metadata.append(("x-forwarded-for", client_host))
     return metadata, correlation
+
+
+def proxy_metadata(service_metadata: Callable[[], list[tuple[str, str]]]) -> list[tuple[str, str]]:
+    """The gateway's service token as ``x-proxy-authorization`` (its proof of being the proxy)."""
+    return [
+        (PROXY_AUTHORIZATION, value) for key, value in service_metadata() if key == AUTHORIZATION
+    ]

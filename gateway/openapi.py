@@ -97,19 +97,22 @@ _WELL_KNOWN: dict[str, dict[str, Any]] = {
     "google.protobuf.StringValue": {"type": ["string", "null"]},
 }
 
+# gRPC metadata is printable ASCII: the gateway refuses anything else (gateway.forwarding).
+_PRINTABLE = "^[\\x20-\\x7e]*$"
+
 _HEADERS: dict[str, dict[str, Any]] = {
     "CorrelationId": {
         "name": "X-Correlation-Id",
         "in": "header",
         "description": "Correlation id recorded with the events a command causes; "
         "generated when absent and echoed in the response.",
-        "schema": {"type": "string", "maxLength": 128},
+        "schema": {"type": "string", "maxLength": 128, "pattern": _PRINTABLE},
     },
     "IdempotencyKey": {
         "name": "Idempotency-Key",
         "in": "header",
         "description": "Makes a retried command take effect once.",
-        "schema": {"type": "string", "maxLength": 256},
+        "schema": {"type": "string", "maxLength": 128, "pattern": _PRINTABLE},
     },
     "MinPosition": {
         "name": "X-Min-Position",

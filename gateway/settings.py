@@ -44,6 +44,8 @@ class GatewaySettings:
     a free one, which tests use); all durations are positive. ``tokens``
     says where the gateway's own signing key is (for /health's event count).
     ``cors_origins`` are the origins CORS allows (none: CORS off; :mod:`gateway.cors`).
+    ``read_timeout``, ``max_connections`` and ``max_connections_per_client``
+    bound slow and greedy clients (:mod:`gateway.connection_limits`).
     """
 
     host: str
@@ -55,6 +57,9 @@ class GatewaySettings:
     max_body_bytes: int
     shutdown_grace: float
     cors_origins: tuple[str, ...] = ()
+    read_timeout: float = 10.0
+    max_connections: int = 1000
+    max_connections_per_client: int = 100
 
     def target_of(self, service: str) -> str | None:
         """The address of a gRPC service, or None when none is configured."""
@@ -87,6 +92,15 @@ class GatewaySettings:
                 env, "GATEWAY_SHUTDOWN_GRACE_SECONDS", 5.0, minimum=0.0, maximum=600.0
             ),
             cors_origins=parse_origins(env_str(env, "CORS_ALLOWED_ORIGINS", "")),
+            read_timeout=env_float(
+                env, "GATEWAY_READ_TIMEOUT_SECONDS", 10.0, minimum=0.1, maximum=600.0
+            ),
+            max_connections=env_int(
+                env, "GATEWAY_MAX_CONNECTIONS", 1000, minimum=1, maximum=1_000_000
+            ),
+            max_connections_per_client=env_int(
+                env, "GATEWAY_MAX_CONNECTIONS_PER_CLIENT", 100, minimum=1, maximum=1_000_000
+            ),
         )
 
 

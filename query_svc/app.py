@@ -22,16 +22,16 @@ import domain
 from query_svc.command_client import CommandClient
 from query_svc.db import Database
 from query_svc.kafka_source import KafkaEventSource, OffsetStore, kafka_consumer_factory
+from query_svc.limit_store import LIMIT_METADATA, SqlRequestLimiter
 from query_svc.login import LoginService
+from query_svc.login_attempts import LoginAttempts
 from query_svc.mail_transport import transport_for
 from query_svc.mailer import Mailer
 from query_svc.password_resets import PasswordResets
 from query_svc.projector import Projector, Stall
-from query_svc.rate_limit import LoginRateLimiter
 from query_svc.read_model import ReadModel
 from query_svc.readiness import query_readiness
 from query_svc.rebuilder import Rebuilder
-from query_svc.request_limits import MemoryRequestLimiter
 from query_svc.servicer import SERVICE_NAME, QueryServicer, stalled
 from query_svc.session_service import SessionService
 from query_svc.session_tables import SESSION_TABLES
@@ -41,6 +41,7 @@ from query_svc.source import EventSource
 from query_svc.store_source import StoreSubscriptionSource
 from service_kit import deadlines, errors
 from service_kit.auth import service_metadata
+from service_kit.client_address import proxy_identity
 from service_kit.interceptors import service_interceptors
 from service_kit.mail_tokens import MailTokens
 from service_kit.observability import observe_projector, setup_process
@@ -172,7 +173,7 @@ async def start(
     try:
         await database.ensure_schema(
             schema=settings.postgres.schema if settings.db_backend == "postgres" else "",
-            also=[SESSION_TABLES.metadata],
+            also=[SESSION_TABLES.metadata, LIMIT_METADATA],
         )
         projector = Projector(
             database=database,
@@ -199,7 +200,7 @@ async def start(
             hasher=hasher,
             codec=signer,
             sessions=sessions,
-            limiter=LoginRateLimiter(settings.login_limits),
+            attempts=LoginAttempts(database, settings.login_limits),
             recorder=commands,
             catch_up=catch_up,
             applied_position=lambda: projector.applied_position,
@@ -208,11 +209,17 @@ async def start(
         resets = PasswordResets(
             read_model=read_model,
             issuer=commands,
-            per_email=MemoryRequestLimiter(
-                limit=limits.max_per_email, window=float(limits.window_seconds)
+            per_email=SqlRequestLimiter(
+                database,
+                scope="reset.email",
+                limit=limits.max_per_email,
+                window=float(limits.window_seconds),
             ),
-            per_address=MemoryRequestLimiter(
-                limit=limits.max_per_address, window=float(limits.window_seconds)
+            per_address=SqlRequestLimiter(
+                database,
+                scope="reset.address",
+                limit=limits.max_per_address,
+                window=float(limits.window_seconds),
             ),
             catch_up=catch_up,
             applied_position=lambda: projector.applied_position,
@@ -224,6 +231,7 @@ async def start(
             rebuilder=rebuilder,
             wait_timeout=settings.wait_timeout_seconds,
             trusted_proxies=settings.trusted_proxies,
+            is_proxy=proxy_identity(verifier, settings.proxy_services),
             sessions=SessionService(
                 sessions=sessions, auth=read_model, signer=signer, revoker=commands, view=view
             ),

@@ -380,8 +380,17 @@ async def _baseline(schema: SqlSchema) -> None:
 # query_svc.session_tables) to match, so that a fresh database (created from
 # the definitions) equals a migrated one. A projection table may also be
 # migrated by dropping it and setting the checkpoint to 0 (a rebuild).
+async def _limit_events(schema: SqlSchema) -> None:
+    """Version 2: ``limit_events``, the login and request limits' bookings (kept, not
+    rebuilt: they are not projections)."""
+    from query_svc.limit_store import LIMIT_METADATA  # noqa: PLC0415 (it imports this module)
+
+    await schema.conn.run_sync(LIMIT_METADATA.create_all, checkfirst=True)
+
+
 MIGRATIONS: tuple[Migration[SqlSchema], ...] = (
     Migration(1, "baseline: projections, checkpoints, sessions, mail outbox", _baseline),
+    Migration(2, "limit_events: login and request limits shared by every instance", _limit_events),
 )
 
 

@@ -6,8 +6,13 @@ Invariants:
   verification each (a dummy one when there is no hash to check), so
   neither the answer nor its timing tells whether an account exists.
 - bcrypt runs off the event loop (:class:`~service_kit.passwords.PasswordHasher`).
-- Failures count against the email and the client address; a key over its
-  budget is refused with :class:`TooManyFailures` *before* any hashing.
+- Every attempt is reserved against the login budgets
+  (:mod:`query_svc.login_attempts`) *before* any hashing and settled after:
+  one over budget is refused with
+  :class:`~query_svc.login_attempts.TooManyAttempts`, and simultaneous
+  guesses cannot all be evaluated.
+- A repeat login of one account from one address within a short window
+  appends no ``user.login.recorded`` event (the budget says which to record).
 - A successful login opens a session (:mod:`query_svc.sessions`): the access
   token carries its id (``sid``) and the user's credential version as the
   read model has it (``cv``), and a refresh token comes with it.
@@ -32,8 +37,8 @@ from typing import Final, Protocol
 import grpc
 
 import domain
+from query_svc.login_attempts import Reservation
 from query_svc.projection import ACTIVE
-from query_svc.rate_limit import LoginRateLimiter
 from query_svc.read_model import AuthRecord, UserView
 from query_svc.sessions import Opened
 from service_kit.auth import Principal, TokenSigner
@@ -48,14 +53,6 @@ INVALID_CREDENTIALS: Final = "invalid email or password"
 # they are failed without hashing megabytes.
 _MAX_PASSWORD_INPUT: Final = domain.MAX_PASSWORD_LENGTH
 _MAX_EMAIL_KEY: Final = domain.MAX_EMAIL_LENGTH + 1
-
-
-class TooManyFailures(Exception):
-    """Too many failed logins for this email or address; retry after some seconds."""
-
-    def __init__(self, retry_after: int) -> None:
-        super().__init__(f"too many failed logins; retry in {retry_after} seconds")
-        self.retry_after = retry_after
 
 
 class LoginReads(Protocol):
@@ -73,6 +70,16 @@ class SessionOpener(Protocol):
     def refresh_ttl(self) -> timedelta: ...
 
     async def open(self, *, user_id: str, cv: int, client_address: str) -> Opened: ...
+
+
+class AttemptBudget(Protocol):
+    """Reserves and settles attempts (:class:`~query_svc.login_attempts.LoginAttempts`)."""
+
+    async def reserve(self, *, email: str, address: str) -> Reservation: ...
+
+    async def failed(self, attempt: Reservation) -> None: ...
+
+    async def succeeded(self, attempt: Reservation) -> bool: ...
 
 
 class LoginRecorder(Protocol):
@@ -105,7 +112,7 @@ class LoginService:
         hasher: PasswordHasher,
         codec: TokenSigner,
         sessions: SessionOpener,
-        limiter: LoginRateLimiter,
+        attempts: AttemptBudget,
         recorder: LoginRecorder,
         clock: Callable[[], datetime] = utcnow,
         catch_up: Callable[[int], Awaitable[bool]] | None = None,
@@ -115,7 +122,7 @@ class LoginService:
         self._hasher = hasher
         self._codec = codec
         self._sessions = sessions
-        self._limiter = limiter
+        self._attempts = attempts
         self._recorder = recorder
         self._clock = clock
         self._catch_up = catch_up
@@ -124,26 +131,30 @@ class LoginService:
     async def login(
         self, *, email: str, password: str, client_address: str, correlation_id: str = ""
     ) -> LoginResult:
-        """Logs in; raises UNAUTHENTICATED, INVALID_ARGUMENT or :class:`TooManyFailures`."""
+        """Logs in; raises UNAUTHENTICATED, INVALID_ARGUMENT or ``TooManyAttempts``."""
         if not email.strip():
             raise invalid("email", "required")
         if not password:
             raise invalid("password", "required")
         key = email.strip().lower()[:_MAX_EMAIL_KEY]
-        wait = self._limiter.retry_after(email=key, address=client_address)
-        if wait:
-            raise TooManyFailures(wait)
-
-        seen = self._applied_position()  # what the first check can have seen, at least
-        record, ok = await self._check(email, password)
-        if not ok and self._catch_up is not None and await self._catch_up(seen):
-            # The read model may just have lagged (a registration or password
-            # change milliseconds ago): check again against the caught-up rows.
+        attempt = await self._attempts.reserve(email=key, address=client_address)
+        try:
+            seen = self._applied_position()  # what the first check can have seen, at least
             record, ok = await self._check(email, password)
+            if not ok and self._catch_up is not None and await self._catch_up(seen):
+                # The read model may just have lagged (a registration or password
+                # change milliseconds ago): check again against the caught-up rows.
+                record, ok = await self._check(email, password)
+        except BaseException:
+            # Cancelled or a dependency failed: the guess may have been judged;
+            # it keeps counting as a failure.
+            with contextlib.suppress(Exception):
+                await self._attempts.failed(attempt)
+            raise
         if record is None or not ok:
-            self._limiter.failed(email=key, address=client_address)
+            await self._attempts.failed(attempt)
             raise ServiceError(grpc.StatusCode.UNAUTHENTICATED, INVALID_CREDENTIALS)
-        self._limiter.succeeded(email=key)
+        record_it = await self._attempts.succeeded(attempt)
 
         user = await self._read_model.get_user(record.user_id)
         if user is None:  # the two rows commit together; only a swap race gets here
@@ -159,7 +170,8 @@ class LoginService:
             credential_version=record.credential_version,
         )
         token, expires_in = self._codec.issue(principal, now=self._clock())
-        await self._record(record.user_id, client_address, correlation_id)
+        if record_it:
+            await self._record(record.user_id, client_address, correlation_id)
         return LoginResult(
             token=token,
             expires_in=expires_in,

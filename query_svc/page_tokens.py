@@ -7,7 +7,8 @@ secret (it only repeats what the page showed).
 
 Invariants:
 - ``decode_*(encode_*(c), ...) == c`` for the same kind and filter.
-- A token that is malformed, of another kind, or issued for another filter
+- A token that is malformed, holds a number outside int64 (the columns'
+  range), is of another kind, or was issued for another filter
   (AIP-158: the other request fields must not change between pages) is an
   INVALID_ARGUMENT naming ``page_token``, never a server error.
 - Timestamps travel as integer microseconds since the epoch, so the cursor
@@ -28,6 +29,8 @@ from service_kit.errors import ServiceError, invalid
 FIELD: Final = "page_token"
 _MAX_TOKEN: Final = 1024
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_INT64_MIN: Final = -(2**63)
+_INT64_MAX: Final = 2**63 - 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,7 +92,12 @@ def _str(payload: dict[str, Any], key: str) -> str:
 
 def _int(payload: dict[str, Any], key: str) -> int:
     value = payload.get(key)
-    if not isinstance(value, int) or isinstance(value, bool):
+    # Ids are BIGINT columns: anything outside int64 is forged, not a cursor we issued.
+    if (
+        not isinstance(value, int)
+        or isinstance(value, bool)
+        or not _INT64_MIN <= value <= _INT64_MAX
+    ):
         raise invalid(FIELD, "is malformed")
     return value
 

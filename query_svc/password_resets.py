@@ -6,8 +6,9 @@ in the background, so neither the answer nor its timing depends on whether
 the address belongs to an account. Only an active account gets a mail
 (command_svc's ``IssuePasswordReset`` appends the request; the mailer sends
 it). Requests are limited per address and per client
-(:mod:`query_svc.request_limits`); a refused request says how long to wait,
-also the same for every address.
+(:class:`~service_kit.request_limits.RequestLimiter`; query_svc counts them
+in its database, shared by every instance); a refused request says how long
+to wait, also the same for every address.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import grpc
 import domain
 from query_svc.projection import ACTIVE
 from query_svc.read_model import AuthRecord
-from query_svc.request_limits import RequestLimiter
+from service_kit.request_limits import RequestLimiter
 
 __all__ = ["PasswordResets", "TooManyRequests"]
 

@@ -6,7 +6,8 @@ by the validation interceptor before a method runs.
 Reads answer from the read model. A read may ask for ``min_position`` (the
 request field or ``x-min-position`` metadata, the larger wins): it waits
 until the projector has applied that position, at most ``wait_timeout``
-seconds (and never past the caller's deadline), else UNAVAILABLE saying how
+seconds (one second at most for an anonymous caller: a login; never past
+the caller's deadline), else UNAVAILABLE saying how
 far the read model is: a retryable answer, not a stale one. When the
 projector is known to be stalled (:meth:`Projector.stall`: its source or
 database is down, or it has not moved while the store is ahead) the wait
@@ -26,9 +27,9 @@ from cqrs.query.v1 import query_pb2 as pb
 from cqrs.query.v1 import query_pb2_grpc as pb_grpc
 
 from query_svc import page_tokens
-from query_svc.client_address import client_address
 from query_svc.convert import PB_TO_STATUS, login_to_pb, session_to_pb, user_to_pb
-from query_svc.login import LoginService, TooManyFailures
+from query_svc.login import LoginService
+from query_svc.login_attempts import TooManyAttempts
 from query_svc.page_tokens import LoginsCursor, UsersCursor
 from query_svc.password_resets import PasswordResets, TooManyRequests
 from query_svc.projector import Projector, Stall
@@ -37,6 +38,7 @@ from query_svc.rebuilder import Rebuilder
 from query_svc.session_service import SessionService
 from service_kit import deadlines, errors, keys, metadata
 from service_kit.auth import current_principal
+from service_kit.client_address import ProxyCheck, client_address
 from service_kit.errors import ServiceError, invalid, rate_limited
 from service_kit.keys import TrustedKey
 
@@ -72,6 +74,7 @@ class QueryServicer(pb_grpc.QueryServiceServicer):
         rebuilder: Rebuilder,
         wait_timeout: float,
         trusted_proxies: tuple[str, ...],
+        is_proxy: ProxyCheck | None = None,
         sessions: SessionService,
         resets: PasswordResets,
         trusted_keys: Callable[[], Mapping[str, TrustedKey]],
@@ -85,6 +88,7 @@ class QueryServicer(pb_grpc.QueryServiceServicer):
         self._wait_timeout = wait_timeout
         self._login_timeout = login_timeout
         self._trusted = trusted_proxies
+        self._is_proxy = is_proxy
         self._sessions = sessions
         self._resets = resets
         self._trusted_keys = trusted_keys
@@ -95,6 +99,7 @@ class QueryServicer(pb_grpc.QueryServiceServicer):
             peer=context.peer(),
             invocation_metadata=context.invocation_metadata(),
             trusted_proxies=self._trusted,
+            is_proxy=self._is_proxy,
         )
 
     async def _await_position(self, requested: int, context: Any) -> None:
@@ -107,7 +112,9 @@ class QueryServicer(pb_grpc.QueryServiceServicer):
         target = max(requested, from_metadata)
         if target <= self._projector.applied_position:
             return
-        timeout = deadlines.budget(self._wait_timeout)
+        # An anonymous caller (a login) holds the call for less: anyone can send one.
+        longest = self._wait_timeout if current_principal() else min(self._wait_timeout, 1.0)
+        timeout = deadlines.budget(longest)
         reached = await self._projector.wait_unless_stalled(target, within=timeout)
         if isinstance(reached, Stall):
             raise stalled(reached, target)
@@ -199,7 +206,7 @@ class QueryServicer(pb_grpc.QueryServiceServicer):
                 client_address=address,
                 correlation_id=correlation,
             )
-        except TooManyFailures as exc:
+        except TooManyAttempts as exc:
             raise rate_limited(str(exc), exc.retry_after) from None
         return pb.LoginResponse(
             token=result.token,

@@ -17,7 +17,14 @@ from typing import Final
 from service_kit.auth import TokenSettings
 from service_kit.mail_tokens import TokenLifetimes
 from service_kit.passwords import DEFAULT_COST, MAX_COST, MIN_COST
-from service_kit.settings import SettingsError, env_choice, env_float, env_int, env_str
+from service_kit.settings import (
+    SettingsError,
+    env_choice,
+    env_float,
+    env_int,
+    env_str,
+    proxy_services,
+)
 
 BACKENDS = ("sqlite", "postgres")
 EVENT_SOURCES = ("store", "kafka")  # both behind the same EventSource port
@@ -73,11 +80,23 @@ class DatabaseLimits:
 
 @dataclass(frozen=True, slots=True)
 class LoginLimits:
-    """Failed logins allowed per email and per client address within a window."""
+    """Login budgets (the policy is :mod:`query_svc.login_attempts`'s docstring).
 
-    max_failures_per_email: int = 5
-    max_failures_per_address: int = 20
-    window_seconds: int = 300
+    Failures per email+address pair, per email and per address within
+    ``window_seconds`` (the last two skip known pairs: an address the
+    account logged in from within ``known_pair_days``); successful logins
+    per email within ``logins_window_seconds``; one login event per
+    account and address per ``record_every_seconds``.
+    """
+
+    max_failures_per_pair: int = 5
+    max_failures_per_email: int = 30
+    max_failures_per_address: int = 100
+    window_seconds: int = 900
+    max_logins_per_email: int = 30
+    logins_window_seconds: int = 60
+    known_pair_days: int = 30
+    record_every_seconds: int = 60
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,7 +163,8 @@ class QuerySettings:
     rpc_timeout_seconds: float
     login_timeout_seconds: float = 10.0
     login_limits: LoginLimits
-    trusted_proxies: tuple[str, ...]
+    trusted_proxies: tuple[str, ...] = ()
+    proxy_services: tuple[str, ...] = ("gateway",)
     projector_batch_max: int
     projector_stall_after: float = 3.0
     bcrypt_cost: int
@@ -220,18 +240,9 @@ class QuerySettings:
             )
             / 1000.0,
             login_timeout_seconds=_ms(env, "QUERY_LOGIN_TIMEOUT_MS", 10_000),
-            login_limits=LoginLimits(
-                max_failures_per_email=env_int(
-                    env, "LOGIN_MAX_FAILURES_PER_EMAIL", 5, minimum=1, maximum=1_000_000
-                ),
-                max_failures_per_address=env_int(
-                    env, "LOGIN_MAX_FAILURES_PER_ADDRESS", 20, minimum=1, maximum=1_000_000
-                ),
-                window_seconds=env_int(
-                    env, "LOGIN_FAILURE_WINDOW_SECONDS", 300, minimum=1, maximum=86400
-                ),
-            ),
-            trusted_proxies=_proxies(env_str(env, "QUERY_TRUSTED_PROXIES", "127.0.0.1,::1")),
+            login_limits=_login_limits(env),
+            trusted_proxies=_proxies(env_str(env, "QUERY_TRUSTED_PROXIES", "none")),
+            proxy_services=proxy_services(env),
             projector_batch_max=env_int(
                 env, "QUERY_PROJECTOR_BATCH_MAX", 2000, minimum=1, maximum=100_000
             ),
@@ -284,6 +295,31 @@ def _mail(env: Mapping[str, str], data_dir: Path) -> MailSettings:
         ),
         public_url=public_url,
         lifetimes=TokenLifetimes.from_env(env),
+    )
+
+
+def _login_limits(env: Mapping[str, str]) -> LoginLimits:
+    d = LoginLimits()
+
+    def count(name: str, default: int) -> int:
+        return env_int(env, name, default, minimum=1, maximum=1_000_000)
+
+    def seconds(name: str, default: int) -> int:
+        return env_int(env, name, default, minimum=1, maximum=86400)
+
+    return LoginLimits(
+        max_failures_per_pair=count("LOGIN_MAX_FAILURES_PER_PAIR", d.max_failures_per_pair),
+        max_failures_per_email=count("LOGIN_MAX_FAILURES_PER_EMAIL", d.max_failures_per_email),
+        max_failures_per_address=count(
+            "LOGIN_MAX_FAILURES_PER_ADDRESS", d.max_failures_per_address
+        ),
+        window_seconds=seconds("LOGIN_FAILURE_WINDOW_SECONDS", d.window_seconds),
+        max_logins_per_email=count("LOGIN_MAX_SUCCESSES_PER_EMAIL", d.max_logins_per_email),
+        logins_window_seconds=seconds("LOGIN_SUCCESS_WINDOW_SECONDS", d.logins_window_seconds),
+        known_pair_days=env_int(
+            env, "LOGIN_KNOWN_ADDRESS_DAYS", d.known_pair_days, minimum=1, maximum=3650
+        ),
+        record_every_seconds=seconds("LOGIN_RECORD_EVERY_SECONDS", d.record_every_seconds),
     )
 
 

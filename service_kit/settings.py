@@ -62,3 +62,17 @@ def env_choice(env: Mapping[str, str], name: str, default: str, choices: tuple[s
 def environ() -> Mapping[str, str]:
     """The process environment (a seam for tests)."""
     return os.environ
+
+
+def proxy_services(env: Mapping[str, str]) -> tuple[str, ...]:
+    """``PROXY_SERVICES``: the services whose ``x-forwarded-for`` is believed when they
+    prove who they are (``service_kit.client_address``); default the gateway, ``none``: nobody.
+    """
+    raw = env_str(env, "PROXY_SERVICES", "gateway").strip()
+    if raw.lower() == "none":
+        return ()
+    names = tuple(name.strip() for name in raw.split(",") if name.strip())
+    for name in names:
+        if not name.replace("-", "").replace("_", "").isalnum():
+            raise SettingsError(f"PROXY_SERVICES: {name!r} is not a service name")
+    return names

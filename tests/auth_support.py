@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import grpc
 
+from command_svc.abuse_limits import AbuseLimits
 from service_kit import keys
 from service_kit.auth import (
     ROLE_ADMIN,
@@ -132,3 +133,8 @@ def channel_as(target: str, metadata: list[tuple[str, str]]) -> grpc.aio.Channel
     """A channel whose calls carry ``metadata`` (e.g. SERVICE) unless they pass their own."""
     interceptors: list[Any] = [_UnaryMetadata(metadata), _StreamMetadata(metadata)]
     return grpc.aio.insecure_channel(target, interceptors=interceptors)
+
+
+# The integration suites register many users from loopback; the budget itself is
+# tested in tests/unit/command_svc/test_abuse_limits.py and tests/e2e/test_abuse.py.
+MANY_REGISTRATIONS = AbuseLimits(register_per_address=1_000_000)

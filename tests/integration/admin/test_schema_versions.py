@@ -18,7 +18,9 @@ from sqlalchemy import inspect, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from cqrs_admin import clickhouse
+from query_svc.db import MIGRATIONS as READ_MODEL_MIGRATIONS
 from query_svc.db import Database
+from query_svc.limit_store import LIMIT_METADATA
 from query_svc.session_tables import SESSION_TABLES
 from query_svc.settings import QuerySettings
 from service_kit import schema_versions
@@ -35,6 +37,8 @@ pytestmark = pytest.mark.integration
 
 OLDER = "older than this code's 1: stop the services and run `cqrs-admin migrate`"
 NEWER = "newer than this code's 1"
+RM_LATEST = READ_MODEL_MIGRATIONS[-1].version  # 2: limit_events
+RM_OLDER = f"older than this code's {RM_LATEST}: stop the services and run `cqrs-admin migrate`"
 CH_LATEST = CLICKHOUSE_MIGRATIONS[-1].version  # 2: writer fencing
 CH_OLDER = f"older than this code's {CH_LATEST}: stop the services and run `cqrs-admin migrate`"
 
@@ -115,21 +119,25 @@ def test_services_refuse_another_version_in_one_line_and_migrate_fixes_it(
         f"store_svc: SQLite event store {events} has schema version 0, {OLDER}"
     ]
     read_model = data / "read_model.sqlite3"
-    _sqlite(read_model, "INSERT INTO schema_migrations VALUES (2, 'from the future', '')")
+    _sqlite(
+        read_model,
+        f"INSERT INTO schema_migrations VALUES ({RM_LATEST + 1}, 'from the future', '')",
+    )
     query = run("query_svc")
     assert query.returncode == 1
     assert query.stderr.strip().splitlines()[-1] == (
-        f"query_svc: read model (SQLite at {read_model}) has schema version 2, newer than "
-        "this code's 1: run the release that wrote it (or newer), or restore a backup made "
-        "by this one"
+        f"query_svc: read model (SQLite at {read_model}) has schema version {RM_LATEST + 1}, "
+        f"newer than this code's {RM_LATEST}: run the release that wrote it (or newer), "
+        "or restore a backup made by this one"
     )
-    _sqlite(read_model, "DELETE FROM schema_migrations WHERE version = 2")
+    _sqlite(read_model, f"DELETE FROM schema_migrations WHERE version = {RM_LATEST + 1}")
 
     done = run("cqrs_admin", "migrate")
     assert done.returncode == 0, done.stderr
     assert f"SQLite event store {events}: migrated from version 0 to 1 (applied 1)" in done.stdout
     status = run("cqrs_admin", "status")
-    assert status.stdout.count("schema version  1 (current)") == 2, status.stdout
+    assert "schema version  1 (current)" in status.stdout, status.stdout
+    assert f"schema version  {RM_LATEST} (current)" in status.stdout, status.stdout
 
 
 # --- read model: SQLite and PostgreSQL ---------------------------------------------------
@@ -153,7 +161,7 @@ async def _ensure(read_model: Database, *, migrate: bool = False) -> SchemaRepor
         async with read_model.read() as conn:
             schema = str((await conn.execute(text("SHOW search_path"))).scalar_one())
     return await read_model.ensure_schema(
-        schema=schema, also=[SESSION_TABLES.metadata], migrate=migrate
+        schema=schema, also=[SESSION_TABLES.metadata, LIMIT_METADATA], migrate=migrate
     )
 
 
@@ -171,20 +179,22 @@ async def _read_model_columns(read_model: Database) -> dict[str, list[str]]:
 
 async def test_read_model_versions(read_model: Database) -> None:
     report = await _ensure(read_model)
-    assert (report.found, report.version) == (None, 1)
+    assert (report.found, report.version) == (None, RM_LATEST)
     fresh = await _read_model_columns(read_model)
     async with read_model.write() as conn:
         await conn.execute(text("DROP TABLE schema_migrations"))
     with pytest.raises(SchemaMismatch, match="has schema version 0") as refused:
         await _ensure(read_model)
-    assert OLDER in str(refused.value)
+    assert RM_OLDER in str(refused.value)
     migrated = await _ensure(read_model, migrate=True)
-    assert migrated.applied == [1]
+    assert migrated.applied == [m.version for m in READ_MODEL_MIGRATIONS]
     await _ensure(read_model)  # accepted now
     assert await _read_model_columns(read_model) == fresh
     async with read_model.write() as conn:
-        await conn.execute(text("INSERT INTO schema_migrations VALUES (2, 'from the future', '')"))
-    with pytest.raises(SchemaMismatch, match=NEWER):
+        await conn.execute(
+            text(f"INSERT INTO schema_migrations VALUES ({RM_LATEST + 1}, 'from the future', '')")
+        )
+    with pytest.raises(SchemaMismatch, match=f"newer than this code's {RM_LATEST}"):
         await _ensure(read_model)
 
 

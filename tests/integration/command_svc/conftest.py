@@ -50,6 +50,7 @@ def command_settings(store_port: int, **overrides: object) -> CommandSettings:
         store_timeout=10.0,
         tokens=auth_support.TEST_TOKENS,
         bcrypt_cost=4,
+        limits=auth_support.MANY_REGISTRATIONS,
     )
     return replace(base, **overrides)  # type: ignore[arg-type]
 

@@ -197,6 +197,7 @@ async def stack(
             tokens=auth_support.TEST_TOKENS,
             bcrypt_cost=4,
             admin=ADMIN,
+            limits=auth_support.MANY_REGISTRATIONS,
         )
     )
     settings = read_model_settings(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import grpc
 import pytest
 from cqrs.command.v1 import command_pb2 as cmd
@@ -10,10 +12,22 @@ from cqrs.query.v1 import query_pb2 as q
 from query_svc.login import INVALID_CREDENTIALS
 from service_kit import metadata
 from service_kit.auth import ROLE_ADMIN, ROLE_USER
-from tests.auth_support import TEST_TOKENS
-from tests.integration.query_svc.conftest import ADMIN, ADMIN_MD, PASSWORD, Stack, bearer
+from tests.auth_support import TEST_TOKENS, service_identity
+from tests.integration.query_svc.conftest import (
+    ADMIN,
+    ADMIN_MD,
+    PASSWORD,
+    SERVICE_MD,
+    Stack,
+    bearer,
+)
 
 VERIFIER = TEST_TOKENS.verifier()
+# What the gateway sends: the client's address, and its own service token as proof.
+FROM_GATEWAY = [
+    ("x-forwarded-for", "203.0.113.5"),
+    ("x-proxy-authorization", service_identity("gateway")()[0][1]),
+]
 
 pytestmark = pytest.mark.integration
 
@@ -47,7 +61,7 @@ async def test_login_right_after_registering_issues_a_token_and_records_it(
         stack,
         "CAROL@example.com",
         PASSWORD,
-        [("x-min-position", str(position)), ("x-forwarded-for", "203.0.113.5")],
+        [("x-min-position", str(position)), *FROM_GATEWAY],
     )
     assert r.token_type == "Bearer"
     assert r.expires_in == TEST_TOKENS.ttl_seconds
@@ -105,7 +119,7 @@ async def test_wrong_password_unknown_email_and_deactivated_look_alike(stack: St
     assert uid
 
 
-@pytest.mark.parametrize("query_overrides", [{"LOGIN_MAX_FAILURES_PER_EMAIL": "3"}])
+@pytest.mark.parametrize("query_overrides", [{"LOGIN_MAX_FAILURES_PER_PAIR": "3"}])
 async def test_repeated_failures_are_throttled_with_retry_after(stack: Stack) -> None:
     _, position = await register(stack, "frank@example.com")
     await stack.queries.ListUsers(q.ListUsersRequest(min_position=position), metadata=ADMIN_MD)
@@ -116,8 +130,37 @@ async def test_repeated_failures_are_throttled_with_retry_after(stack: Stack) ->
     error = await failed(stack, "Frank@example.com", PASSWORD)  # even the right password
     assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     retry_after = metadata.get(error.trailing_metadata(), "retry-after")
-    assert retry_after.isdigit() and 1 <= int(retry_after) <= 300
+    assert retry_after.isdigit() and 1 <= int(retry_after) <= 900
     assert f"retry in {retry_after} seconds" in (error.details() or "")
+
+
+@pytest.mark.parametrize("query_overrides", [{"QUERY_WAIT_TIMEOUT_MS": "30000"}])
+async def test_an_anonymous_wait_for_a_far_position_is_short(stack: Stack) -> None:
+    """A signed-in reader may wait 30 s here; an anonymous login one second at most."""
+    started = time.monotonic()
+    with pytest.raises(grpc.aio.AioRpcError) as exc:
+        await login(stack, "nobody@example.com", PASSWORD, [("x-min-position", "9" * 18)])
+    assert exc.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert time.monotonic() - started < 10
+
+
+async def test_a_direct_caller_cannot_pick_its_address(stack: Stack) -> None:
+    """Loopback proves nothing: x-forwarded-for without the gateway's token is ignored,
+    so a guesser cannot get a fresh budget per spoofed address."""
+    uid, position = await register(stack, "spoof@example.com")
+    own_md = [("x-min-position", str(position))]
+    for n in range(2):
+        forged = [*own_md, ("x-forwarded-for", f"198.51.100.{n}")]
+        r = await login(stack, "spoof@example.com", PASSWORD, forged)
+        with_other_service = [*forged, ("x-proxy-authorization", SERVICE_MD()[0][1])]
+        await login(stack, "spoof@example.com", PASSWORD, with_other_service)
+    history = await stack.queries.GetLoginHistory(
+        q.GetLoginHistoryRequest(id=uid, min_position=await stack.head()),
+        metadata=[("authorization", f"Bearer {r.token}")],
+        timeout=5,
+    )
+    # One address (repeat logins from it are coalesced into one event).
+    assert [x.client_address for x in history.logins] == ["127.0.0.1"]
 
 
 async def test_login_succeeds_when_command_svc_is_down(stack: Stack) -> None:

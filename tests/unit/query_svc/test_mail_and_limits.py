@@ -9,9 +9,9 @@ import pytest
 from cqrs.eventstore.v1 import event_store_pb2 as pb
 
 from query_svc.mailer import compose
-from query_svc.request_limits import MemoryRequestLimiter
 from query_svc.settings import MailSettings
 from service_kit.mail_tokens import MailTokens, parse_token, token_hash
+from service_kit.request_limits import MemoryRequestLimiter
 from service_kit.timeconv import to_timestamp
 
 pytestmark = pytest.mark.unit

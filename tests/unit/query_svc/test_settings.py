@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from query_svc.settings import QuerySettings
+from query_svc.settings import LoginLimits, QuerySettings
 from service_kit.settings import SettingsError
 
 pytestmark = pytest.mark.unit
@@ -22,10 +22,12 @@ def test_defaults() -> None:
     assert s.postgres.port == 5433
     assert s.postgres.schema == "public"
     assert s.wait_timeout_seconds == 5.0
-    assert s.login_limits.max_failures_per_email == 5
-    assert s.login_limits.max_failures_per_address == 20
-    assert s.login_limits.window_seconds == 300
-    assert s.trusted_proxies == ("127.0.0.1", "::1")
+    assert s.login_limits == LoginLimits()
+    assert s.login_limits.max_failures_per_pair == 5
+    assert s.login_limits.max_failures_per_address == 100
+    assert s.login_limits.window_seconds == 900
+    assert s.trusted_proxies == ()
+    assert s.proxy_services == ("gateway",)
     assert s.tokens.keys_dir == Path("data/keys") and s.tokens.ttl_seconds == 900
     assert s.refresh_ttl_seconds == 14 * 86_400
     assert (s.reset_limits.max_per_email, s.reset_limits.max_per_address) == (3, 10)

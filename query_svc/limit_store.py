@@ -1,0 +1,270 @@
+"""Rate-limit state in the read model's database, shared by every query_svc instance.
+
+One table, ``limit_events``: a row per counted attempt, ``(scope, subject,
+address, at, outcome)``. ``at`` is wall-clock seconds since the epoch (every
+instance must have a synchronised clock, as for token expiry). A budget is a
+count of rows of a scope within a sliding window; it survives restarts and
+holds across instances because every instance counts the same rows.
+
+Invariants:
+- Counting and adding a row happen in one write transaction that holds a
+  lock on the keys it counts (:func:`lock_keys`): SQLite's writer begins
+  IMMEDIATE (one writer at a time), PostgreSQL takes transaction-scoped
+  advisory locks. Two instances can therefore never both see "one left"
+  and both take it.
+- Rows older than the longest window are deleted as keys are touched, and
+  now and then for every key (:func:`purge`), so the table stays bounded by
+  the traffic of one window.
+
+No library fits: ``limits`` (the best-kept Python rate-limit library) has
+Redis/Memcached/MongoDB storage but no SQL storage, and no way to reserve an
+attempt now and settle its outcome later, which the login needs.
+
+:class:`SqlRequestLimiter` is the plain form: every request counts
+(password reset mails).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import random
+import time
+import zlib
+from collections.abc import AsyncIterator, Callable, Iterable
+from typing import Any, Final
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    Select,
+    String,
+    Table,
+    delete,
+    func,
+    select,
+    text,
+)
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from query_svc.db import Database
+from service_kit.refusals import refused
+
+__all__ = [
+    "LIMIT_EVENTS",
+    "LIMIT_METADATA",
+    "KeyedLocks",
+    "SqlRequestLimiter",
+    "count_since",
+    "lock_keys",
+    "oldest_since",
+    "purge",
+    "wait_seconds",
+]
+
+LIMIT_METADATA: Final = MetaData()
+LIMIT_EVENTS: Final = Table(
+    "limit_events",
+    LIMIT_METADATA,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    Column("scope", String(32), nullable=False),
+    Column("subject", String(330), nullable=False),
+    Column("address", String(64), nullable=False),
+    Column("at", Float, nullable=False),
+    Column("outcome", String(8), nullable=False),
+)
+Index("ix_limit_events_subject", LIMIT_EVENTS.c.scope, LIMIT_EVENTS.c.subject, LIMIT_EVENTS.c.at)
+Index("ix_limit_events_address", LIMIT_EVENTS.c.scope, LIMIT_EVENTS.c.address, LIMIT_EVENTS.c.at)
+Index("ix_limit_events_at", LIMIT_EVENTS.c.at)
+
+# One write in this many also purges every expired row, whatever its key.
+_PURGE_ONE_IN: Final = 200
+
+
+class KeyedLocks:
+    """In-process locks per key, taken before a transaction that locks the same keys.
+
+    Without them, a burst on one key opens one transaction per request, each
+    holding a pooled connection while it waits for the database lock: the
+    pool runs dry and unrelated reads time out. With them, one transaction
+    per key and instance waits in the database; the others wait here,
+    holding nothing. A key's lock is dropped when nobody holds or awaits it.
+    """
+
+    def __init__(self) -> None:
+        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
+
+    @contextlib.asynccontextmanager
+    async def hold(self, keys: Iterable[str]) -> AsyncIterator[None]:
+        ordered = sorted(set(keys))  # one order for everyone: no deadlock
+        for key in ordered:
+            lock, users = self._locks.get(key) or (asyncio.Lock(), 0)
+            self._locks[key] = (lock, users + 1)
+        try:
+            async with contextlib.AsyncExitStack() as stack:
+                for key in ordered:
+                    await stack.enter_async_context(self._locks[key][0])
+                yield
+        finally:
+            for key in ordered:
+                lock, users = self._locks[key]
+                if users <= 1:
+                    del self._locks[key]
+                else:
+                    self._locks[key] = (lock, users - 1)
+
+
+async def lock_keys(conn: AsyncConnection, keys: Iterable[str]) -> None:
+    """Serialises, across instances, the transactions that count these keys.
+
+    On SQLite the IMMEDIATE write transaction already excludes every other
+    writer. On PostgreSQL one advisory lock per key, taken in sorted order
+    (no deadlock between two transactions locking overlapping keys), is
+    released at commit.
+    """
+    if conn.dialect.name != "postgresql":
+        return
+    for key in sorted(set(keys)):
+        await conn.execute(
+            text("SELECT pg_advisory_xact_lock(:k)"),
+            {"k": zlib.crc32(key.encode()) - 2**31},
+        )
+
+
+async def count_since(
+    conn: AsyncConnection,
+    *,
+    scope: str,
+    since: float,
+    subject: str | None = None,
+    address: str | None = None,
+    outcomes: tuple[str, ...],
+) -> int:
+    """Rows of ``scope`` after ``since`` with one of ``outcomes`` (and the given keys)."""
+    return int(
+        await conn.scalar(
+            _where(
+                select(func.count()),
+                scope,
+                since=since,
+                subject=subject,
+                address=address,
+                outcomes=outcomes,
+            )
+        )
+        or 0
+    )
+
+
+async def oldest_since(
+    conn: AsyncConnection,
+    *,
+    scope: str,
+    since: float,
+    subject: str | None = None,
+    address: str | None = None,
+    outcomes: tuple[str, ...],
+) -> float:
+    """When the oldest such row was written (``since`` if there is none)."""
+    at = await conn.scalar(
+        _where(
+            select(func.min(LIMIT_EVENTS.c.at)),
+            scope,
+            since=since,
+            subject=subject,
+            address=address,
+            outcomes=outcomes,
+        )
+    )
+    return float(at) if at is not None else since
+
+
+def _where(
+    query: Select[Any],
+    scope: str,
+    *,
+    since: float,
+    subject: str | None,
+    address: str | None,
+    outcomes: tuple[str, ...],
+) -> Select[Any]:
+    t = LIMIT_EVENTS.c
+    q = query.where(t.scope == scope, t.at > since, t.outcome.in_(outcomes))
+    if subject is not None:
+        q = q.where(t.subject == subject)
+    if address is not None:
+        q = q.where(t.address == address)
+    return q
+
+
+async def purge(conn: AsyncConnection, *, scope: str, before: float, subject: str = "") -> None:
+    """Deletes ``scope``'s rows older than ``before`` for ``subject``; now and then all of them."""
+    t = LIMIT_EVENTS.c
+    if random.randrange(_PURGE_ONE_IN) == 0:
+        await conn.execute(delete(LIMIT_EVENTS).where(t.scope == scope, t.at < before))
+    elif subject:
+        await conn.execute(
+            delete(LIMIT_EVENTS).where(t.scope == scope, t.subject == subject, t.at < before)
+        )
+
+
+def wait_seconds(oldest: float, window: float, now: float) -> int:
+    """Whole seconds until a row written at ``oldest`` leaves the window (at least 1)."""
+    return max(1, math.ceil(oldest + window - now))
+
+
+class SqlRequestLimiter:
+    """At most ``limit`` requests per key within ``window`` seconds, across instances.
+
+    Implements :class:`~query_svc.request_limits.RequestLimiter`: a request
+    within budget is counted at once; a refused one is not.
+    """
+
+    def __init__(
+        self,
+        database: Database,
+        *,
+        scope: str,
+        limit: int,
+        window: float,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if limit < 1 or window <= 0:
+            raise ValueError("limit and window must be positive")
+        self._db = database
+        self._scope = scope
+        self._limit = limit
+        self._window = window
+        self._clock = clock
+        self._locks = KeyedLocks()
+
+    async def acquire(self, key: str) -> int:
+        async with self._locks.hold([key]):
+            return await self._acquire(key)
+
+    async def _acquire(self, key: str) -> int:
+        now = self._clock()
+        since = now - self._window
+        async with self._db.write() as conn:
+            await lock_keys(conn, [f"{self._scope}:{key}"])
+            await purge(conn, scope=self._scope, before=since, subject=key)
+            counted = ("ok",)
+            used = await count_since(
+                conn, scope=self._scope, since=since, subject=key, outcomes=counted
+            )
+            if used >= self._limit:
+                oldest = await oldest_since(
+                    conn, scope=self._scope, since=since, subject=key, outcomes=counted
+                )
+                return refused(self._scope, wait_seconds(oldest, self._window, now))
+            await conn.execute(
+                LIMIT_EVENTS.insert().values(
+                    scope=self._scope, subject=key, address="", at=now, outcome="ok"
+                )
+            )
+        return 0
