@@ -24,6 +24,7 @@ from command_svc.servicer import SERVICE_NAME, CommandServiceServicer
 from command_svc.settings import CommandSettings
 from command_svc.store_client import StoreClient
 from service_kit import readiness as readiness_kit
+from service_kit import tracing
 from service_kit.auth import service_metadata
 from service_kit.dependency_errors import Dependency
 from service_kit.interceptors import service_interceptors
@@ -38,6 +39,7 @@ from service_kit.settings import SettingsError, environ
 
 __all__ = ["SERVICE_IDENTITY", "CommandService", "main", "serve", "start"]
 
+TRACED_AS = "command_svc"  # the service name its spans carry
 log = logging.getLogger("command_svc")
 
 SERVICE_IDENTITY = "command_svc"
@@ -112,7 +114,10 @@ async def start(settings: CommandSettings) -> CommandService:
                 ),
                 readiness.registration(),
             ],
-            interceptors=service_interceptors(SERVICE_NAME, verifier, revocations=view),
+            interceptors=service_interceptors(
+                SERVICE_NAME, verifier, revocations=view, traced_as=TRACED_AS
+            ),
+            setting="COMMAND_GRPC_LISTEN",
         )
         await readiness.start(server.health)
     except BaseException:
@@ -164,11 +169,13 @@ async def serve() -> None:
     service = await start(CommandSettings.from_env(environ()))
     await stop_event_on_signals().wait()
     await service.stop()
+    tracing.shutdown()  # exports the spans still buffered
 
 
 def main() -> None:
     try:
         setup_process("command_svc", environ())
         asyncio.run(serve())
-    except SettingsError as exc:
+    except (SettingsError, OSError) as exc:
+        # A clear one-line reason, not a traceback: these are operator errors.
         raise SystemExit(f"command_svc: {exc}") from None

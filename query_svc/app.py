@@ -39,7 +39,7 @@ from query_svc.sessions import SessionStore
 from query_svc.settings import QuerySettings
 from query_svc.source import EventSource
 from query_svc.store_source import StoreSubscriptionSource
-from service_kit import deadlines, errors
+from service_kit import deadlines, errors, tracing
 from service_kit.auth import service_metadata
 from service_kit.interceptors import service_interceptors
 from service_kit.mail_tokens import MailTokens
@@ -51,6 +51,7 @@ from service_kit.revocation_feed import RevocationFeed
 from service_kit.server import Registration, RunningServer, start_server, stop_event_on_signals
 from service_kit.settings import SettingsError, environ
 
+TRACED_AS = "query_svc"  # the service name its spans carry
 log = logging.getLogger("query_svc")
 
 SERVICE_IDENTITY = "query_svc"
@@ -259,7 +260,10 @@ async def start(
                 Registration(SERVICE_NAME, pb_grpc.add_QueryServiceServicer_to_server, servicer),
                 readiness.registration(),
             ],
-            interceptors=service_interceptors(SERVICE_NAME, verifier, revocations=view),
+            interceptors=service_interceptors(
+                SERVICE_NAME, verifier, revocations=view, traced_as=TRACED_AS
+            ),
+            setting="QUERY_GRPC_LISTEN",
         )
         await readiness.start(server.health)
     except BaseException:
@@ -306,11 +310,13 @@ async def serve() -> None:
     service = await start(QuerySettings.from_env(environ()))
     await stop_event_on_signals().wait()
     await service.stop()
+    tracing.shutdown()  # exports the spans still buffered
 
 
 def main() -> None:
     try:
         setup_process("query_svc", environ())
         asyncio.run(serve())
-    except SettingsError as exc:
+    except (SettingsError, OSError) as exc:
+        # A clear one-line reason, not a traceback: these are operator errors.
         raise SystemExit(f"query_svc: {exc}") from None

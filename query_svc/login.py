@@ -38,6 +38,7 @@ from query_svc.read_model import AuthRecord, UserView
 from query_svc.sessions import Opened
 from service_kit.auth import Principal, TokenSigner
 from service_kit.errors import ServiceError, invalid
+from service_kit.observability import LIMIT_REFUSALS, LOGIN_FAILURES
 from service_kit.passwords import PasswordHasher
 from service_kit.timeconv import utcnow
 
@@ -132,6 +133,7 @@ class LoginService:
         key = email.strip().lower()[:_MAX_EMAIL_KEY]
         wait = self._limiter.retry_after(email=key, address=client_address)
         if wait:
+            LIMIT_REFUSALS.labels("login").inc()
             raise TooManyFailures(wait)
 
         seen = self._applied_position()  # what the first check can have seen, at least
@@ -142,6 +144,7 @@ class LoginService:
             record, ok = await self._check(email, password)
         if record is None or not ok:
             self._limiter.failed(email=key, address=client_address)
+            LOGIN_FAILURES.labels("invalid_credentials").inc()
             raise ServiceError(grpc.StatusCode.UNAUTHENTICATED, INVALID_CREDENTIALS)
         self._limiter.succeeded(email=key)
 

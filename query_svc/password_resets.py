@@ -24,6 +24,7 @@ import domain
 from query_svc.projection import ACTIVE
 from query_svc.read_model import AuthRecord
 from query_svc.request_limits import RequestLimiter
+from service_kit.observability import LIMIT_REFUSALS
 
 __all__ = ["PasswordResets", "TooManyRequests"]
 
@@ -76,6 +77,7 @@ class PasswordResets:
         if not wait and client_address:
             wait = await self._per_address.acquire(client_address)
         if wait:
+            LIMIT_REFUSALS.labels("password_reset").inc()
             raise TooManyRequests(wait)
         task = asyncio.create_task(self._issue(normalized, correlation_id))
         self._tasks.add(task)

@@ -17,7 +17,7 @@ from typing import Final
 from service_kit.auth import TokenSettings
 from service_kit.mail_tokens import TokenLifetimes
 from service_kit.passwords import DEFAULT_COST, MAX_COST, MIN_COST
-from service_kit.settings import SettingsError, env_choice, env_float, env_int, env_str
+from service_kit.settings import SettingsError, env_choice, env_float, env_int, env_listen, env_str
 
 BACKENDS = ("sqlite", "postgres")
 EVENT_SOURCES = ("store", "kafka")  # both behind the same EventSource port
@@ -164,7 +164,7 @@ class QuerySettings:
                 f"POSTGRES_QUERY_SCHEMA={schema!r}: lower-case letters, digits and '_' only"
             )
         return cls(
-            listen=env_str(env, "QUERY_GRPC_LISTEN", "127.0.0.1:9095"),
+            listen=env_listen(env, "QUERY_GRPC_LISTEN", "127.0.0.1:9095"),
             data_dir=data_dir,
             db_backend=env_choice(env, "QUERY_DB_BACKEND", "sqlite", BACKENDS),
             postgres=PostgresSettings(

@@ -10,11 +10,12 @@ import grpc
 from cqrs.eventstore.v1 import event_store_pb2_grpc as pb_grpc
 
 import domain
-from service_kit import dependency_errors, errors
+from service_kit import dependency_errors, errors, tracing
 from service_kit.interceptors import service_interceptors
 from service_kit.observability import (
     APPEND_BATCH_EVENTS,
     observe_relay,
+    observe_store_role,
     setup_process,
 )
 from service_kit.readiness import Readiness
@@ -30,7 +31,7 @@ from store_svc.relay_checkpoint import (
     RelayCheckpoint,
 )
 from store_svc.revocations import EngineRevocationFeed
-from store_svc.servicer import SERVICE_NAME, EventStoreServicer
+from store_svc.servicer import SERVICE_NAME, TRACED_AS, EventStoreServicer
 from store_svc.settings import StoreSettings
 from store_svc.time_travel import AggregateNotFound, TimeTravel
 
@@ -135,7 +136,10 @@ async def start(settings: StoreSettings) -> StoreService:
                 ),
                 readiness.registration(),
             ],
-            interceptors=service_interceptors(SERVICE_NAME, verifier, revocations=view),
+            interceptors=service_interceptors(
+                SERVICE_NAME, verifier, revocations=view, traced_as=TRACED_AS
+            ),
+            setting="STORE_GRPC_LISTEN",
         )
     except BaseException:
         await revocations.stop()
@@ -146,6 +150,7 @@ async def start(settings: StoreSettings) -> StoreService:
         observe_relay(relay)
         log.info("outbox relay on: topic %r at %s", settings.relay.topic, settings.relay.broker)
     await readiness.start(server.health)
+    observe_store_role(lambda: str(getattr(store, "role", "leader")))
     log.info("store_svc serving gRPC on port %d (%s backend)", server.port, settings.backend)
     return StoreService(store, tt, server, relay, servicer, readiness, revocations)
 
@@ -155,6 +160,7 @@ async def serve(settings: StoreSettings) -> None:
     service = await start(settings)
     await stop_event_on_signals().wait()
     await service.stop()
+    tracing.shutdown()  # exports the spans still buffered
 
 
 def main() -> None:
@@ -162,6 +168,6 @@ def main() -> None:
         setup_process("store_svc", environ())
         settings = StoreSettings.from_env(environ())
         asyncio.run(serve(settings))
-    except (SettingsError, engine.WriterLockHeld, engine.StorageUnavailable) as exc:
+    except (SettingsError, OSError, engine.WriterLockHeld, engine.StorageUnavailable) as exc:
         # A clear one-line reason, not a traceback: these are operator errors.
         raise SystemExit(f"store_svc: {exc}") from None

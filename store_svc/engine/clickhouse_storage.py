@@ -85,15 +85,16 @@ _EVENT_COLUMNS_DDL = """
     correlation_id String,
     causation_id String,
     claims String,
-    releases String
+    releases String,
+    traceparent String DEFAULT ''
 """
 _EVENT_COLUMNS = (
     "position, event_id, aggregate_id, aggregate_type, version, event_type, timestamp, "
-    "timestamp_us, payload, correlation_id, causation_id, claims, releases"
+    "timestamp_us, payload, correlation_id, causation_id, claims, releases, traceparent"
 )
 _SELECT_EVENT = (
     "position, event_id, aggregate_id, aggregate_type, version, event_type, timestamp_us, "
-    "payload, correlation_id, causation_id"
+    "payload, correlation_id, causation_id, traceparent"
 )
 
 
@@ -179,6 +180,7 @@ def _record(row: Sequence[Any]) -> RecordedEvent:
         payload=bytes(row[7]),
         correlation_id=_text(row[8]),
         causation_id=_text(row[9]),
+        traceparent=_text(row[10]),
     )
 
 
@@ -296,6 +298,10 @@ class ClickHouseStorage:
             f"CREATE TABLE IF NOT EXISTS {db}.writer_lease (owner String, acquired UInt64, "
             f"heartbeat UInt64, released UInt8, seq UInt64) "
             f"ENGINE = ReplacingMergeTree(seq) ORDER BY owner",
+            # Tables made by an older release lack the columns added since.
+            f"ALTER TABLE {db}.events ADD COLUMN IF NOT EXISTS traceparent String DEFAULT ''",
+            f"ALTER TABLE {db}.events_by_position "
+            f"ADD COLUMN IF NOT EXISTS traceparent String DEFAULT ''",
         ):
             await self._query("create tables", statement, None, pool=pool)
 
@@ -672,6 +678,7 @@ class ClickHouseStorage:
                     record.causation_id,
                     encode_claims(pending.claims),
                     encode_claims(pending.releases),
+                    record.traceparent,
                 )
             )
             id_rows.append((record.event_id, record.aggregate_id, record.version, record.position))

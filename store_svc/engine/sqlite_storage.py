@@ -77,6 +77,8 @@ _events = Table(
     Column("causation_id", Text, nullable=False, server_default=""),
     Column("claims", Text, nullable=False, server_default=""),  # '' or JSON [[ns, value]]
     Column("releases", Text, nullable=False, server_default=""),
+    # Added after the first release: _ready adds it to an older file.
+    Column("traceparent", Text, nullable=False, server_default=""),
     UniqueConstraint("aggregate_id", "version", name="uq_events_stream_version"),
     UniqueConstraint("event_id", name="uq_events_event_id"),
 )
@@ -115,6 +117,7 @@ _EVENT_COLUMNS = (
     _events.c.payload,
     _events.c.correlation_id,
     _events.c.causation_id,
+    _events.c.traceparent,
 )
 # SQLite's default limit of bound parameters per statement is 32766 (3.32+);
 # stay far below it.
@@ -133,7 +136,19 @@ def _record(row: Any) -> RecordedEvent:
         payload=bytes(row[7]),
         correlation_id=row[8],
         causation_id=row[9],
+        traceparent=row[10],
     )
+
+
+def _add_missing_columns(conn: Any) -> None:
+    """Adds to a file made by an older release the event columns it lacks
+    (each with its server default, so old rows read as "")."""
+    present = {row[1] for row in conn.exec_driver_sql("PRAGMA table_info(events)")}
+    for column in _events.columns:
+        if column.name not in present:
+            conn.exec_driver_sql(
+                f"ALTER TABLE events ADD COLUMN {column.name} TEXT NOT NULL DEFAULT ''"
+            )
 
 
 def _lock_file(path: Path) -> IO[str]:
@@ -230,6 +245,7 @@ class SqliteStorage:
                 self._path.parent.mkdir(parents=True, exist_ok=True)
                 async with asyncio.timeout(self._timeout), self._engine.begin() as conn:
                     await conn.run_sync(_metadata.create_all)
+                    await conn.run_sync(_add_missing_columns)
             except (SQLAlchemyError, sqlite3.Error, OSError, TimeoutError) as exc:
                 raise self._failure("create schema", exc) from exc
             self._schema_ready = True
@@ -337,6 +353,7 @@ class SqliteStorage:
                 p.record.causation_id,
                 encode_claims(p.claims),
                 encode_claims(p.releases),
+                p.record.traceparent,
             )
             for p in events
         ]
