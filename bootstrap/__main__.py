@@ -11,6 +11,7 @@ from service_kit import tracing
 from service_kit.observability import setup_process
 from service_kit.server import stop_event_on_signals
 from service_kit.settings import SettingsError
+from store_svc.engine import StorageUnavailable, WriterLockHeld
 
 BANNER = """
 cqrs-users is running (data in {data}/; Ctrl-C stops it, a restart keeps the data)
@@ -79,7 +80,7 @@ def main() -> None:
         # and OTEL_* as for every service run alone.
         setup_process("cqrs-users", env, log_format="text")
         asyncio.run(run(env))
-    except (SettingsError, OSError) as exc:
+    except (SettingsError, OSError, WriterLockHeld, StorageUnavailable) as exc:
         # One line naming the setting, never a traceback: these are the user's to fix.
         sys.exit(f"make up: {exc}")
 

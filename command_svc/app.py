@@ -34,7 +34,13 @@ from service_kit.passwords import PasswordHasher
 from service_kit.readiness import Readiness
 from service_kit.revocation import RevocationView, revocation_horizon
 from service_kit.revocation_feed import RevocationFeed
-from service_kit.server import Registration, RunningServer, start_server, stop_event_on_signals
+from service_kit.server import (
+    Registration,
+    RunningServer,
+    check_bindable,
+    start_server,
+    stop_event_on_signals,
+)
 from service_kit.settings import SettingsError, environ
 
 __all__ = ["SERVICE_IDENTITY", "CommandService", "main", "serve", "start"]
@@ -75,6 +81,7 @@ class CommandService:
 
 async def start(settings: CommandSettings) -> CommandService:
     """Connects to the store and serves CommandService on ``settings.listen``."""
+    check_bindable(settings.listen, "COMMAND_GRPC_LISTEN")  # before any work: one clear line
     verifier = settings.tokens.verifier()
     identity = service_metadata(settings.tokens.signer(SERVICE_IDENTITY), SERVICE_IDENTITY)
     mail_tokens = MailTokens(settings.tokens.mail_key())

@@ -43,12 +43,23 @@ from service_kit import deadlines, errors, tracing
 from service_kit.auth import service_metadata
 from service_kit.interceptors import service_interceptors
 from service_kit.mail_tokens import MailTokens
-from service_kit.observability import observe_projector, setup_process
+from service_kit.observability import (
+    LIMIT_REFUSALS,
+    LOGIN_FAILURES,
+    observe_projector,
+    setup_process,
+)
 from service_kit.passwords import PasswordHasher
 from service_kit.readiness import Readiness
 from service_kit.revocation import RevocationView, revocation_horizon
 from service_kit.revocation_feed import RevocationFeed
-from service_kit.server import Registration, RunningServer, start_server, stop_event_on_signals
+from service_kit.server import (
+    Registration,
+    RunningServer,
+    check_bindable,
+    start_server,
+    stop_event_on_signals,
+)
 from service_kit.settings import SettingsError, environ
 
 TRACED_AS = "query_svc"  # the service name its spans carry
@@ -124,6 +135,7 @@ async def start(
     commands: CommandClient | None = None,
 ) -> QueryService:
     """Creates the schema, starts the projector and serves QueryService."""
+    check_bindable(settings.listen, "QUERY_GRPC_LISTEN")  # before any work: one clear line
     trusted = settings.tokens.trusted()
     verifier = settings.tokens.verifier(trusted)
     signer = settings.tokens.signer(SERVICE_IDENTITY)  # user tokens and our own identity
@@ -183,6 +195,10 @@ async def start(
         )
         await projector.start()
         observe_projector(projector)
+        # Exported from zero, so rates and alerts see these series before the first event.
+        LOGIN_FAILURES.labels("invalid_credentials")
+        for limit in ("login", "password_reset"):
+            LIMIT_REFUSALS.labels(limit)
         read_model = ReadModel(database)
         rebuilder = Rebuilder(
             database=database,

@@ -20,7 +20,13 @@ from service_kit.observability import (
 )
 from service_kit.readiness import Readiness
 from service_kit.revocation import RevocationView, revocation_horizon
-from service_kit.server import Registration, RunningServer, start_server, stop_event_on_signals
+from service_kit.server import (
+    Registration,
+    RunningServer,
+    check_bindable,
+    start_server,
+    stop_event_on_signals,
+)
 from service_kit.settings import SettingsError, environ
 from store_svc import engine
 from store_svc.readiness import store_readiness
@@ -98,6 +104,7 @@ class StoreService:
 
 async def start(settings: StoreSettings) -> StoreService:
     """Opens the store (refusing if another writer holds it) and serves it."""
+    check_bindable(settings.listen, "STORE_GRPC_LISTEN")  # before any work: one clear line
     storage = await open_storage(settings)
     try:
         store = await engine.EventStore.open(

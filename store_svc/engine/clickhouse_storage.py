@@ -298,12 +298,24 @@ class ClickHouseStorage:
             f"CREATE TABLE IF NOT EXISTS {db}.writer_lease (owner String, acquired UInt64, "
             f"heartbeat UInt64, released UInt8, seq UInt64) "
             f"ENGINE = ReplacingMergeTree(seq) ORDER BY owner",
-            # Tables made by an older release lack the columns added since.
-            f"ALTER TABLE {db}.events ADD COLUMN IF NOT EXISTS traceparent String DEFAULT ''",
-            f"ALTER TABLE {db}.events_by_position "
-            f"ADD COLUMN IF NOT EXISTS traceparent String DEFAULT ''",
         ):
             await self._query("create tables", statement, None, pool=pool)
+        # Tables made by an older release lack the columns added since (checked
+        # here: ADD COLUMN IF NOT EXISTS is not in every supported server).
+        present = await self._query(
+            "read columns",
+            "SELECT table, name FROM system.columns WHERE database = %(db)s",
+            {"db": db},
+            pool=pool,
+        )
+        for table in ("events", "events_by_position"):
+            if (table, "traceparent") not in {(str(t), str(n)) for t, n in present}:
+                await self._query(
+                    "add columns",
+                    f"ALTER TABLE {db}.{table} ADD COLUMN traceparent String DEFAULT ''",
+                    None,
+                    pool=pool,
+                )
 
     # --- low-level calls ----------------------------------------------------------
 
