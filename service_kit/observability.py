@@ -46,6 +46,9 @@ from service_kit import tracing
 from service_kit.method_wrappers import MethodWrappers
 from service_kit.settings import SettingsError, env_choice, env_int, env_str
 
+# What setup_process reads (with tracing.VARIABLES): every service's logs, metrics, traces.
+PROCESS_VARIABLES = ("LOG_FORMAT", "LOG_LEVEL", "METRICS_PORT", "METRICS_HOST", *tracing.VARIABLES)
+
 correlation_id: contextvars.ContextVar[str] = contextvars.ContextVar("correlation_id", default="")
 
 _GRPC_LABELS = ["grpc_type", "grpc_service", "grpc_method"]

@@ -44,6 +44,21 @@ from opentelemetry.sdk.trace.export import (
 from service_kit.settings import env_choice
 
 _EXPORTERS = ("none", "otlp", "console")
+# The variables that configure tracing: read here (the first two) or by the
+# OpenTelemetry SDK and exporter; docker-compose passes each to every service.
+# (OTEL_SERVICE_NAME too is honoured, but only for a service run alone: each
+# service names itself, and one name for all four would merge them.)
+VARIABLES = (
+    "OTEL_TRACES_EXPORTER",
+    "OTEL_SDK_DISABLED",
+    "OTEL_EXPORTER_OTLP_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_INSECURE",
+    "OTEL_EXPORTER_OTLP_HEADERS",
+    "OTEL_TRACES_SAMPLER",
+    "OTEL_TRACES_SAMPLER_ARG",
+    "OTEL_RESOURCE_ATTRIBUTES",
+)
 # Health checks and reflection are probes, not requests: never traced.
 _UNTRACED_SERVICES = (
     "grpc.health.v1.Health",
