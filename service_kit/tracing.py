@@ -153,7 +153,13 @@ def asgi_middleware(service: str) -> Any | None:
         return None
     from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware  # noqa: PLC0415
 
-    return OpenTelemetryMiddleware, {"tracer_provider": tracer_provider}
+    options = {
+        "tracer_provider": tracer_provider,
+        # Probes are not requests; per-message receive/send spans are noise.
+        "excluded_urls": "/health,/metrics",
+        "exclude_spans": ["receive", "send"],
+    }
+    return OpenTelemetryMiddleware, options
 
 
 def current_trace_id() -> str:
