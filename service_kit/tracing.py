@@ -16,7 +16,7 @@ How a trace crosses every hop:
   (beside the correlation and causation ids), or the ``traceparent`` an
   AppendStream request carries;
 - the outbox relay puts the event's ``traceparent`` in the Kafka message's
-  headers, and the projector continues the trace from it (:func:`span_from`).
+  headers, and the projector continues the trace from it (:func:`record_spans`).
 
 Invariants: with tracing off no interceptor or middleware is installed and
 :func:`current_traceparent` is "" unless a caller's context is active, so the
@@ -182,14 +182,17 @@ def trace_id_of(traceparent: str) -> str:
 
 
 @contextlib.contextmanager
-def span_from(
-    service: str, name: str, traceparent: str, *, kind: trace.SpanKind
-) -> Iterator[trace.Span]:
+def continued(service: str, name: str, traceparent: str, *, kind: trace.SpanKind) -> Iterator[str]:
     """A span named ``name`` continuing the trace of ``traceparent`` (a new
-    trace when it is empty), current while the block runs."""
+    trace when it is empty), current while the block runs; yields the
+    ``traceparent`` to record for the work done in it. While tracing is off
+    no span is made (a hot path pays nothing) and ``traceparent`` passes as is."""
+    if not enabled():
+        yield traceparent
+        return
     parent = extract({"traceparent": traceparent}) if traceparent else otel_context.Context()
-    with tracer(service).start_as_current_span(name, context=parent, kind=kind) as span:
-        yield span
+    with tracer(service).start_as_current_span(name, context=parent, kind=kind):
+        yield current_traceparent()
 
 
 def record_spans(

@@ -197,11 +197,11 @@ class EventStoreServicer(pb_grpc.EventStoreServiceServicer):
             try:
                 _check_append(request)
                 # Each append on the stream is a hop of its own request's trace.
-                with tracing.span_from(
+                with tracing.continued(
                     TRACED_AS, APPEND_SPAN, request.traceparent, kind=SpanKind.SERVER
-                ):
+                ) as traceparent:
                     appended = await self._append(
-                        request.append, correlation, causation, tracing.current_traceparent()
+                        request.append, correlation, causation, traceparent
                     )
                 reply = pb.AppendStreamResponse(request_id=request.request_id, appended=appended)
                 code = grpc.StatusCode.OK
