@@ -169,7 +169,10 @@ def current_trace_id() -> str:
 
 
 def current_traceparent() -> str:
-    """The W3C ``traceparent`` of the current span, or "" outside a trace."""
+    """The W3C ``traceparent`` of the current span, or "" outside a trace
+    (always while tracing is off: no interceptor opens a span then)."""
+    if not enabled():
+        return ""  # the hot path (every append) skips the propagator
     carrier: dict[str, str] = {}
     inject(carrier)
     return carrier.get("traceparent", "")
