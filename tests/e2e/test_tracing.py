@@ -58,8 +58,10 @@ def traced_system(
     try:
         yield system
     finally:
-        system.stop()
+        code = system.stop()
         asyncio.run(drop_production_data(system.env))
+    # Spans still buffered are exported at stop, without holding the stop up.
+    assert code == 0, system.log_tail()
 
 
 def log_lines(path: Path) -> list[dict[str, object]]:
