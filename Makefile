@@ -12,7 +12,7 @@ BUF     := npx --no-install buf
 # the contract it lands on. Override with BUF_AGAINST=...
 BUF_AGAINST ?= $(shell scripts/buf_against.sh)
 
-.PHONY: help install up test gen check-gen lint buf-lint buf-breaking typecheck infra infra-stop unit bench-store bench
+.PHONY: help install up test gen check-gen lint buf-lint buf-breaking typecheck infra infra-stop unit bench-store bench promtool
 
 help:
 	@echo "make up     - install and run the whole system on embedded defaults (data in ./data)"
@@ -71,7 +71,12 @@ infra-stop:
 browser:
 	scripts/browser.sh
 
-test: install lint check-gen typecheck infra browser
+# Prometheus alert rules (deploy/prometheus): syntax and their unit tests, with
+# Debian's promtool (installed on demand, like the browser).
+promtool:
+	scripts/promtool.sh
+
+test: install lint check-gen typecheck promtool infra browser
 	eval "$$(scripts/infra.sh env)"; $(PY) -m pytest
 
 unit: install

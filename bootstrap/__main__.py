@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import sys
 
 from bootstrap import local_defaults
 from bootstrap.run_all import start, wait_admin
+from service_kit import tracing
+from service_kit.observability import setup_process
 from service_kit.schema_versions import SchemaMismatch
 from service_kit.server import stop_event_on_signals
 from service_kit.settings import SettingsError
+from store_svc.engine import StorageUnavailable, WriterLockHeld
 
 BANNER = """
 cqrs-users is running (data in {data}/; Ctrl-C stops it, a restart keeps the data)
@@ -43,8 +45,7 @@ def admin_line(env: dict[str, str], outcome_usable: bool | None, text: str) -> s
     return f"{env['ADMIN_EMAIL']} / {password}"
 
 
-async def run() -> None:
-    env = local_defaults.apply()
+async def run(env: dict[str, str]) -> None:
     system = await start(env)
     stop = stop_event_on_signals()
     outcome = await wait_admin(system)
@@ -70,13 +71,18 @@ async def run() -> None:
     await stop.wait()
     print("stopping…", flush=True)
     await system.stop()
+    tracing.shutdown()
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     try:
-        asyncio.run(run())
-    except (SettingsError, SchemaMismatch) as exc:
+        env = local_defaults.apply()
+        # Plain text for a terminal unless LOG_FORMAT=json; LOG_LEVEL, METRICS_PORT
+        # and OTEL_* as for every service run alone.
+        setup_process("cqrs-users", env, log_format="text")
+        asyncio.run(run(env))
+    except (SettingsError, SchemaMismatch, OSError, WriterLockHeld, StorageUnavailable) as exc:
+        # One line naming the setting, never a traceback: these are the user's to fix.
         sys.exit(f"make up: {exc}")
 
 

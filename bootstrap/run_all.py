@@ -45,18 +45,43 @@ class System:
         await self.store.stop()
 
 
+# Where each service is reached (a *_TARGET variable) from where it listens.
+_FOLLOWS = (
+    ("STORE_GRPC_TARGET", "store"),
+    ("COMMAND_GRPC_TARGET", "command"),
+    ("QUERY_GRPC_TARGET", "query"),
+)
+
+
+def following(env: Mapping[str, str], ports: Mapping[str, int]) -> dict[str, str]:
+    """``env`` with each unset ``*_TARGET`` pointed at the port its service bound
+    in this process (on loopback), so moving ``STORE_GRPC_LISTEN`` (or listening
+    on port 0) moves the callers too. A target the user set is kept."""
+    out = dict(env)
+    for variable, service in _FOLLOWS:
+        if service in ports and not env.get(variable):
+            out[variable] = f"127.0.0.1:{ports[service]}"
+    return out
+
+
 async def start(env: Mapping[str, str]) -> System:
     """Parses every service's settings first (so a bad value stops nothing
-    half-started), then starts the services in dependency order."""
-    store_settings = StoreSettings.from_env(env)
-    command_settings = CommandSettings.from_env(env)
-    query_settings = QuerySettings.from_env(env)
-    gateway_settings = GatewaySettings.from_env(env)
-    system = System(store=await store_svc.app.start(store_settings))
+    half-started), then starts the services in dependency order, each calling
+    the others where they really listen (:func:`following`)."""
+    StoreSettings.from_env(env)
+    CommandSettings.from_env(env)
+    QuerySettings.from_env(env)
+    GatewaySettings.from_env(env)
+    system = System(store=await store_svc.app.start(StoreSettings.from_env(env)))
     try:
-        system.command = await command_svc.app.start(command_settings)
-        system.query = await query_svc.app.start(query_settings)
-        system.gateway = await gateway.app.start(gateway_settings)
+        bound = {"store": system.store.server.port}
+        system.command = await command_svc.app.start(
+            CommandSettings.from_env(following(env, bound))
+        )
+        bound["command"] = system.command.server.port
+        system.query = await query_svc.app.start(QuerySettings.from_env(following(env, bound)))
+        bound["query"] = system.query.server.port
+        system.gateway = await gateway.app.start(GatewaySettings.from_env(following(env, bound)))
     except BaseException:
         await system.stop()
         raise

@@ -25,6 +25,7 @@ from command_svc.servicer import SERVICE_NAME, CommandServiceServicer
 from command_svc.settings import CommandSettings
 from command_svc.store_client import StoreClient
 from service_kit import readiness as readiness_kit
+from service_kit import tracing
 from service_kit.auth import service_metadata
 from service_kit.client_address import proxy_identity
 from service_kit.dependency_errors import Dependency
@@ -35,11 +36,18 @@ from service_kit.passwords import PasswordHasher
 from service_kit.readiness import Readiness
 from service_kit.revocation import RevocationView, revocation_horizon
 from service_kit.revocation_feed import RevocationFeed
-from service_kit.server import Registration, RunningServer, start_server, stop_event_on_signals
+from service_kit.server import (
+    Registration,
+    RunningServer,
+    check_bindable,
+    start_server,
+    stop_event_on_signals,
+)
 from service_kit.settings import SettingsError, environ
 
 __all__ = ["SERVICE_IDENTITY", "CommandService", "main", "serve", "start"]
 
+TRACED_AS = "command_svc"  # the service name its spans carry
 log = logging.getLogger("command_svc")
 
 SERVICE_IDENTITY = "command_svc"
@@ -75,6 +83,7 @@ class CommandService:
 
 async def start(settings: CommandSettings) -> CommandService:
     """Connects to the store and serves CommandService on ``settings.listen``."""
+    check_bindable(settings.listen, "COMMAND_GRPC_LISTEN")  # before any work: one clear line
     verifier = settings.tokens.verifier()
     identity = service_metadata(settings.tokens.signer(SERVICE_IDENTITY), SERVICE_IDENTITY)
     mail_tokens = MailTokens(settings.tokens.mail_key())
@@ -118,7 +127,10 @@ async def start(settings: CommandSettings) -> CommandService:
                 ),
                 readiness.registration(),
             ],
-            interceptors=service_interceptors(SERVICE_NAME, verifier, revocations=view),
+            interceptors=service_interceptors(
+                SERVICE_NAME, verifier, revocations=view, traced_as=TRACED_AS
+            ),
+            setting="COMMAND_GRPC_LISTEN",
         )
         await readiness.start(server.health)
     except BaseException:
@@ -170,11 +182,13 @@ async def serve() -> None:
     service = await start(CommandSettings.from_env(environ()))
     await stop_event_on_signals().wait()
     await service.stop()
+    tracing.shutdown()  # exports the spans still buffered
 
 
 def main() -> None:
     try:
         setup_process("command_svc", environ())
         asyncio.run(serve())
-    except SettingsError as exc:
+    except (SettingsError, OSError) as exc:
+        # A clear one-line reason, not a traceback: these are operator errors.
         raise SystemExit(f"command_svc: {exc}") from None

@@ -193,6 +193,7 @@ class AppendStreams:
         *,
         correlation_id: str,
         causation_id: str,
+        traceparent: str = "",
     ) -> pb.AppendResponse:
         """Append's reply; ``StoreError`` for what Append would have failed with.
 
@@ -202,7 +203,10 @@ class AppendStreams:
         if len(stream.pending) >= self._max_waiting:
             raise StoreUnavailable(f"{self._max_waiting} appends already wait for the store")
         message = pb.AppendStreamRequest(
-            append=request, correlation_id=correlation_id, causation_id=causation_id
+            append=request,
+            correlation_id=correlation_id,
+            causation_id=causation_id,
+            traceparent=traceparent,
         )
         reply = await stream.send(message)
         if reply.WhichOneof("outcome") != "appended":

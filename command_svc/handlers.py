@@ -387,7 +387,7 @@ class CommandHandler:
                     trace=trace,
                     extra_claims=claims(),
                 )
-            except ClaimConflict as exc:
+            except ClaimConflict:
                 if claim_is_race:
                     log.info("deactivation of %s raced another one; deciding again", user_id)
                     if attempt == self._max_attempts:
@@ -396,7 +396,10 @@ class CommandHandler:
                 # Safe from a cached state too: the store checks the version
                 # before the claims, so this refusal was made at our exact
                 # (hence current) version, and it is about another user.
-                log.info("claim refused for %s: %s", user_id, exc)
+                # Debug only, and without the value (an email is personal data):
+                # a duplicate is the caller's answer, counted by grpc_code, not
+                # news for the operator (the admin bootstrap meets one on every restart).
+                log.debug("claim on %s refused for %s: another user holds it", claim_field, user_id)
                 raise ServiceError(
                     grpc.StatusCode.ALREADY_EXISTS, f"{claim_field}: {ALREADY_REGISTERED}"
                 ) from None

@@ -26,7 +26,7 @@ from command_svc.errors import to_service_error
 from command_svc.handlers import CommandHandler
 from command_svc.idempotency import IDEMPOTENCY_KEY, IdempotencyCache, check_key, fingerprint
 from command_svc.store_client import Trace
-from service_kit import deadlines, errors, metadata
+from service_kit import deadlines, errors, metadata, tracing
 from service_kit.auth import current_principal
 from service_kit.client_address import ProxyCheck, client_address
 
@@ -74,7 +74,11 @@ def _command(
         try:
             correlation_id, _ = metadata.correlation_ids(context)
             # The command's own id: names it in its events' causation ids.
-            trace = Trace(correlation_id=correlation_id, causation_id=metadata.new_correlation_id())
+            trace = Trace(
+                correlation_id=correlation_id,
+                causation_id=metadata.new_correlation_id(),
+                traceparent=tracing.current_traceparent(),
+            )
             key = check_key(metadata.get(metadata.call_metadata(context), IDEMPOTENCY_KEY))
             if not key:
                 return await fn(self, request, trace)

@@ -17,7 +17,14 @@ from command_svc.abuse_limits import AbuseLimits
 from service_kit.auth import TokenSettings
 from service_kit.mail_tokens import TokenLifetimes
 from service_kit.passwords import DEFAULT_COST, MAX_COST, MIN_COST
-from service_kit.settings import SettingsError, env_float, env_int, env_str, proxy_services
+from service_kit.settings import (
+    SettingsError,
+    env_float,
+    env_int,
+    env_listen,
+    env_str,
+    proxy_services,
+)
 
 __all__ = ["AdminAccount", "CommandSettings"]
 
@@ -61,7 +68,7 @@ class CommandSettings:
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> CommandSettings:
         return cls(
-            listen=env_str(env, "COMMAND_GRPC_LISTEN", "127.0.0.1:9091"),
+            listen=env_listen(env, "COMMAND_GRPC_LISTEN", "127.0.0.1:9091"),
             store_target=env_str(env, "STORE_GRPC_TARGET", "127.0.0.1:9090"),
             store_timeout=env_float(
                 env, "COMMAND_STORE_TIMEOUT_SECONDS", 10.0, minimum=0.1, maximum=300.0

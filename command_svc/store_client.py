@@ -31,7 +31,7 @@ from google.protobuf import empty_pb2, struct_pb2
 import domain
 from command_svc.append_stream import AppendStreams, AppendStreamUnsupported
 from command_svc.errors import StoreUnavailable, StoreUnreached, store_error
-from service_kit import deadlines, metadata
+from service_kit import deadlines, metadata, tracing
 from service_kit.structs import struct_to_dict
 from service_kit.timeconv import to_datetime
 
@@ -83,10 +83,12 @@ class Created(NamedTuple):
 
 
 class Trace(NamedTuple):
-    """Where a command came from: the request's correlation id and the command's id."""
+    """Where a command came from: the request's correlation id, the command's id,
+    and the W3C ``traceparent`` of the request's span ("" while tracing is off)."""
 
     correlation_id: str
     causation_id: str
+    traceparent: str = ""
 
 
 class EventStorePort(Protocol):
@@ -174,8 +176,12 @@ class StoreClient:
 
     @classmethod
     def connect(cls, target: str, *, auth_metadata: AuthMetadata, timeout: float) -> StoreClient:
-        """A client on a new insecure channel to ``target`` (``host:port``)."""
-        return cls(grpc.aio.insecure_channel(target), auth_metadata=auth_metadata, timeout=timeout)
+        """A client on a new insecure channel to ``target`` (``host:port``), carrying
+        the trace context of each call when tracing is on."""
+        channel = grpc.aio.insecure_channel(
+            target, interceptors=tracing.client_interceptors("command_svc")
+        )
+        return cls(channel, auth_metadata=auth_metadata, timeout=timeout)
 
     async def close(self) -> None:
         await self._streams.close()
@@ -273,7 +279,10 @@ class StoreClient:
         if self._use_streams:
             try:
                 return await self._streams.append(
-                    request, correlation_id=trace.correlation_id, causation_id=trace.causation_id
+                    request,
+                    correlation_id=trace.correlation_id,
+                    causation_id=trace.causation_id,
+                    traceparent=trace.traceparent,
                 )
             except AppendStreamUnsupported:
                 # An older store_svc (a rolling deploy): unary Append from now on.

@@ -89,6 +89,10 @@ async def _restore_events(tar: tarfile.TarFile, stack: Stack, manifest: Manifest
     storage = await ClickHouseStorage.open(stack.store.clickhouse)
     try:
         await storage.acquire_writer_lock()  # no store_svc may write meanwhile
+        # As a store_svc would: an epoch with its fence recorded before the first
+        # write, so the restored rows are fenced like any writer's (see
+        # store_svc/engine/clickhouse_fencing.py).
+        await storage.load_state()
         batch: list[PendingEvent] = []
         written = 0
         for raw in member:

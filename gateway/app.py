@@ -27,6 +27,7 @@ from gateway.comments import symbol_comments
 from gateway.connection_limits import H11_BUFFER, guarded_protocol
 from gateway.cors import Cors
 from gateway.health import MetadataSource
+from gateway.http_observability import RequestObservability
 from gateway.openapi import build_document
 from gateway.path_template import parse
 from gateway.profiles import served_routes
@@ -34,7 +35,7 @@ from gateway.router import Entry, RouteTable
 from gateway.routes import load_routes
 from gateway.settings import GatewaySettings
 from gateway.transcode import dumps
-from service_kit import auth, descriptors
+from service_kit import auth, descriptors, tracing
 from service_kit.observability import setup_process
 from service_kit.server import stop_event_on_signals
 from service_kit.settings import SettingsError, environ
@@ -95,6 +96,11 @@ def build_app(
     app.state.gateway = state
     if settings.cors_origins:  # no middleware at all when CORS is off
         app.add_middleware(Cors, origins=settings.cors_origins)
+    traced = tracing.asgi_middleware(SERVICE_NAME)
+    if traced is not None:  # accepts a W3C traceparent; opens the request's span
+        middleware, options = traced
+        app.add_middleware(middleware, **options)
+    app.add_middleware(RequestObservability)  # outermost: metrics see every answer
     # No Starlette routes: every request falls through to the dispatcher,
     # which owns routing (precedence, JSON 404/405) for all paths.
     app.router.default = dispatch.Dispatcher(state)
@@ -192,6 +198,7 @@ async def serve() -> None:
     gateway = await start(settings)
     await stop_event_on_signals().wait()
     await gateway.stop()
+    tracing.shutdown()  # exports the spans still buffered
 
 
 def main() -> None:

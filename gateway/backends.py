@@ -15,6 +15,7 @@ import grpc
 
 from gateway.errors import GatewayError
 from gateway.routes import RpcMethod
+from service_kit import tracing
 
 # Same limits as the servers (service_kit.server): a 1,000-event page fits.
 _CHANNEL_OPTIONS = [
@@ -33,7 +34,11 @@ class Backends:
         self._targets = dict(targets)
         self._channels: dict[str, grpc.aio.Channel] = {}
         for target in sorted(set(self._targets.values())):
-            self._channels[target] = grpc.aio.insecure_channel(target, options=_CHANNEL_OPTIONS)
+            self._channels[target] = grpc.aio.insecure_channel(
+                target,
+                options=_CHANNEL_OPTIONS,
+                interceptors=tracing.client_interceptors("gateway"),
+            )
         self._unary: dict[str, grpc.aio.UnaryUnaryMultiCallable[Any, Any]] = {}
         self._stream: dict[str, grpc.aio.UnaryStreamMultiCallable[Any, Any]] = {}
         self._closed = False

@@ -24,6 +24,7 @@ from gateway.errors import GatewayError, from_rpc_error, too_large
 from gateway.forwarding import call_metadata, proxy_metadata
 from gateway.health import MetadataSource, check
 from gateway.health import liveness as health_liveness
+from gateway.http_observability import ROUTE_KEY
 from gateway.profiles import ServedRoute
 from gateway.router import RouteTable
 from gateway.routes import HttpRoute
@@ -79,6 +80,7 @@ class Dispatcher:
     async def handle(self, request: Request) -> Response:
         try:
             resolved = self.state.table.resolve(request.method, _raw_path(request))
+            request.scope[ROUTE_KEY] = resolved.template.text  # the metrics' http_route
             if isinstance(resolved.target, ServedRoute):
                 return await call_rpc(request, self.state, resolved.target, resolved.params)
             return await resolved.target(request, self.state)

@@ -22,6 +22,7 @@ from collections.abc import Callable, Mapping
 from gateway.errors import bad_request
 from service_kit.auth import AUTHORIZATION
 from service_kit.client_address import PROXY_AUTHORIZATION
+from service_kit.observability import correlation_id
 
 CORRELATION_HEADER = "x-correlation-id"
 
@@ -69,7 +70,8 @@ def call_metadata(
         metadata.append((key, value))
     correlation = next((v for k, v in metadata if k == CORRELATION_HEADER), "")
     if not correlation:
-        correlation = str(uuid.uuid4())
+        # The id the request's log lines already carry (gateway.http_observability).
+        correlation = correlation_id.get() or str(uuid.uuid4())
         metadata.append((CORRELATION_HEADER, correlation))
     if client_host:
         metadata.append(("x-forwarded-for", client_host))

@@ -39,20 +39,32 @@ from query_svc.sessions import SessionStore
 from query_svc.settings import QuerySettings
 from query_svc.source import EventSource
 from query_svc.store_source import StoreSubscriptionSource
-from service_kit import deadlines, errors
+from service_kit import deadlines, errors, tracing
 from service_kit.auth import service_metadata
 from service_kit.client_address import proxy_identity
 from service_kit.interceptors import service_interceptors
 from service_kit.mail_tokens import MailTokens
-from service_kit.observability import observe_projector, setup_process
+from service_kit.observability import (
+    LIMIT_REFUSALS,
+    LOGIN_FAILURES,
+    observe_projector,
+    setup_process,
+)
 from service_kit.passwords import PasswordHasher
 from service_kit.readiness import Readiness
 from service_kit.revocation import RevocationView, revocation_horizon
 from service_kit.revocation_feed import RevocationFeed
 from service_kit.schema_versions import SchemaMismatch
-from service_kit.server import Registration, RunningServer, start_server, stop_event_on_signals
+from service_kit.server import (
+    Registration,
+    RunningServer,
+    check_bindable,
+    start_server,
+    stop_event_on_signals,
+)
 from service_kit.settings import SettingsError, environ
 
+TRACED_AS = "query_svc"  # the service name its spans carry
 log = logging.getLogger("query_svc")
 
 SERVICE_IDENTITY = "query_svc"
@@ -125,6 +137,7 @@ async def start(
     commands: CommandClient | None = None,
 ) -> QueryService:
     """Creates the schema, starts the projector and serves QueryService."""
+    check_bindable(settings.listen, "QUERY_GRPC_LISTEN")  # before any work: one clear line
     trusted = settings.tokens.trusted()
     verifier = settings.tokens.verifier(trusted)
     signer = settings.tokens.signer(SERVICE_IDENTITY)  # user tokens and our own identity
@@ -184,6 +197,10 @@ async def start(
         )
         await projector.start()
         observe_projector(projector)
+        # Exported from zero, so rates and alerts see these series before the first event.
+        LOGIN_FAILURES.labels("invalid_credentials")
+        for limit in ("login.pair", "login.email", "login.address", "login.success"):
+            LIMIT_REFUSALS.labels(limit)  # counted by service_kit.refusals' hook
         read_model = ReadModel(database)
         rebuilder = Rebuilder(
             database=database,
@@ -268,7 +285,10 @@ async def start(
                 Registration(SERVICE_NAME, pb_grpc.add_QueryServiceServicer_to_server, servicer),
                 readiness.registration(),
             ],
-            interceptors=service_interceptors(SERVICE_NAME, verifier, revocations=view),
+            interceptors=service_interceptors(
+                SERVICE_NAME, verifier, revocations=view, traced_as=TRACED_AS
+            ),
+            setting="QUERY_GRPC_LISTEN",
         )
         await readiness.start(server.health)
     except BaseException:
@@ -315,11 +335,13 @@ async def serve() -> None:
     service = await start(QuerySettings.from_env(environ()))
     await stop_event_on_signals().wait()
     await service.stop()
+    tracing.shutdown()  # exports the spans still buffered
 
 
 def main() -> None:
     try:
         setup_process("query_svc", environ())
         asyncio.run(serve())
-    except (SettingsError, SchemaMismatch) as exc:
+    except (SettingsError, SchemaMismatch, OSError) as exc:
+        # A clear one-line reason, not a traceback: these are operator errors.
         raise SystemExit(f"query_svc: {exc}") from None

@@ -50,6 +50,7 @@ skipped one. The same offsets are committed to Kafka under ``KAFKA_GROUP``
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import heapq
 import logging
 import time
@@ -175,9 +176,12 @@ class OffsetTracker:
 
 def decode_record(value: bytes | None, headers: Sequence[tuple[str, bytes]]) -> StoredEvent | None:
     """The event a relay record holds, or None for a record that is not one."""
+    traceparent = ""
     for name, raw in headers:
         if name == "content-type" and raw.decode(errors="replace") != CONTENT_TYPE:
             return None
+        if name == "traceparent":  # the trace context travels in the headers
+            traceparent = raw.decode(errors="replace")
     if not value:
         return None
     try:
@@ -186,7 +190,8 @@ def decode_record(value: bytes | None, headers: Sequence[tuple[str, bytes]]) -> 
         return None
     if event.position <= 0 or not event.aggregate_id:
         return None
-    return stored_event(event)
+    stored = stored_event(event)
+    return dataclasses.replace(stored, traceparent=traceparent) if traceparent else stored
 
 
 # -- Kafka and the database ---------------------------------------------------------------

@@ -43,6 +43,7 @@ from query_svc.read_model import AuthRecord, UserView
 from query_svc.sessions import Opened
 from service_kit.auth import Principal, TokenSigner
 from service_kit.errors import ServiceError, invalid
+from service_kit.observability import LOGIN_FAILURES
 from service_kit.passwords import PasswordHasher
 from service_kit.timeconv import utcnow
 
@@ -153,6 +154,7 @@ class LoginService:
             raise
         if record is None or not ok:
             await self._attempts.failed(attempt)
+            LOGIN_FAILURES.labels("invalid_credentials").inc()
             raise ServiceError(grpc.StatusCode.UNAUTHENTICATED, INVALID_CREDENTIALS)
         record_it = await self._attempts.succeeded(attempt)
 

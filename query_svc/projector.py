@@ -29,14 +29,18 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
 
+from opentelemetry.trace import SpanKind
+
 from query_svc.db import LIVE, Database, Tables, read_checkpoint
 from query_svc.projection import ProjectionError
 from query_svc.source import EventSource, SourceItem
 from query_svc.writer import new_events, write_batch
-from service_kit import dependency_errors
+from service_kit import dependency_errors, tracing
 from service_kit.batching import batches
+from service_kit.observability import PROJECTOR_ERRORS
 from service_kit.tasks import cancel_and_wait
 
+PROJECT_SPAN = "user-events process"  # a projected event, in its request's trace
 log = logging.getLogger(__name__)
 
 
@@ -239,6 +243,7 @@ class Projector:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
+                PROJECTOR_ERRORS.inc()
                 self.last_error = dependency_errors.describe(exc)
                 if self._failing_since is None:
                     self._failing_since = self._clock()
@@ -270,10 +275,19 @@ class Projector:
             events, gap = new_events(batch, after=expected)
             if events:
                 position = events[-1].position
+                started = time.time_ns()
                 async with self._db.write() as conn:
                     await write_batch(
                         conn, self._tables, events, expected=expected, position=position
                     )
+                tracing.record_spans(
+                    "query_svc",
+                    PROJECT_SPAN,
+                    (e.traceparent for e in events),
+                    start_ns=started,
+                    end_ns=time.time_ns(),
+                    kind=SpanKind.CONSUMER,
+                )
                 self._set_applied(position)
                 self.applied_event_time = events[-1].occurred_at
                 self.events_applied += len(events)

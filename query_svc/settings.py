@@ -22,6 +22,7 @@ from service_kit.settings import (
     env_choice,
     env_float,
     env_int,
+    env_listen,
     env_str,
     proxy_services,
 )
@@ -184,7 +185,7 @@ class QuerySettings:
                 f"POSTGRES_QUERY_SCHEMA={schema!r}: lower-case letters, digits and '_' only"
             )
         return cls(
-            listen=env_str(env, "QUERY_GRPC_LISTEN", "127.0.0.1:9095"),
+            listen=env_listen(env, "QUERY_GRPC_LISTEN", "127.0.0.1:9095"),
             data_dir=data_dir,
             db_backend=env_choice(env, "QUERY_DB_BACKEND", "sqlite", BACKENDS),
             postgres=PostgresSettings(

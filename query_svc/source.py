@@ -32,6 +32,7 @@ class StoredEvent:
     version: int
     occurred_at: datetime
     payload: Mapping[str, object] = field(repr=False)
+    traceparent: str = ""  # of the request that caused it (W3C), "" if untraced
 
 
 @dataclass(frozen=True, slots=True)

@@ -46,6 +46,7 @@ def stored_event(event: pb.Event) -> StoredEvent:
         version=event.version,
         occurred_at=to_datetime(event.timestamp),
         payload=struct_to_dict(event.payload),
+        traceparent=event.traceparent,
     )
 
 

@@ -1,5 +1,7 @@
 """The server interceptors every service installs, in their order.
 
+0. tracing (:func:`service_kit.tracing.server_interceptors`, only when
+   tracing is on): the call's span, continuing the caller's trace;
 1. metrics (:class:`~service_kit.observability.MetricsInterceptor`): every
    call counted and timed, refusals included;
 2. access (:class:`~service_kit.auth.AuthInterceptor`): the token, then the
@@ -17,7 +19,7 @@ from typing import Any
 
 import grpc
 
-from service_kit import access, readiness
+from service_kit import access, readiness, tracing
 from service_kit.auth import AuthInterceptor, TokenVerifier
 from service_kit.observability import MetricsInterceptor
 from service_kit.request_validation import RequestValidationInterceptor
@@ -27,10 +29,16 @@ __all__ = ["service_interceptors"]
 
 
 def service_interceptors(
-    service_name: str, verifier: TokenVerifier, *, revocations: RevocationCheck | None
+    service_name: str,
+    verifier: TokenVerifier,
+    *,
+    revocations: RevocationCheck | None,
+    traced_as: str,
 ) -> list[grpc.aio.ServerInterceptor[Any, Any]]:
-    """The interceptors of a server serving ``service_name`` (and readiness)."""
+    """The interceptors of a server serving ``service_name`` (and readiness);
+    its spans name the service ``traced_as`` (``store_svc``, ...)."""
     return [
+        *tracing.server_interceptors(traced_as),
         MetricsInterceptor(),
         AuthInterceptor(
             verifier,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import socket
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -63,8 +64,11 @@ async def start_server(
     registrations: Sequence[Registration],
     *,
     interceptors: Sequence[grpc.aio.ServerInterceptor[Any, Any]] = (),
+    setting: str = "",
 ) -> RunningServer:
-    """Creates, binds and starts a server; raises OSError if it cannot bind."""
+    """Creates, binds and starts a server; raises OSError if it cannot bind, in
+    one line naming the address, the ``setting`` it came from and why."""
+    check_bindable(address, setting)
     server = grpc.aio.server(interceptors=list(interceptors), options=_OPTIONS)
     names = tuple(r.service_name for r in registrations)
     for r in registrations:
@@ -72,13 +76,39 @@ async def start_server(
     health_servicer = health_aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable(server, [*names, health.SERVICE_NAME])
-    port = server.add_insecure_port(address)
+    try:
+        port = server.add_insecure_port(address)
+    except RuntimeError:  # grpc's own words add nothing to check_bindable's
+        port = 0
     if port == 0:
-        raise OSError(f"cannot bind gRPC server to {address}")
+        raise OSError(_cannot_listen(address, setting, "the address cannot be bound"))
     await server.start()
     for name in ("", *names):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     return RunningServer(server, port, health_servicer, names)
+
+
+def _cannot_listen(address: str, setting: str, why: str) -> str:
+    named = f" ({setting})" if setting else ""
+    return f"cannot listen on {address}{named}: {why}"
+
+
+def check_bindable(address: str, setting: str = "") -> None:
+    """Raises a one-line OSError when ``address`` (``host:port``) cannot be bound
+    now (an unknown host, a busy port), before gRPC tries and logs its own error."""
+    host, _, port = address.rpartition(":")
+    host = host.strip("[]")
+    try:
+        infos = socket.getaddrinfo(host, int(port), type=socket.SOCK_STREAM)
+    except (OSError, ValueError) as exc:
+        raise OSError(_cannot_listen(address, setting, f"unknown host ({exc})")) from None
+    family, kind, proto, _, sockaddr = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(sockaddr)
+        except OSError as exc:
+            raise OSError(_cannot_listen(address, setting, exc.strerror or str(exc))) from None
 
 
 def stop_event_on_signals() -> asyncio.Event:

@@ -76,3 +76,13 @@ def proxy_services(env: Mapping[str, str]) -> tuple[str, ...]:
         if not name.replace("-", "").replace("_", "").isalnum():
             raise SettingsError(f"PROXY_SERVICES: {name!r} is not a service name")
     return names
+
+
+def env_listen(env: Mapping[str, str], name: str, default: str) -> str:
+    """A ``host:port`` to listen on (``[::1]:9090`` for IPv6; port 0 picks a free
+    one); the host is not resolved here (a bind reports it)."""
+    value = env_str(env, name, default).strip()
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        raise SettingsError(f"{name}={value!r}: expected host:port with a port 0..65535")
+    return value

@@ -10,17 +10,24 @@ import grpc
 from cqrs.eventstore.v1 import event_store_pb2_grpc as pb_grpc
 
 import domain
-from service_kit import dependency_errors, errors
+from service_kit import dependency_errors, errors, tracing
 from service_kit.interceptors import service_interceptors
 from service_kit.observability import (
     APPEND_BATCH_EVENTS,
     observe_relay,
+    observe_store_role,
     setup_process,
 )
 from service_kit.readiness import Readiness
 from service_kit.revocation import RevocationView, revocation_horizon
 from service_kit.schema_versions import SchemaMismatch
-from service_kit.server import Registration, RunningServer, start_server, stop_event_on_signals
+from service_kit.server import (
+    Registration,
+    RunningServer,
+    check_bindable,
+    start_server,
+    stop_event_on_signals,
+)
 from service_kit.settings import SettingsError, environ
 from store_svc import engine
 from store_svc.readiness import store_readiness
@@ -31,7 +38,7 @@ from store_svc.relay_checkpoint import (
     RelayCheckpoint,
 )
 from store_svc.revocations import EngineRevocationFeed
-from store_svc.servicer import SERVICE_NAME, EventStoreServicer
+from store_svc.servicer import SERVICE_NAME, TRACED_AS, EventStoreServicer
 from store_svc.settings import StoreSettings
 from store_svc.time_travel import AggregateNotFound, TimeTravel
 
@@ -131,6 +138,7 @@ async def open_store(settings: StoreSettings) -> engine.EventStore:
 async def start(settings: StoreSettings) -> StoreService:
     """Opens the store (refusing if another writer holds it, or waiting as a standby)
     and serves it."""
+    check_bindable(settings.listen, "STORE_GRPC_LISTEN")  # before any work: one clear line
     store = await open_store(settings)
     relay = None
     if settings.relay.enabled:
@@ -157,7 +165,10 @@ async def start(settings: StoreSettings) -> StoreService:
                 ),
                 readiness.registration(),
             ],
-            interceptors=service_interceptors(SERVICE_NAME, verifier, revocations=view),
+            interceptors=service_interceptors(
+                SERVICE_NAME, verifier, revocations=view, traced_as=TRACED_AS
+            ),
+            setting="STORE_GRPC_LISTEN",
         )
     except BaseException:
         await revocations.stop()
@@ -168,6 +179,7 @@ async def start(settings: StoreSettings) -> StoreService:
         observe_relay(relay)
         log.info("outbox relay on: topic %r at %s", settings.relay.topic, settings.relay.broker)
     await readiness.start(server.health)
+    observe_store_role(lambda: str(getattr(store, "role", "leader")))
     log.info("store_svc serving gRPC on port %d (%s backend)", server.port, settings.backend)
     return StoreService(store, tt, server, relay, servicer, readiness, revocations)
 
@@ -177,6 +189,7 @@ async def serve(settings: StoreSettings) -> None:
     service = await start(settings)
     await stop_event_on_signals().wait()
     await service.stop()
+    tracing.shutdown()  # exports the spans still buffered
 
 
 def main() -> None:
@@ -184,6 +197,12 @@ def main() -> None:
         setup_process("store_svc", environ())
         settings = StoreSettings.from_env(environ())
         asyncio.run(serve(settings))
-    except (SettingsError, SchemaMismatch, engine.WriterLockHeld, engine.StorageUnavailable) as exc:
+    except (
+        SettingsError,
+        SchemaMismatch,
+        OSError,
+        engine.WriterLockHeld,
+        engine.StorageUnavailable,
+    ) as exc:
         # A clear one-line reason, not a traceback: these are operator errors.
         raise SystemExit(f"store_svc: {exc}") from None

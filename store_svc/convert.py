@@ -65,6 +65,7 @@ def event_to_pb(record: RecordedEvent, *, redact: bool = True) -> pb.Event:
         payload=struct_of(payload),
         correlation_id=record.correlation_id,
         causation_id=record.causation_id,
+        traceparent=record.traceparent,
     )
 
 

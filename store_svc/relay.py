@@ -44,6 +44,7 @@ from typing import Any, Final, Protocol
 from aiokafka import AIOKafkaProducer
 
 from service_kit import dependency_errors
+from service_kit.observability import RELAY_ERRORS
 from store_svc.convert import event_to_pb
 from store_svc.engine import EventStore, RecordedEvent
 from store_svc.relay_checkpoint import RelayCheckpoint
@@ -143,6 +144,8 @@ def kafka_message(record: RecordedEvent) -> KafkaMessage:
             ("event_type", record.event_type.encode()),
             ("position", str(record.position).encode()),
             ("content-type", CONTENT_TYPE.encode()),
+            # W3C trace context: the consumer continues the request's trace.
+            *([("traceparent", record.traceparent.encode())] if record.traceparent else []),
         ],
     )
 
@@ -284,6 +287,7 @@ class OutboxRelay:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
+                RELAY_ERRORS.inc()
                 self.last_error = _describe(exc)
                 log.warning(
                     "outbox relay to %r at position %d failed (%s); retrying in %.1fs",

@@ -22,9 +22,10 @@ from typing import Any, Final
 import grpc
 from cqrs.eventstore.v1 import event_store_pb2 as pb
 from cqrs.eventstore.v1 import event_store_pb2_grpc as pb_grpc
+from opentelemetry.trace import SpanKind
 
 import domain
-from service_kit import errors, metadata, observability, request_validation
+from service_kit import errors, metadata, observability, request_validation, tracing
 from service_kit.auth import credentials_expire_at
 from service_kit.batching import batches
 from service_kit.errors import ServiceError, invalid, invalid_fields
@@ -43,6 +44,8 @@ from store_svc.engine.model import MAX_TIMESTAMP, MIN_TIMESTAMP
 from store_svc.time_travel import TimeTravel, snapshot_state
 
 SERVICE_NAME: Final = pb.DESCRIPTOR.services_by_name["EventStoreService"].full_name
+TRACED_AS: Final = "store_svc"  # the service name its spans carry
+APPEND_SPAN: Final = f"{SERVICE_NAME}/AppendStream.append"
 MAX_PAGE = 1000
 DEFAULT_LIST_LIMIT = 100
 
@@ -164,7 +167,7 @@ class EventStoreServicer(pb_grpc.EventStoreServiceServicer):
     @errors.unary
     async def Append(self, request: pb.AppendRequest, context: Any) -> pb.AppendResponse:
         correlation, causation = metadata.correlation_ids(context)
-        return await self._append(request, correlation, causation)
+        return await self._append(request, correlation, causation, tracing.current_traceparent())
 
     @errors.streaming
     async def AppendStream(
@@ -193,7 +196,13 @@ class EventStoreServicer(pb_grpc.EventStoreServiceServicer):
             observability.correlation_id.set(correlation)  # this task's own context
             try:
                 _check_append(request)
-                appended = await self._append(request.append, correlation, causation)
+                # Each append on the stream is a hop of its own request's trace.
+                with tracing.continued(
+                    TRACED_AS, APPEND_SPAN, request.traceparent, kind=SpanKind.SERVER
+                ) as traceparent:
+                    appended = await self._append(
+                        request.append, correlation, causation, traceparent
+                    )
                 reply = pb.AppendStreamResponse(request_id=request.request_id, appended=appended)
                 code = grpc.StatusCode.OK
             except Exception as exc:
@@ -256,7 +265,7 @@ class EventStoreServicer(pb_grpc.EventStoreServiceServicer):
         self._closing.set()
 
     async def _append(
-        self, request: pb.AppendRequest, correlation: str, causation: str
+        self, request: pb.AppendRequest, correlation: str, causation: str, traceparent: str
     ) -> pb.AppendResponse:
         aggregate_id = request.aggregate_id
         aggregate_type = request.aggregate_type or "user"
@@ -272,6 +281,7 @@ class EventStoreServicer(pb_grpc.EventStoreServiceServicer):
             now=now,
             correlation_id=correlation,
             causation_id=causation,
+            traceparent=traceparent,
         )
         if not result.idempotent:
             self._tt.after_append(aggregate_id, old_version, result.version, now)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from service_kit.auth import TokenSettings
-from service_kit.settings import SettingsError, env_choice, env_float, env_int, env_str
+from service_kit.settings import SettingsError, env_choice, env_float, env_int, env_listen, env_str
 from store_svc.engine import ClickHouseConfig
 
 # Kafka's rule for topic names.
@@ -96,7 +96,7 @@ class StoreSettings:
         except ValueError as exc:
             raise SettingsError(str(exc)) from None
         return cls(
-            listen=env_str(env, "STORE_GRPC_LISTEN", "127.0.0.1:9090"),
+            listen=env_listen(env, "STORE_GRPC_LISTEN", "127.0.0.1:9090"),
             backend=env_choice(env, "EVENT_STORE_BACKEND", "sqlite", ("sqlite", "clickhouse")),
             data_dir=Path(env_str(env, "DATA_DIR", "data")),
             clickhouse=clickhouse,

@@ -95,15 +95,16 @@ _EVENT_COLUMNS_DDL = """
     causation_id String,
     claims String,
     releases String,
-    epoch UInt64
+    epoch UInt64,
+    traceparent String DEFAULT ''
 """
 _EVENT_COLUMNS = (
     "position, event_id, aggregate_id, aggregate_type, version, event_type, timestamp, "
-    "timestamp_us, payload, correlation_id, causation_id, claims, releases, epoch"
+    "timestamp_us, payload, correlation_id, causation_id, claims, releases, epoch, traceparent"
 )
 _SELECT_EVENT = (
     "position, event_id, aggregate_id, aggregate_type, version, event_type, timestamp_us, "
-    "payload, correlation_id, causation_id"
+    "payload, correlation_id, causation_id, traceparent"
 )
 
 
@@ -274,11 +275,18 @@ async def _fencing(schema: ClickHouseSchema) -> None:
     await schema.run("create tables", _WRITER_EPOCHS_DDL.format(db=schema.db), None)
 
 
+async def _traceparent(schema: ClickHouseSchema) -> None:
+    """Version 3: each event's W3C ``traceparent`` (old rows read as "")."""
+    for table in ("events", "events_by_position"):
+        await schema.add_column(table, "traceparent", "String DEFAULT ''")
+
+
 MIGRATIONS: tuple[Migration[ClickHouseSchema], ...] = (
     Migration(
         1, "baseline: events, events_by_position, event_ids, snapshots, writer_lease", _baseline
     ),
     Migration(2, "fencing: epoch on every row, writer_epochs", _fencing),
+    Migration(3, "traceparent on events (W3C trace context of the request)", _traceparent),
 )
 
 
@@ -308,6 +316,7 @@ def _record(row: Sequence[Any]) -> RecordedEvent:
         payload=bytes(row[7]),
         correlation_id=_text(row[8]),
         causation_id=_text(row[9]),
+        traceparent=_text(row[10]),
     )
 
 
@@ -958,6 +967,7 @@ class ClickHouseStorage:
                     encode_claims(pending.claims),
                     encode_claims(pending.releases),
                     self._epoch,
+                    record.traceparent,
                 )
             )
             id_rows.append(
@@ -996,16 +1006,24 @@ class ClickHouseStorage:
     async def read_log(self, *, after_position: int, limit: int) -> list[PendingEvent]:
         """Events after ``after_position`` in position order, with their claim changes:
         every column the store wrote (backups; see cqrs_admin.backup)."""
+        # Fenced like every read: rows a superseded writer left are not copied.
+        visible = await self._visibility()
         rows = await self._fetch(
             "read log",
             f"SELECT {_SELECT_EVENT}, claims, releases FROM {self._db}.events_by_position "
-            "WHERE position > %(after)s ORDER BY position LIMIT 1 BY position LIMIT %(limit)s",
+            f"WHERE position > %(after)s AND {visible} "
+            "ORDER BY position, epoch DESC LIMIT 1 BY position LIMIT %(limit)s",
             {"after": after_position, "limit": limit},
             as_bytes=True,
             time_limit=self._config.load_timeout,
         )
+        claims_at = len(_SELECT_EVENT.split(","))  # claims, releases follow the event's columns
         return [
-            PendingEvent(_record(row), decode_claims(_text(row[10])), decode_claims(_text(row[11])))
+            PendingEvent(
+                _record(row),
+                decode_claims(_text(row[claims_at])),
+                decode_claims(_text(row[claims_at + 1])),
+            )
             for row in rows
         ]
 

@@ -105,6 +105,7 @@ class RecordedEvent(NamedTuple):
     payload: bytes
     correlation_id: str
     causation_id: str
+    traceparent: str = ""  # W3C traceparent of the request that caused it, "" if untraced
 
 
 @dataclass(frozen=True, slots=True)

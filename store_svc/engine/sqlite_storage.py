@@ -80,6 +80,8 @@ _events = Table(
     Column("causation_id", Text, nullable=False, server_default=""),
     Column("claims", Text, nullable=False, server_default=""),  # '' or JSON [[ns, value]]
     Column("releases", Text, nullable=False, server_default=""),
+    # Added after the first release: _ready adds it to an older file.
+    Column("traceparent", Text, nullable=False, server_default=""),
     UniqueConstraint("aggregate_id", "version", name="uq_events_stream_version"),
     UniqueConstraint("event_id", name="uq_events_event_id"),
 )
@@ -116,8 +118,14 @@ async def _baseline(schema: SqlSchema) -> None:
 # The schema's history, oldest first. To change the schema: append
 # Migration(N + 1, "what", function) and change the tables above to match, so
 # that a fresh file (created from the tables) equals a migrated one.
+async def _traceparent(schema: SqlSchema) -> None:
+    """Version 2: each event's W3C ``traceparent`` (old rows read as "")."""
+    await schema.conn.run_sync(_add_missing_columns)
+
+
 MIGRATIONS: tuple[Migration[SqlSchema], ...] = (
     Migration(1, "baseline: events and snapshots", _baseline),
+    Migration(2, "traceparent on events (W3C trace context of the request)", _traceparent),
 )
 
 _EVENT_COLUMNS = (
@@ -131,6 +139,7 @@ _EVENT_COLUMNS = (
     _events.c.payload,
     _events.c.correlation_id,
     _events.c.causation_id,
+    _events.c.traceparent,
 )
 # SQLite's default limit of bound parameters per statement is 32766 (3.32+);
 # stay far below it.
@@ -149,7 +158,19 @@ def _record(row: Any) -> RecordedEvent:
         payload=bytes(row[7]),
         correlation_id=row[8],
         causation_id=row[9],
+        traceparent=row[10],
     )
+
+
+def _add_missing_columns(conn: Any) -> None:
+    """Adds to a file made by an older release the event columns it lacks
+    (each with its server default, so old rows read as "")."""
+    present = {row[1] for row in conn.exec_driver_sql("PRAGMA table_info(events)")}
+    for column in _events.columns:
+        if column.name not in present:
+            conn.exec_driver_sql(
+                f"ALTER TABLE events ADD COLUMN {column.name} TEXT NOT NULL DEFAULT ''"
+            )
 
 
 def _lock_file(path: Path) -> IO[str]:
@@ -377,6 +398,7 @@ class SqliteStorage:
                 p.record.causation_id,
                 encode_claims(p.claims),
                 encode_claims(p.releases),
+                p.record.traceparent,
             )
             for p in events
         ]

@@ -80,6 +80,7 @@ class _AppendRequest:
     timestamp: datetime
     correlation_id: str
     causation_id: str
+    traceparent: str
     future: asyncio.Future[AppendResult]
     settled: bool = False  # guards the one release of the request's queue slot
 
@@ -147,6 +148,7 @@ class _BatchPlan:
                 payload=event.payload,
                 correlation_id=req.correlation_id,
                 causation_id=req.causation_id,
+                traceparent=req.traceparent,
             )
             self.pending.append(PendingEvent(record, event.claims, event.releases))
             self._batch_ids[event.event_id] = EventLocation(
@@ -430,6 +432,7 @@ class EventStore:
         now: datetime,
         correlation_id: str = "",
         causation_id: str = "",
+        traceparent: str = "",
     ) -> AppendResult:
         """Append `events` to stream `aggregate_id` if it is at `expected`.
 
@@ -471,6 +474,7 @@ class EventStore:
                 timestamp,
                 correlation_id,
                 causation_id,
+                traceparent,
                 future,
             )
         )

@@ -50,6 +50,9 @@ _PROJECT_VARIABLES = (
     "REFRESH_TOKEN_",
     "PUBLIC_URL",
     "CORS_",
+    "LOG_",
+    "METRICS_",
+    "OTEL_",
 )
 STARTUP_TIMEOUT = 60.0
 # The one origin CORS allows in the e2e runs (tests/e2e/test_cors.py); no page is served there.

@@ -4,6 +4,7 @@ batches, duplicate rows and the writer lease; SQLite's durability settings and l
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -159,3 +160,60 @@ async def test_sqlite_is_durable_wal_and_locked_by_a_file(tmp_path: Path) -> Non
         await second.close()
     finally:
         await store.close()
+
+
+async def _append_traced(store: EventStore, traceparent: str) -> str:
+    stream = f"agg-{uid()}"
+    await store.append(
+        stream, "thing", ExpectedVersion.NO_STREAM, [new_event()], now=T0, traceparent=traceparent
+    )
+    return stream
+
+
+TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+
+
+async def test_sqlite_keeps_the_traceparent_and_adds_its_column_to_an_older_file(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "events.sqlite3"
+    store = await EventStore.open(SqliteStorage(path))
+    old = await _append_traced(store, "")
+    await store.close()
+    # The file as a release before the column was added left it.
+    with sqlite3.connect(path) as conn:
+        conn.execute("ALTER TABLE events DROP COLUMN traceparent")
+    store = await EventStore.open(SqliteStorage(path))
+    try:
+        new = await _append_traced(store, TRACEPARENT)
+        stored = {
+            e.aggregate_id: e.traceparent
+            for e in await read_everything(store)
+            if e.aggregate_id in (old, new)  # the database may hold other tests' events
+        }
+    finally:
+        await store.close()
+    assert stored == {old: "", new: TRACEPARENT}
+
+
+async def test_clickhouse_keeps_the_traceparent_and_adds_its_column_to_older_tables(
+    clickhouse_config: ClickHouseConfig,
+) -> None:
+    storage = ClickHouseStorage(clickhouse_config)
+    store = await EventStore.open(storage)
+    old = await _append_traced(store, "")
+    db = clickhouse_config.database
+    for table in ("events", "events_by_position"):
+        await _sql(storage, f"ALTER TABLE {db}.{table} DROP COLUMN traceparent")
+    await store.close()
+    store = await EventStore.open(ClickHouseStorage(clickhouse_config))
+    try:
+        new = await _append_traced(store, TRACEPARENT)
+        stored = {
+            e.aggregate_id: e.traceparent
+            for e in await read_everything(store)
+            if e.aggregate_id in (old, new)  # the database may hold other tests' events
+        }
+    finally:
+        await store.close()
+    assert stored == {old: "", new: TRACEPARENT}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 from datetime import UTC, datetime
 
@@ -79,11 +80,18 @@ async def test_register_validates_before_hashing(email: str, password: str, fiel
     assert not store.appends
 
 
-async def test_register_taken_email_is_already_exists_without_the_holder() -> None:
+async def test_register_taken_email_is_already_exists_without_the_holder(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     handler, store, _ = make()
     first = await registered(handler, "ann@example.com")
+    caplog.set_level(logging.DEBUG)
     with pytest.raises(ServiceError) as info:
         await registered(handler, "ANN@example.com")
+    # The caller's answer, not the operator's news (the admin bootstrap meets
+    # one on every restart); and an email is personal data, never logged.
+    assert all(r.levelno < logging.INFO for r in caplog.records), caplog.records
+    assert "ann@example.com" not in caplog.text.lower()
     assert info.value.code == grpc.StatusCode.ALREADY_EXISTS
     assert info.value.message == "email: already registered"
     assert first not in info.value.message

@@ -67,7 +67,9 @@ async def env() -> AsyncIterator[Env]:
                 CommandServiceServicer(handler, idempotency),
             )
         ],
-        interceptors=service_interceptors(SERVICE_NAME, VERIFIER, revocations=None),
+        interceptors=service_interceptors(
+            SERVICE_NAME, VERIFIER, revocations=None, traced_as="command_svc"
+        ),
     )
     async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
         yield Env(server, store, pb_grpc.CommandServiceStub(channel))
@@ -262,7 +264,9 @@ async def test_a_hung_store_is_unavailable_within_the_commands_bound(
     server = await start_server(
         "127.0.0.1:0",
         [Registration(SERVICE_NAME, pb_grpc.add_CommandServiceServicer_to_server, servicer)],
-        interceptors=service_interceptors(SERVICE_NAME, VERIFIER, revocations=None),
+        interceptors=service_interceptors(
+            SERVICE_NAME, VERIFIER, revocations=None, traced_as="command_svc"
+        ),
     )
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:

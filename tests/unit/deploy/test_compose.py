@@ -24,6 +24,7 @@ import pytest
 from command_svc.settings import CommandSettings
 from gateway.settings import GatewaySettings
 from query_svc.settings import QuerySettings
+from service_kit.observability import PROCESS_VARIABLES
 from service_kit.settings import SettingsError
 from store_svc.settings import StoreSettings
 from tests.unit.deploy import compose_support as cs
@@ -311,7 +312,12 @@ def test_every_variable_set_is_read_by_the_code(
     service_name: str, module: str, compose: Mapping[str, Any]
 ) -> None:
     env = cs.environment(_service(compose, service_name))
-    known = _read_by(module, env) | cs.env_names_in_source(module) | PENDING_VARIABLES
+    known = (
+        _read_by(module, env)
+        | cs.env_names_in_source(module)
+        | PENDING_VARIABLES
+        | set(PROCESS_VARIABLES)
+    )
     unknown = sorted(set(env) - known)
     assert not unknown, f"{service_name} sets variables its code never reads: {unknown}"
 
@@ -327,6 +333,16 @@ def test_every_setting_of_the_code_can_be_set(
         f"{service_name} reads {missing} but docker-compose.yml never sets them: add them "
         "(as NAME: ${NAME:-} for the code's default) and to .env.example"
     )
+
+
+@pytest.mark.parametrize("service_name", APP_SERVICES)
+def test_every_service_gets_the_logs_metrics_and_tracing_settings(
+    service_name: str, compose: Mapping[str, Any]
+) -> None:
+    env = cs.environment(_service(compose, service_name))
+    missing = sorted(set(PROCESS_VARIABLES) - set(env))
+    assert not missing, f"{service_name} is not given {missing}"
+    assert env["METRICS_PORT"] == "9464" and env["METRICS_HOST"] == "0.0.0.0"
 
 
 def test_pending_variables_are_set_where_they_will_be_read(compose: Mapping[str, Any]) -> None:

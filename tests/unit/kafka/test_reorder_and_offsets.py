@@ -11,7 +11,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from query_svc.kafka_source import CONTENT_TYPE, OffsetTracker, Reorder, decode_record
+from service_kit.timeconv import utcnow
+from store_svc import engine
 from store_svc.relay import CONTENT_TYPE as RELAY_CONTENT_TYPE
+from store_svc.relay import kafka_message
 from tests.unit.query_svc.events import Log, new_id
 
 pytestmark = pytest.mark.unit
@@ -136,3 +139,26 @@ def test_decode_record_accepts_relay_records_only() -> None:
     assert decode_record(b"\xff\x00garbage", header) is None
     assert decode_record(None, header) is None
     assert decode_record(pb.Event(aggregate_id="x").SerializeToString(), header) is None
+
+
+def test_the_trace_context_travels_in_the_message_headers() -> None:
+    traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    record = engine.RecordedEvent(
+        position=3,
+        event_id=new_id(),
+        aggregate_id=new_id(),
+        aggregate_type="user",
+        version=1,
+        event_type="user.created",
+        timestamp=utcnow(),
+        payload=b'{"email":"a@example.com"}',
+        correlation_id="corr",
+        causation_id="cause",
+        traceparent=traceparent,
+    )
+    message = kafka_message(record)
+    assert ("traceparent", traceparent.encode()) in message.headers
+    decoded = decode_record(message.value, message.headers)
+    assert decoded is not None and decoded.traceparent == traceparent
+    untraced = kafka_message(record._replace(traceparent=""))
+    assert all(name != "traceparent" for name, _ in untraced.headers)

@@ -224,6 +224,7 @@ class Event:
     payload: dict[str, Any]
     correlation_id: str
     causation_id: str
+    traceparent: str = ""  # W3C trace context of the request that caused it, "" if untraced
 
     @classmethod
     def from_proto(cls, event: store.Event) -> Event:
@@ -237,4 +238,5 @@ class Event:
             payload=_struct(event.payload) if event.payload is not None else {},
             correlation_id=event.correlation_id,
             causation_id=event.causation_id,
+            traceparent=event.traceparent,
         )

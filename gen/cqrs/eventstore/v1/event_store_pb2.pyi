@@ -40,6 +40,7 @@ class Event(_message.Message):
     PAYLOAD_FIELD_NUMBER: _builtins.int
     CORRELATION_ID_FIELD_NUMBER: _builtins.int
     CAUSATION_ID_FIELD_NUMBER: _builtins.int
+    TRACEPARENT_FIELD_NUMBER: _builtins.int
     position: _builtins.int
     """Gapless global position, in commit order, starting at 1."""
     event_id: _builtins.str
@@ -56,6 +57,11 @@ class Event(_message.Message):
     """Correlation id of the request that caused it (x-correlation-id metadata)."""
     causation_id: _builtins.str
     """Id of the message that caused it (x-causation-id metadata)."""
+    traceparent: _builtins.str
+    """W3C traceparent of the request that caused it ("" when that request was
+    not traced): its second field is the trace id, which every log line and
+    span of that request carries too.
+    """
     @_builtins.property
     def timestamp(self) -> _timestamp_pb2.Timestamp:
         """When the event was stored (UTC, microsecond precision)."""
@@ -77,10 +83,11 @@ class Event(_message.Message):
         payload: _struct_pb2.Struct | None = ...,
         correlation_id: _builtins.str = ...,
         causation_id: _builtins.str = ...,
+        traceparent: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["payload", b"payload", "timestamp", b"timestamp"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["aggregate_id", b"aggregate_id", "aggregate_type", b"aggregate_type", "causation_id", b"causation_id", "correlation_id", b"correlation_id", "event_id", b"event_id", "event_type", b"event_type", "payload", b"payload", "position", b"position", "timestamp", b"timestamp", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["aggregate_id", b"aggregate_id", "aggregate_type", b"aggregate_type", "causation_id", b"causation_id", "correlation_id", b"correlation_id", "event_id", b"event_id", "event_type", b"event_type", "payload", b"payload", "position", b"position", "timestamp", b"timestamp", "traceparent", b"traceparent", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -252,6 +259,7 @@ class AppendStreamRequest(_message.Message):
     APPEND_FIELD_NUMBER: _builtins.int
     CORRELATION_ID_FIELD_NUMBER: _builtins.int
     CAUSATION_ID_FIELD_NUMBER: _builtins.int
+    TRACEPARENT_FIELD_NUMBER: _builtins.int
     request_id: _builtins.int
     """Chosen by the client and carried back by the reply; unique among the
     stream's unanswered requests.
@@ -262,6 +270,10 @@ class AppendStreamRequest(_message.Message):
     """
     causation_id: _builtins.str
     """Causation id stored with the events (Append: x-causation-id)."""
+    traceparent: _builtins.str
+    """W3C traceparent stored with the events (Append: the call's own trace
+    context, from its traceparent metadata); "" when not traced.
+    """
     @_builtins.property
     def append(self) -> Global___AppendRequest:
         """The append, exactly as for Append."""
@@ -273,10 +285,11 @@ class AppendStreamRequest(_message.Message):
         append: Global___AppendRequest | None = ...,
         correlation_id: _builtins.str = ...,
         causation_id: _builtins.str = ...,
+        traceparent: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["append", b"append"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["append", b"append", "causation_id", b"causation_id", "correlation_id", b"correlation_id", "request_id", b"request_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["append", b"append", "causation_id", b"causation_id", "correlation_id", b"correlation_id", "request_id", b"request_id", "traceparent", b"traceparent"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -67,6 +67,13 @@ class Event(betterproto.Message):
     causation_id: str = betterproto.string_field(10)
     """Id of the message that caused it (x-causation-id metadata)."""
 
+    traceparent: str = betterproto.string_field(11)
+    """
+    W3C traceparent of the request that caused it ("" when that request was
+     not traced): its second field is the trace id, which every log line and
+     span of that request carries too.
+    """
+
 
 @dataclass(eq=False, repr=False)
 class Claim(betterproto.Message):
@@ -168,6 +175,12 @@ class AppendStreamRequest(betterproto.Message):
 
     causation_id: str = betterproto.string_field(4)
     """Causation id stored with the events (Append: x-causation-id)."""
+
+    traceparent: str = betterproto.string_field(5)
+    """
+    W3C traceparent stored with the events (Append: the call's own trace
+     context, from its traceparent metadata); "" when not traced.
+    """
 
 
 @dataclass(eq=False, repr=False)
