@@ -35,8 +35,9 @@ from tests.integration.query_svc.conftest import drop_schema, read_model_env
 
 pytestmark = pytest.mark.integration
 
-OLDER = "older than this code's 1: stop the services and run `cqrs-admin migrate`"
-NEWER = "newer than this code's 1"
+ES_LATEST = SQLITE_MIGRATIONS[-1].version  # 2: traceparent
+OLDER = f"older than this code's {ES_LATEST}: stop the services and run `cqrs-admin migrate`"
+NEWER = f"newer than this code's {ES_LATEST}"
 RM_LATEST = READ_MODEL_MIGRATIONS[-1].version  # 2: limit_events
 RM_OLDER = f"older than this code's {RM_LATEST}: stop the services and run `cqrs-admin migrate`"
 CH_LATEST = CLICKHOUSE_MIGRATIONS[-1].version  # 2: writer fencing
@@ -61,7 +62,7 @@ async def test_sqlite_event_store_versions(tmp_path: Path) -> None:
     fresh = tmp_path / "fresh.sqlite3"
     storage = await SqliteStorage.open(fresh)
     assert storage.schema_report is not None
-    assert (storage.schema_report.found, storage.schema_report.version) == (None, 1)
+    assert (storage.schema_report.found, storage.schema_report.version) == (None, ES_LATEST)
     await storage.close()
 
     legacy = tmp_path / "legacy.sqlite3"
@@ -71,12 +72,15 @@ async def test_sqlite_event_store_versions(tmp_path: Path) -> None:
         await SqliteStorage.open(legacy)
     assert OLDER in str(refused.value)
     migrated = await SqliteStorage.open(legacy, migrate=True)
-    assert migrated.schema_report is not None and migrated.schema_report.applied == [1]
+    assert migrated.schema_report is not None
+    assert migrated.schema_report.applied == [m.version for m in SQLITE_MIGRATIONS]
     await migrated.close()
     await (await SqliteStorage.open(legacy)).close()  # accepted now
     assert _columns(legacy) == _columns(fresh)
 
-    _sqlite(legacy, "INSERT INTO schema_migrations VALUES (2, 'from the future', '')")
+    _sqlite(
+        legacy, f"INSERT INTO schema_migrations VALUES ({ES_LATEST + 1}, 'from the future', '')"
+    )
     with pytest.raises(SchemaMismatch, match=NEWER):
         await SqliteStorage.open(legacy)
 
@@ -110,7 +114,7 @@ def test_services_refuse_another_version_in_one_line_and_migrate_fixes_it(
 
     created = run("cqrs_admin", "migrate")
     assert created.returncode == 0, created.stderr
-    assert "created at version 1" in created.stdout
+    assert f"created at version {ES_LATEST}" in created.stdout
     _sqlite(events, "DROP TABLE schema_migrations")
 
     store = run("store_svc")
@@ -134,9 +138,13 @@ def test_services_refuse_another_version_in_one_line_and_migrate_fixes_it(
 
     done = run("cqrs_admin", "migrate")
     assert done.returncode == 0, done.stderr
-    assert f"SQLite event store {events}: migrated from version 0 to 1 (applied 1)" in done.stdout
+    applied = ", ".join(str(m.version) for m in SQLITE_MIGRATIONS)
+    assert (
+        f"SQLite event store {events}: migrated from version 0 to {ES_LATEST} (applied {applied})"
+        in done.stdout
+    ), done.stdout
     status = run("cqrs_admin", "status")
-    assert "schema version  1 (current)" in status.stdout, status.stdout
+    assert f"schema version  {ES_LATEST} (current)" in status.stdout, status.stdout
     assert f"schema version  {RM_LATEST} (current)" in status.stdout, status.stdout
 
 
@@ -293,15 +301,16 @@ async def test_sqlite_a_new_migration_commits_with_its_version_row(tmp_path: Pat
     async def add_epoch(schema: SqlSchema) -> None:
         await schema.conn.execute(text("ALTER TABLE events ADD COLUMN epoch INTEGER DEFAULT 0"))
 
-    with_epoch = (*SQLITE_MIGRATIONS, Migration(2, "epoch column", add_epoch))
+    with_epoch = (*SQLITE_MIGRATIONS, Migration(ES_LATEST + 1, "epoch column", add_epoch))
     engine = create_async_engine(f"sqlite+aiosqlite:///{path}")
     try:
         async with engine.begin() as connection:
             schema = SqlSchema(connection, description="test", marker="events", metadata=[])
             report = await schema_versions.migrate(schema, with_epoch)
-        assert report.applied == [2]
+        assert report.applied == [ES_LATEST + 1]
     finally:
         await engine.dispose()
     assert ("epoch", "INTEGER") in _columns(path)["events"]
     with sqlite3.connect(path) as db:
-        assert [r[0] for r in db.execute("SELECT version FROM schema_migrations")] == [1, 2]
+        versions = [r[0] for r in db.execute("SELECT version FROM schema_migrations")]
+    assert versions == [ES_LATEST, ES_LATEST + 1]  # a fresh file records its version once

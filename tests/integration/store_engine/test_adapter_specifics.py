@@ -173,7 +173,7 @@ async def _append_traced(store: EventStore, traceparent: str) -> str:
 TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 
 
-async def test_sqlite_keeps_the_traceparent_and_adds_its_column_to_an_older_file(
+async def test_sqlite_keeps_the_traceparent_and_migrate_adds_its_column_to_an_older_file(
     tmp_path: Path,
 ) -> None:
     path = tmp_path / "events.sqlite3"
@@ -183,7 +183,8 @@ async def test_sqlite_keeps_the_traceparent_and_adds_its_column_to_an_older_file
     # The file as a release before the column was added left it.
     with sqlite3.connect(path) as conn:
         conn.execute("ALTER TABLE events DROP COLUMN traceparent")
-    store = await EventStore.open(SqliteStorage(path))
+        conn.execute("DROP TABLE schema_migrations")  # a file from before versions
+    store = await EventStore.open(SqliteStorage(path, migrate=True))  # cqrs-admin migrate
     try:
         new = await _append_traced(store, TRACEPARENT)
         stored = {
@@ -196,7 +197,7 @@ async def test_sqlite_keeps_the_traceparent_and_adds_its_column_to_an_older_file
     assert stored == {old: "", new: TRACEPARENT}
 
 
-async def test_clickhouse_keeps_the_traceparent_and_adds_its_column_to_older_tables(
+async def test_clickhouse_keeps_the_traceparent_and_migrate_adds_its_column_to_older_tables(
     clickhouse_config: ClickHouseConfig,
 ) -> None:
     storage = ClickHouseStorage(clickhouse_config)
@@ -205,8 +206,9 @@ async def test_clickhouse_keeps_the_traceparent_and_adds_its_column_to_older_tab
     db = clickhouse_config.database
     for table in ("events", "events_by_position"):
         await _sql(storage, f"ALTER TABLE {db}.{table} DROP COLUMN traceparent")
+    await _sql(storage, f"DROP TABLE {db}.schema_migrations")  # from before versions
     await store.close()
-    store = await EventStore.open(ClickHouseStorage(clickhouse_config))
+    store = await EventStore.open(ClickHouseStorage(clickhouse_config, migrate=True))
     try:
         new = await _append_traced(store, TRACEPARENT)
         stored = {
