@@ -26,6 +26,7 @@ from gateway.backends import Backends
 from gateway.comments import symbol_comments
 from gateway.cors import Cors
 from gateway.health import MetadataSource
+from gateway.http_server import uvicorn_server
 from gateway.openapi import build_document
 from gateway.path_template import parse
 from gateway.profiles import served_routes
@@ -120,20 +121,10 @@ async def start(settings: GatewaySettings) -> Gateway:
     """Serves the gateway on every configured port; OSError naming a port it cannot bind."""
     app = build_app(settings)
     sockets = _bind_all(settings.host, settings.ports)
-    config = uvicorn.Config(
-        app,
-        lifespan="on",
-        log_config=None,  # the process's logging is configured once, elsewhere
-        # uvicorn would otherwise believe X-Forwarded-For from loopback peers,
-        # letting any local client pick the address logins are recorded with.
-        proxy_headers=False,
-        timeout_graceful_shutdown=max(1, round(settings.shutdown_grace)),
-    )
-    config.load()
-    server = uvicorn.Server(config)
+    server = uvicorn_server(app, settings.shutdown_grace, {"access_log": settings.access_log})
     # What Server.serve does, minus its signal capture: in a process that
     # runs several services, SIGTERM belongs to the process, not to uvicorn.
-    server.lifespan = config.lifespan_class(config)
+    server.lifespan = server.config.lifespan_class(server.config)
     try:
         await server.startup(sockets=sockets)
     except BaseException:

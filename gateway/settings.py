@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from gateway.cors import parse_origins
 from service_kit.auth import TokenSettings
-from service_kit.settings import SettingsError, env_float, env_int, env_str
+from service_kit.settings import SettingsError, env_choice, env_float, env_int, env_str
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +44,8 @@ class GatewaySettings:
     a free one, which tests use); all durations are positive. ``tokens``
     says where the gateway's own signing key is (for /health's event count).
     ``cors_origins`` are the origins CORS allows (none: CORS off; :mod:`gateway.cors`).
+    ``access_log``: uvicorn's line per request (``GATEWAY_ACCESS_LOG=on``); off by
+    default because it costs about as much as parsing the request.
     """
 
     host: str
@@ -55,6 +57,7 @@ class GatewaySettings:
     max_body_bytes: int
     shutdown_grace: float
     cors_origins: tuple[str, ...] = ()
+    access_log: bool = False
 
     def target_of(self, service: str) -> str | None:
         """The address of a gRPC service, or None when none is configured."""
@@ -87,6 +90,7 @@ class GatewaySettings:
                 env, "GATEWAY_SHUTDOWN_GRACE_SECONDS", 5.0, minimum=0.0, maximum=600.0
             ),
             cors_origins=parse_origins(env_str(env, "CORS_ALLOWED_ORIGINS", "")),
+            access_log=env_choice(env, "GATEWAY_ACCESS_LOG", "off", ("off", "on")) == "on",
         )
 
 
