@@ -63,19 +63,33 @@ class HttpConnection:
         body: bytes = b"",
         headers: tuple[tuple[str, str], ...] = (),
     ) -> HttpAnswer:
-        reader, writer = await self._open()
         head = [f"{method} {path} HTTP/1.1\r\n".encode(), self._host_header]
         head.extend(f"{name}: {value}\r\n".encode() for name, value in headers)
         if body or method in ("POST", "PUT", "PATCH"):
             head.append(b"Content-Type: application/json\r\n")
             head.append(f"Content-Length: {len(body)}\r\n".encode())
         head.append(b"\r\n")
-        writer.write(b"".join(head) + body)
+        data = b"".join(head) + body
+        reused = self._reader is not None
         try:
-            return await asyncio.wait_for(self._answer(reader), self._timeout)
+            return await self._exchange(data)
+        except (asyncio.IncompleteReadError, ConnectionError) as exc:
+            await self.close()
+            # A server may close a keep-alive connection that sat idle; the
+            # request was then never read, so it is sent once more, afresh.
+            idle_close = isinstance(exc, ConnectionError) or not exc.partial
+            if not (reused and idle_close):
+                raise HttpError(f"{method} {path}: connection lost: {exc!r}") from exc
+        try:
+            return await self._exchange(data)
         except (asyncio.IncompleteReadError, ConnectionError) as exc:
             await self.close()
             raise HttpError(f"{method} {path}: connection lost: {exc!r}") from exc
+
+    async def _exchange(self, data: bytes) -> HttpAnswer:
+        reader, writer = await self._open()
+        writer.write(data)
+        return await asyncio.wait_for(self._answer(reader), self._timeout)
 
     async def _answer(self, reader: asyncio.StreamReader) -> HttpAnswer:
         head = await reader.readuntil(b"\r\n\r\n")

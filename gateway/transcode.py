@@ -113,7 +113,7 @@ def parse_body(body: bytes) -> Any:
     except UnicodeDecodeError:
         raise bad_request("body", "not UTF-8") from None
     try:
-        return json.loads(text, object_pairs_hook=_unique_keys)
+        return _DECODER.decode(text)
     except json.JSONDecodeError as exc:
         raise bad_request(
             "body", f"malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
@@ -130,6 +130,11 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
             raise bad_request(key, "given more than once in the body")
         out[key] = value
     return out
+
+
+# Built once: json.loads/json.dumps with options build a new decoder/encoder per call.
+_DECODER = json.JSONDecoder(object_pairs_hook=_unique_keys)
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 
 
 def message_to_dict(message: Message) -> dict[str, Any]:
@@ -154,7 +159,7 @@ def render(route: HttpRoute, message: Message) -> Any:
 
 def dumps(value: Any) -> bytes:
     """Compact UTF-8 JSON."""
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    return _ENCODER.encode(value).encode("utf-8")
 
 
 def _http_values(message: Descriptor, data: dict[str, Any]) -> None:

@@ -246,6 +246,10 @@ async def _change_email_rounds(
                             meter=meter,
                         )
                     )
+                    # Connections left idle through the other windows would be
+                    # closed by the server's keep-alive timeout: open anew.
+                    await gateway_http.close()
+                    await echo_http.close()
         finally:
             await gateway_http.close()
             await echo_http.close()
