@@ -20,6 +20,7 @@ Why these defaults (measured by ``python -m bench``, scenario 9):
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from typing import Any, Final
 
@@ -51,5 +52,9 @@ def uvicorn_server(
         **(options or {}),
     }
     config = uvicorn.Config(app, **settings)
+    if config.access_log and settings.get("log_config") is None:
+        # uvicorn turns the access logger's propagation off for a server without
+        # the log, for the whole process; lines must reach the process's handlers.
+        logging.getLogger("uvicorn.access").propagate = True
     config.load()
     return uvicorn.Server(config)
