@@ -8,8 +8,10 @@ client talks to the gateway and to the echo ceiling, so their ratio compares
 servers, not clients.
 
 Invariants: one request at a time per connection (a closed loop); any
-answer without ``Content-Length``, or a connection the server closed, is an
-error (never a silently short body); every read is bounded by ``timeout``.
+answer without ``Content-Length``, or a connection lost mid-answer, is an
+error (never a silently short body); a reused connection the server closed
+while idle (its keep-alive timeout) is opened anew and the request sent once
+more, since the server never read it; every read is bounded by ``timeout``.
 """
 
 from __future__ import annotations
