@@ -104,14 +104,23 @@ class CpuSample:
 
 
 class CpuMeter:
-    """Samples groups of processes: ``services`` by pid, ``infra`` by pid (with children)."""
+    """Samples groups of processes: ``services`` by pid, ``infra`` by pid (with children),
+    and ``others`` (reported alone, never in a group's sum: a reference server, the
+    load generator)."""
 
-    def __init__(self, services: Mapping[str, int], infra: Mapping[str, int]) -> None:
+    def __init__(
+        self,
+        services: Mapping[str, int],
+        infra: Mapping[str, int],
+        *,
+        others: Mapping[str, int] | None = None,
+    ) -> None:
         self._services = dict(services)
         self._infra = dict(infra)
+        self._others = dict(others or {})
 
     def sample(self) -> CpuSample:
-        out = {name: process_cpu(pid) for name, pid in self._services.items()}
+        out = {name: process_cpu(pid) for name, pid in {**self._services, **self._others}.items()}
         for name, pid in self._infra.items():
             # PostgreSQL forks a backend per connection: they are its children.
             out[name] = sum(process_cpu(p) for p in _with_descendants([pid]))
@@ -124,3 +133,7 @@ class CpuMeter:
     @property
     def infra_names(self) -> tuple[str, ...]:
         return tuple(self._infra)
+
+    @property
+    def other_names(self) -> tuple[str, ...]:
+        return tuple(self._others)

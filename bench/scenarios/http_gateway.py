@@ -31,6 +31,7 @@ when both stacks ran.
 from __future__ import annotations
 
 import asyncio
+import os
 import statistics
 import time
 import uuid
@@ -96,8 +97,8 @@ class _Http:
 
 
 @asynccontextmanager
-async def _http_echo() -> AsyncIterator[str]:
-    """The bare echo server in its own process; yields its target."""
+async def _http_echo() -> AsyncIterator[tuple[str, int]]:
+    """The bare echo server in its own process; yields its target and pid."""
     target = f"127.0.0.1:{free_port()}"
     with TemporaryDirectory(prefix="bench-http-echo-") as folder:
         server = ServiceProcess(
@@ -108,7 +109,7 @@ async def _http_echo() -> AsyncIterator[str]:
         )
         await server.start(target, ready=wait_listening)
         try:
-            yield target
+            yield target, server.pid
         finally:
             await server.stop()
 
@@ -356,7 +357,7 @@ def _cpu_details(results: Sequence[RateResult], meter: CpuMeter) -> dict[str, ob
         "cpu_ms_per_op_infra": [_per_op_ms(r, meter.infra_names) for r in results],
         "cpu_ms_per_op_by_process": {
             name: [_per_op_ms(r, (name,)) for r in results]
-            for name in (*meter.service_names, *meter.infra_names)
+            for name in (*meter.service_names, *meter.infra_names, *meter.other_names)
         },
     }
 
@@ -379,11 +380,12 @@ async def run(ctx: RunContext) -> list[Row]:
             profiler=ctx.profiler,
             label="s9-http",
         ) as stack,
-        _http_echo() as echo,
+        _http_echo() as (echo, echo_pid),
     ):
         meter = CpuMeter(
             {module: process.pid for module, process in stack.processes.items()},
             infra_pids(_infra_ports(ctx.stack)),
+            others={"http_echo": echo_pid, "load_generator": os.getpid()},
         )
         idle = await _idle_rates(meter, _IDLE_SECONDS)
         registration, users = await _register(ctx, stack.gateway_target, meter)
@@ -416,6 +418,7 @@ async def run(ctx: RunContext) -> list[Row]:
     }
     http_services = _median([_per_op_ms(r, services) for r in https])
     grpc_services = _median([_per_op_ms(r, services) for r in grpcs])
+    echo_ms = _median([_per_op_ms(r, ("http_echo",)) for r in echoes])
     rows = [
         Row(
             NUMBER,
@@ -444,10 +447,10 @@ async def run(ctx: RunContext) -> list[Row]:
         Row(
             NUMBER,
             name,
-            f"HTTP echo ceiling, {CLIENTS} clients",
+            f"HTTP echo ceiling, {CLIENTS} clients ({echo_ms:.2f} ms CPU per call)",
             _median([r.per_second for r in echoes]),
             "calls/s",
-            details=rounds,
+            details={**rounds, **_cpu_details(echoes, meter)},
         ),
         Row(
             NUMBER,
