@@ -5,6 +5,8 @@ they need: 4 runs at half of the rate 3 measured):
 
 1 echo ceiling   2 store appends   3 ChangeEmail end to end   4 projection lag
 5 time travel    6 rebuild          7 login storm             8 peer (eventsourcing)
+9 through the HTTP gateway: register, ChangeEmail against gRPC and an HTTP echo,
+  sequential, read-your-write, state-at (issue 18)
 
 Services run as separate processes, started fresh per scenario; the load
 generator is this process; everything listens on loopback; every scenario is
@@ -40,6 +42,7 @@ from bench.scenarios import (
     appends,
     ceiling,
     change_email,
+    http_gateway,
     login_storm,
     peer,
     projection_lag,
@@ -61,6 +64,7 @@ SCENARIOS: Final[dict[int, tuple[str, Scenario]]] = {
     6: ("rebuild", rebuild.run),
     7: ("login storm", login_storm.run),
     8: ("peer", peer.run),
+    9: ("HTTP gateway", http_gateway.run),
 }
 NEEDS: Final[dict[int, tuple[int, ...]]] = {4: (3,)}
 STACK_INDEPENDENT: Final = frozenset({8})
@@ -95,7 +99,7 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--stack", choices=(EMBEDDED, PRODUCTION, "both"), default=EMBEDDED)
     parser.add_argument("--quick", action="store_true", help="short durations (a smoke run)")
-    parser.add_argument("--only", metavar="N,M", help="run only these scenarios (1..8)")
+    parser.add_argument("--only", metavar="N,M", help="run only these scenarios (1..9)")
     parser.add_argument("--json", type=Path, default=DEFAULT_JSON, help="default: %(default)s")
     parser.add_argument(
         "--bcrypt-cost",
@@ -197,6 +201,7 @@ async def main(argv: Sequence[str] | None = None) -> int:
     for index, spec in enumerate(stacks):
         own = [n for n in chosen if n not in STACK_INDEPENDENT or index == 0]
         rows.extend(await run_stack(spec, own, context))
+    rows.extend(http_gateway.cross_stack_rows(rows))
     if self_recording is not None:
         await self_recording.stop()
     meta["stacks"] = {s.name: s.description for s in stacks}

@@ -26,6 +26,7 @@ class Budget:
     time_travel_calls: int  # GetStateAt calls per variant
     rebuild_events: int  # size of the store a rebuild reads (the issue: 100,000)
     peer_events_per_stream: int  # scenario 8: events saved per stream (64 streams)
+    sequential_calls: int  # scenario 9: sequential changes (half as many read-your-writes)
 
     @classmethod
     def full(cls) -> Budget:
@@ -36,6 +37,7 @@ class Budget:
             time_travel_calls=200,
             rebuild_events=100_000,
             peer_events_per_stream=100,
+            sequential_calls=1000,
         )
 
     @classmethod
@@ -47,6 +49,7 @@ class Budget:
             time_travel_calls=50,
             rebuild_events=10_000,
             peer_events_per_stream=10,
+            sequential_calls=200,
         )
 
 

@@ -7,6 +7,7 @@ nothing else can be dropped.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from collections.abc import Mapping
@@ -22,6 +23,7 @@ __all__ = ["delete_kafka_topic", "drop_clickhouse_database", "drop_postgres_sche
 log = logging.getLogger("bench")
 _OURS = re.compile(r"^bench_[0-9a-f]{10}$")
 _OUR_TOPIC = re.compile(r"^bench-[0-9a-f]{10}$")
+_CLEANUP_WITHIN = 60.0
 
 
 async def drop_clickhouse_database(infra: Mapping[str, str], name: str) -> None:
@@ -29,7 +31,9 @@ async def drop_clickhouse_database(infra: Mapping[str, str], name: str) -> None:
         raise ValueError(f"refusing to drop {name!r}: not a benchmark database")
     host, _, port = infra.get("CLICKHOUSE_HOST", "127.0.0.1:9000").rpartition(":")
     try:
+        # Bounded: a client that never sees the server's answer must not hang the run.
         async with (
+            asyncio.timeout(_CLEANUP_WITHIN),
             asynch.connect(
                 host=host,
                 port=int(port),

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from bench.cpu import CpuMeter
 
 __all__ = ["CONCURRENCY", "Latencies", "RateResult", "closed_loop", "percentile"]
 
@@ -50,6 +52,8 @@ class RateResult:
     calls: int
     seconds: float
     latencies: Latencies
+    # CPU seconds per process group over the window (when a meter was given).
+    cpu: Mapping[str, float] = field(default_factory=dict)
 
     @property
     def per_second(self) -> float:
@@ -62,11 +66,13 @@ async def closed_loop(
     workers: int = CONCURRENCY,
     seconds: float,
     warmup: float,
+    meter: CpuMeter | None = None,
 ) -> RateResult:
     """Runs ``call(worker, i)`` back to back in ``workers`` tasks; measures after ``warmup``.
 
     An exception in any call stops the measurement and propagates: a
-    benchmark that silently counts failures would flatter the code.
+    benchmark that silently counts failures would flatter the code. With a
+    ``meter``, the CPU its processes used during the window is in ``cpu``.
     """
     window_open = False
     window_closed = False
@@ -84,19 +90,21 @@ async def closed_loop(
     tasks = [asyncio.create_task(worker(w)) for w in range(workers)]
     try:
         await _sleep_or_fail(tasks, warmup)
+        before = meter.sample() if meter else None
         window_open = True
         began = time.perf_counter()
         await _sleep_or_fail(tasks, seconds)
         window_closed = True
         elapsed = time.perf_counter() - began
         calls = len(latencies)
+        cpu = meter.sample().minus(before) if meter and before else {}
         await asyncio.gather(*tasks)
     finally:
         window_closed = True
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-    return RateResult(calls, elapsed, Latencies.of(latencies[:calls]))
+    return RateResult(calls, elapsed, Latencies.of(latencies[:calls]), cpu)
 
 
 async def _sleep_or_fail(tasks: list[asyncio.Task[None]], seconds: float) -> None:

@@ -20,12 +20,13 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from pathlib import Path
+from typing import Any
 
 import grpc
 
-__all__ = ["ServiceProcess", "child_env", "free_port", "wait_serving"]
+__all__ = ["ServiceProcess", "child_env", "free_port", "wait_listening", "wait_serving"]
 
 _READY_WITHIN = 60.0
 _STOP_GRACE = 10.0
@@ -52,6 +53,23 @@ async def wait_serving(target: str, *, within: float = _READY_WITHIN) -> None:
     raise TimeoutError(f"{target} did not come up within {within:.0f} s")
 
 
+async def wait_listening(target: str, *, within: float = _READY_WITHIN) -> None:
+    """Waits until something accepts TCP connections at ``target`` (an HTTP server:
+    uvicorn listens only once its app has started)."""
+    host, _, port = target.rpartition(":")
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        try:
+            _, writer = await asyncio.open_connection(host, int(port))
+        except OSError:
+            await asyncio.sleep(0.1)
+            continue
+        writer.close()
+        await writer.wait_closed()
+        return
+    raise TimeoutError(f"{target} did not come up within {within:.0f} s")
+
+
 class ServiceProcess:
     """One ``python -m <module> [args]`` child with its log in ``log_dir``."""
 
@@ -75,8 +93,10 @@ class ServiceProcess:
             raise RuntimeError(f"{self.module} is not running")
         return self._proc.pid
 
-    async def start(self, target: str) -> None:
-        """Spawns the process and waits until it serves gRPC at ``target``."""
+    async def start(
+        self, target: str, *, ready: Callable[[str], Coroutine[Any, Any, None]] = wait_serving
+    ) -> None:
+        """Spawns the process and waits until it serves at ``target`` (gRPC unless ``ready``)."""
         with self.log_path.open("ab") as log:
             # A load generator, not a server: a blocking spawn before measuring is fine.
             self._proc = subprocess.Popen(  # noqa: ASYNC220
@@ -85,7 +105,7 @@ class ServiceProcess:
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
-        waiter = asyncio.create_task(wait_serving(target))
+        waiter = asyncio.create_task(ready(target))
         try:
             while not waiter.done():
                 if self._proc.poll() is not None:

@@ -15,6 +15,7 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -26,8 +27,10 @@ _STOP_WAIT = 30.0
 
 
 def find_py_spy(explicit: str | None) -> str:
-    """The py-spy binary: ``explicit``, else on PATH, else the throwaway venv's."""
-    for candidate in (explicit, shutil.which("py-spy"), str(_FALLBACK)):
+    """The py-spy binary: ``explicit``, else on PATH, else this venv's (a dev
+    dependency), else the throwaway venv's."""
+    beside = Path(sys.executable).parent / "py-spy"
+    for candidate in (explicit, shutil.which("py-spy"), str(beside), str(_FALLBACK)):
         if candidate and Path(candidate).exists():
             return candidate
     raise FileNotFoundError("py-spy not found: pip install py-spy (into any venv), pass --py-spy")

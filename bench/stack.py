@@ -22,13 +22,13 @@ import logging
 import shutil
 import tempfile
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 from bench import infra_cleanup
-from bench.processes import ServiceProcess, child_env, free_port
+from bench.processes import ServiceProcess, child_env, free_port, wait_listening, wait_serving
 from bench.profiling import Profiler, Recording
 from bench.tokens import KEYS_DIR
 
@@ -110,6 +110,7 @@ class RunningStack:
     store_target: str = ""
     command_target: str = ""
     query_target: str = ""
+    gateway_target: str = ""
     processes: dict[str, ServiceProcess] = field(default_factory=dict)
     profiler: Profiler | None = None
     label: str = ""
@@ -159,12 +160,14 @@ async def running_stack(
     *,
     command: bool = False,
     query: bool = False,
+    gateway: bool = False,
     bcrypt_cost: int = 4,
     extra_env: Mapping[str, str] | None = None,
     profiler: Profiler | None = None,
     label: str = "",
 ) -> AsyncIterator[RunningStack]:
-    """Starts store_svc (always), command_svc and query_svc as asked; stops all at exit.
+    """Starts store_svc (always), command_svc, query_svc and the gateway as asked; stops
+    all at exit.
 
     ``bcrypt_cost`` is the services' BCRYPT_COST: scenarios whose measured
     path never hashes use the minimum so that their setup is quick.
@@ -172,7 +175,9 @@ async def running_stack(
     tag = uuid.uuid4().hex[:10]
     work = Path(tempfile.mkdtemp(prefix=f"bench-{spec.name}-"))
     env = child_env({**_base_env(spec, work / "data", tag, bcrypt_cost), **(extra_env or {})})
-    targets = {name: f"127.0.0.1:{free_port()}" for name in ("store", "command", "query")}
+    targets = {
+        name: f"127.0.0.1:{free_port()}" for name in ("store", "command", "query", "gateway")
+    }
     env.update(
         {
             "STORE_GRPC_LISTEN": targets["store"],
@@ -180,6 +185,9 @@ async def running_stack(
             "COMMAND_GRPC_LISTEN": targets["command"],
             "COMMAND_GRPC_TARGET": targets["command"],
             "QUERY_GRPC_LISTEN": targets["query"],
+            "QUERY_GRPC_TARGET": targets["query"],
+            "GATEWAY_HOST": "127.0.0.1",
+            "GATEWAY_PORTS": targets["gateway"].rpartition(":")[2],
         }
     )
     stack = RunningStack(spec, env, work, targets, profiler=profiler, label=label)
@@ -192,6 +200,9 @@ async def running_stack(
             stack.command_target = targets["command"]
         if query:
             await stack.start_query()
+        if gateway:
+            await _start(stack, "gateway", env, work, targets["gateway"], ready=wait_listening)
+            stack.gateway_target = targets["gateway"]
         yield stack
     except BaseException:
         failed = True
@@ -210,11 +221,17 @@ async def running_stack(
 
 
 async def _start(
-    stack: RunningStack, module: str, env: Mapping[str, str], work: Path, target: str
+    stack: RunningStack,
+    module: str,
+    env: Mapping[str, str],
+    work: Path,
+    target: str,
+    *,
+    ready: Callable[[str], Coroutine[Any, Any, None]] = wait_serving,
 ) -> None:
     process = ServiceProcess(module, env=env, log_dir=work)
     stack.processes[module] = process
-    await process.start(target)
+    await process.start(target, ready=ready)
     if stack.profiler is not None:
         stack.recordings.append(stack.profiler.attach({module: process.pid}, label=stack.label))
 

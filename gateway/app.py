@@ -28,6 +28,7 @@ from gateway.connection_limits import H11_BUFFER, guarded_protocol
 from gateway.cors import Cors
 from gateway.health import MetadataSource
 from gateway.http_observability import RequestObservability
+from gateway.http_server import uvicorn_server
 from gateway.openapi import build_document
 from gateway.path_template import parse
 from gateway.profiles import served_routes
@@ -127,27 +128,24 @@ async def start(settings: GatewaySettings) -> Gateway:
     """Serves the gateway on every configured port; OSError naming a port it cannot bind."""
     app = build_app(settings)
     sockets = _bind_all(settings.host, settings.ports)
-    config = uvicorn.Config(
+    server = uvicorn_server(
         app,
-        lifespan="on",
-        log_config=None,  # the process's logging is configured once, elsewhere
-        # uvicorn would otherwise believe X-Forwarded-For from loopback peers,
-        # letting any local client pick the address logins are recorded with.
-        proxy_headers=False,
-        timeout_graceful_shutdown=max(1, round(settings.shutdown_grace)),
-        # Slow and greedy clients are bounded by the protocol (gateway.connection_limits).
-        http=guarded_protocol(
-            read_timeout=settings.read_timeout,
-            max_connections=settings.max_connections,
-            max_per_client=settings.max_connections_per_client,
-        ),
-        h11_max_incomplete_event_size=H11_BUFFER,
+        settings.shutdown_grace,
+        {
+            "access_log": settings.access_log,
+            # Slow and greedy clients are bounded by the protocol (gateway.connection_limits);
+            # it is built on h11, so the faster httptools parser is not used here.
+            "http": guarded_protocol(
+                read_timeout=settings.read_timeout,
+                max_connections=settings.max_connections,
+                max_per_client=settings.max_connections_per_client,
+            ),
+            "h11_max_incomplete_event_size": H11_BUFFER,
+        },
     )
-    config.load()
-    server = uvicorn.Server(config)
     # What Server.serve does, minus its signal capture: in a process that
     # runs several services, SIGTERM belongs to the process, not to uvicorn.
-    server.lifespan = config.lifespan_class(config)
+    server.lifespan = server.config.lifespan_class(server.config)
     try:
         await server.startup(sockets=sockets)
     except BaseException:

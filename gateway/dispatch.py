@@ -21,7 +21,7 @@ from starlette.types import Receive, Scope, Send
 
 from gateway.backends import Backends
 from gateway.errors import GatewayError, from_rpc_error, too_large
-from gateway.forwarding import call_metadata, proxy_metadata
+from gateway.forwarding import call_metadata, forwarded_headers, proxy_metadata
 from gateway.health import MetadataSource, check
 from gateway.health import liveness as health_liveness
 from gateway.http_observability import ROUTE_KEY
@@ -116,7 +116,7 @@ async def call_rpc(
             headers[IGNORED_HEADER] = ignored_header(ignored)
     message = build_request(route, path_params=params, query=query, body=body)
     client = request.client.host if request.client else None
-    metadata, correlation = call_metadata(request.headers, client)
+    metadata, correlation = call_metadata(forwarded_headers(request.scope["headers"]), client)
     metadata += proxy_metadata(state.service_metadata)
     headers["X-Correlation-Id"] = correlation
     backends = state.require_backends()

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 from gateway.errors import bad_request
 from service_kit.auth import AUTHORIZATION
@@ -44,6 +44,21 @@ _DISPLAY = {
     "idempotency-key": "Idempotency-Key",
     "x-min-position": "X-Min-Position",
 }
+
+
+_WANTED = {name.encode("latin-1"): name for name in _FORWARDED}
+
+
+def forwarded_headers(raw: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
+    """The headers ``call_metadata`` reads, from an ASGI scope's raw header list,
+    keyed by lower-case name; the first of repeated ones wins (as Starlette's
+    ``Headers.get``). One pass, instead of one scan of every header per name."""
+    out: dict[str, str] = {}
+    for key, value in raw:
+        name = _WANTED.get(key.lower())
+        if name is not None and name not in out:
+            out[name] = value.decode("latin-1")
+    return out
 
 
 def call_metadata(

@@ -20,7 +20,7 @@ from __future__ import annotations
 import enum
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import unquote
 
 _FIELD_PATH = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
@@ -67,6 +67,24 @@ class PathTemplate:
     segments: tuple[Segment, ...]
     variables: tuple[Variable, ...]
     verb: str
+    # Derived once, for ``match`` (it runs several times per request).
+    _multi: bool = field(init=False, repr=False, compare=False)
+    _fixed: int = field(init=False, repr=False, compare=False)
+    _literals: tuple[tuple[int, str], ...] = field(init=False, repr=False, compare=False)
+    _captures: tuple[int, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        multi = bool(self.segments) and self.segments[-1].kind is SegmentKind.MULTI
+        fixed = len(self.segments) - 1 if multi else len(self.segments)
+        head = self.segments[:fixed]
+        literals = tuple(
+            (i, s.literal) for i, s in enumerate(head) if s.kind is SegmentKind.LITERAL
+        )
+        captures = tuple(i for i, s in enumerate(head) if s.kind is not SegmentKind.LITERAL)
+        object.__setattr__(self, "_multi", multi)
+        object.__setattr__(self, "_fixed", fixed)
+        object.__setattr__(self, "_literals", literals)
+        object.__setattr__(self, "_captures", captures)
 
     @property
     def specificity(self) -> tuple[int, ...]:
@@ -89,20 +107,19 @@ class PathTemplate:
 
     def match(self, segments: Sequence[str]) -> dict[str, str] | None:
         """The captured fields if the decoded request segments match, else None."""
-        parts = list(segments)
+        parts = segments
         if self.verb:
             if not parts or not parts[-1].endswith(":" + self.verb):
                 return None
-            parts[-1] = parts[-1][: -len(self.verb) - 1]
-        multi = bool(self.segments) and self.segments[-1].kind is SegmentKind.MULTI
-        fixed = len(self.segments) - 1 if multi else len(self.segments)
+            parts = [*parts[:-1], parts[-1][: -len(self.verb) - 1]]
+        multi, fixed = self._multi, self._fixed
         if len(parts) < fixed or (not multi and len(parts) != fixed):
             return None
-        for template_segment, part in zip(self.segments[:fixed], parts, strict=False):
-            if template_segment.kind is SegmentKind.LITERAL:
-                if part != template_segment.literal:
-                    return None
-            elif part == "":
+        for index, literal in self._literals:
+            if parts[index] != literal:
+                return None
+        for index in self._captures:
+            if parts[index] == "":
                 return None  # a variable never captures an empty segment
         captured: dict[str, str] = {}
         for variable in self.variables:

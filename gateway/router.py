@@ -12,9 +12,10 @@ Rules, in order:
 Two routes with the same verb and the same template shape are a conflict,
 refused when the table is built (at start), never resolved by order.
 
-Entries are bucketed by their leading literal segments (up to two), so a
-request is matched only against templates that can match it (every route
-is served twice, under ``/v1`` and unprefixed: a scan of all would double).
+Entries are bucketed by their leading literal segments (up to two) and their
+number of segments, so a request is matched only against templates that can
+match it (every route is served twice, under ``/v1`` and unprefixed: a scan
+of all would double; ``/users/...`` alone has a dozen routes).
 """
 
 from __future__ import annotations
@@ -53,9 +54,11 @@ class RouteTable(Generic[T]):
     def __init__(self, entries: Iterable[Entry[T]] = ()) -> None:
         self._entries: list[Entry[T]] = []
         self._shapes: dict[tuple[str, tuple[object, ...]], Entry[T]] = {}
-        # Leading literal segments (one or two) -> entries starting with
-        # exactly those; () holds the rest (a variable or ** first, or "/").
-        self._buckets: dict[tuple[str, ...], list[Entry[T]]] = {}
+        # (leading literal segments (one or two), number of segments) -> entries
+        # starting with exactly those literals and that long; () holds the rest
+        # (a variable or ** first, or "/"). A template ending in ** matches
+        # paths of any length from its own: it is kept under -1.
+        self._buckets: dict[tuple[tuple[str, ...], int], list[Entry[T]]] = {}
         for entry in entries:
             self.add(entry)
 
@@ -73,7 +76,7 @@ class RouteTable(Generic[T]):
             )
         self._shapes[key] = entry
         self._entries.append(entry)
-        self._buckets.setdefault(_leading_literals(entry.template), []).append(entry)
+        self._buckets.setdefault(_bucket_key(entry.template), []).append(entry)
 
     def resolve(self, verb: str, raw_path: str) -> Resolved[T]:
         """The route for a request; raises GatewayError 400/404/405."""
@@ -86,7 +89,12 @@ class RouteTable(Generic[T]):
         # A literal holds no ":", so a custom verb on a leading segment
         # ("/probes:watch") never hides the bucket.
         lead = tuple(part.partition(":")[0] for part in segments[:2])
-        buckets = (self._buckets.get(key, ()) for key in {lead, lead[:1], ()})
+        size = len(segments)
+        buckets = (
+            self._buckets.get((key, length), ())
+            for key in {lead, lead[:1], ()}
+            for length in (size, -1)
+        )
         for entry in (entry for bucket in buckets for entry in bucket):
             params = entry.template.match(segments)
             if params is None:
@@ -103,11 +111,14 @@ class RouteTable(Generic[T]):
         raise not_found(f"no route for {raw_path[:200]}")
 
 
-def _leading_literals(template: PathTemplate) -> tuple[str, ...]:
-    """The literal segments a template starts with, at most two."""
+def _bucket_key(template: PathTemplate) -> tuple[tuple[str, ...], int]:
+    """The literal segments a template starts with (at most two), and its number of
+    segments (-1 if it ends in ``**``)."""
     out: list[str] = []
     for segment in template.segments[:2]:
         if segment.kind is not SegmentKind.LITERAL:
             break
         out.append(segment.literal)
-    return tuple(out)
+    segments = template.segments
+    multi = bool(segments) and segments[-1].kind is SegmentKind.MULTI
+    return tuple(out), -1 if multi else len(segments)

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from gateway.cors import parse_origins
 from service_kit.auth import TokenSettings
-from service_kit.settings import SettingsError, env_float, env_int, env_str
+from service_kit.settings import SettingsError, env_choice, env_float, env_int, env_str
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +46,8 @@ class GatewaySettings:
     ``cors_origins`` are the origins CORS allows (none: CORS off; :mod:`gateway.cors`).
     ``read_timeout``, ``max_connections`` and ``max_connections_per_client``
     bound slow and greedy clients (:mod:`gateway.connection_limits`).
+    ``access_log``: uvicorn's line per request (``GATEWAY_ACCESS_LOG=on``); off by
+    default because it costs about as much as parsing the request.
     """
 
     host: str
@@ -60,6 +62,7 @@ class GatewaySettings:
     read_timeout: float = 10.0
     max_connections: int = 1000
     max_connections_per_client: int = 100
+    access_log: bool = False
 
     def target_of(self, service: str) -> str | None:
         """The address of a gRPC service, or None when none is configured."""
@@ -101,6 +104,7 @@ class GatewaySettings:
             max_connections_per_client=env_int(
                 env, "GATEWAY_MAX_CONNECTIONS_PER_CLIENT", 100, minimum=1, maximum=1_000_000
             ),
+            access_log=env_choice(env, "GATEWAY_ACCESS_LOG", "off", ("off", "on")) == "on",
         )
 
 

@@ -20,6 +20,7 @@ form of both is accepted on input.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Mapping, Sequence
 from typing import Any, cast
@@ -113,7 +114,7 @@ def parse_body(body: bytes) -> Any:
     except UnicodeDecodeError:
         raise bad_request("body", "not UTF-8") from None
     try:
-        return json.loads(text, object_pairs_hook=_unique_keys)
+        return _DECODER.decode(text)
     except json.JSONDecodeError as exc:
         raise bad_request(
             "body", f"malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
@@ -130,6 +131,11 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
             raise bad_request(key, "given more than once in the body")
         out[key] = value
     return out
+
+
+# Built once: json.loads/json.dumps with options build a new decoder/encoder per call.
+_DECODER = json.JSONDecoder(object_pairs_hook=_unique_keys)
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 
 
 def message_to_dict(message: Message) -> dict[str, Any]:
@@ -154,23 +160,49 @@ def render(route: HttpRoute, message: Message) -> Any:
 
 def dumps(value: Any) -> bytes:
     """Compact UTF-8 JSON."""
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    return _ENCODER.encode(value).encode("utf-8")
 
 
 def _http_values(message: Descriptor, data: dict[str, Any]) -> None:
     """Rewrites, in place, int64 strings as numbers and enum names as words."""
-    for field in message.fields:
-        if field.name not in data:
+    for name, field, map_value in _rewritten_fields(message):
+        if name not in data:
             continue
-        value = data[field.name]
+        value = data[name]
+        if map_value is not None:
+            for key, item in value.items():
+                value[key] = _converted(map_value, item)
+        elif is_repeated(field):
+            data[name] = [_converted(field, item) for item in value]
+        else:
+            data[name] = _converted(field, value)
+
+
+@functools.cache
+def _rewritten_fields(
+    message: Descriptor,
+) -> tuple[tuple[str, FieldDescriptor, FieldDescriptor | None], ...]:
+    """The fields of a message type whose JSON ``_converted`` may change, once per type:
+    (name, field, the value field when it is a map). The others (strings, bools,
+    32-bit numbers, timestamps...) print as MessageToDict printed them."""
+    out: list[tuple[str, FieldDescriptor, FieldDescriptor | None]] = []
+    for field in message.fields:
         if is_map(field):
             value_field = message_of(field).fields_by_name["value"]
-            for key, item in value.items():
-                value[key] = _converted(value_field, item)
-        elif is_repeated(field):
-            data[field.name] = [_converted(field, item) for item in value]
-        else:
-            data[field.name] = _converted(field, value)
+            if _may_change(value_field):
+                out.append((field.name, field, value_field))
+        elif _may_change(field):
+            out.append((field.name, field, None))
+    return tuple(out)
+
+
+def _may_change(field: FieldDescriptor) -> bool:
+    return (
+        field.type == FieldDescriptor.TYPE_ENUM
+        or field.type in INT64_TYPES
+        or (is_message(field) and message_of(field).full_name in _INT64_WRAPPERS)
+        or is_walkable_message(field)
+    )
 
 
 def _converted(field: FieldDescriptor, value: Any) -> Any:

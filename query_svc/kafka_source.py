@@ -373,6 +373,7 @@ class KafkaEventSource:
         self._stop_timeout = stop_timeout
         self._clock = clock
         self._commit_task: asyncio.Task[None] | None = None
+        self._save_task: asyncio.Task[None] | None = None
         self._save_failing = False
         self.filled_from_store = 0
 
@@ -389,6 +390,12 @@ class KafkaEventSource:
             async for item in self._follow(consumer, tracker, Reorder(after=from_position)):
                 yield item
         finally:
+            save, self._save_task = self._save_task, None
+            if save is not None:
+                # It is two short writes; the consumer it commits through must outlive it.
+                done, _ = await asyncio.wait([save], timeout=self._stop_timeout)
+                if not done:
+                    save.cancel()
             try:
                 async with asyncio.timeout(self._stop_timeout):
                     await consumer.stop()
@@ -465,9 +472,13 @@ class KafkaEventSource:
             if not records and not reorder.size and now - last_yield >= self._heartbeat:
                 last_yield = now
                 yield Checkpoint(reorder.last)
-            if now - last_save >= self._save_interval:
+            if now - last_save >= self._save_interval and (
+                self._save_task is None or self._save_task.done()
+            ):
                 last_save = now
-                await self._save_offsets(consumer, tracker)
+                # In the background: two database round trips inline would hold
+                # back every event arriving meanwhile (a min_position read's tail).
+                self._save_task = asyncio.create_task(self._save_offsets(consumer, tracker))
 
     async def _fill(self, reorder: Reorder) -> AsyncIterator[StoredEvent]:
         """Reads the positions missing before the first held one from the store."""

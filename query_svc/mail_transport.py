@@ -13,6 +13,7 @@ package builds the message.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import email.utils
 import os
@@ -106,14 +107,19 @@ class FileTransport:
         return self.folder / f"{_SAFE.sub('_', mail.key)}.eml"
 
     async def send(self, mail: Mail) -> None:
-        self.folder.mkdir(parents=True, exist_ok=True)
         data = bytes(build_message(mail, self._sender))
+        # Off the event loop: creating a file can take a millisecond or more on a
+        # busy disk, and every read query_svc answers would wait for it.
+        await asyncio.to_thread(self._write, self.path_of(mail), data)
+
+    def _write(self, path: Path, data: bytes) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=".mail.", dir=self.folder)
         try:
             with os.fdopen(fd, "wb") as out:
                 out.write(data)
             os.chmod(tmp, 0o600)  # it holds a one-time token
-            os.replace(tmp, self.path_of(mail))
+            os.replace(tmp, path)
         except BaseException:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)

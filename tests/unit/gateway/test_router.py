@@ -104,7 +104,7 @@ def test_two_routes_for_the_same_requests_conflict() -> None:
     table.add(Entry("POST", parse("/users/{user_id}"), "c"))  # another verb is fine
 
 
-def test_bucketing_by_leading_literals_finds_every_kind_of_template() -> None:
+def test_bucketing_by_leading_literals_and_length_finds_every_kind_of_template() -> None:
     table = RouteTable(
         [
             Entry("GET", parse("/a/b/c"), "two literals"),
@@ -123,6 +123,9 @@ def test_bucketing_by_leading_literals_finds_every_kind_of_template() -> None:
     assert table.resolve("GET", "/a").target == "literal then rest"
     assert table.resolve("GET", "/q/b/d").target == "variable first"
     assert table.resolve("GET", "/a/b/d").target == "literal then rest"  # literal first wins
+    # Longer than every fixed template of its bucket: only ** can take it.
+    assert table.resolve("GET", "/a/b/c/d").target == "literal then rest"
+    assert table.resolve("GET", "/a/b/c/").target == "two literals"  # one trailing slash
     assert table.resolve("POST", "/watch:start").target == "verb on the first segment"
     assert table.resolve("POST", "/a/b:run").target == "verb on the second segment"
     assert table.resolve("GET", "/").target == "root"
