@@ -29,6 +29,7 @@ from domain.commands import (
     Command,
     CompletePasswordReset,
     Deactivate,
+    EraseUser,
     Reactivate,
     RecordLogin,
     RegisterUser,
@@ -49,6 +50,7 @@ from domain.diff import (
     render_value,
 )
 from domain.errors import (
+    AlreadyErased,
     AlreadyExists,
     DomainError,
     EventSequenceError,
@@ -58,6 +60,7 @@ from domain.errors import (
     NotDeactivated,
     UnknownEventType,
     UserDeactivatedError,
+    UserErasedError,
     UserNotFound,
     ValidationError,
     VersionConflict,
@@ -77,6 +80,7 @@ from domain.events import (
     SessionsRevoked,
     UserCreated,
     UserDeactivated,
+    UserErased,
     UserReactivated,
 )
 from domain.evolve import evolve, fold
@@ -145,6 +149,7 @@ __all__ = [
     "SECRET_KEY_PARTS",
     "SESSION_ENDING_TYPES",
     "STATE_SCHEMA_VERSION",
+    "AlreadyErased",
     "AlreadyExists",
     "ChangeEmail",
     "ChangePassword",
@@ -157,6 +162,7 @@ __all__ = [
     "DomainEvent",
     "EmailChanged",
     "EmailVerified",
+    "EraseUser",
     "EventSequenceError",
     "FieldChange",
     "InvalidCredentials",
@@ -181,6 +187,8 @@ __all__ = [
     "UserCreated",
     "UserDeactivated",
     "UserDeactivatedError",
+    "UserErased",
+    "UserErasedError",
     "UserNotFound",
     "UserReactivated",
     "UserState",

@@ -10,6 +10,8 @@ import grpc
 from cqrs.eventstore.v1 import event_store_pb2_grpc as pb_grpc
 
 import domain
+from pii.codec import PayloadCodec
+from pii.keystore import WrongMasterKey
 from service_kit import dependency_errors, errors
 from service_kit.interceptors import service_interceptors
 from service_kit.observability import (
@@ -93,10 +95,15 @@ class StoreService:
             # Before the store closes: the relay publishes what is committed.
             await self.relay.stop(grace)
         await self.store.close()
+        self.time_travel.codec.keys.close()
 
 
 async def start(settings: StoreSettings) -> StoreService:
-    """Opens the store (refusing if another writer holds it) and serves it."""
+    """Opens the store (refusing if another writer holds it) and serves it.
+
+    The key store opens first: a wrong master key (``pii.keystore.WrongMasterKey``)
+    stops the start before anything is served."""
+    codec = PayloadCodec(settings.pii_settings.open_keys())
     storage = await open_storage(settings)
     try:
         store = await engine.EventStore.open(
@@ -109,6 +116,7 @@ async def start(settings: StoreSettings) -> StoreService:
         )
     except BaseException:
         await storage.close()  # until open succeeds, the storage is ours to close
+        codec.keys.close()
         raise
     relay = None
     if settings.relay.enabled:
@@ -125,7 +133,7 @@ async def start(settings: StoreSettings) -> StoreService:
     try:
         verifier = settings.tokens.verifier()
         await revocations.start()
-        tt = TimeTravel(store, snapshot_every=settings.snapshot_every)
+        tt = TimeTravel(store, codec, snapshot_every=settings.snapshot_every)
         servicer = EventStoreServicer(store, tt)
         server = await start_server(
             settings.listen,
@@ -140,6 +148,7 @@ async def start(settings: StoreSettings) -> StoreService:
     except BaseException:
         await revocations.stop()
         await store.close()
+        codec.keys.close()
         raise
     if relay is not None:
         await relay.start()  # returns at once: Kafka being down delays only the relay
@@ -162,6 +171,11 @@ def main() -> None:
         setup_process("store_svc", environ())
         settings = StoreSettings.from_env(environ())
         asyncio.run(serve(settings))
-    except (SettingsError, engine.WriterLockHeld, engine.StorageUnavailable) as exc:
+    except (
+        SettingsError,
+        WrongMasterKey,
+        engine.WriterLockHeld,
+        engine.StorageUnavailable,
+    ) as exc:
         # A clear one-line reason, not a traceback: these are operator errors.
         raise SystemExit(f"store_svc: {exc}") from None

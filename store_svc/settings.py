@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from pii.settings import KEYS_FILE, PiiSettings
 from service_kit.auth import TokenSettings
 from service_kit.settings import SettingsError, env_choice, env_float, env_int, env_str
 from store_svc.engine import ClickHouseConfig
@@ -67,6 +68,12 @@ class StoreSettings:
     stream_cache_events: int
     tokens: TokenSettings
     relay: RelaySettings = RelaySettings()
+    pii: PiiSettings | None = None
+
+    @property
+    def pii_settings(self) -> PiiSettings:
+        """The key store's settings; by default its file sits in ``data_dir``."""
+        return self.pii or PiiSettings(self.data_dir / KEYS_FILE)
 
     @property
     def sqlite_path(self) -> Path:
@@ -103,4 +110,5 @@ class StoreSettings:
                 env, "STORE_SUBSCRIBER_BUFFER", 1000, minimum=10, maximum=1_000_000
             ),
             relay=RelaySettings.from_env(env),
+            pii=PiiSettings.from_env(env),
         )

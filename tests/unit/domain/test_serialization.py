@@ -31,6 +31,7 @@ from domain import (
     UnknownEventType,
     UserCreated,
     UserDeactivated,
+    UserErased,
     UserReactivated,
     UserState,
     ValidationError,
@@ -106,6 +107,7 @@ def test_payloads_hold_only_event_fields() -> None:
         ),
         (SessionsRevoked(**common, reason="all"), {"reason": "all"}),
         (EmailVerified(**common, email=EMAIL), {"email": EMAIL}),
+        (UserErased(**common, email=EMAIL, actor="a1"), {"email": EMAIL, "actor": "a1"}),
     ]
     for event, expected in cases:
         assert event_to_payload(event) == expected
