@@ -271,9 +271,11 @@ class Projector:
             if events:
                 position = events[-1].position
                 async with self._db.write() as conn:
-                    await write_batch(
+                    changes = await write_batch(
                         conn, self._tables, events, expected=expected, position=position
                     )
+                if changes.erased:
+                    await self._db.purge_old_pages()
                 self._set_applied(position)
                 self.applied_event_time = events[-1].occurred_at
                 self.events_applied += len(events)
