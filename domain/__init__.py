@@ -85,12 +85,9 @@ from domain.events import (
 )
 from domain.evolve import evolve, fold
 from domain.serialization import (
-    REDACTED,
-    SECRET_KEY_PARTS,
     STATE_SCHEMA_VERSION,
     event_from_payload,
     event_to_payload,
-    redact_payload,
     state_from_dict,
     state_to_dict,
 )
@@ -140,13 +137,11 @@ __all__ = [
     "PASSWORD_FIELD",
     "PASSWORD_UNCHANGED",
     "PUBLIC_FIELDS",
-    "REDACTED",
     "RESET_BY_ADMIN",
     "RESET_BY_TOKEN",
     "ROLES",
     "ROLE_ADMIN",
     "ROLE_USER",
-    "SECRET_KEY_PARTS",
     "SESSION_ENDING_TYPES",
     "STATE_SCHEMA_VERSION",
     "AlreadyErased",
@@ -209,7 +204,6 @@ __all__ = [
     "normalize_email",
     "parse_timestamp",
     "public_fields",
-    "redact_payload",
     "render_value",
     "require_utc",
     "sessions_ended",
