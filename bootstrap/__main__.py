@@ -8,6 +8,7 @@ import sys
 
 from bootstrap import local_defaults
 from bootstrap.run_all import start, wait_admin
+from pii.keystore import WrongMasterKey
 from service_kit.server import stop_event_on_signals
 from service_kit.settings import SettingsError
 
@@ -75,7 +76,7 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     try:
         asyncio.run(run())
-    except SettingsError as exc:
+    except (SettingsError, WrongMasterKey) as exc:
         sys.exit(f"make up: {exc}")
 
 

@@ -13,8 +13,8 @@ are history, and tightening a rule later must not make old streams unreadable.
 
 Secret fields (a ``password_hash``, a one-time token's ``token_hash`` and
 ``token_nonce``) are hidden from ``repr`` so that logging an event never
-leaks them, and named so that :func:`domain.serialization.redact_payload`
-hides them from every public read (each class's docstring lists them).
+leaks them; the contract marks them secret, and ``pii.codec`` hides them from
+every public read (each class's docstring lists them).
 Personal data: ``email``, ``old_email``, ``new_email``, ``client_address``.
 
 The contract states all of this: each event type is a message of

@@ -20,6 +20,7 @@ from cqrs.query.v1 import query_pb2_grpc as pb_grpc
 
 import domain
 from pii.codec import PayloadCodec
+from pii.keystore import WrongMasterKey
 from query_svc.command_client import CommandClient
 from query_svc.db import Database
 from query_svc.kafka_source import KafkaEventSource, OffsetStore, kafka_consumer_factory
@@ -316,5 +317,5 @@ def main() -> None:
     try:
         setup_process("query_svc", environ())
         asyncio.run(serve())
-    except SettingsError as exc:
+    except (SettingsError, WrongMasterKey) as exc:
         raise SystemExit(f"query_svc: {exc}") from None
