@@ -120,10 +120,17 @@ class PayloadCodec:
             subject = _subject(values, envelope, subject_field)
             cipher = self._keys.cipher(subject, create=False)
             if cipher is None:
-                # Erased (or never keyed: then the value was stored in clear
-                # before encryption existed, and reads as itself).
-                if value.startswith(PREFIX) or self._keys.is_erased(subject):
+                if self._keys.is_erased(subject):
                     out[name] = ERASED
+                elif value.startswith(PREFIX):
+                    # The store keys a subject before sealing anything of theirs:
+                    # a sealed value without key or tombstone means this is not
+                    # the store's key store. Say so rather than read it "erased".
+                    raise UndecryptableValue(
+                        f"no data key for the subject of {privacy.name}.{name} in "
+                        f"{self._keys.path}: is PII_KEYS_FILE the event store's?"
+                    )
+                # Else never keyed: stored in clear before encryption existed.
                 continue
             if not value.startswith(PREFIX):
                 continue  # stored in clear before encryption existed

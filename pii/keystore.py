@@ -99,6 +99,11 @@ class KeyStore:
                 "another master key; set the one it was created with"
             ) from None
 
+    @property
+    def path(self) -> Path:
+        """The key store's file."""
+        return self._path
+
     def claim_digest(self, namespace: str, value: str) -> str:
         """The keyed hash a unique claim is stored as (HMAC-SHA256, hex): the
         store enforces uniqueness without ever holding the address."""

@@ -73,6 +73,7 @@ from sqlalchemy import (
 )
 
 from domain import UserErased
+from domain.upcasting import upcast
 from pii.codec import PayloadCodec
 from query_svc.db import LIVE, Database, read_checkpoint
 from query_svc.source import Checkpoint, EventSource, SourceItem, StoredEvent
@@ -202,9 +203,8 @@ def decode_record(
         return stored
     if stored.event_type == UserErased.EVENT_TYPE:
         codec.keys.forget(stored.aggregate_id)
-    opened = codec.open_event(
-        stored.event_type, stored.payload, stored.aggregate_id, reveal_secrets=True
-    )
+    current = upcast(stored.event_type, stored.payload)
+    opened = codec.open_event(stored.event_type, current, stored.aggregate_id, reveal_secrets=True)
     return dataclasses.replace(stored, payload=opened)
 
 

@@ -20,6 +20,7 @@ from cqrs.eventstore.v1 import event_store_pb2 as pb
 from google.protobuf import struct_pb2
 
 import domain
+from domain.upcasting import upcast
 from pii.codec import PayloadCodec, redact_event
 from service_kit.timeconv import to_timestamp
 from store_svc.engine import RecordedEvent
@@ -42,14 +43,16 @@ def payload_dict(record: RecordedEvent) -> dict[str, Any]:
 def open_payload(
     record: RecordedEvent, codec: PayloadCodec | None, *, redact: bool
 ) -> dict[str, Any]:
-    """The payload as a reader sees it: opened with ``codec`` (stored encoding if None),
-    secrets redacted if ``redact``."""
-    payload = payload_dict(record)
-    if codec is not None:
-        return codec.open_event(
-            record.event_type, payload, record.aggregate_id, reveal_secrets=not redact
-        )
-    return redact_event(record.event_type, payload) if redact else payload
+    """The payload as a reader sees it: upcast to its type's current version and
+    opened with ``codec`` (the stored encoding as is if None), secrets redacted
+    if ``redact``."""
+    if codec is None:
+        payload = payload_dict(record)  # the stored encoding, as is (the relay's)
+        return redact_event(record.event_type, payload) if redact else payload
+    payload = upcast(record.event_type, payload_dict(record))
+    return codec.open_event(
+        record.event_type, payload, record.aggregate_id, reveal_secrets=not redact
+    )
 
 
 def to_domain(record: RecordedEvent, codec: PayloadCodec) -> domain.DomainEvent:

@@ -24,6 +24,7 @@ from cqrs.eventstore.v1 import event_store_pb2 as pb
 from cqrs.eventstore.v1 import event_store_pb2_grpc as pb_grpc
 
 import domain
+from domain.upcasting import stamp
 from pii.codec import PayloadCodec
 from service_kit import errors, metadata, observability, request_validation
 from service_kit.auth import credentials_expire_at
@@ -114,7 +115,9 @@ def _new_event(
     digest = codec.keys.claim_digest
     claims = tuple(Claim(c.namespace, digest(c.namespace, c.value)) for c in proposed.claims)
     releases = tuple(Claim(c.namespace, digest(c.namespace, c.value)) for c in proposed.releases)
-    sealed = codec.seal_event(proposed.event_type, payload, aggregate_id)
+    sealed = stamp(
+        proposed.event_type, codec.seal_event(proposed.event_type, payload, aggregate_id)
+    )
     return NewEvent(
         event_id=proposed.event_id,
         event_type=proposed.event_type,

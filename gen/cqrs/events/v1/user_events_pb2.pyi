@@ -65,7 +65,10 @@ class PasswordChanged(_message.Message):
     password_hash: _builtins.str
     """The new password's bcrypt hash."""
     kept_session_id: _builtins.str
-    """The session that made the change and stays signed in ("" for none); absent in events stored before it existed."""
+    """The session that made the change and stays signed in ("" for none).
+    Version 2: a version 1 event (stored before sessions could be kept) is
+    upcast with "" (every session ended).
+    """
     def __init__(
         self,
         *,

@@ -34,7 +34,9 @@ class PasswordChanged(betterproto.Message):
 
     kept_session_id: str = betterproto.string_field(2)
     """
-    The session that made the change and stays signed in ("" for none); absent in events stored before it existed.
+    The session that made the change and stays signed in ("" for none).
+     Version 2: a version 1 event (stored before sessions could be kept) is
+     upcast with "" (every session ended).
     """
 
 
