@@ -34,6 +34,7 @@ from store_svc.relay_checkpoint import (
 from store_svc.revocations import EngineRevocationFeed
 from store_svc.servicer import SERVICE_NAME, EventStoreServicer
 from store_svc.settings import StoreSettings
+from store_svc.shredding import shred_erased
 from store_svc.time_travel import AggregateNotFound, TimeTravel
 
 log = logging.getLogger("store_svc")
@@ -133,6 +134,11 @@ async def start(settings: StoreSettings) -> StoreService:
     try:
         verifier = settings.tokens.verifier()
         await revocations.start()
+        shredded = await shred_erased(store, codec)
+        if shredded:
+            log.warning(
+                "destroyed %d data keys of users erased before a crash or restore", shredded
+            )
         tt = TimeTravel(store, codec, snapshot_every=settings.snapshot_every)
         servicer = EventStoreServicer(store, tt)
         server = await start_server(
