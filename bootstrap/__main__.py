@@ -10,6 +10,7 @@ from bootstrap.run_all import start, wait_admin
 from service_kit import tracing
 from service_kit.observability import setup_process
 from service_kit.schema_versions import SchemaMismatch
+from pii.keystore import WrongMasterKey
 from service_kit.server import stop_event_on_signals
 from service_kit.settings import SettingsError
 from store_svc.engine import StorageUnavailable, WriterLockHeld
@@ -81,7 +82,14 @@ def main() -> None:
         # and OTEL_* as for every service run alone.
         setup_process("cqrs-users", env, log_format="text")
         asyncio.run(run(env))
-    except (SettingsError, SchemaMismatch, OSError, WriterLockHeld, StorageUnavailable) as exc:
+    except (
+        SettingsError,
+        SchemaMismatch,
+        WrongMasterKey,
+        OSError,
+        WriterLockHeld,
+        StorageUnavailable,
+    ) as exc:
         # One line naming the setting, never a traceback: these are the user's to fix.
         sys.exit(f"make up: {exc}")
 

@@ -49,8 +49,10 @@ class AdminRoster:
         self._lock = asyncio.Lock()
 
     async def deactivations(self) -> int:
-        """How many deactivations the store holds now (read before the admins' states)."""
-        return await self._store.count_events(domain.UserDeactivated.EVENT_TYPE)
+        """How many deactivations and erasures the store holds now (read before the
+        admins' states): both can remove an active admin, so both take the claim."""
+        deactivated = await self._store.count_events(domain.UserDeactivated.EVENT_TYPE)
+        return deactivated + await self._store.count_events(domain.UserErased.EVENT_TYPE)
 
     async def admin_ids(self) -> set[str]:
         """Every user ever registered as an admin, up to now."""

@@ -103,7 +103,12 @@ def to_service_error(exc: Exception) -> ServiceError:
             return ServiceError(grpc.StatusCode.NOT_FOUND, str(exc))
         case domain.AlreadyExists():
             return ServiceError(grpc.StatusCode.ALREADY_EXISTS, str(exc))
-        case domain.UserDeactivatedError() | domain.NotDeactivated() | domain.LastActiveAdmin():
+        case (
+            domain.UserDeactivatedError()
+            | domain.UserErasedError()
+            | domain.NotDeactivated()
+            | domain.LastActiveAdmin()
+        ):
             return ServiceError(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
         case StoreUnavailable():
             # The detail is the store's own answer (e.g. its storage's outage) or our

@@ -231,6 +231,38 @@ class CommandHandler:
 
         return await self._run(user_id, build, trace, claims=lambda: claim, claim_is_race=True)
 
+    async def erase(self, *, user_id: str, actor: str, trace: Trace) -> Outcome:
+        """Erases the user's personal data (``user.erased``; the store shreds the key).
+
+        An active admin is erased only if another admin is active, under the
+        same claim as a deactivation (``command_svc.admin_roster``). Erasing an
+        erased user appends nothing and answers its current version with
+        position 0 (idempotent).
+        """
+        claim: list[tuple[str, str]] = []
+
+        async def build(state: domain.UserState | None) -> domain.Command:
+            last = False
+            claim.clear()
+            if state is not None and state.role == domain.ROLE_ADMIN and state.is_active:
+                before = await self.roster.deactivations()
+                last = not await self.roster.another_active_admin(user_id)
+                claim.append(
+                    (domain.DEACTIVATION_CLAIM_NAMESPACE, domain.deactivation_claim(before))
+                )
+            return domain.EraseUser(actor, last_active_admin=last)
+
+        try:
+            out = await self._run(user_id, build, trace, claims=lambda: claim, claim_is_race=True)
+        except domain.AlreadyErased:
+            state, version = await self._load(user_id, new_stream=False)
+            assert state is not None  # _load raises for a missing user
+            return Outcome(user_id, version, 0, state)
+        # The folded state still holds the address the event released: keep
+        # no copy of it; the next command reloads the erased state.
+        self._cache.discard(user_id, out.version)
+        return out
+
     async def activate(self, *, user_id: str, reason: str, trace: Trace) -> Outcome:
         """Reactivates a deactivated user."""
 
@@ -449,6 +481,8 @@ def _require_active(state: domain.UserState | None, user_id: str) -> domain.User
     # Checked before bcrypt, with the errors decide would raise anyway.
     if state is None:
         raise domain.UserNotFound(user_id)
+    if state.status is domain.UserStatus.ERASED:
+        raise domain.UserErasedError(user_id)
     if not state.is_active:
         raise domain.UserDeactivatedError(user_id)
     return state

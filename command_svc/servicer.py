@@ -41,6 +41,7 @@ EMAIL_CHANGED: Final = "Email changed successfully"
 EMAIL_VERIFIED: Final = "Email verified successfully"
 DEACTIVATED: Final = "User deactivated successfully"
 ACTIVATED: Final = "User activated successfully"
+ERASED: Final = "User's personal data erased"
 
 Req = TypeVar("Req", bound=Message)
 Resp = TypeVar("Resp", bound=Message)
@@ -207,6 +208,16 @@ class CommandServiceServicer(pb_grpc.CommandServiceServicer):
             user_id=user_id, client_address=request.client_address, trace=trace
         )
         return pb.RecordLoginResponse(id=user_id, version=out.version, position=out.position)
+
+    @_command
+    async def EraseUser(self, request: pb.EraseUserRequest, trace: Trace) -> pb.EraseUserResponse:
+        user_id = request.id
+        principal = current_principal()
+        actor = principal.subject if principal is not None else ""
+        out = await self._handler.erase(user_id=user_id, actor=actor, trace=trace)
+        return pb.EraseUserResponse(
+            id=user_id, message=ERASED, version=out.version, position=out.position
+        )
 
     @_command
     async def Activate(self, request: pb.ActivateRequest, trace: Trace) -> pb.ActivateResponse:

@@ -10,8 +10,12 @@ the namespace :data:`EMAIL_CLAIM_NAMESPACE`.
 Decision: deactivation does NOT release the email. A deactivated account's
 address stays reserved, so nobody can register it later and silently step
 into that person's identity (password resets, audit trails, other systems
-keyed by email). Freeing an address would need an explicit, audited
-command, which does not exist yet.
+keyed by email). Erasure (``user.erased``) is the explicit, audited command
+that frees it: the erased user's address may be registered again, by anyone
+(the new account is a new person as far as the system knows: nothing links
+it to the erased one, whose data is unreadable).
+
+The store keeps claims as keyed hashes of these values, never the address.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from domain.events import (
     DomainEvent,
     EmailChanged,
     UserCreated,
+    UserErased,
 )
 
 __all__ = [
@@ -88,6 +93,8 @@ def claims_for(event: DomainEvent) -> ClaimChanges:
         if event.new_email == event.old_email:
             return NO_CLAIM_CHANGES
         return ClaimChanges(take=(event.new_email,), release=(event.old_email,))
+    if isinstance(event, UserErased):
+        return ClaimChanges(release=(event.email,))
     # Password changes, logins and deactivation (see the decision above)
     # leave claims as they are.
     return NO_CLAIM_CHANGES

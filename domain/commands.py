@@ -23,6 +23,7 @@ __all__ = [
     "Command",
     "CompletePasswordReset",
     "Deactivate",
+    "EraseUser",
     "Reactivate",
     "RecordLogin",
     "RegisterUser",
@@ -82,6 +83,17 @@ class Deactivate:
     """
 
     reason: str = ""
+    last_active_admin: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class EraseUser:
+    """Erase the user's personal data; ``actor`` is who asks (their id or an admin's).
+
+    ``last_active_admin`` is the service's verdict, as for :class:`Deactivate`.
+    """
+
+    actor: str
     last_active_admin: bool = False
 
 
@@ -174,4 +186,5 @@ Command: TypeAlias = (
     | RevokeSession
     | RevokeAllSessions
     | VerifyEmail
+    | EraseUser
 )

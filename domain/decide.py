@@ -10,7 +10,11 @@
 Refusals, checked in this order:
 1. ``RegisterUser`` on an existing user -> ``AlreadyExists``; any other
    command on no state -> ``UserNotFound``;
-2. ``Reactivate`` of an active user -> ``NotDeactivated``; any other command
+2. any command on an erased user -> ``UserErasedError`` (``EraseUser``:
+   ``AlreadyErased``); ``EraseUser`` of anyone else is decided here, whatever
+   their status (a deactivated user may be erased; the last active admin
+   may not: ``LastActiveAdmin``);
+   ``Reactivate`` of an active user -> ``NotDeactivated``; any other command
    on a deactivated user -> ``UserDeactivatedError`` (logins and a second
    ``Deactivate`` included: only an admin's reactivation brings it back);
 3. command-specific checks -> ``InvalidCredentials`` / ``ValidationError`` /
@@ -31,6 +35,7 @@ from domain.commands import (
     Command,
     CompletePasswordReset,
     Deactivate,
+    EraseUser,
     Reactivate,
     RecordLogin,
     RegisterUser,
@@ -41,12 +46,14 @@ from domain.commands import (
     VerifyEmail,
 )
 from domain.errors import (
+    AlreadyErased,
     AlreadyExists,
     InvalidCredentials,
     InvalidToken,
     LastActiveAdmin,
     NotDeactivated,
     UserDeactivatedError,
+    UserErasedError,
     UserNotFound,
     ValidationError,
 )
@@ -62,6 +69,7 @@ from domain.events import (
     SessionsRevoked,
     UserCreated,
     UserDeactivated,
+    UserErased,
     UserReactivated,
 )
 from domain.state import UserState, UserStatus
@@ -99,6 +107,19 @@ def decide(state: UserState | None, command: Command, *, now: datetime) -> tuple
     if state is None:
         raise UserNotFound()
     uid, version = state.user_id, state.version + 1
+    if state.status is UserStatus.ERASED:
+        if isinstance(command, EraseUser):
+            raise AlreadyErased(uid)
+        raise UserErasedError(uid)
+    if isinstance(command, EraseUser):
+        actor = validate_bounded_text(command.actor, "actor", MAX_USER_ID_LENGTH)
+        if command.last_active_admin and state.role == ROLE_ADMIN and state.is_active:
+            raise LastActiveAdmin(uid)
+        return (
+            UserErased(
+                aggregate_id=uid, version=version, occurred_at=now, email=state.email, actor=actor
+            ),
+        )
     if isinstance(command, Reactivate):
         if state.status is not UserStatus.DEACTIVATED:
             raise NotDeactivated(uid)
@@ -231,6 +252,8 @@ def decide(state: UserState | None, command: Command, *, now: datetime) -> tuple
                     aggregate_id=uid, version=version, occurred_at=now, client_address=address
                 ),
             )
+        case EraseUser():  # decided above, whatever the status
+            raise AssertionError("unreachable")
         case _:
             assert_never(command)
 

@@ -98,6 +98,22 @@ class UserDeactivatedError(DomainError):
         self.user_id = user_id
 
 
+class UserErasedError(DomainError):
+    """The user's personal data was erased; no command is accepted for it any more."""
+
+    def __init__(self, user_id: str) -> None:
+        super().__init__(f"user {user_id!r} is erased")
+        self.user_id = user_id
+
+
+class AlreadyErased(DomainError):
+    """Erasing a user already erased (the service answers it as a success: idempotent)."""
+
+    def __init__(self, user_id: str) -> None:
+        super().__init__(f"user {user_id!r} is already erased")
+        self.user_id = user_id
+
+
 class NotDeactivated(DomainError):
     """Reactivating a user who is active."""
 

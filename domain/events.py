@@ -13,9 +13,14 @@ are history, and tightening a rule later must not make old streams unreadable.
 
 Secret fields (a ``password_hash``, a one-time token's ``token_hash`` and
 ``token_nonce``) are hidden from ``repr`` so that logging an event never
-leaks them, and named so that :func:`domain.serialization.redact_payload`
-hides them from every public read (each class's docstring lists them).
+leaks them; the contract marks them secret, and ``pii.codec`` hides them from
+every public read (each class's docstring lists them).
 Personal data: ``email``, ``old_email``, ``new_email``, ``client_address``.
+
+The contract states all of this: each event type is a message of
+``protos/cqrs/events/v1/user_events.proto`` whose fields carry their
+protection (``cqrs.privacy.v1``); a test checks that every class here has
+exactly its message's fields, and ``pii.codec`` applies the annotations.
 """
 
 from __future__ import annotations
@@ -44,6 +49,7 @@ __all__ = [
     "SessionsRevoked",
     "UserCreated",
     "UserDeactivated",
+    "UserErased",
     "UserReactivated",
 ]
 
@@ -213,6 +219,22 @@ class EmailVerified(_Event):
     email: str
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UserErased(_Event):
+    """The user's personal data was erased (crypto-shredding); the stream's last event.
+
+    ``email`` is the address released (personal: it reads "[ERASED]" once the
+    store destroyed the user's key, right after storing this event);
+    ``actor`` is who asked (the user's own id, or an admin's). Ends every
+    session; no command is accepted for the user afterwards.
+    """
+
+    EVENT_TYPE: ClassVar[str] = "user.erased"
+
+    email: str
+    actor: str
+
+
 DomainEvent: TypeAlias = (
     UserCreated
     | PasswordChanged
@@ -225,6 +247,7 @@ DomainEvent: TypeAlias = (
     | SessionRevoked
     | SessionsRevoked
     | EmailVerified
+    | UserErased
 )
 
 _CLASSES: tuple[type[DomainEvent], ...] = (
@@ -239,6 +262,7 @@ _CLASSES: tuple[type[DomainEvent], ...] = (
     SessionRevoked,
     SessionsRevoked,
     EmailVerified,
+    UserErased,
 )
 # Read-only: the wire-name registry must not be patched at run time.
 EVENT_CLASSES: Final[Mapping[str, type[DomainEvent]]] = MappingProxyType(

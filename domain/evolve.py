@@ -30,6 +30,7 @@ from domain.events import (
     SessionsRevoked,
     UserCreated,
     UserDeactivated,
+    UserErased,
     UserReactivated,
 )
 from domain.state import UserState, UserStatus
@@ -129,6 +130,18 @@ def _updates(current: Callable[[str], Any], event: DomainEvent) -> dict[str, obj
             return common | {"credential_version": event.version}
         case SessionRevoked():
             return common
+        case UserErased():
+            # The email is the event's own (already "[ERASED]" once the key is
+            # gone), so a fold never resurrects an address; every session ends.
+            return (
+                common
+                | no_reset
+                | {
+                    "status": UserStatus.ERASED,
+                    "email": event.email,
+                    "credential_version": event.version,
+                }
+            )
         case EmailVerified():
             return common | {"email_verified": True, "email_verified_at": event.occurred_at}
         case _:

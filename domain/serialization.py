@@ -16,9 +16,9 @@ Payload values are strings; a ``datetime`` field (``expires_at``) travels as
 an RFC 3339 string.
 
 Redaction: payloads contain secrets (password hashes, one-time token hashes
-and nonces), which no public read may return. ``redact_payload`` must be
-applied by every read that leaves the command side (event listings,
-history, Kafka consumers that expose data).
+and nonces), which no public read may return, and personal data. Which
+fields are which is stated in the contract (``cqrs/events/v1``, the
+``cqrs.privacy.v1`` options) and applied by ``pii.codec``, not here.
 
 Snapshots: ``state_to_dict`` / ``state_from_dict`` are the *internal*
 snapshot format and include the hash (the command side needs it to verify
@@ -41,18 +41,14 @@ from domain.state import UserState, UserStatus
 from domain.timefmt import format_timestamp, parse_timestamp
 
 __all__ = [
-    "REDACTED",
-    "SECRET_KEY_PARTS",
     "STATE_SCHEMA_VERSION",
     "event_from_payload",
     "event_to_payload",
-    "redact_payload",
     "state_from_dict",
     "state_to_dict",
 ]
 
 STATE_SCHEMA_VERSION: Final = 2
-REDACTED: Final = "[REDACTED]"
 
 
 def _payload_fields(cls: type[DomainEvent]) -> tuple[str, ...]:
@@ -124,40 +120,6 @@ def event_from_payload(
         values[name] = parse_timestamp(value, name) if name in times else value
     # The envelope is checked by the event's own __post_init__.
     return cls(aggregate_id=aggregate_id, version=version, occurred_at=occurred_at, **values)
-
-
-def redact_payload(event_type: str, payload: Mapping[str, object]) -> dict[str, object]:
-    """Return a copy of ``payload`` with every secret value replaced.
-
-    Redaction is by key name, whatever ``event_type`` is (unknown types
-    included), and reaches nested mappings and lists: any key containing one
-    of :data:`SECRET_KEY_PARTS` (case-insensitive: ``password_hash``,
-    ``token_hash``, ``token_nonce`` today) gets :data:`REDACTED`. The input is
-    not modified. ``event_type`` is accepted so per-type rules can be added
-    without changing callers.
-    """
-    del event_type  # redaction by key name is deliberately type-independent
-    return {
-        key: REDACTED if _is_secret_key(key) else _redact(item) for key, item in payload.items()
-    }
-
-
-def _redact(value: object) -> object:
-    if isinstance(value, Mapping):
-        return {
-            key: REDACTED if _is_secret_key(key) else _redact(item) for key, item in value.items()
-        }
-    if isinstance(value, list | tuple):
-        return [_redact(item) for item in value]
-    return value
-
-
-SECRET_KEY_PARTS: Final[tuple[str, ...]] = ("password", "token", "hash", "secret")
-"""A payload key containing one of these is a secret (see :func:`redact_payload`)."""
-
-
-def _is_secret_key(key: object) -> bool:
-    return isinstance(key, str) and any(part in key.lower() for part in SECRET_KEY_PARTS)
 
 
 def state_to_dict(state: UserState) -> dict[str, object]:

@@ -22,8 +22,8 @@ session, issued under this credential version, still valid": the token
 check of every service (``service_kit.revocation``) and the refresh of a
 session (query_svc) both use it.
 
-Reactivation ends nothing (the deactivation already did). Erasure, when it
-exists, must join :data:`SESSION_ENDING_TYPES` and end every session.
+Reactivation ends nothing (the deactivation already did). Erasure ends
+every session.
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ from domain.events import (
     SessionRevoked,
     SessionsRevoked,
     UserDeactivated,
+    UserErased,
 )
 
 __all__ = [
@@ -53,6 +54,7 @@ _ALL_REASONS: Final[dict[str, str]] = {
     PasswordReset.EVENT_TYPE: "the password was reset",
     UserDeactivated.EVENT_TYPE: "the account was deactivated",
     SessionsRevoked.EVENT_TYPE: "every session was ended",
+    UserErased.EVENT_TYPE: "the account's personal data was erased",
 }
 
 SESSION_ENDING_TYPES: Final[tuple[str, ...]] = (*_ALL_REASONS, SessionRevoked.EVENT_TYPE)

@@ -7,7 +7,8 @@ Invariants of a ``UserState`` produced by :func:`domain.evolve.fold`:
   monotonic, so no ordering between event times is enforced.
 - ``password_version`` is 1 at creation and grows by one per password change
   or reset; ``password_changed_at`` is ``None`` until the first one.
-- ``status`` is ``DEACTIVATED`` iff ``deactivated_at`` is set; a reactivation
+- ``status`` is ``ERASED`` after ``user.erased`` (final; ``deactivated_at``
+  keeps its value). Otherwise it is ``DEACTIVATED`` iff ``deactivated_at`` is set; a reactivation
   clears both and sets ``reactivated_at``.
 - ``login_count`` counts ``user.login.recorded`` events; ``last_login_at`` is
   the latest one's time.
@@ -43,6 +44,8 @@ class UserStatus(StrEnum):
 
     ACTIVE = "active"
     DEACTIVATED = "deactivated"
+    ERASED = "erased"
+    """Personal data erased: the state's email reads "[ERASED]"; final."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

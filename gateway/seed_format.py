@@ -298,7 +298,7 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         {
             "id": _STRING,
             "email": _STRING,
-            "status": {"type": "string", "enum": ["active", "deactivated"]},
+            "status": {"type": "string", "enum": ["active", "deactivated", "erased"]},
             "created_at": _TIME,
             "updated_at": _TIME,
             "version": _INTEGER,
@@ -310,7 +310,7 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         {
             "ID": _STRING,
             "Email": _STRING,
-            "Status": {"type": "string", "enum": ["active", "deactivated"]},
+            "Status": {"type": "string", "enum": ["active", "deactivated", "erased"]},
             "CreatedAt": _TIME,
             "UpdatedAt": _TIME,
         },
@@ -450,7 +450,7 @@ SEED_ROUTES: dict[tuple[str, str], SeedRoute] = {
                     "aggregate_id": _STRING,
                     "version": _INTEGER,
                     "email": _STRING,
-                    "status": {"type": "string", "enum": ["active", "deactivated"]},
+                    "status": {"type": "string", "enum": ["active", "deactivated", "erased"]},
                     "created_at": _TIME,
                     "updated_at": _TIME,
                     "event_count": _INTEGER,

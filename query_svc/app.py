@@ -19,6 +19,8 @@ import grpc
 from cqrs.query.v1 import query_pb2_grpc as pb_grpc
 
 import domain
+from pii.codec import PayloadCodec
+from pii.keystore import WrongMasterKey
 from query_svc.command_client import CommandClient
 from query_svc.db import Database
 from query_svc.kafka_source import KafkaEventSource, OffsetStore, kafka_consumer_factory
@@ -166,6 +168,9 @@ async def start(
                 offsets=OffsetStore(database),
                 fallback=rebuild_source,
                 gap_timeout=settings.kafka.gap_timeout,
+                # The topic carries personal fields sealed: open them with the
+                # same key store as the store (settings.pii names it).
+                codec=PayloadCodec(settings.pii_settings.open_keys()),
             )
     if commands is None:
         command_channel = grpc.aio.insecure_channel(settings.command_target)
@@ -342,6 +347,6 @@ def main() -> None:
     try:
         setup_process("query_svc", environ())
         asyncio.run(serve())
-    except (SettingsError, SchemaMismatch, OSError) as exc:
+    except (SettingsError, SchemaMismatch, WrongMasterKey, OSError) as exc:
         # A clear one-line reason, not a traceback: these are operator errors.
         raise SystemExit(f"query_svc: {exc}") from None

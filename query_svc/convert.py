@@ -7,7 +7,7 @@ from typing import Final
 from cqrs.common.v1 import user_status_pb2
 from cqrs.query.v1 import query_pb2 as pb
 
-from query_svc.projection import ACTIVE, DEACTIVATED
+from query_svc.projection import ACTIVE, DEACTIVATED, ERASED_STATUS
 from query_svc.read_model import LoginView, UserView
 from query_svc.session_service import SessionStatus
 from service_kit.timeconv import to_timestamp
@@ -15,6 +15,7 @@ from service_kit.timeconv import to_timestamp
 STATUS_TO_PB: Final = {
     ACTIVE: user_status_pb2.USER_STATUS_ACTIVE,
     DEACTIVATED: user_status_pb2.USER_STATUS_DEACTIVATED,
+    ERASED_STATUS: user_status_pb2.USER_STATUS_ERASED,
 }
 PB_TO_STATUS: Final[dict[int, str]] = {int(v): k for k, v in STATUS_TO_PB.items()}
 

@@ -24,7 +24,9 @@ Invariants:
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import sqlite3
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -204,6 +206,9 @@ def _sqlite_engine(path: str, *, immediate: bool, busy_timeout: float) -> AsyncE
         # NORMAL is durable across process crashes in WAL mode; a power cut may
         # lose the last commits, which the projector re-applies from the store.
         cursor.execute("PRAGMA synchronous=NORMAL")
+        # Freed space (an updated or deleted row, an index entry) is zeroed, so an
+        # erased user's address does not linger in the file's free space.
+        cursor.execute("PRAGMA secure_delete=ON")
         # How long a statement waits for another writer's lock (e.g. a rebuild's):
         # the engine's bound, so a locked database cannot hold a use past it.
         cursor.execute(f"PRAGMA busy_timeout={round(busy_timeout * 1000)}")
@@ -324,6 +329,25 @@ class Database:
         """A connection for reads (a transaction, rolled back on exit)."""
         async with self._guard.use(self.reader, limit=self.limits.read, transaction=False) as conn:
             yield conn
+
+    async def purge_old_pages(self) -> None:
+        """After an erasure: on SQLite, copies the WAL into the database and truncates
+        it, so no older version of a page (which may hold an erased value) survives
+        in the WAL. PostgreSQL keeps dead row versions until (auto)vacuum reclaims
+        them; nothing is done here for it."""
+        if self.backend != "sqlite":
+            return
+        path = self.writer.url.database
+        assert path is not None
+
+        def checkpoint() -> None:
+            db = sqlite3.connect(path, timeout=self.limits.write)
+            try:
+                db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            finally:
+                db.close()
+
+        await asyncio.to_thread(checkpoint)
 
     async def ping(self) -> None:
         """One ``SELECT 1`` within the read bound, whatever the breaker says (health

@@ -72,6 +72,9 @@ from sqlalchemy import (
     Table,
 )
 
+from domain import UserErased
+from domain.upcasting import upcast
+from pii.codec import PayloadCodec
 from query_svc.db import LIVE, Database, read_checkpoint
 from query_svc.source import Checkpoint, EventSource, SourceItem, StoredEvent
 from query_svc.store_source import stored_event
@@ -174,8 +177,16 @@ class OffsetTracker:
         return out, self._floor
 
 
-def decode_record(value: bytes | None, headers: Sequence[tuple[str, bytes]]) -> StoredEvent | None:
-    """The event a relay record holds, or None for a record that is not one."""
+def decode_record(
+    value: bytes | None, headers: Sequence[tuple[str, bytes]], codec: PayloadCodec | None = None
+) -> StoredEvent | None:
+    """The event a relay record holds, or None for a record that is not one.
+
+    The topic carries the stored encoding (personal fields sealed); ``codec``
+    opens them (plain text, or "[ERASED]" for an erased user). A
+    ``user.erased`` record first drops the cached key of its user: the store
+    (another instance of the key store) destroyed it.
+    """
     traceparent = ""
     for name, raw in headers:
         if name == "content-type" and raw.decode(errors="replace") != CONTENT_TYPE:
@@ -191,7 +202,15 @@ def decode_record(value: bytes | None, headers: Sequence[tuple[str, bytes]]) -> 
     if event.position <= 0 or not event.aggregate_id:
         return None
     stored = stored_event(event)
-    return dataclasses.replace(stored, traceparent=traceparent) if traceparent else stored
+    if traceparent:
+        stored = dataclasses.replace(stored, traceparent=traceparent)
+    if codec is None:
+        return stored
+    if stored.event_type == UserErased.EVENT_TYPE:
+        codec.keys.forget(stored.aggregate_id)
+    current = upcast(stored.event_type, stored.payload)
+    opened = codec.open_event(stored.event_type, current, stored.aggregate_id, reveal_secrets=True)
+    return dataclasses.replace(stored, payload=opened)
 
 
 # -- Kafka and the database ---------------------------------------------------------------
@@ -359,7 +378,10 @@ class KafkaEventSource:
         fetch_max: int = 2000,
         stop_timeout: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
+        codec: PayloadCodec | None = None,
     ) -> None:
+        """``codec`` opens the records' sealed personal fields (None: left sealed)."""
+        self._codec = codec
         self._consumer_factory = consumer_factory
         self.topic = topic
         self._offsets = offsets
@@ -456,7 +478,7 @@ class KafkaEventSource:
                 wait = min(wait, max(blocked_since + self._gap_timeout - now, 0.0))
             records = await consumer.fetch(wait=wait, max_records=self._fetch_max)
             for record in records:
-                decoded = decode_record(record.value, record.headers)
+                decoded = decode_record(record.value, record.headers, self._codec)
                 if decoded is None:
                     log.warning(
                         "Kafka source: record %d of partition %d is not a store event; skipped",

@@ -9,6 +9,8 @@ mails:
   (``service_kit.mail_tokens``);
 - ``user.password_reset.requested``: a reset mail with its token.
 
+No mail goes to a user erased meanwhile (the address reads "[ERASED]").
+
 The token is derived from the event with the mail key when the mail is
 built; it is never stored anywhere. Mails whose token has already expired
 (a mailer that was down for long) are skipped.
@@ -44,6 +46,7 @@ from cqrs.eventstore.v1 import event_store_pb2_grpc as pb_grpc
 from sqlalchemy import and_, or_
 
 import domain
+from pii.codec import ERASED
 from query_svc.db import Database
 from query_svc.mail_transport import Mail, MailTransport
 from query_svc.session_tables import SESSION_TABLES
@@ -81,8 +84,8 @@ def compose(
         address = payload.get(
             "email" if event.event_type == domain.UserCreated.EVENT_TYPE else "new_email"
         )
-        if not isinstance(address, str):
-            return None
+        if not isinstance(address, str) or address == ERASED:
+            return None  # an erased user gets no mail (the address is gone)
         expires = to_datetime(event.timestamp) + settings.lifetimes.email_verification
         if now > expires:
             return None
@@ -102,8 +105,13 @@ def compose(
             payload.get("token_nonce"),
             payload.get("expires_at"),
         )
-        if not (
-            isinstance(address, str) and isinstance(nonce, str) and isinstance(expires_text, str)
+        if (
+            not (
+                isinstance(address, str)
+                and isinstance(nonce, str)
+                and isinstance(expires_text, str)
+            )
+            or address == ERASED
         ):
             return None
         if now > domain.parse_timestamp(expires_text, "expires_at"):

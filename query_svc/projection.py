@@ -17,6 +17,11 @@ Invariants:
   counting versions of a newer store's streams).
 - ``password_hash`` only ever goes to ``auth_projections``; nothing that
   leaves this service reads it except the login check.
+- ``user.erased`` blanks the user's personal columns: the email reads
+  "[ERASED]" (``auth_projections`` holds a per-user placeholder without '@',
+  which no login can match and which keeps the column unique), the password
+  hash is emptied, the status is "erased", and every login row of the user
+  loses its client address (:attr:`BatchChanges.erased`).
 """
 
 from __future__ import annotations
@@ -31,6 +36,9 @@ from query_svc.source import StoredEvent
 
 ACTIVE: Final = domain.UserStatus.ACTIVE.value
 DEACTIVATED: Final = domain.UserStatus.DEACTIVATED.value
+ERASED_STATUS: Final = domain.UserStatus.ERASED.value
+ERASED: Final = "[ERASED]"
+"""What an erased personal column reads (``pii.codec.ERASED``)."""
 
 
 class ProjectionError(Exception):
@@ -84,7 +92,8 @@ class ProjectedUser:
         """The ``auth_projections`` columns."""
         return {
             "user_id": self.id,
-            "email": self.email,
+            # Unique per user and without '@': an erased address matches no login.
+            "email": f"{ERASED}:{self.id}" if self.email == ERASED else self.email,
             "password_hash": self.password_hash,
             "role": self.role,
             "status": self.status,
@@ -188,6 +197,8 @@ def apply(
             changes["email_verified"] = False
         case domain.EmailVerified():
             changes["email_verified"] = True
+        case domain.UserErased():
+            changes |= {"status": ERASED_STATUS, "email": ERASED, "password_hash": ""}
         case domain.UserDeactivated():
             changes["status"] = DEACTIVATED
             changes["deactivated_at"] = event.occurred_at
@@ -231,7 +242,8 @@ class BatchChanges:
 
     ``inserted`` are users whose first event is in the batch, ``updated``
     users that existed before it (both at their final state);
-    ``email_moved`` are ids among ``updated`` whose email changed, whose old
+    ``erased`` are users erased by the batch, whose login rows must lose
+    their client addresses; ``email_moved`` are ids among ``updated`` whose email changed, whose old
     addresses must be released before any row takes its new one; it is empty
     when no mover takes an address another mover held before the batch (the
     common case), because then the rows can be written in any order.
@@ -241,11 +253,12 @@ class BatchChanges:
     updated: dict[str, ProjectedUser] = field(default_factory=dict)
     email_moved: set[str] = field(default_factory=set)
     logins: list[LoginRow] = field(default_factory=list)
+    erased: set[str] = field(default_factory=set)
     applied: int = 0
 
     @property
     def is_empty(self) -> bool:
-        return not (self.inserted or self.updated or self.logins)
+        return not (self.inserted or self.updated or self.logins or self.erased)
 
 
 def touched_ids(events: Sequence[StoredEvent]) -> list[str]:
@@ -273,6 +286,8 @@ def project_batch(
         changes.applied += 1
         if login is not None:
             changes.logins.append(login)
+        if stored.event_type == domain.UserErased.EVENT_TYPE:
+            changes.erased.add(uid)
     released: set[str] = set()  # addresses the movers held before the batch
     for uid, user in current.items():
         assert user is not None  # apply never returns None for a new state

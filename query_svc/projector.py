@@ -277,7 +277,7 @@ class Projector:
                 position = events[-1].position
                 started = time.time_ns()
                 async with self._db.write() as conn:
-                    await write_batch(
+                    changes = await write_batch(
                         conn, self._tables, events, expected=expected, position=position
                     )
                 tracing.record_spans(
@@ -288,6 +288,8 @@ class Projector:
                     end_ns=time.time_ns(),
                     kind=SpanKind.CONSUMER,
                 )
+                if changes.erased:
+                    await self._db.purge_old_pages()
                 self._set_applied(position)
                 self.applied_event_time = events[-1].occurred_at
                 self.events_applied += len(events)

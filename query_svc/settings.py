@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
+from pii.settings import KEYS_FILE, PiiSettings
 from service_kit.auth import TokenSettings
 from service_kit.mail_tokens import TokenLifetimes
 from service_kit.passwords import DEFAULT_COST, MAX_COST, MIN_COST
@@ -154,6 +155,7 @@ class QuerySettings:
     db_limits: DatabaseLimits = DatabaseLimits()
     event_source: str
     kafka: KafkaSettings = KafkaSettings()
+    pii: PiiSettings | None = None
     store_target: str
     command_target: str
     tokens: TokenSettings
@@ -174,6 +176,11 @@ class QuerySettings:
     def sqlite_path(self) -> Path:
         """The embedded read model's file."""
         return self.data_dir / "read_model.sqlite3"
+
+    @property
+    def pii_settings(self) -> PiiSettings:
+        """The key store's settings; by default its file sits in ``data_dir``."""
+        return self.pii or PiiSettings(self.data_dir / KEYS_FILE)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> QuerySettings:
@@ -214,6 +221,7 @@ class QuerySettings:
                 )
                 / 1000.0,
             ),
+            pii=PiiSettings.from_env(env),
             store_target=env_str(env, "STORE_GRPC_TARGET", "127.0.0.1:9090"),
             command_target=env_str(env, "COMMAND_GRPC_TARGET", "127.0.0.1:9091"),
             tokens=TokenSettings.from_env(env),

@@ -19,12 +19,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from query_svc.db import CHECKPOINT_NAME, Tables
 from query_svc.projection import (
+    ERASED,
     BatchChanges,
     ProjectedUser,
     ProjectionError,
     project_batch,
     touched_ids,
 )
+from query_svc.session_tables import SESSION_TABLES
 from query_svc.source import SourceItem, StoredEvent
 
 # Bound parameters per IN list; well under SQLite's and asyncpg's limits.
@@ -140,6 +142,22 @@ async def write_changes(conn: AsyncConnection, tables: Tables, changes: BatchCha
         await conn.execute(auth.insert(), [u.auth_row() for u in changes.inserted.values()])
     if changes.logins:
         await conn.execute(logins.insert(), [login.row() for login in changes.logins])
+    if changes.erased:
+        await erase_personal_rows(conn, tables, sorted(changes.erased))
+
+
+async def erase_personal_rows(conn: AsyncConnection, tables: Tables, user_ids: list[str]) -> None:
+    """Blanks the personal columns the projection rows of erased users still hold
+    beyond ``users``/``auth_projections`` (written by :func:`write_changes`): the
+    client address of every login and of every session."""
+    logins = tables.logins
+    await conn.execute(
+        logins.update().where(logins.c.user_id.in_(user_ids)).values(client_address=ERASED)
+    )
+    sessions = SESSION_TABLES.sessions
+    await conn.execute(
+        sessions.update().where(sessions.c.user_id.in_(user_ids)).values(client_address=ERASED)
+    )
 
 
 async def move_checkpoint(

@@ -31,12 +31,12 @@ mkdir -p gen/cqrs gen/buf "$client"
 
 # betterproto writes every file of the request, imports included; the client
 # keeps the services' packages and google.rpc (error details), not the
-# option-only packages (access, validation, http options, buf.validate, google.api).
+# option-only packages (access, validation, http options, privacy, buf.validate, google.api).
 "$py" -m grpc_tools.protoc -Iprotos -Iprotos/third_party \
   --python_betterproto_out="$client" \
   "${files[@]}" google/rpc/status.proto google/rpc/error_details.proto
 rm -rf "$client/buf" "$client/google/api" "$client/cqrs/access" "$client/cqrs/validation" \
-  "$client/cqrs/httpopts"
+  "$client/cqrs/httpopts" "$client/cqrs/privacy"
 
 npx --no-install buf build -o gen/cqrs/descriptor_set.binpb
 

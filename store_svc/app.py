@@ -10,6 +10,8 @@ import grpc
 from cqrs.eventstore.v1 import event_store_pb2_grpc as pb_grpc
 
 import domain
+from pii.codec import PayloadCodec
+from pii.keystore import WrongMasterKey
 from service_kit import dependency_errors, errors, tracing
 from service_kit.interceptors import service_interceptors
 from service_kit.observability import (
@@ -40,6 +42,7 @@ from store_svc.relay_checkpoint import (
 from store_svc.revocations import EngineRevocationFeed
 from store_svc.servicer import SERVICE_NAME, TRACED_AS, EventStoreServicer
 from store_svc.settings import StoreSettings
+from store_svc.shredding import shred_erased
 from store_svc.time_travel import AggregateNotFound, TimeTravel
 
 log = logging.getLogger("store_svc")
@@ -101,6 +104,7 @@ class StoreService:
             # Before the store closes: the relay publishes what is committed.
             await self.relay.stop(grace)
         await self.store.close()
+        self.time_travel.codec.keys.close()
 
 
 async def open_store(settings: StoreSettings) -> engine.EventStore:
@@ -137,9 +141,17 @@ async def open_store(settings: StoreSettings) -> engine.EventStore:
 
 async def start(settings: StoreSettings) -> StoreService:
     """Opens the store (refusing if another writer holds it, or waiting as a standby)
-    and serves it."""
+    and serves it.
+
+    The key store opens first: a wrong master key (``pii.keystore.WrongMasterKey``)
+    stops the start before anything is served."""
     check_bindable(settings.listen, "STORE_GRPC_LISTEN")  # before any work: one clear line
-    store = await open_store(settings)
+    codec = PayloadCodec(settings.pii_settings.open_keys())
+    try:
+        store = await open_store(settings)
+    except BaseException:
+        codec.keys.close()
+        raise
     relay = None
     if settings.relay.enabled:
         relay = OutboxRelay(
@@ -155,7 +167,12 @@ async def start(settings: StoreSettings) -> StoreService:
     try:
         verifier = settings.tokens.verifier()
         await revocations.start()
-        tt = TimeTravel(store, snapshot_every=settings.snapshot_every)
+        shredded = await shred_erased(store, codec)
+        if shredded:
+            log.warning(
+                "destroyed %d data keys of users erased before a crash or restore", shredded
+            )
+        tt = TimeTravel(store, codec, snapshot_every=settings.snapshot_every)
         servicer = EventStoreServicer(store, tt)
         server = await start_server(
             settings.listen,
@@ -173,6 +190,7 @@ async def start(settings: StoreSettings) -> StoreService:
     except BaseException:
         await revocations.stop()
         await store.close()
+        codec.keys.close()
         raise
     if relay is not None:
         await relay.start()  # returns at once: Kafka being down delays only the relay
@@ -201,6 +219,7 @@ def main() -> None:
         SettingsError,
         SchemaMismatch,
         OSError,
+        WrongMasterKey,
         engine.WriterLockHeld,
         engine.StorageUnavailable,
     ) as exc:

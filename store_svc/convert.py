@@ -1,8 +1,13 @@
 """Conversions between the engine's records, the domain, and protobuf messages.
 
-Invariant: every function producing a public message redacts password
-hashes; only ``event_to_pb(..., redact=False)`` leaves them, and only
-LoadAggregate and a service's Subscribe call it so.
+Stored payloads hold personal fields sealed (``pii.codec``). A read opens
+them with the codec (plain text, or "[ERASED]" once the user was erased);
+only the relay passes ``codec=None`` to publish the stored encoding as is.
+
+Invariant: every function producing a public message redacts secrets (the
+contract's ``SENSITIVITY_SECRET`` fields); only ``event_to_pb(...,
+redact=False)`` leaves them, and only LoadAggregate, a service's Subscribe
+and the relay call it so.
 """
 
 from __future__ import annotations
@@ -15,12 +20,15 @@ from cqrs.eventstore.v1 import event_store_pb2 as pb
 from google.protobuf import struct_pb2
 
 import domain
+from domain.upcasting import upcast
+from pii.codec import PayloadCodec, redact_event
 from service_kit.timeconv import to_timestamp
 from store_svc.engine import RecordedEvent
 
 _STATUS = {
     domain.UserStatus.ACTIVE: user_status_pb2.USER_STATUS_ACTIVE,
     domain.UserStatus.DEACTIVATED: user_status_pb2.USER_STATUS_DEACTIVATED,
+    domain.UserStatus.ERASED: user_status_pb2.USER_STATUS_ERASED,
 }
 
 
@@ -32,11 +40,26 @@ def payload_dict(record: RecordedEvent) -> dict[str, Any]:
     return value
 
 
-def to_domain(record: RecordedEvent) -> domain.DomainEvent:
-    """The domain event a stored record holds."""
+def open_payload(
+    record: RecordedEvent, codec: PayloadCodec | None, *, redact: bool
+) -> dict[str, Any]:
+    """The payload as a reader sees it: upcast to its type's current version and
+    opened with ``codec`` (the stored encoding as is if None), secrets redacted
+    if ``redact``."""
+    if codec is None:
+        payload = payload_dict(record)  # the stored encoding, as is (the relay's)
+        return redact_event(record.event_type, payload) if redact else payload
+    payload = upcast(record.event_type, payload_dict(record))
+    return codec.open_event(
+        record.event_type, payload, record.aggregate_id, reveal_secrets=not redact
+    )
+
+
+def to_domain(record: RecordedEvent, codec: PayloadCodec) -> domain.DomainEvent:
+    """The domain event a stored record holds (personal fields opened)."""
     return domain.event_from_payload(
         record.event_type,
-        payload_dict(record),
+        open_payload(record, codec, redact=False),
         aggregate_id=record.aggregate_id,
         version=record.version,
         occurred_at=record.timestamp,
@@ -49,11 +72,12 @@ def struct_of(values: dict[str, Any]) -> struct_pb2.Struct:
     return s
 
 
-def event_to_pb(record: RecordedEvent, *, redact: bool = True) -> pb.Event:
-    """A stored record as an Event message, its password hash redacted unless told."""
-    payload = payload_dict(record)
-    if redact:
-        payload = domain.redact_payload(record.event_type, payload)
+def event_to_pb(
+    record: RecordedEvent, codec: PayloadCodec | None, *, redact: bool = True
+) -> pb.Event:
+    """A stored record as an Event message: personal fields opened by ``codec``
+    (kept sealed if None), secrets redacted unless told."""
+    payload = open_payload(record, codec, redact=redact)
     return pb.Event(
         position=record.position,
         event_id=record.event_id,

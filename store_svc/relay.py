@@ -8,7 +8,9 @@ and publishes each event to ``topic`` with
 * value: the ``cqrs.eventstore.v1.Event`` message, serialized and NOT
   redacted (password hashes included): the topic is internal, read only by
   the project's services (query_svc needs the hashes for logins), never
-  exposed to users;
+  exposed to users. Its payload is the stored encoding itself: personal
+  fields stay sealed with the user's data key (``pii.codec``), so the topic's
+  log segments never hold an address in clear and erasure reaches them too;
 * headers: ``event_type``, ``position`` (decimal) and ``content-type``
   (:data:`CONTENT_TYPE`).
 
@@ -139,7 +141,7 @@ def kafka_message(record: RecordedEvent) -> KafkaMessage:
     """The message for one stored event (unredacted: see the module docstring)."""
     return KafkaMessage(
         key=record.aggregate_id.encode(),
-        value=event_to_pb(record, redact=False).SerializeToString(),
+        value=event_to_pb(record, None, redact=False).SerializeToString(),
         headers=[
             ("event_type", record.event_type.encode()),
             ("position", str(record.position).encode()),

@@ -25,6 +25,8 @@ from cqrs.eventstore.v1 import event_store_pb2_grpc as pb_grpc
 from opentelemetry.trace import SpanKind
 
 import domain
+from domain.upcasting import stamp
+from pii.codec import PayloadCodec
 from service_kit import errors, metadata, observability, request_validation, tracing
 from service_kit.auth import credentials_expire_at
 from service_kit.batching import batches
@@ -41,7 +43,7 @@ from store_svc.engine import (
     SnapshotRecord,
 )
 from store_svc.engine.model import MAX_TIMESTAMP, MIN_TIMESTAMP
-from store_svc.time_travel import TimeTravel, snapshot_state
+from store_svc.time_travel import TimeTravel, snapshot_dict, snapshot_state
 
 SERVICE_NAME: Final = pb.DESCRIPTOR.services_by_name["EventStoreService"].full_name
 TRACED_AS: Final = "store_svc"  # the service name its spans carry
@@ -82,8 +84,16 @@ _COMPACT_JSON = json.JSONEncoder(separators=(",", ":"))
 
 
 def _new_event(
-    i: int, aggregate_id: str, version: int, proposed: pb.ProposedEvent, now: datetime
+    i: int,
+    aggregate_id: str,
+    version: int,
+    proposed: pb.ProposedEvent,
+    now: datetime,
+    *,
+    codec: PayloadCodec,
 ) -> NewEvent:
+    """The event to store: checked by the domain, personal fields sealed, claims
+    as keyed hashes (the store never holds an address in clear)."""
     field = f"events[{i}]"
     if proposed.event_type not in domain.EVENT_TYPES:
         raise invalid(
@@ -105,12 +115,16 @@ def _new_event(
         )
     except domain.ValidationError as exc:
         raise invalid(f"{field}.payload.{exc.field}", exc.reason) from None
-    claims = tuple(Claim(c.namespace, c.value) for c in proposed.claims)
-    releases = tuple(Claim(c.namespace, c.value) for c in proposed.releases)
+    digest = codec.keys.claim_digest
+    claims = tuple(Claim(c.namespace, digest(c.namespace, c.value)) for c in proposed.claims)
+    releases = tuple(Claim(c.namespace, digest(c.namespace, c.value)) for c in proposed.releases)
+    sealed = stamp(
+        proposed.event_type, codec.seal_event(proposed.event_type, payload, aggregate_id)
+    )
     return NewEvent(
         event_id=proposed.event_id,
         event_type=proposed.event_type,
-        payload=_COMPACT_JSON.encode(payload).encode(),
+        payload=_COMPACT_JSON.encode(sealed).encode(),
         claims=claims,
         releases=releases,
     )
@@ -160,6 +174,7 @@ class EventStoreServicer(pb_grpc.EventStoreServiceServicer):
     def __init__(self, store: EventStore, time_travel: TimeTravel) -> None:
         self._store = store
         self._tt = time_travel
+        self._codec = time_travel.codec
         self._closing = asyncio.Event()
 
     # -- writes ------------------------------------------------------------
@@ -271,7 +286,11 @@ class EventStoreServicer(pb_grpc.EventStoreServiceServicer):
         aggregate_type = request.aggregate_type or "user"
         expected = _expected(request)
         now = utcnow()
-        events = [_new_event(i, aggregate_id, i + 1, e, now) for i, e in enumerate(request.events)]
+        codec = self._codec
+        events = [
+            _new_event(i, aggregate_id, i + 1, e, now, codec=codec)
+            for i, e in enumerate(request.events)
+        ]
         old_version = self._store.stream_version(aggregate_id)
         result = await self._store.append(
             aggregate_id,
@@ -283,7 +302,11 @@ class EventStoreServicer(pb_grpc.EventStoreServiceServicer):
             causation_id=causation,
             traceparent=traceparent,
         )
-        if not result.idempotent:
+        if any(e.event_type == domain.UserErased.EVENT_TYPE for e in events):
+            # Crypto-shredding, once the erasure is durable (also on an
+            # idempotent retry: the first attempt may have died right here).
+            codec.erase(aggregate_id, at=domain.format_timestamp(now))
+        elif not result.idempotent:
             self._tt.after_append(aggregate_id, old_version, result.version, now)
         return pb.AppendResponse(
             aggregate_id=aggregate_id,
@@ -311,10 +334,11 @@ class EventStoreServicer(pb_grpc.EventStoreServiceServicer):
         response = pb.LoadAggregateResponse(
             aggregate_id=aggregate_id,
             version=version,
-            events=[convert.event_to_pb(r, redact=False) for r in records],
+            events=[convert.event_to_pb(r, self._codec, redact=False) for r in records],
         )
         if usable and snap is not None:
-            response.snapshot_state = snap.state
+            opened = snapshot_dict(snap, self._codec)
+            response.snapshot_state = json.dumps(opened).encode()
             response.snapshot_version = snap.version
         return response
 
@@ -339,7 +363,7 @@ class EventStoreServicer(pb_grpc.EventStoreServiceServicer):
         )
         return pb.ReadStreamResponse(
             aggregate_id=aggregate_id,
-            events=[convert.event_to_pb(r) for r in records],
+            events=[convert.event_to_pb(r, self._codec) for r in records],
             count=len(records),
             version=version,
         )
@@ -355,7 +379,7 @@ class EventStoreServicer(pb_grpc.EventStoreServiceServicer):
         records = await self._store.read_stream(aggregate_id, from_version=from_version)
         return pb.GetAggregateEventsResponse(
             aggregate_id=aggregate_id,
-            events=[convert.event_to_pb(r) for r in records],
+            events=[convert.event_to_pb(r, self._codec) for r in records],
             count=len(records),
         )
 
@@ -381,7 +405,7 @@ class EventStoreServicer(pb_grpc.EventStoreServiceServicer):
         after = await self._skip(request.offset, request.after_position, filters)
         records = await self._store.read_all(after_position=after, limit=limit, **filters)
         return pb.ListEventsResponse(
-            events=[convert.event_to_pb(r) for r in records],
+            events=[convert.event_to_pb(r, self._codec) for r in records],
             count=len(records),
             next_after_position=records[-1].position if len(records) == limit else 0,
         )
@@ -423,7 +447,7 @@ class EventStoreServicer(pb_grpc.EventStoreServiceServicer):
             after_position=request.after_position, limit=limit, since=since
         )
         return pb.ReplayEventsResponse(
-            events=[convert.event_to_pb(r) for r in records],
+            events=[convert.event_to_pb(r, self._codec) for r in records],
             count=len(records),
             since=request.since,
             next_after_position=records[-1].position if len(records) == limit else 0,
@@ -448,7 +472,7 @@ class EventStoreServicer(pb_grpc.EventStoreServiceServicer):
                     if wanted and item.event_type not in wanted:
                         skipped = item.position
                         continue
-                    events.append(convert.event_to_pb(item, redact=redact))
+                    events.append(convert.event_to_pb(item, self._codec, redact=redact))
                     skipped = 0
                     continue
                 if events:  # keep order: events before the checkpoint go first
@@ -504,7 +528,7 @@ class EventStoreServicer(pb_grpc.EventStoreServiceServicer):
             aggregate_id=aggregate_id,
             entries=[
                 pb.HistoryEntry(
-                    event=convert.event_to_pb(s.record),
+                    event=convert.event_to_pb(s.record, self._codec),
                     state=convert.state_to_pb(s.state),
                     changed_fields=list(s.changed_fields),
                 )
@@ -555,7 +579,7 @@ class EventStoreServicer(pb_grpc.EventStoreServiceServicer):
     # -- snapshots -----------------------------------------------------------
 
     def _snapshot_pb(self, record: SnapshotRecord) -> pb.Snapshot:
-        state = snapshot_state(record)
+        state = snapshot_state(record, self._codec)
         assert state is not None
         return pb.Snapshot(
             aggregate_id=record.aggregate_id,

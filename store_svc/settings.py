@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from pii.settings import KEYS_FILE, PiiSettings
 from service_kit.auth import TokenSettings
 from service_kit.settings import SettingsError, env_choice, env_float, env_int, env_listen, env_str
 from store_svc.engine import ClickHouseConfig
@@ -68,6 +69,12 @@ class StoreSettings:
     tokens: TokenSettings
     relay: RelaySettings = RelaySettings()
     standby: bool = False  # wait for the writer lock instead of exiting when it is held
+    pii: PiiSettings | None = None
+
+    @property
+    def pii_settings(self) -> PiiSettings:
+        """The key store's settings; by default its file sits in ``data_dir``."""
+        return self.pii or PiiSettings(self.data_dir / KEYS_FILE)
 
     @property
     def sqlite_path(self) -> Path:
@@ -117,4 +124,5 @@ class StoreSettings:
             ),
             relay=RelaySettings.from_env(env),
             standby=env_choice(env, "STORE_STANDBY", "0", ("0", "1")) == "1",
+            pii=PiiSettings.from_env(env),
         )

@@ -7,6 +7,8 @@ disagree with what the command side decides against.
 Invariants:
 - A snapshot is used only if its schema version equals the domain's
   ``STATE_SCHEMA_VERSION``; others are ignored, never misread.
+- Snapshots keep personal fields sealed (``pii.codec``): a stored snapshot
+  never holds an address in clear, and reads "[ERASED]" after erasure.
 - "State at time T" folds the events stored at or before T; a snapshot
   serves it only if the snapshot was taken at or before T (so every event
   it folded was stored before T).
@@ -21,6 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import domain
+from pii.codec import PayloadCodec
 from store_svc.convert import to_domain
 from store_svc.engine import EventStore, RecordedEvent, SnapshotRecord
 
@@ -49,24 +52,37 @@ class Step:
     changed_fields: tuple[str, ...]
 
 
-def snapshot_state(record: SnapshotRecord) -> domain.UserState | None:
-    """The state a snapshot holds, or None if its format is not the current one."""
+def snapshot_dict(record: SnapshotRecord, codec: PayloadCodec) -> dict[str, object] | None:
+    """The state dict a snapshot holds, opened; None if its format is not the current one."""
     if record.schema_version != domain.STATE_SCHEMA_VERSION:
         return None
-    return domain.state_from_dict(json.loads(record.state))
+    return codec.open_state(json.loads(record.state))
 
 
-def _fold(records: list[RecordedEvent], state: domain.UserState | None) -> domain.UserState | None:
-    return domain.fold((to_domain(r) for r in records), state)
+def snapshot_state(record: SnapshotRecord, codec: PayloadCodec) -> domain.UserState | None:
+    """The state a snapshot holds, or None if its format is not the current one."""
+    data = snapshot_dict(record, codec)
+    return None if data is None else domain.state_from_dict(data)
 
 
 class TimeTravel:
     """Reconstructs users' states from the event store."""
 
-    def __init__(self, store: EventStore, *, snapshot_every: int) -> None:
+    def __init__(self, store: EventStore, codec: PayloadCodec, *, snapshot_every: int) -> None:
         self._store = store
+        self._codec = codec
         self._snapshot_every = snapshot_every
         self._background: set[asyncio.Task[None]] = set()
+
+    @property
+    def codec(self) -> PayloadCodec:
+        """What opens and seals personal fields."""
+        return self._codec
+
+    def _fold(
+        self, records: list[RecordedEvent], state: domain.UserState | None
+    ) -> domain.UserState | None:
+        return domain.fold((to_domain(r, self._codec) for r in records), state)
 
     async def _require_exists(self, aggregate_id: str) -> None:
         if self._store.stream_version(aggregate_id) == 0:
@@ -76,7 +92,7 @@ class TimeTravel:
         """The state after every event, folded from the first event."""
         await self._require_exists(aggregate_id)
         records = await self._store.read_stream(aggregate_id)
-        state = _fold(records, None)
+        state = self._fold(records, None)
         if state is None:
             raise AggregateNotFound(f"user {aggregate_id} not found")
         return Folded(state, len(records))
@@ -85,7 +101,11 @@ class TimeTravel:
         """The state after every event stored at or before ``at``."""
         await self._require_exists(aggregate_id)
         snap = await self._store.latest_snapshot(aggregate_id)
-        base = snapshot_state(snap) if snap is not None and snap.created_at <= at else None
+        base = (
+            snapshot_state(snap, self._codec)
+            if snap is not None and snap.created_at <= at
+            else None
+        )
         if base is not None and snap is not None:
             # Nothing newer than the snapshot: no read at all (the heads are in memory).
             records = (
@@ -95,11 +115,11 @@ class TimeTravel:
                     aggregate_id, from_version=snap.version + 1, until=at
                 )
             )
-            state = _fold(records, base)
+            state = self._fold(records, base)
             assert state is not None
             return Folded(state, len(records), snap.version)
         records = await self._store.read_stream(aggregate_id, until=at)
-        state = _fold(records, None)
+        state = self._fold(records, None)
         if state is None:
             raise AggregateNotFound(
                 f"user {aggregate_id} did not exist at {domain.format_timestamp(at)}"
@@ -114,7 +134,7 @@ class TimeTravel:
         if version > current:
             raise AggregateNotFound(f"user {aggregate_id} has version {current}, not {version}")
         records = await self._store.read_stream(aggregate_id, to_version=version)
-        state = _fold(records, None)
+        state = self._fold(records, None)
         assert state is not None
         return Folded(state, len(records))
 
@@ -124,7 +144,7 @@ class TimeTravel:
         steps: list[Step] = []
         state: domain.UserState | None = None
         for record in await self._store.read_stream(aggregate_id):
-            after = domain.evolve(state, to_domain(record))
+            after = domain.evolve(state, to_domain(record, self._codec))
             steps.append(Step(record, after, domain.changed_fields(state, after)))
             state = after
         return steps
@@ -169,7 +189,7 @@ class TimeTravel:
             aggregate_id=aggregate_id,
             version=folded.state.version,
             schema_version=domain.STATE_SCHEMA_VERSION,
-            state=json.dumps(domain.state_to_dict(folded.state)).encode(),
+            state=json.dumps(self._codec.seal_state(domain.state_to_dict(folded.state))).encode(),
             created_at=now,
         )
         await self._store.save_snapshot(record)
@@ -179,7 +199,7 @@ class TimeTravel:
         """The newest stored snapshot; AggregateNotFound if there is none."""
         await self._require_exists(aggregate_id)
         snap = await self._store.latest_snapshot(aggregate_id)
-        if snap is None or snapshot_state(snap) is None:
+        if snap is None or snapshot_state(snap, self._codec) is None:
             raise AggregateNotFound(f"user {aggregate_id} has no snapshot")
         return snap
 
@@ -187,7 +207,7 @@ class TimeTravel:
         """The current state from the newest usable snapshot plus newer events."""
         await self._require_exists(aggregate_id)
         snap = await self._store.latest_snapshot(aggregate_id)
-        base = snapshot_state(snap) if snap is not None else None
+        base = snapshot_state(snap, self._codec) if snap is not None else None
         from_version = snap.version + 1 if base is not None and snap is not None else 1
         current = self._store.stream_version(aggregate_id)
         records = (
@@ -195,7 +215,7 @@ class TimeTravel:
             if from_version > current
             else await self._store.read_stream(aggregate_id, from_version=from_version)
         )
-        state = _fold(records, base)
+        state = self._fold(records, base)
         if state is None:
             raise AggregateNotFound(f"user {aggregate_id} not found")
         return Folded(state, len(records), from_version - 1)

@@ -143,3 +143,6 @@ class HttpClient:
 
     def put(self, path: str, **kwargs: Any) -> HttpResponse:
         return self.request("PUT", path, **kwargs)
+
+    def delete(self, path: str, **kwargs: Any) -> HttpResponse:
+        return self.request("DELETE", path, **kwargs)

@@ -48,6 +48,7 @@ _PROJECT_VARIABLES = (
     "PASSWORD_RESET_",
     "EMAIL_VERIFICATION_",
     "REFRESH_TOKEN_",
+    "PII_",
     "PUBLIC_URL",
     "CORS_",
     "LOG_",

@@ -59,6 +59,9 @@ PROBES: dict[str, dict[str, Any]] = {
     "cqrs.command.v1.CommandService.ConfirmPasswordReset": {"token": "", "newPassword": "x"},
     "cqrs.command.v1.CommandService.ConfirmEmailVerification": {"token": ""},
     "cqrs.command.v1.CommandService.RevokeSessions": {"id": "not-a-uuid"},
+    # A real erasure of this test's fresh owner (no field can make it invalid for the
+    # owner alone); the callers after the owner find it erased: idempotent, still OK.
+    "cqrs.command.v1.CommandService.EraseUser": {"id": "{owner}"},
     "cqrs.query.v1.QueryService.ListUsers": {"pageSize": 5000},
     "cqrs.query.v1.QueryService.GetUser": {"id": "{owner}", "minPosition": "-1"},
     "cqrs.query.v1.QueryService.Login": {"email": "", "password": ""},

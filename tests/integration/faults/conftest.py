@@ -155,6 +155,8 @@ async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
             "QUERY_DB_BACKEND": "postgres",
             "POSTGRES_QUERY_SCHEMA": f"faults_{run}",
             "QUERY_EVENT_SOURCE": "kafka",
+            # The topic's personal fields open with the store's key store (one per deployment).
+            "PII_KEYS_FILE": str(tmp_path / "store" / "pii-keys.sqlite3"),
             "KAFKA_TOPIC": topic,
             "KAFKA_GROUP": f"faults-{run}",
             "QUERY_KAFKA_GAP_TIMEOUT_MS": "1000",

@@ -52,6 +52,8 @@ async def query_settings(
                 "KAFKA_TOPIC": kafka.topic,
                 "KAFKA_GROUP": f"group-{kafka.topic}",
                 "QUERY_KAFKA_GAP_TIMEOUT_MS": "500",
+                # The topic's personal fields open with the store's own key store.
+                "PII_KEYS_FILE": str(store.time_travel.codec.keys.path),
             }
         )
         built.append(settings)

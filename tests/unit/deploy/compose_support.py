@@ -123,6 +123,7 @@ def read_dotenv(path: Path) -> dict[str, str]:
 TEST_SECRETS: Final[Mapping[str, str]] = {
     "CLICKHOUSE_PASSWORD": "clickhouse-test-password",
     "POSTGRES_QUERY_PASSWORD": "postgres-test-password",
+    "PII_MASTER_KEY": "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
 }
 
 

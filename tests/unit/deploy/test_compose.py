@@ -67,7 +67,7 @@ LEFT_UNSET: Final[Mapping[str, str]] = {
     "MAIL_DIR": "mail goes to SMTP (Mailpit) in the stack, never to files",
 }
 
-SECRETS: Final = ("CLICKHOUSE_PASSWORD", "POSTGRES_QUERY_PASSWORD")
+SECRETS: Final = ("CLICKHOUSE_PASSWORD", "POSTGRES_QUERY_PASSWORD", "PII_MASTER_KEY")
 # Key files each service gets in /run/secrets (KEYS_DIR): only its own private key.
 KEY_FILES: Final[Mapping[str, set[str]]] = {
     "store-svc": {"trusted.json"},

@@ -33,6 +33,7 @@ def test_event_types_are_the_stable_wire_names() -> None:
         "user.session.revoked",
         "user.sessions.revoked",
         "user.email.verified",
+        "user.erased",
     )
     for name, cls in EVENT_CLASSES.items():
         assert name == cls.EVENT_TYPE

@@ -8,7 +8,6 @@ from datetime import timedelta
 import pytest
 
 from domain import (
-    REDACTED,
     SESSION_ENDING_TYPES,
     ChangeEmail,
     ChangePassword,
@@ -35,11 +34,11 @@ from domain import (
     diff_states,
     event_to_payload,
     public_fields,
-    redact_payload,
     sessions_ended,
     state_from_dict,
     state_to_dict,
 )
+from pii.codec import REDACTED, redact_event
 
 from .factories import EMAIL, USER_ID, apply, at, registered
 
@@ -240,7 +239,7 @@ def test_a_session_id_is_required_and_bounded() -> None:
 
 def test_token_secrets_are_redacted_and_not_public() -> None:
     (event,) = decide(registered(), reset_request(), now=at(1))
-    payload = redact_payload(event.EVENT_TYPE, event_to_payload(event))
+    payload = redact_event(event.EVENT_TYPE, event_to_payload(event))
     assert payload["token_hash"] == REDACTED and payload["token_nonce"] == REDACTED
     assert payload["email"] == EMAIL
     state = apply(registered(), reset_request(), at(1))

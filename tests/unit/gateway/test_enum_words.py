@@ -15,7 +15,7 @@ USER_STATUS = user_status_pb2.DESCRIPTOR.enum_types_by_name["UserStatus"]
 
 
 def test_a_word_is_the_value_name_without_the_enums_prefix_in_lower_case() -> None:
-    assert enum_words.words(USER_STATUS) == ["unspecified", "active", "deactivated"]
+    assert enum_words.words(USER_STATUS) == ["unspecified", "active", "deactivated", "erased"]
     assert enum_words.word(USER_STATUS, "USER_STATUS_DEACTIVATED") == "deactivated"
     color = synthetic.pool().FindEnumTypeByName(f"{synthetic.PACKAGE}.Color")
     assert enum_words.words(color) == ["unspecified", "red", "blue"]

@@ -121,7 +121,7 @@ def test_schemas_describe_fields_from_comments(doc: dict[str, Any]) -> None:
     assert event["properties"]["event_type"]["description"].startswith("Event type")
     assert event["additionalProperties"] is False
     status = schemas["UserStatus"]
-    assert status["enum"] == ["unspecified", "active", "deactivated"]
+    assert status["enum"] == ["unspecified", "active", "deactivated", "erased"]
     assert "`active`: The account can log in" in status["description"]
     subscribe = schemas["SubscribeResponse"]
     assert "At most one of event, checkpoint" in subscribe["description"]

@@ -89,6 +89,11 @@ class CommandServiceStub:
                 request_serializer=cqrs_dot_command_dot_v1_dot_command__pb2.RevokeSessionsRequest.SerializeToString,
                 response_deserializer=cqrs_dot_command_dot_v1_dot_command__pb2.RevokeSessionsResponse.FromString,
                 _registered_method=True)
+        self.EraseUser = channel.unary_unary(
+                '/cqrs.command.v1.CommandService/EraseUser',
+                request_serializer=cqrs_dot_command_dot_v1_dot_command__pb2.EraseUserRequest.SerializeToString,
+                response_deserializer=cqrs_dot_command_dot_v1_dot_command__pb2.EraseUserResponse.FromString,
+                _registered_method=True)
 
 
 class CommandServiceServicer:
@@ -181,6 +186,20 @@ class CommandServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def EraseUser(self, request, context):
+        """Erases a user's personal data by crypto-shredding: appends user.erased,
+        destroys the user's data key, ends every session and releases the email
+        (the address may be registered again, by anyone). The events remain
+        (count, versions, types, times) but every personal field reads "[ERASED]"
+        on every route from then on; the user can neither log in nor be changed.
+        The user themselves or an admin; the last active admin cannot be erased
+        (FAILED_PRECONDITION). Idempotent: erasing an erased user changes nothing
+        and answers the same.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CommandServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -233,6 +252,11 @@ def add_CommandServiceServicer_to_server(servicer, server):
                     servicer.RevokeSessions,
                     request_deserializer=cqrs_dot_command_dot_v1_dot_command__pb2.RevokeSessionsRequest.FromString,
                     response_serializer=cqrs_dot_command_dot_v1_dot_command__pb2.RevokeSessionsResponse.SerializeToString,
+            ),
+            'EraseUser': grpc.unary_unary_rpc_method_handler(
+                    servicer.EraseUser,
+                    request_deserializer=cqrs_dot_command_dot_v1_dot_command__pb2.EraseUserRequest.FromString,
+                    response_serializer=cqrs_dot_command_dot_v1_dot_command__pb2.EraseUserResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -510,6 +534,33 @@ class CommandService:
             '/cqrs.command.v1.CommandService/RevokeSessions',
             cqrs_dot_command_dot_v1_dot_command__pb2.RevokeSessionsRequest.SerializeToString,
             cqrs_dot_command_dot_v1_dot_command__pb2.RevokeSessionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EraseUser(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cqrs.command.v1.CommandService/EraseUser',
+            cqrs_dot_command_dot_v1_dot_command__pb2.EraseUserRequest.SerializeToString,
+            cqrs_dot_command_dot_v1_dot_command__pb2.EraseUserResponse.FromString,
             options,
             channel_credentials,
             insecure,

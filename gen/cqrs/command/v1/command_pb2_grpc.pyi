@@ -79,6 +79,16 @@ class CommandServiceStub:
     """Ends one session of a user, or all of them. Reserved to the project's
     services (query_svc's Logout and refresh-token reuse detection).
     """
+    EraseUser: _grpc.UnaryUnaryMultiCallable[_command_pb2.EraseUserRequest, _command_pb2.EraseUserResponse]
+    """Erases a user's personal data by crypto-shredding: appends user.erased,
+    destroys the user's data key, ends every session and releases the email
+    (the address may be registered again, by anyone). The events remain
+    (count, versions, types, times) but every personal field reads "[ERASED]"
+    on every route from then on; the user can neither log in nor be changed.
+    The user themselves or an admin; the last active admin cannot be erased
+    (FAILED_PRECONDITION). Idempotent: erasing an erased user changes nothing
+    and answers the same.
+    """
 
 @_typing.type_check_only
 class CommandServiceAsyncStub(CommandServiceStub):
@@ -130,6 +140,16 @@ class CommandServiceAsyncStub(CommandServiceStub):
     RevokeSessions: _aio.UnaryUnaryMultiCallable[_command_pb2.RevokeSessionsRequest, _command_pb2.RevokeSessionsResponse]  # type: ignore[assignment]
     """Ends one session of a user, or all of them. Reserved to the project's
     services (query_svc's Logout and refresh-token reuse detection).
+    """
+    EraseUser: _aio.UnaryUnaryMultiCallable[_command_pb2.EraseUserRequest, _command_pb2.EraseUserResponse]  # type: ignore[assignment]
+    """Erases a user's personal data by crypto-shredding: appends user.erased,
+    destroys the user's data key, ends every session and releases the email
+    (the address may be registered again, by anyone). The events remain
+    (count, versions, types, times) but every personal field reads "[ERASED]"
+    on every route from then on; the user can neither log in nor be changed.
+    The user themselves or an admin; the last active admin cannot be erased
+    (FAILED_PRECONDITION). Idempotent: erasing an erased user changes nothing
+    and answers the same.
     """
 
 class CommandServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -239,6 +259,22 @@ class CommandServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_command_pb2.RevokeSessionsResponse, _abc.Awaitable[_command_pb2.RevokeSessionsResponse]]:
         """Ends one session of a user, or all of them. Reserved to the project's
         services (query_svc's Logout and refresh-token reuse detection).
+        """
+
+    @_abc_1.abstractmethod
+    def EraseUser(
+        self,
+        request: _command_pb2.EraseUserRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_command_pb2.EraseUserResponse, _abc.Awaitable[_command_pb2.EraseUserResponse]]:
+        """Erases a user's personal data by crypto-shredding: appends user.erased,
+        destroys the user's data key, ends every session and releases the email
+        (the address may be registered again, by anyone). The events remain
+        (count, versions, types, times) but every personal field reads "[ERASED]"
+        on every route from then on; the user can neither log in nor be changed.
+        The user themselves or an admin; the last active admin cannot be erased
+        (FAILED_PRECONDITION). Idempotent: erasing an erased user changes nothing
+        and answers the same.
         """
 
 def add_CommandServiceServicer_to_server(servicer: CommandServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

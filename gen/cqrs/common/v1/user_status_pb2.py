@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n cqrs/common/v1/user_status.proto\x12\x0e\x63qrs.common.v1*^\n\nUserStatus\x12\x1b\n\x17USER_STATUS_UNSPECIFIED\x10\x00\x12\x16\n\x12USER_STATUS_ACTIVE\x10\x01\x12\x1b\n\x17USER_STATUS_DEACTIVATED\x10\x02\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n cqrs/common/v1/user_status.proto\x12\x0e\x63qrs.common.v1*v\n\nUserStatus\x12\x1b\n\x17USER_STATUS_UNSPECIFIED\x10\x00\x12\x16\n\x12USER_STATUS_ACTIVE\x10\x01\x12\x1b\n\x17USER_STATUS_DEACTIVATED\x10\x02\x12\x16\n\x12USER_STATUS_ERASED\x10\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -32,5 +32,5 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'cqrs.common.v1.user_status_
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_USERSTATUS']._serialized_start=52
-  _globals['_USERSTATUS']._serialized_end=146
+  _globals['_USERSTATUS']._serialized_end=170
 # @@protoc_insertion_point(module_scope)

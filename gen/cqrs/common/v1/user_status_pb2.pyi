@@ -28,6 +28,8 @@ class _UserStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_UserStatus
     """The account can log in and accept commands."""
     USER_STATUS_DEACTIVATED: _UserStatus.ValueType  # 2
     """The account was deactivated; it accepts no further commands and cannot log in."""
+    USER_STATUS_ERASED: _UserStatus.ValueType  # 3
+    """The account's personal data was erased; it accepts no command and cannot log in."""
 
 class UserStatus(_UserStatus, metaclass=_UserStatusEnumTypeWrapper):
     """Lifecycle status of a user account."""
@@ -38,4 +40,6 @@ USER_STATUS_ACTIVE: UserStatus.ValueType  # 1
 """The account can log in and accept commands."""
 USER_STATUS_DEACTIVATED: UserStatus.ValueType  # 2
 """The account was deactivated; it accepts no further commands and cannot log in."""
+USER_STATUS_ERASED: UserStatus.ValueType  # 3
+"""The account's personal data was erased; it accepts no command and cannot log in."""
 Global___UserStatus: _TypeAlias = UserStatus  # noqa: Y015

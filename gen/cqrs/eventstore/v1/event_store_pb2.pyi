@@ -932,7 +932,9 @@ class UserState(_message.Message):
     user_id: _builtins.str
     """Id of the user (the aggregate id)."""
     email: _builtins.str
-    """Email address, lower-case."""
+    """Email address, lower-case; "[ERASED]" once the user's personal data was
+    erased. Personal: encrypted in stored snapshots with the user's key.
+    """
     role: _builtins.str
     """Role: "user" or "admin"."""
     status: _user_status_pb2.UserStatus.ValueType

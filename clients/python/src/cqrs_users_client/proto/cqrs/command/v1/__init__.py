@@ -302,6 +302,31 @@ class RevokeSessionsResponse(betterproto.Message):
     """
 
 
+@dataclass(eq=False, repr=False)
+class EraseUserRequest(betterproto.Message):
+    """Request of EraseUser."""
+
+    id: str = betterproto.string_field(1)
+    """Id of the user."""
+
+
+@dataclass(eq=False, repr=False)
+class EraseUserResponse(betterproto.Message):
+    """Response of EraseUser."""
+
+    id: str = betterproto.string_field(1)
+    """Id of the user."""
+
+    message: str = betterproto.string_field(2)
+    """Human-readable summary."""
+
+    version: int = betterproto.int32_field(3)
+    """The user's stream version after the erasure."""
+
+    position: int = betterproto.int64_field(4)
+    """Global position of the user.erased event."""
+
+
 class CommandServiceStub(betterproto.ServiceStub):
     async def register(
         self,
@@ -473,6 +498,23 @@ class CommandServiceStub(betterproto.ServiceStub):
             metadata=metadata,
         )
 
+    async def erase_user(
+        self,
+        erase_user_request: "EraseUserRequest",
+        *,
+        timeout: Optional[float] = None,
+        deadline: Optional["Deadline"] = None,
+        metadata: Optional["MetadataLike"] = None
+    ) -> "EraseUserResponse":
+        return await self._unary_unary(
+            "/cqrs.command.v1.CommandService/EraseUser",
+            erase_user_request,
+            EraseUserResponse,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        )
+
 
 class CommandServiceBase(ServiceBase):
 
@@ -520,6 +562,11 @@ class CommandServiceBase(ServiceBase):
     async def revoke_sessions(
         self, revoke_sessions_request: "RevokeSessionsRequest"
     ) -> "RevokeSessionsResponse":
+        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+
+    async def erase_user(
+        self, erase_user_request: "EraseUserRequest"
+    ) -> "EraseUserResponse":
         raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
 
     async def __rpc_register(
@@ -597,6 +644,13 @@ class CommandServiceBase(ServiceBase):
         response = await self.revoke_sessions(request)
         await stream.send_message(response)
 
+    async def __rpc_erase_user(
+        self, stream: "grpclib.server.Stream[EraseUserRequest, EraseUserResponse]"
+    ) -> None:
+        request = await stream.recv_message()
+        response = await self.erase_user(request)
+        await stream.send_message(response)
+
     def __mapping__(self) -> Dict[str, grpclib.const.Handler]:
         return {
             "/cqrs.command.v1.CommandService/Register": grpclib.const.Handler(
@@ -658,5 +712,11 @@ class CommandServiceBase(ServiceBase):
                 grpclib.const.Cardinality.UNARY_UNARY,
                 RevokeSessionsRequest,
                 RevokeSessionsResponse,
+            ),
+            "/cqrs.command.v1.CommandService/EraseUser": grpclib.const.Handler(
+                self.__rpc_erase_user,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                EraseUserRequest,
+                EraseUserResponse,
             ),
         }

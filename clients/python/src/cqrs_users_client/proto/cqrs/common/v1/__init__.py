@@ -21,3 +21,8 @@ class UserStatus(betterproto.Enum):
     """
     The account was deactivated; it accepts no further commands and cannot log in.
     """
+
+    ERASED = 3
+    """
+    The account's personal data was erased; it accepts no command and cannot log in.
+    """

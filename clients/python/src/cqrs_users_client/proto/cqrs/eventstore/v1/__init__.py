@@ -479,7 +479,10 @@ class UserState(betterproto.Message):
     """Id of the user (the aggregate id)."""
 
     email: str = betterproto.string_field(2)
-    """Email address, lower-case."""
+    """
+    Email address, lower-case; "[ERASED]" once the user's personal data was
+     erased. Personal: encrypted in stored snapshots with the user's key.
+    """
 
     role: str = betterproto.string_field(3)
     """Role: "user" or "admin"."""
