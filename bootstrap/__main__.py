@@ -7,10 +7,10 @@ import sys
 
 from bootstrap import local_defaults
 from bootstrap.run_all import start, wait_admin
+from pii.keystore import WrongMasterKey
 from service_kit import tracing
 from service_kit.observability import setup_process
 from service_kit.schema_versions import SchemaMismatch
-from pii.keystore import WrongMasterKey
 from service_kit.server import stop_event_on_signals
 from service_kit.settings import SettingsError
 from store_svc.engine import StorageUnavailable, WriterLockHeld

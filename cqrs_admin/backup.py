@@ -28,6 +28,7 @@ from cqrs_admin import clickhouse
 from cqrs_admin.archive import Manifest, write_archive
 from cqrs_admin.errors import AdminError
 from cqrs_admin.event_lines import to_line
+from cqrs_admin.key_files import copy_keys
 from cqrs_admin.stack import Stack, code_version
 from cqrs_admin.status import Status, collect
 from store_svc.engine import ClickHouseStorage
@@ -67,6 +68,7 @@ async def _embedded(stack: Stack, out: Path, work: Path) -> Manifest:
     await asyncio.to_thread(_sqlite_copy, stack.store.sqlite_path, events)
     manifest = _manifest(stack, status, await asyncio.to_thread(_head, events))
     files = {"read_model.sqlite3": read_model, "events.sqlite3": events}
+    files.update(await asyncio.to_thread(copy_keys, stack, work))  # after the events
     manifest.files.extend(files)
     await asyncio.to_thread(write_archive, out, manifest, files)
     return manifest
@@ -101,8 +103,10 @@ async def _production(stack: Stack, out: Path, work: Path) -> Manifest:
     finally:
         await storage.close()
     manifest = _manifest(stack, status, head)
-    manifest.files.append("events.jsonl")
-    await asyncio.to_thread(write_archive, out, manifest, {"events.jsonl": lines})
+    files = {"events.jsonl": lines}
+    files.update(await asyncio.to_thread(copy_keys, stack, work))  # after the events
+    manifest.files.extend(files)
+    await asyncio.to_thread(write_archive, out, manifest, files)
     return manifest
 
 

@@ -16,12 +16,14 @@ from __future__ import annotations
 
 import asyncio
 import tarfile
+import tempfile
 from pathlib import Path
 
 from cqrs_admin import clickhouse
 from cqrs_admin.archive import Manifest, read_manifest
 from cqrs_admin.errors import AdminError
 from cqrs_admin.event_lines import from_line
+from cqrs_admin.key_files import restore_keys
 from cqrs_admin.stack import Stack
 from cqrs_admin.status import collect
 from store_svc.engine import ClickHouseStorage
@@ -111,6 +113,11 @@ async def _restore_events(tar: tarfile.TarFile, stack: Stack, manifest: Manifest
         await storage.close()  # releases the lease
 
 
+def _restore_keys(tar: tarfile.TarFile, stack: Stack) -> None:
+    with tempfile.TemporaryDirectory(prefix="cqrs-restore-") as work:
+        restore_keys(tar, stack, Path(work))
+
+
 async def restore(stack: Stack, source: Path) -> Manifest:
     """Restores ``source`` into the configured (empty) stores; the backup's manifest."""
     tar, manifest = await asyncio.to_thread(_open, source)
@@ -119,11 +126,13 @@ async def restore(stack: Stack, source: Path) -> Manifest:
             if not stack.embedded:
                 raise AdminError("an embedded backup restores into the embedded stack (SQLite)")
             await asyncio.to_thread(_restore_files, tar, stack)
+            await asyncio.to_thread(_restore_keys, tar, stack)
         else:
             if stack.store.backend != "clickhouse":
                 raise AdminError(
                     "a production backup restores into ClickHouse (EVENT_STORE_BACKEND)"
                 )
             await _check_production_empty(stack)
+            await asyncio.to_thread(_restore_keys, tar, stack)  # before the events are readable
             await _restore_events(tar, stack, manifest)
     return manifest
