@@ -24,7 +24,7 @@ from pii.keystore import WrongMasterKey
 from query_svc.command_client import CommandClient
 from query_svc.db import Database
 from query_svc.kafka_source import KafkaEventSource, OffsetStore, kafka_consumer_factory
-from query_svc.limit_store import LIMIT_METADATA, SqlRequestLimiter
+from query_svc.limit_store import LIMIT_METADATA, SqlRequestLimiter, keyed_pseudonyms
 from query_svc.login import LoginService
 from query_svc.login_attempts import LoginAttempts
 from query_svc.mail_transport import transport_for
@@ -144,6 +144,8 @@ async def start(
     verifier = settings.tokens.verifier(trusted)
     signer = settings.tokens.signer(SERVICE_IDENTITY)  # user tokens and our own identity
     mail_tokens = MailTokens(settings.tokens.mail_key())
+    # The limits' bookings hold keyed hashes of addresses, never the addresses.
+    pseudonym = keyed_pseudonyms(settings.tokens.mail_key())
     identity = service_metadata(signer, SERVICE_IDENTITY)
     channels: list[grpc.aio.Channel] = []
     database = Database.from_settings(settings)
@@ -222,7 +224,7 @@ async def start(
             hasher=hasher,
             codec=signer,
             sessions=sessions,
-            attempts=LoginAttempts(database, settings.login_limits),
+            attempts=LoginAttempts(database, settings.login_limits, pseudonym=pseudonym),
             recorder=commands,
             catch_up=catch_up,
             applied_position=lambda: projector.applied_position,
@@ -234,12 +236,14 @@ async def start(
             per_email=SqlRequestLimiter(
                 database,
                 scope="reset.email",
+                pseudonym=pseudonym,
                 limit=limits.max_per_email,
                 window=float(limits.window_seconds),
             ),
             per_address=SqlRequestLimiter(
                 database,
                 scope="reset.address",
+                pseudonym=pseudonym,
                 limit=limits.max_per_address,
                 window=float(limits.window_seconds),
             ),

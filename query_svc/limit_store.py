@@ -28,6 +28,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import hmac
 import math
 import random
 import time
@@ -61,6 +63,7 @@ __all__ = [
     "KeyedLocks",
     "SqlRequestLimiter",
     "count_since",
+    "keyed_pseudonyms",
     "lock_keys",
     "oldest_since",
     "purge",
@@ -213,6 +216,25 @@ async def purge(conn: AsyncConnection, *, scope: str, before: float, subject: st
         )
 
 
+def keyed_pseudonyms(secret: bytes) -> Callable[[str], str]:
+    """What the limits store instead of an email address or a client address: a keyed
+    hash (HMAC-SHA256, 32 hex digits), equal for equal values and shared by every
+    instance that holds ``secret``, so the bookings hold no personal data (nothing to
+    erase) and cannot be reversed by trying every IPv4 address. "" stays ""."""
+    key = hmac.new(secret, b"cqrs limits v1", hashlib.sha256).digest()
+
+    def pseudonym(value: str) -> str:
+        if not value:
+            return ""
+        return hmac.new(key, value.encode(), hashlib.sha256).hexdigest()[:32]
+
+    return pseudonym
+
+
+def _same(value: str) -> str:
+    return value
+
+
 def wait_seconds(oldest: float, window: float, now: float) -> int:
     """Whole seconds until a row written at ``oldest`` leaves the window (at least 1)."""
     return max(1, math.ceil(oldest + window - now))
@@ -233,9 +255,11 @@ class SqlRequestLimiter:
         limit: int,
         window: float,
         clock: Callable[[], float] = time.time,
+        pseudonym: Callable[[str], str] = _same,
     ) -> None:
         if limit < 1 or window <= 0:
             raise ValueError("limit and window must be positive")
+        self._pseudonym = pseudonym
         self._db = database
         self._scope = scope
         self._limit = limit
@@ -244,6 +268,7 @@ class SqlRequestLimiter:
         self._locks = KeyedLocks()
 
     async def acquire(self, key: str) -> int:
+        key = self._pseudonym(key)
         async with self._locks.hold([key]):
             return await self._acquire(key)
 

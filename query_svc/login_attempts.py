@@ -100,8 +100,10 @@ class LoginAttempts:
         limits: LoginLimits,
         *,
         clock: Callable[[], float] = time.time,
+        pseudonym: Callable[[str], str] = lambda value: value,
     ) -> None:
         self._db = database
+        self._pseudonym = pseudonym  # limit_store.keyed_pseudonyms: no address stored
         self._limits = limits
         self._clock = clock
         self._locks = KeyedLocks()
@@ -142,6 +144,7 @@ class LoginAttempts:
 
     async def reserve(self, *, email: str, address: str) -> Reservation:
         """Counts an attempt now, or raises :class:`TooManyAttempts` (nothing counted)."""
+        email, address = self._pseudonym(email), self._pseudonym(address)
         async with self._locks.hold([f"e:{email}", f"a:{address}"]):
             return await self._reserve(email, address)
 
