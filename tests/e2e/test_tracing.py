@@ -53,6 +53,7 @@ def traced_system(
             "OTEL_EXPORTER_OTLP_INSECURE": "true",
             "OTEL_BSP_SCHEDULE_DELAY": "200",  # ms: spans reach the receiver quickly
             "LOG_FORMAT": "json",
+            "GATEWAY_ACCESS_LOG": "on",  # off by default (its cost per request)
         },
     )
     try:
