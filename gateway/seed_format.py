@@ -167,7 +167,10 @@ def _users(request: Message, data: dict[str, Any], headers: Headers) -> Any:
     token = data.get("next_page_token")
     if token:
         headers[NEXT_PAGE_HEADER] = token
-    return [seed_user(user) for user in data.get("users", [])]
+    # The seed knows two statuses; an erased account is gone as far as its
+    # clients can tell (the /v1 listing shows it, with status "erased").
+    users = data.get("users", [])
+    return [seed_user(user) for user in users if user.get("status") != "erased"]
 
 
 def _events(request: Message, data: dict[str, Any], headers: Headers) -> Any:
@@ -310,12 +313,13 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         {
             "ID": _STRING,
             "Email": _STRING,
-            "Status": {"type": "string", "enum": ["active", "deactivated", "erased"]},
+            "Status": {"type": "string", "enum": ["active", "deactivated"]},
             "CreatedAt": _TIME,
             "UpdatedAt": _TIME,
         },
         "A user of the read model with Go's field names, as the seed's GORM model "
-        "encodes it; every field of ours is there under its Go name.",
+        "encodes it; every field of ours is there under its Go name. Erased "
+        "accounts are left out of the seed's listing (GET /v1/users shows them).",
     ),
 }
 

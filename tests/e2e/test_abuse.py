@@ -5,7 +5,7 @@ budgets live in PostgreSQL): concurrent guessing, guessing through
 ``old_password``, spoofed client addresses, forged page tokens. On a
 system of its own with the default budgets (the session's system raises
 some, for the suite's own traffic): registrations and successful logins
-per client, slow and greedy HTTP clients.
+per client, wrong passwords per address, slow and greedy HTTP clients.
 
 Each test sends from a loopback address of its own (``source``), so the
 per-address budgets of one test do not touch another's.
@@ -141,6 +141,7 @@ def strict_system(
         extra_env={
             "REGISTER_MAX_PER_ADDRESS": "20",
             "LOGIN_MAX_SUCCESSES_PER_EMAIL": "30",
+            "LOGIN_MAX_FAILURES_PER_ADDRESS": "100",  # the default; the harness lifts it
             "GATEWAY_READ_TIMEOUT_SECONDS": str(READ_TIMEOUT),
             "GATEWAY_MAX_CONNECTIONS_PER_CLIENT": "50",
         },
@@ -191,6 +192,20 @@ def test_successful_logins_are_limited_and_repeats_append_no_event(
     time.sleep(0.5)  # anything more would have shown up by now
     logins = strict_http.get(f"/users/{user.id}/logins", token=admin).json()
     assert logins["count"] == 2, logins
+
+
+def test_repeated_failed_logins_from_one_address_are_429(
+    strict_system: SystemProcess, strict_http: HttpClient
+) -> None:
+    source = "127.0.0.23"
+    for attempt in range(100):  # LOGIN_MAX_FAILURES_PER_ADDRESS
+        failed = _login(strict_http, unique_email(f"nobody{attempt}"), "wrong-guess", source)
+        assert failed.status == 401, failed.describe()
+    answer = _login(strict_http, unique_email("nobody"), "x", source)
+    assert answer.status == 429, answer.describe()
+    assert "retry-after" in answer.headers
+    # Other addresses still log in.
+    assert login(strict_http, strict_system.admin_email, strict_system.admin_password)
 
 
 def _half_sent(port: int, source: str) -> socket.socket:

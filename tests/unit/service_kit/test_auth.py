@@ -379,7 +379,10 @@ VERIFIER = _verifier()
 
 
 def _token(subject: str, role: str, sid: str = "", cv: int = 0) -> list[tuple[str, str]]:
-    signer = _signer(COMMAND) if role == ROLE_SERVICE else _signer()
+    # A day, not 15 minutes: USER/ADMIN/SERVICE are made at import, and the full
+    # suite on a loaded machine reaches these tests later than that.
+    key = COMMAND if role == ROLE_SERVICE else ISSUER
+    signer = _signer(key, ttl=24 * 3600)
     principal = Principal(subject, f"{subject}@x.io", role, sid, cv)
     token, _ = signer.issue(principal, now=datetime.now(UTC))
     return [("authorization", f"Bearer {token}")]
