@@ -29,6 +29,7 @@ from cqrs_admin.archive import Manifest, write_archive
 from cqrs_admin.errors import AdminError
 from cqrs_admin.event_lines import to_line
 from cqrs_admin.key_files import copy_keys
+from cqrs_admin.sqlite_copy import sqlite_snapshot
 from cqrs_admin.stack import Stack, code_version
 from cqrs_admin.status import Status, collect
 from store_svc.engine import ClickHouseStorage
@@ -36,21 +37,6 @@ from store_svc.engine import ClickHouseStorage
 __all__ = ["backup"]
 
 _CHUNK = 5000
-
-
-def _sqlite_copy(source: Path, target: Path) -> None:
-    """One consistent snapshot of ``source`` into ``target`` (the online backup API)."""
-    if not source.exists():
-        raise AdminError(f"{source} does not exist: nothing to back up")
-    src = sqlite3.connect(source)
-    try:
-        dst = sqlite3.connect(target)
-        try:
-            src.backup(dst)  # all pages in one step: one read transaction, one snapshot
-        finally:
-            dst.close()
-    finally:
-        src.close()
 
 
 def _head(copy: Path) -> int:
@@ -64,8 +50,8 @@ def _head(copy: Path) -> int:
 async def _embedded(stack: Stack, out: Path, work: Path) -> Manifest:
     status = await collect(stack)
     read_model, events = work / "read_model.sqlite3", work / "events.sqlite3"
-    await asyncio.to_thread(_sqlite_copy, stack.query.sqlite_path, read_model)
-    await asyncio.to_thread(_sqlite_copy, stack.store.sqlite_path, events)
+    await asyncio.to_thread(sqlite_snapshot, stack.query.sqlite_path, read_model)
+    await asyncio.to_thread(sqlite_snapshot, stack.store.sqlite_path, events)
     manifest = _manifest(stack, status, await asyncio.to_thread(_head, events))
     files = {"read_model.sqlite3": read_model, "events.sqlite3": events}
     files.update(await asyncio.to_thread(copy_keys, stack, work))  # after the events

@@ -22,6 +22,7 @@ import tarfile
 from pathlib import Path
 
 from cqrs_admin.errors import AdminError
+from cqrs_admin.sqlite_copy import sqlite_snapshot
 from cqrs_admin.stack import Stack
 from pii.settings import KEYS_FILE, MASTER_KEY_FILE
 
@@ -34,15 +35,7 @@ def copy_keys(stack: Stack, work: Path) -> dict[str, Path]:
     source = stack.store.pii_settings.keys_file
     if source.exists():
         copy = work / KEYS_FILE
-        src = sqlite3.connect(source)
-        try:
-            dst = sqlite3.connect(copy)
-            try:
-                src.backup(dst)  # one read transaction: one snapshot
-            finally:
-                dst.close()
-        finally:
-            src.close()
+        sqlite_snapshot(source, copy)
         files[KEYS_FILE] = copy
     master = stack.data_dir / MASTER_KEY_FILE
     if stack.store.pii_settings.master_key is None and master.exists():
