@@ -21,6 +21,7 @@ from command_svc.aggregate_cache import AggregateCache
 from command_svc.bootstrap_admin import AdminBootstrap, bootstrap_admin
 from command_svc.handlers import CommandHandler
 from command_svc.idempotency import IdempotencyCache
+from command_svc.limits_database import LimitsDatabase
 from command_svc.servicer import SERVICE_NAME, CommandServiceServicer
 from command_svc.settings import CommandSettings
 from command_svc.store_client import StoreClient
@@ -30,6 +31,7 @@ from service_kit.auth import service_metadata
 from service_kit.client_address import proxy_identity
 from service_kit.dependency_errors import Dependency
 from service_kit.interceptors import service_interceptors
+from service_kit.limit_store import keyed_pseudonyms
 from service_kit.mail_tokens import MailTokens
 from service_kit.observability import setup_process
 from service_kit.passwords import PasswordHasher
@@ -63,6 +65,7 @@ class CommandService:
     handler: CommandHandler
     revocations: RevocationFeed
     readiness: Readiness
+    limits_database: LimitsDatabase | None = None
     bootstrap: asyncio.Task[AdminBootstrap] | None = None
     readiness_channels: list[grpc.aio.Channel] = field(default_factory=list)
 
@@ -78,6 +81,8 @@ class CommandService:
         await self.store.close()
         for channel in self.readiness_channels:
             await channel.close(None)
+        if self.limits_database is not None:
+            await self.limits_database.close()
         self.hasher.close()
 
 
@@ -110,7 +115,20 @@ async def start(settings: CommandSettings) -> CommandService:
         capacity=settings.idempotency_capacity, ttl_seconds=settings.idempotency_ttl
     )
     readiness, channels = command_readiness(settings.store_target)
+    limits_database: LimitsDatabase | None = None
     try:
+        limits = CommandLimits.in_process(settings.limits)
+        if settings.limits_database is not None:
+            limits_database = LimitsDatabase(
+                settings.limits_database, timeout=settings.limits_database_timeout
+            )
+            await limits_database.ensure_table()
+            limits = CommandLimits.shared(
+                settings.limits,
+                limits_database,
+                # The bookings hold keyed hashes of addresses, never the addresses.
+                pseudonym=keyed_pseudonyms(settings.tokens.mail_key()),
+            )
         server = await start_server(
             settings.listen,
             [
@@ -121,7 +139,7 @@ async def start(settings: CommandSettings) -> CommandService:
                         handler,
                         idempotency,
                         command_timeout=settings.command_timeout,
-                        limits=CommandLimits(settings.limits),
+                        limits=limits,
                         is_proxy=proxy_identity(verifier, settings.proxy_services),
                     ),
                 ),
@@ -137,6 +155,8 @@ async def start(settings: CommandSettings) -> CommandService:
         await store.close()
         for channel in channels:
             await channel.close(None)
+        if limits_database is not None:
+            await limits_database.close()
         hasher.close()
         raise
     revocations.start()
@@ -148,7 +168,14 @@ async def start(settings: CommandSettings) -> CommandService:
         "command_svc serving gRPC on port %d (store at %s)", server.port, settings.store_target
     )
     service = CommandService(
-        server, store, hasher, handler, revocations, readiness, readiness_channels=channels
+        server,
+        store,
+        hasher,
+        handler,
+        revocations,
+        readiness,
+        limits_database=limits_database,
+        readiness_channels=channels,
     )
     if settings.admin is not None:
         service.bootstrap = asyncio.create_task(

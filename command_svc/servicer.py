@@ -116,7 +116,7 @@ class CommandServiceServicer(pb_grpc.CommandServiceServicer):
         self._handler = handler
         self._idempotency: IdempotencyCache[Message] = idempotency or IdempotencyCache()
         self._command_timeout = command_timeout
-        self._limits = limits or CommandLimits(AbuseLimits())
+        self._limits = limits or CommandLimits.in_process(AbuseLimits())
         self._is_proxy = is_proxy
 
     def _client(self, context: Any) -> str:
@@ -131,7 +131,7 @@ class CommandServiceServicer(pb_grpc.CommandServiceServicer):
     async def Register(self, request: pb.RegisterRequest, trace: Trace) -> pb.RegisterResponse:
         principal = current_principal()
         if principal is None or not principal.is_service:  # services are trusted callers
-            self._limits.register(CALLER_ADDRESS.get())
+            await self._limits.register(CALLER_ADDRESS.get())
         out = await self._handler.register(
             email=request.email, password=request.password, trace=trace
         )
@@ -159,7 +159,7 @@ class CommandServiceServicer(pb_grpc.CommandServiceServicer):
             # password); an admin's or a service's session is not the user's.
             own = principal is not None and principal.subject == user_id
             # A password check: budgeted before bcrypt runs, like a login.
-            self._limits.password_check(user_id)
+            await self._limits.password_check(user_id)
             out = await self._handler.change_password(
                 user_id=user_id,
                 old_password=request.old_password,
@@ -167,7 +167,7 @@ class CommandServiceServicer(pb_grpc.CommandServiceServicer):
                 trace=trace,
                 keep_session_id=principal.session_id if own and principal else "",
             )
-            self._limits.password_matched(user_id)
+            await self._limits.password_matched(user_id)
             message = PASSWORD_CHANGED
         return pb.ChangePasswordResponse(
             id=user_id, message=message, version=out.version, position=out.position

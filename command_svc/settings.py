@@ -17,8 +17,10 @@ from command_svc.abuse_limits import AbuseLimits
 from service_kit.auth import TokenSettings
 from service_kit.mail_tokens import TokenLifetimes
 from service_kit.passwords import DEFAULT_COST, MAX_COST, MIN_COST
+from service_kit.postgres_settings import PostgresSettings
 from service_kit.settings import (
     SettingsError,
+    env_choice,
     env_float,
     env_int,
     env_listen,
@@ -26,7 +28,9 @@ from service_kit.settings import (
     proxy_services,
 )
 
-__all__ = ["AdminAccount", "CommandSettings"]
+__all__ = ["LIMITS_BACKENDS", "AdminAccount", "CommandSettings"]
+
+LIMITS_BACKENDS: Final = ("memory", "postgres")
 
 
 _DEFAULT_TOKENS: Final = TokenSettings(Path("data/keys"))
@@ -63,6 +67,10 @@ class CommandSettings:
     aggregate_cache_size: int = 10_000
     admin: AdminAccount | None = None
     limits: AbuseLimits = field(default_factory=AbuseLimits)
+    # Where the budgets are counted: None in this process (``make up``), else the
+    # PostgreSQL every instance shares (COMMAND_LIMITS_BACKEND=postgres).
+    limits_database: PostgresSettings | None = None
+    limits_database_timeout: float = 5.0
     proxy_services: tuple[str, ...] = ("gateway",)
 
     @classmethod
@@ -93,6 +101,12 @@ class CommandSettings:
             ),
             admin=_admin_from_env(env),
             limits=_limits_from_env(env),
+            limits_database=(
+                PostgresSettings.from_env(env)
+                if env_choice(env, "COMMAND_LIMITS_BACKEND", "memory", LIMITS_BACKENDS)
+                == "postgres"
+                else None
+            ),
             proxy_services=proxy_services(env),
         )
 

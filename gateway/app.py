@@ -29,7 +29,8 @@ from gateway.cors import Cors
 from gateway.health import MetadataSource
 from gateway.http_observability import RequestObservability
 from gateway.http_server import uvicorn_server
-from gateway.openapi import build_document
+from gateway.in_flight_limits import InFlightLimit
+from gateway.openapi import ServerBounds, build_document
 from gateway.path_template import parse
 from gateway.profiles import served_routes
 from gateway.router import Entry, RouteTable
@@ -78,7 +79,9 @@ def build_app(
     state = dispatch.GatewayState(
         settings=settings,
         table=table,
-        openapi=dumps(build_document(served, symbol_comments(fds))),
+        openapi=dumps(
+            build_document(served, symbol_comments(fds), bounds=ServerBounds.of(settings))
+        ),
         service_metadata=service_metadata,
     )
 
@@ -95,6 +98,8 @@ def build_app(
 
     app = Starlette(lifespan=lifespan)
     app.state.gateway = state
+    # Inside CORS (a browser can read the 429), outside everything that does work.
+    app.add_middleware(InFlightLimit, per_client=settings.max_in_flight_per_client)
     if settings.cors_origins:  # no middleware at all when CORS is off
         app.add_middleware(Cors, origins=settings.cors_origins)
     traced = tracing.asgi_middleware(SERVICE_NAME)

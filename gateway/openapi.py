@@ -24,6 +24,11 @@ client generated from this document knows the rules the services enforce:
   gateway always prints (those without presence);
 - **errors**: each operation's possible error statuses, with the error
   schema (``violations`` on a 400) and ``Retry-After`` on a 429 and a 503;
+- **bounds** the server enforces (:class:`ServerBounds`, from the gateway's
+  settings): body size (413), the time to send a request and its head size
+  (408, 431), connections (503) and requests in flight (429) per client, and
+  how long ``min_position`` may wait; in the document's description and in
+  the responses and parameters they concern;
 - **schema names** are the messages' own (``RegisterRequest``, ``User``); a
   body of a route whose path binds fields is its own schema without them
   (``ChangeEmailRequestBody``);
@@ -33,6 +38,7 @@ client generated from this document knows the rules the services enforce:
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, fields
 from typing import Any
 
 import grpc
@@ -40,6 +46,7 @@ from google.protobuf.descriptor import Descriptor, EnumDescriptor, FieldDescript
 
 from gateway import enum_words, field_rules
 from gateway.comments import summary
+from gateway.connection_limits import MAX_HEAD_BYTES
 from gateway.fields import (
     INT64_TYPES,
     is_leaf_message,
@@ -50,6 +57,7 @@ from gateway.fields import (
     query_fields,
     resolve_path,
 )
+from gateway.in_flight_limits import DEFAULT_PER_CLIENT
 from gateway.profiles import ServedRoute
 from gateway.routes import HttpRoute
 from gateway.seed_format import IGNORED_HEADER, SCHEMAS, SeedRoute
@@ -99,6 +107,46 @@ _WELL_KNOWN: dict[str, dict[str, Any]] = {
 
 # gRPC metadata is printable ASCII: the gateway refuses anything else (gateway.forwarding).
 _PRINTABLE = "^[\\x20-\\x7e]*$"
+# How long min_position waits: query_svc's bound (query_svc.servicer), not the gateway's.
+_WAIT_BOUND = (
+    "The wait is bounded: at most QUERY_WAIT_TIMEOUT_MS (5 s by default) for a signed-in "
+    "caller, 1 s for an anonymous one (a login); a position not reached by then, or one a "
+    "stalled read model cannot reach, is a 503 (retry later)."
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ServerBounds:
+    """The bounds the gateway enforces, as its settings set them (defaults: theirs)."""
+
+    max_body_bytes: int = 1024 * 1024
+    read_timeout: float = 10.0
+    max_head_bytes: int = MAX_HEAD_BYTES
+    max_connections: int = 1000
+    max_connections_per_client: int = 100
+    max_in_flight_per_client: int = DEFAULT_PER_CLIENT
+
+    @classmethod
+    def of(cls, settings: object) -> ServerBounds:
+        """The bounds ``settings`` (a ``GatewaySettings``, whose fields have the same
+        names) enforce; a bound the settings do not set keeps its fixed value."""
+        names = [f.name for f in fields(cls) if hasattr(settings, f.name)]
+        return cls(**{name: getattr(settings, name) for name in names})
+
+    def description(self) -> str:
+        """Every bound in words, for the document's description."""
+        return (
+            "Bounds the server enforces, on every path: a request body over "
+            f"{self.max_body_bytes} bytes is 413; a request's head and body must arrive "
+            f"within {self.read_timeout:g} s of its first byte (else 408, connection closed), "
+            f"and a head over {self.max_head_bytes} bytes is 431; beyond "
+            f"{self.max_connections} open connections, or {self.max_connections_per_client} "
+            "from one client address, a new connection is answered 503 with Retry-After and "
+            f"closed; beyond {self.max_in_flight_per_client} requests in flight from one client "
+            "address (a streamed answer holds its slot while it streams), a request is 429 "
+            "with Retry-After. min_position / X-Min-Position: " + _WAIT_BOUND
+        )
+
 
 _HEADERS: dict[str, dict[str, Any]] = {
     "CorrelationId": {
@@ -117,7 +165,8 @@ _HEADERS: dict[str, dict[str, Any]] = {
     "MinPosition": {
         "name": "X-Min-Position",
         "in": "header",
-        "description": "Wait (bounded) until the read model has applied this global position.",
+        "description": "Wait (bounded) until the read model has applied this global position. "
+        + _WAIT_BOUND,
         "schema": {"type": "integer", "minimum": 0},
     },
 }
@@ -220,12 +269,17 @@ _ERRORS: dict[str, tuple[str, str]] = {
     "403": ("Forbidden", "The token's caller may not do this (see the access rule)."),
     "404": ("NotFound", "No such user, stream or snapshot."),
     "409": ("Conflict", "Taken (ALREADY_EXISTS, e.g. the email) or changed meanwhile (ABORTED)."),
+    "408": (
+        "RequestTimeout",
+        "The request's head and body did not arrive in time; the connection is closed.",
+    ),
     "413": ("PayloadTooLarge", "The body is larger than the gateway accepts."),
     "429": ("TooManyRequests", "Too many requests; retry after `Retry-After` seconds."),
+    "431": ("RequestHeaderFieldsTooLarge", "The request's head is larger than the gateway reads."),
     "503": (
         "Unavailable",
-        "A backend or one of its dependencies is unavailable (named in the message); "
-        "retry, after `Retry-After` seconds when given.",
+        "A backend or one of its dependencies is unavailable (named in the message), or "
+        "the client holds too many connections; retry, after `Retry-After` seconds when given.",
     ),
 }
 _RETRY_AFTER_HEADER: dict[str, Any] = {
@@ -241,12 +295,15 @@ def build_document(
     title: str = "cqrs-users REST gateway",
     version: str = "1",
     access: Mapping[str, Access] | None = None,
+    bounds: ServerBounds | None = None,
 ) -> dict[str, Any]:
     """The OpenAPI document for these routes (plus /health and /openapi.json).
 
     ``access`` is each gRPC method path's rule (default: the contract's); a
     method without one is documented as needing a token (deny by default).
+    ``bounds``: what the gateway enforces (default: its settings' defaults).
     """
+    bounds = bounds or ServerBounds()
     rules = access if access is not None else {r.path: r.access for r in method_rules()}
     builder = _Builder(comments, rules)
     paths: dict[str, dict[str, Any]] = {}
@@ -285,13 +342,14 @@ def build_document(
             "shape. Each operation says who may call it (its security: none for a public "
             "one, a bearer token from POST /login otherwise). Errors answer "
             '{"error": "<message>", "code": "<gRPC status name>"}, and a 400 for invalid '
-            'fields lists every one: "violations": [{"field": ..., "description": ...}].',
+            'fields lists every one: "violations": [{"field": ..., "description": ...}].'
+            "\n\n" + bounds.description(),
         },
         "paths": dict(sorted(paths.items())),
         "components": {
             "schemas": schemas,
             "parameters": _HEADERS,
-            "responses": _error_responses(),
+            "responses": _error_responses(bounds),
             "securitySchemes": {
                 "bearerAuth": {
                     "type": "http",
@@ -373,6 +431,8 @@ class _Builder:
             if name.split(".")[0] in bound:
                 continue
             description = self.comments.get(leaf.full_name, "")
+            if name == "min_position":
+                description = f"{description} {_WAIT_BOUND}".strip()
             oneof = leaf.containing_oneof
             if oneof is not None and len(oneof.fields) > 1:
                 names = ", ".join(f.name for f in oneof.fields)
@@ -529,7 +589,7 @@ def _who(rule: Access | None) -> str:
 
 def _error_statuses(route: HttpRoute, public: bool) -> list[str]:
     """The error statuses an operation can answer (besides ``default``)."""
-    statuses = ["400"]
+    statuses = ["400", "408"]
     if not public:
         statuses += ["401", "403"]
     if route.path_fields:
@@ -538,13 +598,23 @@ def _error_statuses(route: HttpRoute, public: bool) -> list[str]:
         statuses.append("409")
     if route.body:
         statuses.append("413")
-    return [*statuses, "429", "503"]
+    return [*statuses, "429", "431", "503"]
 
 
-def _error_responses() -> dict[str, Any]:
+def _error_responses(bounds: ServerBounds) -> dict[str, Any]:
+    stated = {  # the bound each status enforces, in its own words
+        "408": f"Within {bounds.read_timeout:g} s of the request's first byte.",
+        "413": f"At most {bounds.max_body_bytes} bytes.",
+        "429": "Refused by a budget of the services (logins, registrations, ...) or by the "
+        f"gateway's bound of {bounds.max_in_flight_per_client} requests in flight per client "
+        "address.",
+        "431": f"At most {bounds.max_head_bytes} bytes.",
+        "503": f"At most {bounds.max_connections} connections in all, "
+        f"{bounds.max_connections_per_client} from one client address.",
+    }
     responses: dict[str, Any] = {}
     for status, (name, description) in _ERRORS.items():
-        response = _error_response(description)
+        response = _error_response(f"{description} {stated.get(status, '')}".strip())
         if status in ("429", "503"):
             response["headers"] = {"Retry-After": _RETRY_AFTER_HEADER}
         responses[name] = response

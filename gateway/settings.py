@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from gateway.cors import parse_origins
+from gateway.in_flight_limits import DEFAULT_PER_CLIENT
 from service_kit.auth import TokenSettings
 from service_kit.settings import SettingsError, env_choice, env_float, env_int, env_str
 
@@ -45,7 +46,9 @@ class GatewaySettings:
     says where the gateway's own signing key is (for /health's event count).
     ``cors_origins`` are the origins CORS allows (none: CORS off; :mod:`gateway.cors`).
     ``read_timeout``, ``max_connections`` and ``max_connections_per_client``
-    bound slow and greedy clients (:mod:`gateway.connection_limits`).
+    bound slow and greedy clients (:mod:`gateway.connection_limits`);
+    ``max_in_flight_per_client`` the requests one client address has going
+    at once (:mod:`gateway.in_flight_limits`).
     ``access_log``: uvicorn's line per request (``GATEWAY_ACCESS_LOG=on``); off by
     default because it costs about as much as parsing the request.
     """
@@ -62,6 +65,7 @@ class GatewaySettings:
     read_timeout: float = 10.0
     max_connections: int = 1000
     max_connections_per_client: int = 100
+    max_in_flight_per_client: int = DEFAULT_PER_CLIENT
     access_log: bool = False
 
     def target_of(self, service: str) -> str | None:
@@ -103,6 +107,13 @@ class GatewaySettings:
             ),
             max_connections_per_client=env_int(
                 env, "GATEWAY_MAX_CONNECTIONS_PER_CLIENT", 100, minimum=1, maximum=1_000_000
+            ),
+            max_in_flight_per_client=env_int(
+                env,
+                "GATEWAY_MAX_IN_FLIGHT_PER_CLIENT",
+                DEFAULT_PER_CLIENT,
+                minimum=1,
+                maximum=1_000_000,
             ),
             access_log=env_choice(env, "GATEWAY_ACCESS_LOG", "off", ("off", "on")) == "on",
         )

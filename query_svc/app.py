@@ -24,7 +24,6 @@ from pii.keystore import WrongMasterKey
 from query_svc.command_client import CommandClient
 from query_svc.db import Database
 from query_svc.kafka_source import KafkaEventSource, OffsetStore, kafka_consumer_factory
-from query_svc.limit_store import LIMIT_METADATA, SqlRequestLimiter, keyed_pseudonyms
 from query_svc.login import LoginService
 from query_svc.login_attempts import LoginAttempts
 from query_svc.mail_transport import transport_for
@@ -45,6 +44,7 @@ from service_kit import deadlines, errors, tracing
 from service_kit.auth import service_metadata
 from service_kit.client_address import proxy_identity
 from service_kit.interceptors import service_interceptors
+from service_kit.limit_store import LIMIT_METADATA, SqlRequestLimiter, keyed_pseudonyms
 from service_kit.mail_tokens import MailTokens
 from service_kit.observability import (
     LIMIT_REFUSALS,

@@ -61,6 +61,7 @@ from query_svc.settings import DatabaseLimits, QuerySettings
 from service_kit import schema_versions
 from service_kit.circuit_breaker import CircuitBreaker
 from service_kit.dependency_errors import Dependency
+from service_kit.limit_store import LIMIT_METADATA
 from service_kit.schema_versions import Migration, SchemaReport
 from service_kit.sql_schema import SqlSchema
 
@@ -223,17 +224,7 @@ def _sqlite_engine(path: str, *, immediate: bool, busy_timeout: float) -> AsyncE
 
 def _postgres_engine(settings: QuerySettings) -> AsyncEngine:
     pg = settings.postgres
-    url = URL.create(
-        "postgresql+asyncpg",
-        username=pg.user,
-        password=pg.password or None,
-        host=pg.host,
-        port=pg.port,
-        database=pg.database,
-        # No prepared-statement cache: a rebuild drops and renames tables,
-        # which would invalidate cached statements on every pooled connection.
-        query={"prepared_statement_cache_size": "0"},
-    )
+    url = pg.url()
     # A fixed pool: overflow connections would be opened and closed under
     # load (each connect negotiates TLS and loads type codecs, ~ms of CPU).
     # No pre-ping: it costs a round trip per checkout on the projector's and
@@ -305,7 +296,7 @@ class Database:
                 writer=engine,
                 reader=engine,
                 backend="postgres",
-                where=f"PostgreSQL at {pg.host}:{pg.port}",
+                where=pg.where,
                 limits=limits,
             )
         settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -407,8 +398,6 @@ async def _baseline(schema: SqlSchema) -> None:
 async def _limit_events(schema: SqlSchema) -> None:
     """Version 2: ``limit_events``, the login and request limits' bookings (kept, not
     rebuilt: they are not projections)."""
-    from query_svc.limit_store import LIMIT_METADATA  # noqa: PLC0415 (it imports this module)
-
     await schema.conn.run_sync(LIMIT_METADATA.create_all, checkfirst=True)
 
 

@@ -27,7 +27,7 @@ cheaply.
 
 Every refusal goes through :func:`service_kit.refusals.refused` and carries
 the seconds to wait (Retry-After). State lives in the read model's database
-(:mod:`query_svc.limit_store`): shared by every instance, kept across restarts.
+(:mod:`service_kit.limit_store`): shared by every instance, kept across restarts.
 """
 
 from __future__ import annotations
@@ -40,7 +40,8 @@ from typing import Final
 from sqlalchemy import and_, delete, update
 
 from query_svc.db import Database
-from query_svc.limit_store import (
+from query_svc.settings import LoginLimits
+from service_kit.limit_store import (
     LIMIT_EVENTS,
     KeyedLocks,
     count_since,
@@ -49,7 +50,6 @@ from query_svc.limit_store import (
     purge,
     wait_seconds,
 )
-from query_svc.settings import LoginLimits
 from service_kit.refusals import refused
 
 __all__ = ["LoginAttempts", "Reservation", "TooManyAttempts"]

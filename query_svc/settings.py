@@ -8,7 +8,6 @@ variable.
 from __future__ import annotations
 
 import ipaddress
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +17,7 @@ from pii.settings import KEYS_FILE, PiiSettings
 from service_kit.auth import TokenSettings
 from service_kit.mail_tokens import TokenLifetimes
 from service_kit.passwords import DEFAULT_COST, MAX_COST, MIN_COST
+from service_kit.postgres_settings import PostgresSettings
 from service_kit.settings import (
     SettingsError,
     env_choice,
@@ -30,23 +30,6 @@ from service_kit.settings import (
 
 BACKENDS = ("sqlite", "postgres")
 EVENT_SOURCES = ("store", "kafka")  # both behind the same EventSource port
-_SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
-
-
-@dataclass(frozen=True, slots=True)
-class PostgresSettings:
-    """Where the PostgreSQL read model lives (names as in the seed's .env).
-
-    ``schema`` is where the tables go (created if missing); tests use a
-    unique one per session so that they never touch each other's rows.
-    """
-
-    host: str
-    port: int
-    user: str
-    password: str = field(default="", repr=False)
-    database: str = "query_db"
-    schema: str = "public"
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,23 +169,11 @@ class QuerySettings:
     def from_env(cls, env: Mapping[str, str]) -> QuerySettings:
         """Reads and validates every variable; raises ``SettingsError`` naming a bad one."""
         data_dir = Path(env_str(env, "DATA_DIR", "data"))
-        schema = env_str(env, "POSTGRES_QUERY_SCHEMA", "public")
-        if not _SCHEMA_NAME.match(schema):
-            raise SettingsError(
-                f"POSTGRES_QUERY_SCHEMA={schema!r}: lower-case letters, digits and '_' only"
-            )
         return cls(
             listen=env_listen(env, "QUERY_GRPC_LISTEN", "127.0.0.1:9095"),
             data_dir=data_dir,
             db_backend=env_choice(env, "QUERY_DB_BACKEND", "sqlite", BACKENDS),
-            postgres=PostgresSettings(
-                host=env_str(env, "POSTGRES_QUERY_HOST", "127.0.0.1"),
-                port=env_int(env, "POSTGRES_QUERY_PORT", 5433, minimum=1, maximum=65535),
-                user=env_str(env, "POSTGRES_QUERY_USER", "postgres"),
-                password=env.get("POSTGRES_QUERY_PASSWORD", ""),
-                database=env_str(env, "POSTGRES_QUERY_DB", "query_db"),
-                schema=schema,
-            ),
+            postgres=PostgresSettings.from_env(env),
             db_limits=DatabaseLimits(
                 read=_ms(env, "QUERY_DB_READ_TIMEOUT_MS", 2000),
                 write=_ms(env, "QUERY_DB_WRITE_TIMEOUT_MS", 10_000),

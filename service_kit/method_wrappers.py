@@ -17,12 +17,14 @@ import grpc
 
 H = TypeVar("H")
 
-__all__ = ["MethodWrappers", "prechecked"]
+__all__ = ["MethodWrappers", "ParsingHandlerInterceptor", "prechecked"]
 
 if TYPE_CHECKING:
     _Handler: TypeAlias = grpc.RpcMethodHandler[Any, Any]
-else:  # the runtime class is not generic; only the stubs are
+    _InterceptorBase: TypeAlias = grpc.aio.ServerInterceptor[Any, Any]
+else:  # the runtime classes are not generic; only the stubs are
     _Handler = grpc.RpcMethodHandler
+    _InterceptorBase = grpc.aio.ServerInterceptor
 
 Precheck = Callable[[Any, "grpc.aio.ServicerContext[Any, Any]"], Awaitable[None]]
 """Runs on the parsed request before the handler; it ends the call by aborting."""
@@ -47,13 +49,20 @@ class MethodWrappers(Generic[H]):
         return entry[1]
 
 
-def prechecked(handler: _Handler, before: Precheck) -> _Handler | None:
+def prechecked(
+    handler: _Handler,
+    before: Precheck,
+    *,
+    request_deserializer: Callable[[bytes], Any] | None = None,
+) -> _Handler | None:
     """A handler like ``handler`` that awaits ``before(request, context)`` first.
 
     For unary-request handlers only (None for a client-streaming one: it has
     no single request to look at). A server-streaming handler may be an async
     generator or a coroutine writing with ``context.write()``; both are kept.
+    ``request_deserializer``, when given, replaces the handler's own.
     """
+    parse = request_deserializer or handler.request_deserializer
     if handler.unary_unary is not None:
         inner_uu: Callable[..., Awaitable[Any]] = handler.unary_unary
 
@@ -63,7 +72,7 @@ def prechecked(handler: _Handler, before: Precheck) -> _Handler | None:
 
         return grpc.unary_unary_rpc_method_handler(
             unary_unary,
-            request_deserializer=handler.request_deserializer,
+            request_deserializer=parse,
             response_serializer=handler.response_serializer,
         )
     if handler.unary_stream is not None:
@@ -81,7 +90,31 @@ def prechecked(handler: _Handler, before: Precheck) -> _Handler | None:
 
         return grpc.unary_stream_rpc_method_handler(
             unary_stream,
-            request_deserializer=handler.request_deserializer,
+            request_deserializer=parse,
             response_serializer=handler.response_serializer,
         )
     return None
+
+
+class ParsingHandlerInterceptor(_InterceptorBase):
+    """Wraps the handler of every method that parses its request with ``wrap(handler)``.
+
+    An unknown method (UNIMPLEMENTED) and a refusing handler that never
+    parses its request (no ``request_deserializer``) are passed on as they
+    are. A method's wrapper is built once per inner handler (:class:`MethodWrappers`).
+    """
+
+    def __init__(self, wrap: Callable[[_Handler], _Handler]) -> None:
+        self._wrappers: MethodWrappers[_Handler] = MethodWrappers(
+            lambda method, handler: wrap(handler)
+        )
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[_Handler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> _Handler:
+        handler: _Handler | None = await continuation(handler_call_details)
+        if handler is None or handler.request_deserializer is None:
+            return handler  # type: ignore[return-value]
+        return self._wrappers.get(handler_call_details.method, handler)

@@ -21,6 +21,8 @@ from collections import OrderedDict, deque
 from collections.abc import Callable
 from typing import Final, Protocol
 
+from service_kit.refusals import refused
+
 __all__ = ["DEFAULT_MAX_KEYS", "MemoryRequestLimiter", "RequestLimiter", "SlidingWindow"]
 
 DEFAULT_MAX_KEYS: Final = 100_000
@@ -85,16 +87,22 @@ class RequestLimiter(Protocol):
 
 
 class MemoryRequestLimiter:
-    """At most ``limit`` requests per key within ``window`` seconds, in this process."""
+    """At most ``limit`` requests per key within ``window`` seconds, in this process.
+
+    With a ``name``, each refusal is reported to :func:`service_kit.refusals.refused`
+    under it (as :class:`~service_kit.limit_store.SqlRequestLimiter` reports its scope).
+    """
 
     def __init__(
         self,
         *,
+        name: str = "",
         limit: int,
         window: float,
         clock: Callable[[], float] = time.monotonic,
         max_keys: int = DEFAULT_MAX_KEYS,
     ) -> None:
+        self._name = name
         self._window = SlidingWindow(limit=limit, window=window, max_keys=max_keys)
         self._clock = clock
 
@@ -102,6 +110,11 @@ class MemoryRequestLimiter:
         now = self._clock()
         wait = self._window.retry_after(key, now=now)
         if wait > 0:
-            return max(1, math.ceil(wait))
+            seconds = max(1, math.ceil(wait))
+            return refused(self._name, seconds) if self._name else seconds
         self._window.record(key, now=now)
         return 0
+
+    async def reset(self, key: str) -> None:
+        """Forgets ``key``'s requests."""
+        self._window.reset(key)

@@ -26,7 +26,6 @@ is declared here.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Final, TypeAlias
 
 import grpc
@@ -37,7 +36,7 @@ from google.protobuf.message import Message
 from service_kit import errors
 from service_kit.error_details import FieldViolation
 from service_kit.errors import ServiceError, invalid_fields
-from service_kit.method_wrappers import MethodWrappers, prechecked
+from service_kit.method_wrappers import ParsingHandlerInterceptor, prechecked
 
 __all__ = ["RequestValidationInterceptor", "check", "violations"]
 
@@ -114,7 +113,7 @@ def _checked(handler: _Handler) -> _Handler:
     return prechecked(handler, _validated) or handler
 
 
-class RequestValidationInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
+class RequestValidationInterceptor(ParsingHandlerInterceptor):
     """Checks every unary request against the contract's rules (see the module docstring).
 
     Health and reflection requests carry no rules; checking them costs a
@@ -122,18 +121,4 @@ class RequestValidationInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[
     """
 
     def __init__(self) -> None:
-        self._wrappers: MethodWrappers[_Handler] = MethodWrappers(
-            lambda method, handler: _checked(handler)
-        )
-
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[_Handler]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> _Handler:
-        handler: _Handler | None = await continuation(handler_call_details)
-        if handler is None or handler.request_deserializer is None:
-            # Unknown method (UNIMPLEMENTED), or a refusing handler that never
-            # parses its request: nothing to check.
-            return handler  # type: ignore[return-value]
-        return self._wrappers.get(handler_call_details.method, handler)
+        super().__init__(_checked)

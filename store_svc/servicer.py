@@ -196,7 +196,9 @@ class EventStoreServicer(pb_grpc.EventStoreServiceServicer):
         read, which pushes back on the client); every request read is
         answered before the stream ends; the stream ends with UNAVAILABLE
         (reconnect) when the store shuts down or the caller's token expires,
-        since the token is checked only when the stream opens.
+        since the token is checked only when the stream opens, and with
+        INVALID_ARGUMENT when a message does not parse
+        (:mod:`service_kit.malformed_requests`).
         """
         replies: asyncio.Queue[pb.AppendStreamResponse | None] = asyncio.Queue()
         in_flight = asyncio.Semaphore(STREAM_IN_FLIGHT)
@@ -230,6 +232,7 @@ class EventStoreServicer(pb_grpc.EventStoreServiceServicer):
             replies.put_nowait(reply)
 
         async def read() -> None:
+            broken: Exception | None = None
             try:
                 async for request in request_iterator:
                     await in_flight.acquire()
@@ -242,11 +245,15 @@ class EventStoreServicer(pb_grpc.EventStoreServiceServicer):
                 current = asyncio.current_task()
                 if current is not None:
                     current.uncancel()  # the watcher's stop: carry on below
+            except Exception as exc:  # a message that does not parse, a broken stream
+                broken = exc
             # The client is done writing, or the stream is being ended: answer
             # every request read so far.
             while tasks:
                 await asyncio.wait(set(tasks))
             replies.put_nowait(None)
+            if broken is not None:
+                raise broken  # after the answers: the stream ends with its status
 
         async def stop_at_expiry_or_shutdown() -> None:
             nonlocal stop_reason

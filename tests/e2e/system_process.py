@@ -166,6 +166,7 @@ def production_env(base: dict[str, str], run_id: str) -> dict[str, str]:
             "EVENT_STORE_BACKEND": "clickhouse",
             "CLICKHOUSE_DB": f"e2e_{run_id}",
             "QUERY_DB_BACKEND": "postgres",
+            "COMMAND_LIMITS_BACKEND": "postgres",
             "POSTGRES_QUERY_SCHEMA": f"e2e_{run_id}",
             "QUERY_EVENT_SOURCE": "kafka",
             "KAFKA_TOPIC": f"e2e-{run_id}",

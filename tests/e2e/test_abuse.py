@@ -33,6 +33,7 @@ pytestmark = pytest.mark.e2e
 
 WRONG = "wrong-guess-1"
 READ_TIMEOUT = 1.0
+IN_FLIGHT = 30  # GATEWAY_MAX_IN_FLIGHT_PER_CLIENT of the strict system (>= its 25-wide bursts)
 
 
 def _login(http: HttpClient, email: str, password: str, source: str) -> HttpResponse:
@@ -144,6 +145,7 @@ def strict_system(
             "LOGIN_MAX_FAILURES_PER_ADDRESS": "100",  # the default; the harness lifts it
             "GATEWAY_READ_TIMEOUT_SECONDS": str(READ_TIMEOUT),
             "GATEWAY_MAX_CONNECTIONS_PER_CLIENT": "50",
+            "GATEWAY_MAX_IN_FLIGHT_PER_CLIENT": str(IN_FLIGHT),
         },
     )
     try:
@@ -248,3 +250,32 @@ def test_a_head_over_64_kib_is_431(strict_system: SystemProcess) -> None:
     with socket.create_connection(("127.0.0.1", strict_system.ports.auth), timeout=10) as sock:
         sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 70_000 + b"\r\n\r\n")
         assert _read_all(sock).startswith(b"HTTP/1.1 431 ")
+
+
+def test_requests_in_flight_per_client_are_bounded(strict_http: HttpClient) -> None:
+    user = register(strict_http, "inflight")
+    token = login(strict_http, user.email, user.password, after=user.position)
+    # A position no command has reached: each read waits (5 s, QUERY_WAIT_TIMEOUT_MS).
+    slow_path = f"/users/{user.id}?min_position={10**12}"
+    extra = 3
+
+    def slow(_: int) -> HttpResponse:
+        return strict_http.get(slow_path, token=token, source="127.0.0.61")
+
+    with ThreadPoolExecutor(max_workers=IN_FLIGHT + extra) as pool:
+        burst = [pool.submit(slow, n) for n in range(IN_FLIGHT + extra)]
+        time.sleep(0.5)  # every request of the burst has reached the gateway by now
+        # Another address is not held up by this one's requests.
+        other = strict_http.get(f"/users/{user.id}", token=token, source="127.0.0.62")
+        assert other.status == 200, other.describe()
+        answers = [f.result() for f in burst]
+    seen = Counter((a.status, a.body[:100]) for a in answers)
+    assert sorted(a.status for a in answers) == [429] * extra + [503] * IN_FLIGHT, seen
+    refused = [a for a in answers if a.status == 429]
+    for answer in refused:
+        assert answer.code == "RESOURCE_EXHAUSTED"
+        assert answer.headers["retry-after"] == "1"
+        assert f"more than {IN_FLIGHT} requests in flight" in answer.error
+    # Once the slow ones are answered, the address is served again.
+    again = strict_http.get(f"/users/{user.id}", token=token, source="127.0.0.61")
+    assert again.status == 200, again.describe()

@@ -20,10 +20,10 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from cqrs_admin import clickhouse
 from query_svc.db import MIGRATIONS as READ_MODEL_MIGRATIONS
 from query_svc.db import Database
-from query_svc.limit_store import LIMIT_METADATA
 from query_svc.session_tables import SESSION_TABLES
 from query_svc.settings import QuerySettings
 from service_kit import schema_versions
+from service_kit.limit_store import LIMIT_METADATA
 from service_kit.schema_versions import Migration, SchemaMismatch, SchemaReport
 from service_kit.sql_schema import SqlSchema
 from store_svc.engine import ClickHouseConfig, ClickHouseStorage, SqliteStorage

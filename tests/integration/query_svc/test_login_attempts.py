@@ -12,11 +12,11 @@ from collections.abc import AsyncIterator, Callable
 import pytest
 
 from query_svc.db import Database
-from query_svc.limit_store import LIMIT_METADATA, SqlRequestLimiter
 from query_svc.login_attempts import LoginAttempts, Reservation, TooManyAttempts
 from query_svc.session_tables import SESSION_TABLES
 from query_svc.settings import LoginLimits, QuerySettings
 from service_kit import refusals
+from service_kit.limit_store import LIMIT_METADATA, SqlRequestLimiter
 
 pytestmark = pytest.mark.integration
 

@@ -11,11 +11,11 @@ import pytest
 from cqrs.query.v1 import query_pb2 as q
 from sqlalchemy import inspect
 
-from query_svc.limit_store import LIMIT_METADATA
 from query_svc.rebuilder import Rebuilder
 from query_svc.session_tables import SESSION_TABLES
 from query_svc.source import StoredEvent
 from service_kit.auth import ROLE_USER
+from service_kit.limit_store import LIMIT_METADATA
 from service_kit.schema_versions import MIGRATIONS_TABLE
 from tests.integration.query_svc.conftest import ADMIN, ADMIN_MD, Stack, bearer
 from tests.integration.query_svc.support import ListSource, assert_matches_store, dump

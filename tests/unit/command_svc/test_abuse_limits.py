@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
+
 import grpc
 import pytest
 
@@ -24,16 +26,16 @@ class Clock:
         return self.now
 
 
-def _refused(call: object) -> ServiceError:
+async def _refused(call: Awaitable[None]) -> ServiceError:
     with pytest.raises(ServiceError) as exc:
-        call()  # type: ignore[operator]
+        await call
     assert exc.value.code == grpc.StatusCode.RESOURCE_EXHAUSTED
     return exc.value
 
 
-def test_registrations_are_limited_per_address_and_reported() -> None:
+async def test_registrations_are_limited_per_address_and_reported() -> None:
     clock = Clock()
-    limits = CommandLimits(LIMITS, clock=clock)
+    limits = CommandLimits.in_process(LIMITS, clock=clock)
     seen: list[tuple[str, int]] = []
 
     def hook(limit: str, wait: int) -> None:
@@ -41,23 +43,23 @@ def test_registrations_are_limited_per_address_and_reported() -> None:
 
     refusals.add_hook(hook)
     try:
-        limits.register("10.0.0.1")
+        await limits.register("10.0.0.1")
         clock.now += 10
-        limits.register("10.0.0.1")
-        error = _refused(lambda: limits.register("10.0.0.1"))
+        await limits.register("10.0.0.1")
+        error = await _refused(limits.register("10.0.0.1"))
     finally:
         refusals.remove_hook(hook)
     assert "retry in 50 seconds" in error.message
     assert seen == [("register.address", 50)]
-    limits.register("10.0.0.2")  # another address has its own budget
+    await limits.register("10.0.0.2")  # another address has its own budget
     clock.now += 50
-    limits.register("10.0.0.1")
+    await limits.register("10.0.0.1")
 
 
-def test_old_password_checks_count_before_the_check_and_a_match_clears_them() -> None:
-    limits = CommandLimits(LIMITS, clock=Clock())
+async def test_old_password_checks_count_before_the_check_and_a_match_clears_them() -> None:
+    limits = CommandLimits.in_process(LIMITS, clock=Clock())
     for _ in range(3):
-        limits.password_check("u1")  # counted as they start, whatever their outcome
-    _refused(lambda: limits.password_check("u1"))
-    limits.password_matched("u1")
-    limits.password_check("u1")
+        await limits.password_check("u1")  # counted as they start, whatever their outcome
+    await _refused(limits.password_check("u1"))
+    await limits.password_matched("u1")
+    await limits.password_check("u1")

@@ -205,7 +205,7 @@ def test_start_order_follows_the_calls(raw: Mapping[str, Any]) -> None:
         for name, service in cs.services(raw).items()
     }
     assert waits["store-svc"] == {"clickhouse"}
-    assert waits["command-svc"] == {"store-svc"}
+    assert waits["command-svc"] == {"postgres", "store-svc"}  # its budgets live there
     assert waits["query-svc"] == {"postgres", "store-svc", "command-svc"}
     assert waits["gateway"] == {"store-svc", "command-svc", "query-svc"}
     assert waits["kafka-init"] == {"kafka"}
@@ -401,6 +401,8 @@ def test_empty_optional_values_mean_the_code_default(compose: Mapping[str, Any])
             "COMMAND_GRPC_LISTEN": stack["COMMAND_GRPC_LISTEN"],
             "STORE_GRPC_TARGET": stack["STORE_GRPC_TARGET"],
             "KEYS_DIR": stack["KEYS_DIR"],
+            # Set by the stack, not optional: the budgets live in its PostgreSQL.
+            **{k: v for k, v in stack.items() if k.startswith(("POSTGRES_", "COMMAND_LIMITS"))},
         }
     )
 

@@ -8,7 +8,7 @@ import pytest
 from openapi_spec_validator import validate
 
 from gateway.comments import symbol_comments
-from gateway.openapi import build_document
+from gateway.openapi import ServerBounds, build_document
 from gateway.profiles import served_routes
 from gateway.routes import load_routes
 from gateway.seed_format import SEED_ROUTES
@@ -314,3 +314,28 @@ def test_streams_say_what_each_line_is(doc: dict[str, Any]) -> None:
     }
     assert "each line is one message" in response["description"]
     assert "last line with the Error schema" in response["description"]
+
+
+def test_every_bound_the_server_enforces_is_stated() -> None:
+    fds = descriptors.descriptor_set()
+    served = served_routes(load_routes(fds, descriptors.pool()))
+    # body bytes, read timeout, head bytes, connections, per client, in flight per client
+    bounds = ServerBounds(4321, 7.5, 999, 1234, 56, 17)
+    doc = build_document(served, symbol_comments(fds), bounds=bounds)
+    validate(doc)
+    info = doc["info"]["description"]
+    for figure in ("4321 bytes", "7.5 s", "999 bytes", "1234 open", "56", "17 requests"):
+        assert figure in info, figure
+    assert "QUERY_WAIT_TIMEOUT_MS" in info and "1 s for an anonymous" in info
+    responses = doc["components"]["responses"]
+    assert "17 requests in flight" in responses["TooManyRequests"]["description"]
+    assert "4321 bytes" in responses["PayloadTooLarge"]["description"]
+    assert "7.5 s" in responses["RequestTimeout"]["description"]
+    assert "999 bytes" in responses["RequestHeaderFieldsTooLarge"]["description"]
+    assert "56 from one client" in responses["Unavailable"]["description"]
+    assert "QUERY_WAIT_TIMEOUT_MS" in doc["components"]["parameters"]["MinPosition"]["description"]
+    users = doc["paths"]["/v1/users"]["get"]
+    wait = next(p for p in users["parameters"] if p.get("name") == "min_position")
+    assert "QUERY_WAIT_TIMEOUT_MS" in wait["description"]
+    for status in ("408", "429", "431"):
+        assert status in users["responses"], status

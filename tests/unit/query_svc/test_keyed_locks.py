@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from query_svc.limit_store import KeyedLocks
+from service_kit.limit_store import KeyedLocks
 
 pytestmark = pytest.mark.unit
 

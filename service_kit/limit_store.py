@@ -1,4 +1,8 @@
-"""Rate-limit state in the read model's database, shared by every query_svc instance.
+"""Rate-limit state in a SQL database, shared by every instance of a service.
+
+query_svc keeps its login and reset budgets in the read model's database;
+command_svc keeps its registration and old-password budgets in the same
+PostgreSQL on the production stack (:mod:`command_svc.limits_database`).
 
 One table, ``limit_events``: a row per counted attempt, ``(scope, subject,
 address, at, outcome)``. ``at`` is wall-clock seconds since the epoch (every
@@ -21,7 +25,11 @@ Redis/Memcached/MongoDB storage but no SQL storage, and no way to reserve an
 attempt now and settle its outcome later, which the login needs.
 
 :class:`SqlRequestLimiter` is the plain form: every request counts
-(password reset mails).
+(password reset mails, registrations, old-password checks).
+
+The database is anything with a ``write()`` transaction
+(:class:`WriteTransactions`): query_svc's guarded ``Database``, or
+command_svc's ``LimitsDatabase``.
 """
 
 from __future__ import annotations
@@ -35,7 +43,8 @@ import random
 import time
 import zlib
 from collections.abc import AsyncIterator, Callable, Iterable
-from typing import Any, Final
+from contextlib import AbstractAsyncContextManager
+from typing import Any, Final, Protocol
 
 from sqlalchemy import (
     BigInteger,
@@ -54,7 +63,6 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from query_svc.db import Database
 from service_kit.refusals import refused
 
 __all__ = [
@@ -62,6 +70,7 @@ __all__ = [
     "LIMIT_METADATA",
     "KeyedLocks",
     "SqlRequestLimiter",
+    "WriteTransactions",
     "count_since",
     "keyed_pseudonyms",
     "lock_keys",
@@ -84,6 +93,13 @@ LIMIT_EVENTS: Final = Table(
 Index("ix_limit_events_subject", LIMIT_EVENTS.c.scope, LIMIT_EVENTS.c.subject, LIMIT_EVENTS.c.at)
 Index("ix_limit_events_address", LIMIT_EVENTS.c.scope, LIMIT_EVENTS.c.address, LIMIT_EVENTS.c.at)
 Index("ix_limit_events_at", LIMIT_EVENTS.c.at)
+
+
+class WriteTransactions(Protocol):
+    """A database that hands out write transactions (committed on exit)."""
+
+    def write(self) -> AbstractAsyncContextManager[AsyncConnection]: ...
+
 
 # One write in this many also purges every expired row, whatever its key.
 _PURGE_ONE_IN: Final = 200
@@ -149,41 +165,21 @@ async def count_since(
     outcomes: tuple[str, ...],
 ) -> int:
     """Rows of ``scope`` after ``since`` with one of ``outcomes`` (and the given keys)."""
-    return int(
-        await conn.scalar(
-            _where(
-                select(func.count()),
-                scope,
-                since=since,
-                subject=subject,
-                address=address,
-                outcomes=outcomes,
-            )
-        )
-        or 0
+    query = _where(
+        select(func.count()),
+        scope,
+        since=since,
+        subject=subject,
+        address=address,
+        outcomes=outcomes,
     )
+    return int(await conn.scalar(query) or 0)
 
 
-async def oldest_since(
-    conn: AsyncConnection,
-    *,
-    scope: str,
-    since: float,
-    subject: str | None = None,
-    address: str | None = None,
-    outcomes: tuple[str, ...],
-) -> float:
-    """When the oldest such row was written (``since`` if there is none)."""
-    at = await conn.scalar(
-        _where(
-            select(func.min(LIMIT_EVENTS.c.at)),
-            scope,
-            since=since,
-            subject=subject,
-            address=address,
-            outcomes=outcomes,
-        )
-    )
+async def oldest_since(conn: AsyncConnection, *, scope: str, since: float, **keys: Any) -> float:
+    """When the oldest row :func:`count_since` would count was written (``since``
+    if there is none); ``keys``: the same ``subject``, ``address``, ``outcomes``."""
+    at = await conn.scalar(_where(select(func.min(LIMIT_EVENTS.c.at)), scope, since=since, **keys))
     return float(at) if at is not None else since
 
 
@@ -192,9 +188,9 @@ def _where(
     scope: str,
     *,
     since: float,
-    subject: str | None,
-    address: str | None,
     outcomes: tuple[str, ...],
+    subject: str | None = None,
+    address: str | None = None,
 ) -> Select[Any]:
     t = LIMIT_EVENTS.c
     q = query.where(t.scope == scope, t.at > since, t.outcome.in_(outcomes))
@@ -243,13 +239,14 @@ def wait_seconds(oldest: float, window: float, now: float) -> int:
 class SqlRequestLimiter:
     """At most ``limit`` requests per key within ``window`` seconds, across instances.
 
-    Implements :class:`~query_svc.request_limits.RequestLimiter`: a request
-    within budget is counted at once; a refused one is not.
+    Implements :class:`~service_kit.request_limits.RequestLimiter`: a request
+    within budget is counted at once; a refused one is not (it is reported
+    to :func:`~service_kit.refusals.refused` under ``scope``).
     """
 
     def __init__(
         self,
-        database: Database,
+        database: WriteTransactions,
         *,
         scope: str,
         limit: int,
@@ -259,12 +256,9 @@ class SqlRequestLimiter:
     ) -> None:
         if limit < 1 or window <= 0:
             raise ValueError("limit and window must be positive")
-        self._pseudonym = pseudonym
-        self._db = database
-        self._scope = scope
-        self._limit = limit
-        self._window = window
-        self._clock = clock
+        self._db, self._scope = database, scope
+        self._limit, self._window = limit, window
+        self._clock, self._pseudonym = clock, pseudonym
         self._locks = KeyedLocks()
 
     async def acquire(self, key: str) -> int:
@@ -293,3 +287,11 @@ class SqlRequestLimiter:
                 )
             )
         return 0
+
+    async def reset(self, key: str) -> None:
+        """Forgets every counted request of ``key`` (a right password clears its checks)."""
+        key = self._pseudonym(key)
+        t = LIMIT_EVENTS.c
+        async with self._locks.hold([key]), self._db.write() as conn:
+            await lock_keys(conn, [f"{self._scope}:{key}"])
+            await conn.execute(delete(LIMIT_EVENTS).where(t.scope == self._scope, t.subject == key))
