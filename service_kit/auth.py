@@ -490,6 +490,10 @@ else:  # the runtime class is not generic; only the stubs are
     _Handler = grpc.RpcMethodHandler
 
 
+_REFUSAL_GRACE_SECONDS: Final = 2.0
+"""How long a refused client stream is given to deliver its first message."""
+
+
 def _refusing_handler(shape: _Handler | None, code: grpc.StatusCode, message: str) -> _Handler:
     """A handler of the same shape as ``shape`` that aborts every call."""
 
@@ -502,13 +506,30 @@ def _refusing_handler(shape: _Handler | None, code: grpc.StatusCode, message: st
         await context.abort(code, message)
         yield  # pragma: no cover - abort raises; this makes it an async generator
 
+    async def abort_after_first(
+        requests: AsyncIterator[Any], context: grpc.aio.ServicerContext[Any, Any]
+    ) -> None:
+        # A client stream's caller writes before it reads. Ended before its first
+        # message arrives, the caller's write can fail in its own gRPC core, and
+        # grpc-python then reports INTERNAL instead of our status; so wait
+        # (briefly, bounded) for that message before refusing.
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(anext(aiter(requests)), _REFUSAL_GRACE_SECONDS)
+        await context.abort(code, message)
+
+    async def abort_stream_after_first(
+        requests: AsyncIterator[Any], context: grpc.aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[Any]:
+        await abort_after_first(requests, context)
+        yield  # pragma: no cover - abort raises; this makes it an async generator
+
     request_streaming = shape is not None and shape.request_streaming
     response_streaming = shape is not None and shape.response_streaming
     # Deserializer left out on purpose: the request is never looked at.
     if request_streaming and response_streaming:
-        return grpc.stream_stream_rpc_method_handler(abort_stream)
+        return grpc.stream_stream_rpc_method_handler(abort_stream_after_first)
     if request_streaming:
-        return grpc.stream_unary_rpc_method_handler(abort_unary)
+        return grpc.stream_unary_rpc_method_handler(abort_after_first)
     if response_streaming:
         return grpc.unary_stream_rpc_method_handler(abort_stream)
     return grpc.unary_unary_rpc_method_handler(abort_unary)

@@ -23,11 +23,17 @@ from tests.integration.query_svc.conftest import (
 )
 
 VERIFIER = TEST_TOKENS.verifier()
-# What the gateway sends: the client's address, and its own service token as proof.
-FROM_GATEWAY = [
-    ("x-forwarded-for", "203.0.113.5"),
-    ("x-proxy-authorization", service_identity("gateway")()[0][1]),
-]
+GATEWAY_IDENTITY = service_identity("gateway")
+
+
+def from_gateway() -> list[tuple[str, str]]:
+    """What the gateway sends: the client's address, and its own service token as proof.
+
+    Made per call (the identity renews its token): a token made at import would
+    have expired by the time a long suite reaches these tests.
+    """
+    return [("x-forwarded-for", "203.0.113.5"), ("x-proxy-authorization", GATEWAY_IDENTITY()[0][1])]
+
 
 pytestmark = pytest.mark.integration
 
@@ -61,7 +67,7 @@ async def test_login_right_after_registering_issues_a_token_and_records_it(
         stack,
         "CAROL@example.com",
         PASSWORD,
-        [("x-min-position", str(position)), *FROM_GATEWAY],
+        [("x-min-position", str(position)), *from_gateway()],
     )
     assert r.token_type == "Bearer"
     assert r.expires_in == TEST_TOKENS.ttl_seconds
