@@ -37,10 +37,9 @@ hold an event store yet; nothing personal is written to the target in clear.
 from __future__ import annotations
 
 import json
-import re
 import sqlite3
 import tempfile
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, closing, contextmanager
 from dataclasses import dataclass, field
 from itertools import zip_longest
@@ -56,11 +55,12 @@ from pii.keystore import KeyStore, WrongMasterKey
 from pii.settings import KEYS_FILE, PiiSettings, decode_master_key, new_master_key
 from store_svc.engine import SqliteStorage
 from store_svc.engine.model import (
-    Claim,
     PendingEvent,
     RecordedEvent,
     decode_claims,
+    digest_plaintext_claims,
     from_micros,
+    is_claim_digest,
 )
 
 __all__ = ["CopyReport", "copy_store", "verify_copy"]
@@ -68,7 +68,6 @@ __all__ = ["CopyReport", "copy_store", "verify_copy"]
 SQLITE_FILE: Final = "events.sqlite3"  # StoreSettings.sqlite_path's name in a data folder
 _CHUNK: Final = 1000
 _SHOWN: Final = 5  # mismatches named in the error
-_DIGEST: Final = re.compile(r"[0-9a-f]{64}")
 _COMPACT = json.JSONEncoder(separators=(",", ":"))
 # The columns read, in RecordedEvent's order; traceparent is absent from the
 # oldest files (it reads "").
@@ -180,18 +179,6 @@ def _opened(codec: PayloadCodec, record: RecordedEvent) -> dict[str, object]:
         raise AdminError(f"event {record.event_id} at {record.position}: {exc}") from None
 
 
-ClaimDigest = Callable[[str, str], str]
-
-
-def _digested(claims: tuple[Claim, ...], digest: ClaimDigest) -> tuple[Claim, ...]:
-    """Claims as keyed digests: a plaintext value (an old store's) is digested, a
-    digest is kept."""
-    return tuple(
-        c if _DIGEST.fullmatch(c.value) else Claim(c.namespace, digest(c.namespace, c.value))
-        for c in claims
-    )
-
-
 def _converted(
     source: PendingEvent, opened: dict[str, object], target: PayloadCodec
 ) -> PendingEvent:
@@ -200,8 +187,8 @@ def _converted(
     digest = target.keys.claim_digest
     return PendingEvent(
         r._replace(payload=_COMPACT.encode(sealed).encode()),
-        _digested(source.claims, digest),
-        _digested(source.releases, digest),
+        digest_plaintext_claims(source.claims, digest),
+        digest_plaintext_claims(source.releases, digest),
     )
 
 
@@ -212,7 +199,7 @@ def _check_claim_keys(conn: sqlite3.Connection, source: KeyStore, target: KeySto
     if source.claim_digest(*probe) == target.claim_digest(*probe):
         return
     for (claims,) in conn.execute("SELECT claims FROM events WHERE claims != ''"):
-        if any(_DIGEST.fullmatch(c.value) for c in decode_claims(claims)):
+        if any(is_claim_digest(c.value) for c in decode_claims(claims)):
             raise AdminError(
                 "the source's claims are keyed digests made with another master key than "
                 "the target's: set PII_MASTER_KEY to the source's master key"
@@ -324,7 +311,10 @@ def _differences(
         return [f"{where}: the envelope differs ({new.record._replace(payload=b'')})"]
     out = []
     digest = target.keys.claim_digest
-    expected = (_digested(old.claims, digest), _digested(old.releases, digest))
+    expected = (
+        digest_plaintext_claims(old.claims, digest),
+        digest_plaintext_claims(old.releases, digest),
+    )
     if expected != (new.claims, new.releases):
         out.append(f"{where}: the claims differ")
     if _opened(source, old.record) != _opened(target, new.record):

@@ -5,17 +5,43 @@ row are applied in order (see ``service_kit.schema_versions``). Refused
 while an event store writer runs on the store: the services must be stopped
 (a running service of the older release would write to a schema it does
 not know; one of the newer release would not have started).
+
+The SQLite event store's migration 3 turns an old file's plaintext email
+claims into keyed digests, so the deployment's key store is opened (the same
+``PII_MASTER_KEY`` / ``PII_KEYS_FILE`` as the services; a wrong master key is
+refused) for its claim key.
 """
 
 from __future__ import annotations
 
+from contextlib import ExitStack
+
 from cqrs_admin.errors import AdminError
 from cqrs_admin.stack import Stack
 from cqrs_admin.status import collect
+from pii.keystore import WrongMasterKey
 from query_svc.session_tables import SESSION_TABLES
 from service_kit.schema_versions import SchemaReport
 
 __all__ = ["migrate"]
+
+
+async def _migrate_event_store(stack: Stack) -> SchemaReport | None:
+    with ExitStack() as scope:
+        digest = None
+        if stack.store.backend == "sqlite":
+            # The claim key: an old file's plaintext claims become digests (migration 3).
+            try:
+                keys = stack.store.pii_settings.open_keys()
+            except WrongMasterKey as exc:
+                raise AdminError(str(exc)) from None
+            scope.callback(keys.close)
+            digest = keys.claim_digest
+        storage = await stack.open_event_store(migrate=True, claim_digest=digest)
+        try:
+            return storage.schema_report
+        finally:
+            await storage.close()
 
 
 async def migrate(stack: Stack) -> list[SchemaReport]:
@@ -27,11 +53,7 @@ async def migrate(stack: Stack) -> list[SchemaReport]:
             f"an event store writer is running on {status.event_store.where} ({running[0]}): "
             "stop the services, then run `cqrs-admin migrate` again"
         )
-    storage = await stack.open_event_store(migrate=True)
-    try:
-        reports = [storage.schema_report]
-    finally:
-        await storage.close()
+    reports = [await _migrate_event_store(stack)]
     database = stack.read_model()
     try:
         reports.append(
