@@ -6,15 +6,13 @@ while an event store writer runs on the store: the services must be stopped
 (a running service of the older release would write to a schema it does
 not know; one of the newer release would not have started).
 
-The SQLite event store's migration 3 turns an old file's plaintext email
-claims into keyed digests, so the deployment's key store is opened (the same
-``PII_MASTER_KEY`` / ``PII_KEYS_FILE`` as the services; a wrong master key is
-refused) for its claim key.
+The event store's migration that turns an old store's plaintext email
+claims into keyed digests (SQLite 3, ClickHouse 4) needs the claim key: the
+deployment's key store is opened (the same ``PII_MASTER_KEY`` /
+``PII_KEYS_FILE`` as the services; a wrong master key is refused).
 """
 
 from __future__ import annotations
-
-from contextlib import ExitStack
 
 from cqrs_admin.errors import AdminError
 from cqrs_admin.stack import Stack
@@ -27,21 +25,20 @@ __all__ = ["migrate"]
 
 
 async def _migrate_event_store(stack: Stack) -> SchemaReport | None:
-    with ExitStack() as scope:
-        digest = None
-        if stack.store.backend == "sqlite":
-            # The claim key: an old file's plaintext claims become digests (migration 3).
-            try:
-                keys = stack.store.pii_settings.open_keys()
-            except WrongMasterKey as exc:
-                raise AdminError(str(exc)) from None
-            scope.callback(keys.close)
-            digest = keys.claim_digest
-        storage = await stack.open_event_store(migrate=True, claim_digest=digest)
+    # The claim key: an old store's plaintext claims become digests (SQLite migration
+    # 3, ClickHouse 4).
+    try:
+        keys = stack.store.pii_settings.open_keys()
+    except WrongMasterKey as exc:
+        raise AdminError(str(exc)) from None
+    try:
+        storage = await stack.open_event_store(migrate=True, claim_digest=keys.claim_digest)
         try:
             return storage.schema_report
         finally:
             await storage.close()
+    finally:
+        keys.close()
 
 
 async def migrate(stack: Stack) -> list[SchemaReport]:

@@ -67,7 +67,9 @@ class Stack:
         """The event storage (checked, or migrated, like a starting store_svc does;
         ``claim_digest``: the key store's, for a migration that digests old claims)."""
         if self.store.backend == "clickhouse":
-            return await engine.ClickHouseStorage.open(self.store.clickhouse, migrate=migrate)
+            return await engine.ClickHouseStorage.open(
+                self.store.clickhouse, migrate=migrate, claim_digest=claim_digest
+            )
         self.store.data_dir.mkdir(parents=True, exist_ok=True)
         return await engine.SqliteStorage.open(
             self.store.sqlite_path, migrate=migrate, claim_digest=claim_digest

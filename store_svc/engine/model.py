@@ -29,6 +29,7 @@ __all__ = [
     "StorageState",
     "apply_claim_changes",
     "decode_claims",
+    "digest_claim_columns",
     "digest_plaintext_claims",
     "encode_claims",
     "from_micros",
@@ -268,3 +269,22 @@ def digest_plaintext_claims(claims: tuple[Claim, ...], digest: ClaimDigest) -> t
         c if is_claim_digest(c.value) else Claim(c.namespace, digest(c.namespace, c.value))
         for c in claims
     )
+
+
+class PlaintextClaims(ValueError):
+    """Stored claims hold plaintext values and no claim digest was given to rewrite them."""
+
+
+def digest_claim_columns(
+    taken: str, released: str, digest: ClaimDigest | None
+) -> tuple[str, str] | None:
+    """The stored ``claims`` and ``releases`` texts of one event with their plaintext
+    values digested; None when every value already is a digest (nothing to rewrite).
+    Raises :class:`PlaintextClaims` for plaintext values when ``digest`` is None."""
+    before = (decode_claims(taken), decode_claims(released))
+    if all(is_claim_digest(c.value) for c in before[0] + before[1]):
+        return None
+    if digest is None:
+        raise PlaintextClaims("claims in clear and no claim key to digest them")
+    after = [encode_claims(digest_plaintext_claims(c, digest)) for c in before]
+    return after[0], after[1]

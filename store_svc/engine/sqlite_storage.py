@@ -52,15 +52,15 @@ from store_svc.engine.model import (
     ClaimDigest,
     EventLocation,
     PendingEvent,
+    PlaintextClaims,
     RecordedEvent,
     SnapshotRecord,
     StorageState,
     apply_claim_changes,
     decode_claims,
-    digest_plaintext_claims,
+    digest_claim_columns,
     encode_claims,
     from_micros,
-    is_claim_digest,
     to_micros,
 )
 
@@ -137,6 +137,9 @@ class EventStoreSchema(SqlSchema):
         self.claim_digest = claim_digest
 
 
+_NEEDS_KEY = "run `cqrs-admin migrate` with the deployment's PII_MASTER_KEY and PII_KEYS_FILE"
+
+
 async def _claim_digests(schema: SqlSchema) -> None:
     """Version 3: unique claims as keyed digests. A file written before personal data
     was encrypted holds its email claims as plaintext addresses: each becomes its
@@ -153,16 +156,12 @@ def _digest_claim_rows(conn: Any, description: str, digest: ClaimDigest | None) 
     ).all()
     changed = []
     for position, taken, released in rows:
-        before = (decode_claims(taken), decode_claims(released))
-        if all(is_claim_digest(c.value) for c in before[0] + before[1]):
-            continue
-        if digest is None:
-            raise SchemaMismatch(
-                f"{description} holds claims in clear: run `cqrs-admin migrate` with the "
-                "deployment's PII_MASTER_KEY and PII_KEYS_FILE"
-            )
-        after = [encode_claims(digest_plaintext_claims(c, digest)) for c in before]
-        changed.append((*after, position))
+        try:
+            after = digest_claim_columns(taken, released, digest)
+        except PlaintextClaims:
+            raise SchemaMismatch(f"{description} holds claims in clear: {_NEEDS_KEY}") from None
+        if after is not None:
+            changed.append((*after, position))
     if changed:
         conn.exec_driver_sql("PRAGMA secure_delete=ON")
         conn.exec_driver_sql(
