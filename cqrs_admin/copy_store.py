@@ -36,13 +36,13 @@ hold an event store yet; nothing personal is written to the target in clear.
 
 from __future__ import annotations
 
+import itertools
 import json
 import sqlite3
 import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, closing, contextmanager
 from dataclasses import dataclass, field
-from itertools import zip_longest
 from pathlib import Path
 from typing import Final, TextIO
 
@@ -249,16 +249,20 @@ def _open_ends(source_dir: Path, target_dir: Path, env: Mapping[str, str]) -> It
 
 def _batches(ends: _Ends, report: CopyReport) -> Iterator[list[PendingEvent]]:
     """The source's events converted, in position order, :data:`_CHUNK` at a time."""
-    batch: list[PendingEvent] = []
-    for event in _rows(ends.source_file):
-        converted = _converted(event, _opened(ends.source, event.record), ends.target)
-        before, after = event.claims + event.releases, converted.claims + converted.releases
-        report.digested_claims += sum(a != b for a, b in zip(before, after, strict=True))
-        batch.append(converted)
-        if len(batch) >= _CHUNK:
-            yield batch
-            batch = []
-    yield batch
+    rows = _rows(ends.source_file)
+    while True:
+        batch: list[PendingEvent] = []
+        # The batch's new data keys commit together, before the batch is written.
+        with ends.target.keys.bulk():
+            for event in itertools.islice(rows, _CHUNK):
+                converted = _converted(event, _opened(ends.source, event.record), ends.target)
+                before = event.claims + event.releases
+                after = converted.claims + converted.releases
+                report.digested_claims += sum(a != b for a, b in zip(before, after, strict=True))
+                batch.append(converted)
+        yield batch
+        if len(batch) < _CHUNK:
+            return
 
 
 def _check_target(source_dir: Path, target_dir: Path) -> Path:
@@ -295,7 +299,7 @@ def verify_copy(source_dir: Path, target_dir: Path, env: Mapping[str, str]) -> l
                 if source_heads.get(k) != target_heads.get(k)
             )
             found.append(f"stream versions differ for {len(differ)} streams, e.g. {differ[0]}")
-        for old, new in zip_longest(_rows(ends.source_file), _rows(copy)):
+        for old, new in itertools.zip_longest(_rows(ends.source_file), _rows(copy)):
             if old is None or new is None:
                 found.append(f"the copy holds {'more' if old is None else 'fewer'} events")
                 break
