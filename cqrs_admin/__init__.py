@@ -1,4 +1,4 @@
-"""``cqrs-admin``: the operator's tool (status, rebuild, backup, restore, migrate).
+"""``cqrs-admin``: the operator's tool (status, rebuild, backup, restore, migrate, copy-store).
 
 It reads the same variables as the services (``DATA_DIR``,
 ``EVENT_STORE_BACKEND``, ``CLICKHOUSE_*``, ``QUERY_DB_BACKEND``,

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from cqrs_admin.backup import backup
+from cqrs_admin.copy_store import copy_store
 from cqrs_admin.errors import AdminError
 from cqrs_admin.migrate import migrate
 from cqrs_admin.restore import restore
@@ -37,7 +38,7 @@ deployment's environment. See README.md ("Administration") and docs/deploy.md.
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="cqrs-admin",
-        description="Operate cqrs-users: status, rebuild, backup, restore, migrate.",
+        description="Operate cqrs-users: status, rebuild, backup, restore, migrate, copy-store.",
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -62,10 +63,27 @@ def _parser() -> argparse.ArgumentParser:
     )
     restore_cmd.add_argument("--from", dest="source", required=True, type=Path, metavar="FILE")
     commands.add_parser("migrate", help="bring every store to this code's schema version")
+    copy_cmd = commands.add_parser(
+        "copy-store",
+        help="copy an embedded event store into a new data folder, upcast and encrypted",
+        description=(
+            "Copies DIR's events.sqlite3 into TARGET (a new data folder): every event "
+            "upcast to its current version, personal fields encrypted with TARGET's "
+            "key store, claims as keyed digests; ids, positions, versions and times kept. "
+            "Verifies the copy at the end (exit status 1 on any difference). Stop the "
+            "services first; start them on TARGET afterwards."
+        ),
+    )
+    copy_cmd.add_argument("--from", dest="source", required=True, type=Path, metavar="DIR")
+    copy_cmd.add_argument("--to", dest="target", required=True, type=Path, metavar="TARGET")
     return parser
 
 
 async def _run(args: argparse.Namespace) -> int:
+    if args.command == "copy-store":
+        copied = await copy_store(args.source, args.target, os.environ, sys.stdout)
+        print(f"copy-store: {copied.line()}; start the services with DATA_DIR={args.target}")
+        return 0
     stack = Stack.from_env(os.environ)
     if args.command == "status":
         status = await collect(stack)

@@ -10,6 +10,7 @@ from pathlib import Path
 from query_svc.db import Database
 from query_svc.settings import QuerySettings
 from store_svc import engine
+from store_svc.engine.model import ClaimDigest
 from store_svc.settings import StoreSettings
 
 __all__ = ["Stack", "code_version"]
@@ -61,13 +62,18 @@ class Stack:
         return f"SQLite {self.query.sqlite_path}"
 
     async def open_event_store(
-        self, *, migrate: bool = False
+        self, *, migrate: bool = False, claim_digest: ClaimDigest | None = None
     ) -> engine.SqliteStorage | engine.ClickHouseStorage:
-        """The event storage (checked, or migrated, like a starting store_svc does)."""
+        """The event storage (checked, or migrated, like a starting store_svc does;
+        ``claim_digest``: the key store's, for a migration that digests old claims)."""
         if self.store.backend == "clickhouse":
-            return await engine.ClickHouseStorage.open(self.store.clickhouse, migrate=migrate)
+            return await engine.ClickHouseStorage.open(
+                self.store.clickhouse, migrate=migrate, claim_digest=claim_digest
+            )
         self.store.data_dir.mkdir(parents=True, exist_ok=True)
-        return await engine.SqliteStorage.open(self.store.sqlite_path, migrate=migrate)
+        return await engine.SqliteStorage.open(
+            self.store.sqlite_path, migrate=migrate, claim_digest=claim_digest
+        )
 
     def read_model(self) -> Database:
         """The read model's engines (nothing is connected or created yet)."""

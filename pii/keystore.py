@@ -35,6 +35,8 @@ import hmac
 import secrets
 import sqlite3
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Final
 
@@ -149,6 +151,23 @@ class KeyStore:
         cipher = AESGCM(self._master.decrypt(stored[:_NONCE], stored[_NONCE:], subject.encode()))
         self._keys[subject] = cipher
         return cipher
+
+    @contextmanager
+    def bulk(self) -> Iterator[None]:
+        """Keys created inside commit together at the end (one sync instead of one per
+        key): for a tool keying a whole store (``cqrs-admin copy-store``), which must
+        write nothing sealed with them before the block ends. No :meth:`erase` inside."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            with self._lock:
+                self._db.execute("ROLLBACK")
+            self._keys.clear()  # keys of the rolled back inserts are gone
+            raise
+        with self._lock:
+            self._db.execute("COMMIT")
 
     def erase(self, subject: str, *, at: str) -> None:
         """Destroys the subject's data key for good (idempotent); ``at``: RFC 3339 time."""

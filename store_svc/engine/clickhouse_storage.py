@@ -54,18 +54,21 @@ from typing import Any
 import asynch
 
 from service_kit import schema_versions
-from service_kit.schema_versions import MIGRATIONS_TABLE, Migration, SchemaReport
+from service_kit.schema_versions import MIGRATIONS_TABLE, Migration, SchemaMismatch, SchemaReport
 from store_svc.engine.clickhouse_fencing import Fence, add_epoch_columns, visible_rows
 from store_svc.engine.errors import StorageUnavailable, WriterLockHeld
 from store_svc.engine.model import (
     Claim,
+    ClaimDigest,
     EventLocation,
     PendingEvent,
+    PlaintextClaims,
     RecordedEvent,
     SnapshotRecord,
     StorageState,
     apply_claim_changes,
     decode_claims,
+    digest_claim_columns,
     encode_claims,
     from_micros,
     to_micros,
@@ -204,9 +207,12 @@ class ClickHouseSchema:
     :meth:`add_column` (18.16 has no ``ADD COLUMN IF NOT EXISTS``).
     """
 
-    def __init__(self, config: ClickHouseConfig, run: QueryRunner) -> None:
+    def __init__(
+        self, config: ClickHouseConfig, run: QueryRunner, claim_digest: ClaimDigest | None = None
+    ) -> None:
         self.run = run  # run(operation, statement, params) -> rows
         self.db = config.database
+        self.claim_digest = claim_digest  # the key store's: migration 4
         self._description = f"ClickHouse event store {config.host}:{config.port}/{self.db}"
 
     @property
@@ -281,12 +287,72 @@ async def _traceparent(schema: ClickHouseSchema) -> None:
         await schema.add_column(table, "traceparent", "String DEFAULT ''")
 
 
+_DIGEST_CHUNK = 500
+_MUTATION_WAIT = 600.0  # seconds for the rewrite's mutations to finish
+
+
+async def _claim_digests(schema: ClickHouseSchema) -> None:
+    """Version 4: unique claims as keyed digests. A database written before personal
+    data was encrypted holds its email claims as plaintext addresses: each becomes
+    its digest, in both event tables (ALTER ... UPDATE mutations, waited for; running
+    it again rewrites nothing more). Needs the key store's digest (``cqrs-admin
+    migrate`` passes it). ClickHouse drops the replaced parts after
+    ``old_parts_lifetime`` (8 minutes by default)."""
+    rows = await schema.run(
+        "read claims",
+        f"SELECT toString(position), claims, releases FROM {schema.db}.events_by_position "
+        "WHERE claims != '' OR releases != ''",
+        None,
+    )
+    changed: dict[str, tuple[str, str]] = {}
+    for position, taken, released in rows:
+        try:
+            after = digest_claim_columns(_text(taken), _text(released), schema.claim_digest)
+        except PlaintextClaims:
+            raise SchemaMismatch(
+                f"{schema.description} holds claims in clear: run `cqrs-admin migrate` with "
+                "the deployment's PII_MASTER_KEY and PII_KEYS_FILE"
+            ) from None
+        if after is not None:
+            changed[_text(position)] = after
+    keys = list(changed)
+    for start in range(0, len(keys), _DIGEST_CHUNK):
+        chunk = keys[start : start + _DIGEST_CHUNK]
+        params = {
+            "keys": chunk,
+            "claims": [changed[k][0] for k in chunk],
+            "releases": [changed[k][1] for k in chunk],
+        }
+        for table in ("events", "events_by_position"):
+            await schema.run(
+                "digest claims",
+                f"ALTER TABLE {schema.db}.{table} UPDATE "
+                "claims = transform(toString(position), %(keys)s, %(claims)s, claims), "
+                "releases = transform(toString(position), %(keys)s, %(releases)s, releases) "
+                "WHERE has(%(keys)s, toString(position))",
+                params,
+            )
+    deadline = time.monotonic() + _MUTATION_WAIT
+    while keys:
+        pending = await schema.run(
+            "wait for mutations",
+            "SELECT count() FROM system.mutations WHERE database = %(db)s AND is_done = 0",
+            {"db": schema.db},
+        )
+        if not pending[0][0]:
+            break
+        if time.monotonic() > deadline:
+            raise StorageUnavailable(f"{schema.description}: the claim rewrite did not finish")
+        await asyncio.sleep(0.2)
+
+
 MIGRATIONS: tuple[Migration[ClickHouseSchema], ...] = (
     Migration(
         1, "baseline: events, events_by_position, event_ids, snapshots, writer_lease", _baseline
     ),
     Migration(2, "fencing: epoch on every row, writer_epochs", _fencing),
     Migration(3, "traceparent on events (W3C trace context of the request)", _traceparent),
+    Migration(4, "unique claims as keyed digests (an old database's addresses)", _claim_digests),
 )
 
 
@@ -333,11 +399,17 @@ class ClickHouseStorage:
     """
 
     def __init__(
-        self, config: ClickHouseConfig | None = None, *, migrate: bool = False, **settings: Any
+        self,
+        config: ClickHouseConfig | None = None,
+        *,
+        migrate: bool = False,
+        claim_digest: ClaimDigest | None = None,
+        **settings: Any,
     ) -> None:
         base = config if config is not None else ClickHouseConfig()
         self._config = replace(base, **settings) if settings else base
         self._migrate = migrate
+        self._claim_digest = claim_digest
         self.schema_report: SchemaReport | None = None
         self._pool: Any = None
         self._ready_lock = asyncio.Lock()
@@ -363,10 +435,16 @@ class ClickHouseStorage:
 
     @classmethod
     async def open(
-        cls, config: ClickHouseConfig | None = None, *, migrate: bool = False, **settings: Any
+        cls,
+        config: ClickHouseConfig | None = None,
+        *,
+        migrate: bool = False,
+        claim_digest: ClaimDigest | None = None,
+        **settings: Any,
     ) -> ClickHouseStorage:
-        """Configure, connect and create (or check, or migrate) the database and tables now."""
-        storage = cls(config, migrate=migrate, **settings)
+        """Configure, connect and create (or check, or migrate) the database and tables
+        now; ``claim_digest``: see migration 4."""
+        storage = cls(config, migrate=migrate, claim_digest=claim_digest, **settings)
         try:
             await storage._ready()
         except BaseException:
@@ -435,7 +513,7 @@ class ClickHouseStorage:
         ) -> list[tuple[Any, ...]]:
             return await self._query(operation, statement, params, pool=pool)
 
-        schema = ClickHouseSchema(self._config, run)
+        schema = ClickHouseSchema(self._config, run, self._claim_digest)
         step = schema_versions.migrate if self._migrate else schema_versions.prepare
         self.schema_report = await step(schema, MIGRATIONS)
 

@@ -7,6 +7,8 @@ opaque bytes (JSON by convention), event types are plain strings.
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import ClassVar, NamedTuple
@@ -17,6 +19,7 @@ __all__ = [
     "AppendResult",
     "Checkpoint",
     "Claim",
+    "ClaimDigest",
     "EventLocation",
     "ExpectedVersion",
     "NewEvent",
@@ -26,8 +29,11 @@ __all__ = [
     "StorageState",
     "apply_claim_changes",
     "decode_claims",
+    "digest_claim_columns",
+    "digest_plaintext_claims",
     "encode_claims",
     "from_micros",
+    "is_claim_digest",
     "to_micros",
 ]
 
@@ -243,3 +249,42 @@ def apply_claim_changes(
             del owners[claim]
     for claim in claims:
         owners[claim] = aggregate_id
+
+
+ClaimDigest = Callable[[str, str], str]
+"""``(namespace, value) -> keyed digest`` (``pii.keystore.KeyStore.claim_digest``)."""
+_CLAIM_DIGEST = re.compile(r"[0-9a-f]{64}")
+
+
+def is_claim_digest(value: str) -> bool:
+    """Whether a stored claim value is a keyed digest (else a plaintext value of an old store)."""
+    return _CLAIM_DIGEST.fullmatch(value) is not None
+
+
+def digest_plaintext_claims(claims: tuple[Claim, ...], digest: ClaimDigest) -> tuple[Claim, ...]:
+    """``claims`` with every value not yet a keyed digest (64 lower-case hex digits: a
+    plaintext value stored before claims were digested, an address or a number) replaced
+    by ``digest(namespace, value)``; digests are kept, so applying it twice changes nothing."""
+    return tuple(
+        c if is_claim_digest(c.value) else Claim(c.namespace, digest(c.namespace, c.value))
+        for c in claims
+    )
+
+
+class PlaintextClaims(ValueError):
+    """Stored claims hold plaintext values and no claim digest was given to rewrite them."""
+
+
+def digest_claim_columns(
+    taken: str, released: str, digest: ClaimDigest | None
+) -> tuple[str, str] | None:
+    """The stored ``claims`` and ``releases`` texts of one event with their plaintext
+    values digested; None when every value already is a digest (nothing to rewrite).
+    Raises :class:`PlaintextClaims` for plaintext values when ``digest`` is None."""
+    before = (decode_claims(taken), decode_claims(released))
+    if all(is_claim_digest(c.value) for c in before[0] + before[1]):
+        return None
+    if digest is None:
+        raise PlaintextClaims("claims in clear and no claim key to digest them")
+    after = [encode_claims(digest_plaintext_claims(c, digest)) for c in before]
+    return after[0], after[1]

@@ -45,23 +45,26 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from service_kit import schema_versions
-from service_kit.schema_versions import Migration, SchemaReport
+from service_kit.schema_versions import Migration, SchemaMismatch, SchemaReport
 from service_kit.sql_schema import SqlSchema
 from store_svc.engine.errors import EventIdsAlreadyStored, StorageUnavailable, WriterLockHeld
 from store_svc.engine.model import (
+    ClaimDigest,
     EventLocation,
     PendingEvent,
+    PlaintextClaims,
     RecordedEvent,
     SnapshotRecord,
     StorageState,
     apply_claim_changes,
     decode_claims,
+    digest_claim_columns,
     encode_claims,
     from_micros,
     to_micros,
 )
 
-__all__ = ["MIGRATIONS", "SqliteStorage"]
+__all__ = ["MIGRATIONS", "EventStoreSchema", "SqliteStorage"]
 
 _metadata = MetaData()
 
@@ -123,9 +126,55 @@ async def _traceparent(schema: SqlSchema) -> None:
     await schema.conn.run_sync(_add_missing_columns)
 
 
+class EventStoreSchema(SqlSchema):
+    """The event store's schema adapter; ``claim_digest`` (the key store's) lets
+    migration 3 digest an old file's plaintext claims."""
+
+    def __init__(
+        self, conn: AsyncConnection, *, description: str, claim_digest: ClaimDigest | None
+    ) -> None:
+        super().__init__(conn, description=description, marker=_events.name, metadata=[_metadata])
+        self.claim_digest = claim_digest
+
+
+_NEEDS_KEY = "run `cqrs-admin migrate` with the deployment's PII_MASTER_KEY and PII_KEYS_FILE"
+
+
+async def _claim_digests(schema: SqlSchema) -> None:
+    """Version 3: unique claims as keyed digests. A file written before personal data
+    was encrypted holds its email claims as plaintext addresses: each becomes its
+    digest (so the address is still taken, in any case, and is no longer in the
+    claims). Needs the key store's digest (``cqrs-admin migrate`` passes it);
+    secure_delete overwrites the old values in the pages (the caller truncates the WAL)."""
+    digest = schema.claim_digest if isinstance(schema, EventStoreSchema) else None
+    await schema.conn.run_sync(_digest_claim_rows, schema.description, digest)
+
+
+def _digest_claim_rows(conn: Any, description: str, digest: ClaimDigest | None) -> None:
+    rows = conn.exec_driver_sql(
+        "SELECT position, claims, releases FROM events WHERE claims != '' OR releases != ''"
+    ).all()
+    changed = []
+    for position, taken, released in rows:
+        try:
+            after = digest_claim_columns(taken, released, digest)
+        except PlaintextClaims:
+            raise SchemaMismatch(f"{description} holds claims in clear: {_NEEDS_KEY}") from None
+        if after is not None:
+            changed.append((*after, position))
+    if changed:
+        conn.exec_driver_sql("PRAGMA secure_delete=ON")
+        conn.exec_driver_sql(
+            "UPDATE events SET claims = ?, releases = ? WHERE position = ?", changed
+        )
+
+
 MIGRATIONS: tuple[Migration[SqlSchema], ...] = (
     Migration(1, "baseline: events and snapshots", _baseline),
     Migration(2, "traceparent on events (W3C trace context of the request)", _traceparent),
+    Migration(
+        3, "unique claims as keyed digests (an old file's plaintext addresses)", _claim_digests
+    ),
 )
 
 _EVENT_COLUMNS = (
@@ -222,6 +271,7 @@ class SqliteStorage:
         call_timeout: float = 30.0,
         pool_size: int = 4,
         migrate: bool = False,
+        claim_digest: ClaimDigest | None = None,
     ) -> None:
         self._path = Path(path).absolute()
         self._lock_path = self._path.with_name(self._path.name + ".writer.lock")
@@ -229,6 +279,7 @@ class SqliteStorage:
         self._lock_handle: IO[str] | None = None
         self._schema_ready = False
         self._migrate = migrate
+        self._claim_digest = claim_digest
         self.schema_report: SchemaReport | None = None
         self._closed = False
         self._schema_lock = asyncio.Lock()
@@ -260,9 +311,17 @@ class SqliteStorage:
         call_timeout: float = 30.0,
         pool_size: int = 4,
         migrate: bool = False,
+        claim_digest: ClaimDigest | None = None,
     ) -> SqliteStorage:
-        """Configure and create (or check, or migrate) the database file and schema now."""
-        storage = cls(path, call_timeout=call_timeout, pool_size=pool_size, migrate=migrate)
+        """Configure and create (or check, or migrate) the database file and schema now;
+        ``claim_digest``: see migration 3."""
+        storage = cls(
+            path,
+            call_timeout=call_timeout,
+            pool_size=pool_size,
+            migrate=migrate,
+            claim_digest=claim_digest,
+        )
         try:
             await storage._ready()
         except BaseException:
@@ -283,14 +342,17 @@ class SqliteStorage:
             try:
                 self._path.parent.mkdir(parents=True, exist_ok=True)
                 async with asyncio.timeout(self._timeout), self._engine.begin() as conn:
-                    schema = SqlSchema(
+                    schema = EventStoreSchema(
                         conn,
                         description=f"SQLite event store {self._path}",
-                        marker=_events.name,
-                        metadata=[_metadata],
+                        claim_digest=self._claim_digest,
                     )
                     run = schema_versions.migrate if self._migrate else schema_versions.prepare
                     self.schema_report = await run(schema, MIGRATIONS)
+                if self.schema_report.applied:
+                    # Pages a migration rewrote (old claims) leave the WAL for the file.
+                    async with self._engine.connect() as conn:
+                        await conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
             except (SQLAlchemyError, sqlite3.Error, OSError, TimeoutError) as exc:
                 raise self._failure("create schema", exc) from exc
             self._schema_ready = True

@@ -19,7 +19,7 @@ import socket
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from service_kit.auth import ROLE_SERVICE, Principal, TokenSettings
@@ -253,6 +253,25 @@ def start_system(
         if "cannot listen" not in failure and "address already in use" not in failure.lower():
             break
     raise RuntimeError(f"the system did not start:\n{failure}")
+
+
+def restart_system(system: SystemProcess, log: BodyLog) -> SystemProcess:
+    """The same system started again after ``system.stop()``: the same environment,
+    ports, data folder and databases (a new log file beside the first)."""
+    log_path = system.log_path.with_name(system.log_path.stem + "-restarted.log")
+    with log_path.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "bootstrap"],
+            env=system.env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=system.log_path.parent,
+        )
+    again = replace(system, log_path=log_path, proc=proc)
+    if not _wait_ready(again, log):
+        again.stop()
+        raise RuntimeError(f"the system did not start again:\n{again.log_tail()}")
+    return again
 
 
 def _wait_ready(system: SystemProcess, log: BodyLog) -> bool:

@@ -35,12 +35,12 @@ from tests.integration.query_svc.conftest import drop_schema, read_model_env
 
 pytestmark = pytest.mark.integration
 
-ES_LATEST = SQLITE_MIGRATIONS[-1].version  # 2: traceparent
+ES_LATEST = SQLITE_MIGRATIONS[-1].version  # 3: claims as keyed digests
 OLDER = f"older than this code's {ES_LATEST}: stop the services and run `cqrs-admin migrate`"
 NEWER = f"newer than this code's {ES_LATEST}"
 RM_LATEST = READ_MODEL_MIGRATIONS[-1].version  # 2: limit_events
 RM_OLDER = f"older than this code's {RM_LATEST}: stop the services and run `cqrs-admin migrate`"
-CH_LATEST = CLICKHOUSE_MIGRATIONS[-1].version  # 2: writer fencing
+CH_LATEST = CLICKHOUSE_MIGRATIONS[-1].version  # 4: claims as keyed digests
 CH_OLDER = f"older than this code's {CH_LATEST}: stop the services and run `cqrs-admin migrate`"
 
 

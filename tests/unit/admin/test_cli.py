@@ -69,3 +69,17 @@ def test_rebuild_without_admin_credentials_says_what_to_set(
     code = _exit(["rebuild", "--target", "127.0.0.1:1"])
     assert code == 2
     assert "set ADMIN_TOKEN, or ADMIN_EMAIL and ADMIN_PASSWORD" in capsys.readouterr().err
+
+
+def test_copy_store_refuses_a_missing_source_and_an_existing_target(tmp_path: Path) -> None:
+    code = _exit(["copy-store", "--from", str(tmp_path / "nowhere"), "--to", str(tmp_path / "n")])
+    missing = tmp_path / "nowhere" / "events.sqlite3"
+    assert code == f"cqrs-admin copy-store: {missing} does not exist: no event store to copy"
+    taken = tmp_path / "taken"
+    taken.mkdir()
+    (taken / "events.sqlite3").write_bytes(b"")
+    code = _exit(["copy-store", "--from", str(tmp_path), "--to", str(taken)])
+    assert code == (
+        f"cqrs-admin copy-store: {taken / 'events.sqlite3'} exists: copy into a new, empty "
+        "data folder"
+    )

@@ -170,3 +170,21 @@ def test_claims_are_keyed_hashes(tmp_path: Path) -> None:
     assert "example" not in digest and len(digest) == 64
     other = KeyStore(tmp_path / "other.sqlite3", bytes(32))
     assert other.claim_digest("user.email", "a@example.com") != digest
+
+
+def test_keys_created_in_bulk_commit_together_or_not_at_all(tmp_path: Path) -> None:
+    path = tmp_path / "keys.sqlite3"
+    keys = KeyStore(path, MASTER)
+    with pytest.raises(RuntimeError), keys.bulk():
+        keys.cipher("lost", create=True)
+        raise RuntimeError("the copy failed midway")
+    with keys.bulk():
+        kept = keys.cipher("kept", create=True)
+        assert kept is not None
+    keys.close()
+    again = KeyStore(path, MASTER)  # another instance: what the file holds
+    assert again.cipher("lost", create=False) is None
+    reopened = again.cipher("kept", create=False)
+    assert reopened is not None
+    nonce = bytes(12)
+    assert reopened.decrypt(nonce, kept.encrypt(nonce, b"x", b"kept"), b"kept") == b"x"
