@@ -193,6 +193,9 @@ async def test_it_reconnects_when_the_store_comes_back(
             assert await projector.wait_for(first, within=10)
             await store.stop(grace=0)
             store = await start_store(tmp_path / "store", listen=f"127.0.0.1:{port}")
+            # The channel reconnects on its own back-off; an append made before
+            # it has would fail fast (UNAVAILABLE) instead of waiting.
+            await asyncio.wait_for(channel.channel_ready(), timeout=30)
             _, second = await feeder.register("after@example.com", password_hash=password_hash)
             assert await projector.wait_for(second, within=20)
         finally:
