@@ -7,7 +7,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import cast
 
+from gateway.connection_limits import PARSERS, Parser
 from gateway.cors import parse_origins
 from service_kit.auth import TokenSettings
 from service_kit.settings import SettingsError, env_choice, env_float, env_int, env_str
@@ -48,6 +50,8 @@ class GatewaySettings:
     bound slow and greedy clients (:mod:`gateway.connection_limits`).
     ``access_log``: uvicorn's line per request (``GATEWAY_ACCESS_LOG=on``); off by
     default because it costs about as much as parsing the request.
+    ``http_parser``: uvicorn's request parser (``GATEWAY_HTTP_PARSER``), the C
+    httptools by default; h11 (pure Python) for comparison.
     """
 
     host: str
@@ -63,6 +67,7 @@ class GatewaySettings:
     max_connections: int = 1000
     max_connections_per_client: int = 100
     access_log: bool = False
+    http_parser: Parser = "httptools"
 
     def target_of(self, service: str) -> str | None:
         """The address of a gRPC service, or None when none is configured."""
@@ -105,6 +110,7 @@ class GatewaySettings:
                 env, "GATEWAY_MAX_CONNECTIONS_PER_CLIENT", 100, minimum=1, maximum=1_000_000
             ),
             access_log=env_choice(env, "GATEWAY_ACCESS_LOG", "off", ("off", "on")) == "on",
+            http_parser=cast(Parser, env_choice(env, "GATEWAY_HTTP_PARSER", PARSERS[0], PARSERS)),
         )
 
 
