@@ -230,10 +230,14 @@ def _postgres_engine(settings: QuerySettings) -> AsyncEngine:
         host=pg.host,
         port=pg.port,
         database=pg.database,
-        # No prepared-statement cache: a rebuild drops and renames tables,
-        # which would invalidate cached statements on every pooled connection.
-        query={"prepared_statement_cache_size": "0"},
     )
+    # asyncpg's prepared-statement cache is on (the default): without it every
+    # statement costs a Parse round trip before its Execute, which was a third
+    # of a min_position read's wait here. A rebuild's swap (tables renamed and
+    # dropped) does not break cached statements: PostgreSQL re-analyses one
+    # whose tables changed, finding the swapped-in table by name, which has the
+    # same columns (tests/integration/query_svc/test_rebuild.py swaps twice
+    # under a live projector and reads through the same pool afterwards).
     # A fixed pool: overflow connections would be opened and closed under
     # load (each connect negotiates TLS and loads type codecs, ~ms of CPU).
     # No pre-ping: it costs a round trip per checkout on the projector's and
