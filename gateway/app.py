@@ -138,12 +138,12 @@ async def start(settings: GatewaySettings) -> Gateway:
         settings.shutdown_grace,
         {
             "access_log": settings.access_log,
-            # Slow and greedy clients are bounded by the protocol (gateway.connection_limits);
-            # it is built on h11, so the faster httptools parser is not used here.
+            # Slow and greedy clients are bounded by the protocol (gateway.connection_limits).
             "http": guarded_protocol(
                 read_timeout=settings.read_timeout,
                 max_connections=settings.max_connections,
                 max_per_client=settings.max_connections_per_client,
+                parser=settings.http_parser,
             ),
             "h11_max_incomplete_event_size": H11_BUFFER,
         },

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import cast
 
+from gateway.connection_limits import PARSERS, Parser
 from gateway.cors import parse_origins
 from gateway.in_flight_limits import DEFAULT_PER_CLIENT
 from service_kit.auth import TokenSettings
@@ -51,6 +53,8 @@ class GatewaySettings:
     at once (:mod:`gateway.in_flight_limits`).
     ``access_log``: uvicorn's line per request (``GATEWAY_ACCESS_LOG=on``); off by
     default because it costs about as much as parsing the request.
+    ``http_parser``: uvicorn's request parser (``GATEWAY_HTTP_PARSER``), the C
+    httptools by default; h11 (pure Python) for comparison.
     """
 
     host: str
@@ -67,6 +71,7 @@ class GatewaySettings:
     max_connections_per_client: int = 100
     max_in_flight_per_client: int = DEFAULT_PER_CLIENT
     access_log: bool = False
+    http_parser: Parser = "httptools"
 
     def target_of(self, service: str) -> str | None:
         """The address of a gRPC service, or None when none is configured."""
@@ -116,6 +121,7 @@ class GatewaySettings:
                 maximum=1_000_000,
             ),
             access_log=env_choice(env, "GATEWAY_ACCESS_LOG", "off", ("off", "on")) == "on",
+            http_parser=cast(Parser, env_choice(env, "GATEWAY_HTTP_PARSER", PARSERS[0], PARSERS)),
         )
 
 

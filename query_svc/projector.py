@@ -6,8 +6,11 @@ Invariants:
 - An event at or below ``applied_position`` is a no-op (redelivery after a
   reconnect); an event after a gap is never applied: the projector drops the
   connection and resubscribes from its checkpoint. No event is ever skipped.
-- On any failure (source down, database down, another projector moved the
-  checkpoint) it waits with exponential backoff, re-reads its checkpoint from
+- Another projector on the same read model (a replica) committing first is
+  no failure: the rows are shared, so it takes that checkpoint and goes on
+  with the rest of its batch at once (events at or below it are no-ops).
+- On any failure (source down, database down, a checkpoint that did not move
+  forward) it waits with exponential backoff, re-reads its checkpoint from
   the database and resubscribes from there.
 - :meth:`paused` holds off batches (between two commits), so a rebuild can
   swap the tables while nothing writes to them; :meth:`adopt` then moves
@@ -33,7 +36,7 @@ from opentelemetry.trace import SpanKind
 
 from query_svc.db import LIVE, Database, Tables, read_checkpoint
 from query_svc.projection import ProjectionError
-from query_svc.source import EventSource, SourceItem
+from query_svc.source import EventSource, SourceItem, StoredEvent
 from query_svc.writer import new_events, write_batch
 from service_kit import dependency_errors, tracing
 from service_kit.batching import batches
@@ -267,33 +270,62 @@ class Projector:
         async for batch in batches(stream, max_size=self._batch_max, read_ahead=self._read_ahead):
             await self._apply(batch)
 
+    async def _write(self, events: list[StoredEvent]) -> None:
+        """Commits ``events`` (after ``applied_position``) and the checkpoint; under the lock."""
+        expected, position = self._applied, events[-1].position
+        started = time.time_ns()
+        async with self._db.write() as conn:
+            changes = await write_batch(
+                conn, self._tables, events, expected=expected, position=position
+            )
+        tracing.record_spans(
+            "query_svc",
+            PROJECT_SPAN,
+            (e.traceparent for e in events),
+            start_ns=started,
+            end_ns=time.time_ns(),
+            kind=SpanKind.CONSUMER,
+        )
+        if changes.erased:
+            await self._db.purge_old_pages()
+        self._set_applied(position)
+        self.applied_event_time = events[-1].occurred_at
+        self.events_applied += len(events)
+        self._backoff = self._backoff_initial
+
+    async def _checkpoint_past(self, expected: int) -> int | None:
+        """The stored checkpoint if it is past ``expected`` (another projector's commit)."""
+        try:
+            async with self._db.read() as conn:
+                stored = await read_checkpoint(conn, self._tables)
+        except Exception:
+            return None
+        return stored if stored > expected else None
+
     async def _apply(self, batch: list[SourceItem]) -> None:
         for item in batch:
             self._source_position = max(self._source_position, item.position)
         async with self._lock:
-            expected = self._applied
-            events, gap = new_events(batch, after=expected)
-            if events:
-                position = events[-1].position
-                started = time.time_ns()
-                async with self._db.write() as conn:
-                    changes = await write_batch(
-                        conn, self._tables, events, expected=expected, position=position
-                    )
-                tracing.record_spans(
-                    "query_svc",
-                    PROJECT_SPAN,
-                    (e.traceparent for e in events),
-                    start_ns=started,
-                    end_ns=time.time_ns(),
-                    kind=SpanKind.CONSUMER,
-                )
-                if changes.erased:
-                    await self._db.purge_old_pages()
-                self._set_applied(position)
-                self.applied_event_time = events[-1].occurred_at
-                self.events_applied += len(events)
-                self._backoff = self._backoff_initial
+            events, gap = new_events(batch, after=self._applied)
+            while events:
+                expected = self._applied
+                try:
+                    await self._write(events)
+                    break
+                except Exception:
+                    # Another projector on this read model (a replica) committed
+                    # first: its checkpoint moved past ours (PostgreSQL may say so
+                    # with a unique violation on its rows before our compare-and-set).
+                    # Its rows are ours too: take its checkpoint and write what is
+                    # left of the batch now. The error path would back off and
+                    # resubscribe, holding every min_position read at this replica
+                    # that long. The loop ends: each turn the checkpoint moved
+                    # forward, and the batch is finite.
+                    moved_to = await self._checkpoint_past(expected)
+                    if moved_to is None:
+                        raise  # a real failure: the error path
+                    self._set_applied(moved_to)
+                    events, gap = new_events(batch, after=moved_to)
             if gap is not None:
                 raise gap
             # The source delivered (events or a heartbeat) and the rows are written:

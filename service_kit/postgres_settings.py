@@ -55,10 +55,9 @@ class PostgresSettings:
             schema=schema,
         )
 
-    def url(self) -> URL:
-        """The asyncpg URL, without a prepared-statement cache: a rebuild drops and
-        renames tables, which would invalidate cached statements on every pooled
-        connection."""
+    def url(self, *, statement_cache: bool = False) -> URL:
+        """The asyncpg URL; asyncpg's prepared-statement cache only when asked for
+        (query_svc asks: see query_svc/db.py for why its rebuilds do not break it)."""
         return URL.create(
             "postgresql+asyncpg",
             username=self.user,
@@ -66,7 +65,7 @@ class PostgresSettings:
             host=self.host,
             port=self.port,
             database=self.database,
-            query={"prepared_statement_cache_size": "0"},
+            query={} if statement_cache else {"prepared_statement_cache_size": "0"},
         )
 
     @property

@@ -2,7 +2,8 @@
 
 Half-sent heads are dropped after the read timeout, oversized heads are 431,
 and connections beyond the caps are answered 503 and closed at once, so a
-flood cannot hold the gateway's file descriptors.
+flood cannot hold the gateway's file descriptors. Every test runs with each
+of uvicorn's parsers (the guard is built for both).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 
 from gateway import app as gateway_app
+from gateway.connection_limits import PARSERS
 
 from .client import fetch, raw_exchange
 from .conftest import Fakes, Running, gateway_settings
@@ -25,9 +27,10 @@ MAX_CONNECTIONS = 40
 PER_CLIENT = 30
 
 
-@pytest.fixture
-async def strict(fakes: Fakes) -> AsyncIterator[Running]:
+@pytest.fixture(params=PARSERS)
+async def strict(fakes: Fakes, request: pytest.FixtureRequest) -> AsyncIterator[Running]:
     settings = gateway_settings(
+        http_parser=request.param,
         store=fakes.target(0),
         command=fakes.target(1),
         query=fakes.target(2),
@@ -80,6 +83,23 @@ async def test_a_half_sent_head_is_dropped_with_408_after_the_read_timeout(
     assert (await fetch(f"{strict.url}/health")).status in {200, 503}
 
 
+async def test_a_kept_alive_connection_gets_408_for_a_half_sent_second_head(
+    strict: Running,
+) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", strict.port)
+    _WRITERS.append(writer)
+    writer.write(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+    await writer.drain()
+    first = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout=5)
+    assert first.startswith(b"HTTP/1.1 "), first
+    length = int(first.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+    await reader.readexactly(length)
+    writer.write(b"GET /health HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+    await writer.drain()
+    answer = await asyncio.wait_for(reader.read(), timeout=READ_TIMEOUT + 5)
+    assert answer.startswith(b"HTTP/1.1 408 "), answer
+
+
 async def test_a_slow_body_is_dropped_too(strict: Running) -> None:
     head = b"POST /v1/register HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{"
     reader, writer = await asyncio.open_connection("127.0.0.1", strict.port)
@@ -101,6 +121,20 @@ async def test_a_head_over_64_kib_is_431(strict: Running) -> None:
     fine = b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\nX-Big: " + b"a" * 60_000
     answer = await raw_exchange(strict.port, fine + b"\r\n\r\n")
     assert not answer.startswith(b"HTTP/1.1 431 ")
+
+
+async def test_a_head_over_64_kib_sent_in_small_pieces_is_431(strict: Running) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", strict.port)
+    _WRITERS.append(writer)
+    writer.write(b"GET /health HTTP/1.1\r\nHost: x\r\n")
+    # 16 headers of 4 KiB (one write, and read, apiece): the last one crosses 64 KiB,
+    # and nothing is sent after it, so the server's close is not a reset.
+    for i in range(16):
+        writer.write(b"X-Part-%d: " % i + b"a" * 4096 + b"\r\n")
+        await writer.drain()
+        await asyncio.sleep(0.005)
+    answer = await asyncio.wait_for(reader.read(), timeout=5)
+    assert answer.startswith(b"HTTP/1.1 431 "), answer[:80]
 
 
 async def test_connections_beyond_the_caps_are_refused_at_once(strict: Running) -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 import grpc
 import pytest
 from cqrs.eventstore.v1 import event_store_pb2_grpc as pb_grpc
+from prometheus_client import REGISTRY
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from query_svc import writer
@@ -118,18 +119,31 @@ async def test_a_gap_is_never_skipped(database: Database) -> None:
 async def test_two_projectors_on_one_read_model_apply_each_event_once(
     database: Database, source: StoreSubscriptionSource, feeder: Feeder, password_hash: str
 ) -> None:
-    first = Projector(database=database, source=source, backoff_initial=0.01)
-    second = Projector(database=database, source=source, backoff_initial=0.01)
+    # Half the history is there before they start: both catch up on it at once,
+    # in batches of different sizes, so they keep committing over each other.
+    await feeder.populate(users=15, logins_per_user=5, password_hash=password_hash)
+    errors_before = _projector_errors()
+    first = Projector(database=database, source=source, backoff_initial=0.01, batch_max=3)
+    second = Projector(database=database, source=source, backoff_initial=0.01, batch_max=5)
     await first.start()
     await second.start()
     try:
-        await feeder.populate(users=30, logins_per_user=5, password_hash=password_hash)
+        await feeder.populate(users=15, logins_per_user=5, password_hash=password_hash)
         assert await first.wait_for(feeder.head, within=60)
         assert await second.wait_for(feeder.head, within=60)
     finally:
         await first.stop()
         await second.stop()
     await assert_matches_store(database, feeder)
+    # Each event was committed by exactly one of them, and the other one took
+    # that commit as its own progress: no failure, no backoff, no resubscription.
+    # (On SQLite, which serialises writers, one of them may never win.)
+    assert first.events_applied + second.events_applied == feeder.head
+    assert _projector_errors() == errors_before
+
+
+def _projector_errors() -> float:
+    return REGISTRY.get_sample_value("query_projector_errors_total") or 0.0
 
 
 async def test_an_empty_store_starts_at_zero_and_follows_live(

@@ -14,6 +14,7 @@ from starlette.routing import Route
 from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from gateway.connection_limits import Parser, guarded_protocol
 from gateway.http_server import uvicorn_server
 from gateway.settings import GatewaySettings
 from service_kit.settings import SettingsError
@@ -84,3 +85,18 @@ async def test_access_log_lines_only_when_asked(caplog: pytest.LogCaptureFixture
     assert await _get_once(False, caplog) == []
     lines = await _get_once(True, caplog)
     assert len(lines) == 1 and '"GET / HTTP/1.1" 200' in lines[0]
+
+
+def test_http_parser_setting() -> None:
+    assert GatewaySettings.from_env({}).http_parser == "httptools"
+    assert GatewaySettings.from_env({"GATEWAY_HTTP_PARSER": "h11"}).http_parser == "h11"
+    with pytest.raises(SettingsError, match="GATEWAY_HTTP_PARSER"):
+        GatewaySettings.from_env({"GATEWAY_HTTP_PARSER": "fast"})
+
+
+@pytest.mark.parametrize("parser", ["httptools", "h11"])
+def test_the_guarded_protocol_is_built_on_the_chosen_parser(parser: Parser) -> None:
+    base = HttpToolsProtocol if parser == "httptools" else H11Protocol
+    protocol = guarded_protocol(read_timeout=1, max_connections=2, max_per_client=1, parser=parser)
+    assert issubclass(protocol, base)
+    assert uvicorn_server(_app(), 1.0, {"http": protocol}).config.http_protocol_class is protocol
