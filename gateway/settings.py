@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from gateway.cors import parse_origins
 from service_kit.auth import TokenSettings
-from service_kit.settings import SettingsError, env_choice, env_float, env_int, env_str
+from service_kit.settings import SettingsError, env_choice, env_float, env_int, env_str, env_targets
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +122,8 @@ def _ports(raw: str) -> tuple[int, ...]:
 
 
 def _target(env: Mapping[str, str], name: str, default: str) -> str:
+    if name == "STORE_GRPC_TARGET":  # a leader and its standbys: gateway.backends
+        return env_targets(env, name, default)
     value = env_str(env, name, default)
     host, _, port = value.rpartition(":")
     if not host or not port.isdigit():
