@@ -254,7 +254,10 @@ class LeaderChannel(grpc.aio.Channel):
             except grpc.aio.AioRpcError as err:
                 code = err.code()
                 cut_short = code == grpc.StatusCode.DEADLINE_EXCEEDED and this_try != left
-                if last or not (unreached(code, err.details() or "") or cut_short):
+                # CANCELLED here was not our caller (that cancels this task): the
+                # server cancelled it, e.g. a standby's server making way.
+                cancelled = code == grpc.StatusCode.CANCELLED
+                if last or not (unreached(code, err.details() or "") or cut_short or cancelled):
                     raise
                 self.failed(index, f"{code.name}: {err.details()}")
                 if deadline is not None and deadline - loop.time() <= 0.01:
