@@ -126,6 +126,6 @@ def _target(env: Mapping[str, str], name: str, default: str) -> str:
         return env_targets(env, name, default)
     value = env_str(env, name, default)
     host, _, port = value.rpartition(":")
-    if not host or not port.isdigit():
+    if not host or not port.isdigit() or "," in value:
         raise SettingsError(f"{name}={value!r}: expected host:port")
     return value

@@ -79,9 +79,7 @@ async def test_commands_follow_the_store_leader_through_a_failover(tmp_path: Pat
     leader.start()
     await leader.wait_serving()
     standby.start()
-    command = await command_app.start(
-        command_settings(0, store_target=",".join(targets), store_timeout=4.0)
-    )
+    command = await command_app.start(command_settings(0, store_target=",".join(targets)))
     workers: list[asyncio.Task[None]] = []
     try:
         # A waiting standby answers UNAVAILABLE, saying what it is: clients move on.
