@@ -31,6 +31,7 @@ from service_kit.auth import service_metadata
 from service_kit.client_address import proxy_identity
 from service_kit.dependency_errors import Dependency
 from service_kit.interceptors import service_interceptors
+from service_kit.leader_channel import leader_channel, split_targets
 from service_kit.limit_store import keyed_pseudonyms
 from service_kit.mail_tokens import MailTokens
 from service_kit.observability import setup_process
@@ -97,7 +98,7 @@ async def start(settings: CommandSettings) -> CommandService:
     )
     view = RevocationView(horizon=revocation_horizon(settings.tokens.ttl_seconds))
     revocations = RevocationFeed(
-        channel=grpc.aio.insecure_channel(settings.store_target),
+        channel=leader_channel(settings.store_target),
         metadata=identity,
         view=view,
         timeout=settings.store_timeout,
@@ -188,8 +189,7 @@ async def start(settings: CommandSettings) -> CommandService:
 def command_readiness(store_target: str) -> tuple[Readiness, list[grpc.aio.Channel]]:
     """command_svc's one check: the event store (required: every command needs it),
     at each of its addresses (``host:port[,host:port]``), through channels of its own."""
-    targets = [t.strip() for t in store_target.split(",") if t.strip()]
-    channels = [grpc.aio.insecure_channel(t) for t in targets]
+    channels = [grpc.aio.insecure_channel(t) for t in split_targets(store_target)]
     check = readiness_kit.peer_check(
         "event_store",
         Dependency("event store", f"store_svc at {store_target}"),

@@ -9,7 +9,8 @@ names, and replies come in completion order.
 Invariants:
 - one stream takes new requests at a time; it is replaced when it broke,
   when the service token changed (the store checks the token once, when a
-  stream opens) or after ``lifetime`` seconds. A replaced stream is closed
+  stream opens), when ``route`` changed (the store's leader moved to another
+  address: service_kit.leader_channel) or after ``lifetime`` seconds. A replaced stream is closed
   for writing and ends once the store answered what it had (it is cancelled
   if that takes more than a minute);
 - every request ends exactly one way: with its reply; with the error the
@@ -40,6 +41,7 @@ from cqrs.eventstore.v1 import event_store_pb2 as pb
 from cqrs.eventstore.v1 import event_store_pb2_grpc as pb_grpc
 
 from command_svc.errors import StoreError, StoreUnavailable, StoreUnreached, store_error
+from service_kit.leader_channel import unreached
 
 __all__ = ["DEFAULT_LIFETIME", "AppendStreamUnsupported", "AppendStreams"]
 
@@ -63,7 +65,7 @@ class AppendStreamUnsupported(StoreError):
 
 def _stream_error(code: grpc.StatusCode | None, details: str) -> StoreError:
     """What a request gets when its stream ended before its reply."""
-    if code is None or code in _RECONNECT:
+    if code is None or code in _RECONNECT or unreached(code, details):
         return StoreUnreached(details)
     if code == grpc.StatusCode.UNIMPLEMENTED:
         return AppendStreamUnsupported(details)
@@ -74,9 +76,13 @@ class _Stream:
     """One open AppendStream call with its writer and reader tasks."""
 
     def __init__(
-        self, stub: pb_grpc.EventStoreServiceAsyncStub, call_metadata: list[tuple[str, str]]
+        self,
+        stub: pb_grpc.EventStoreServiceAsyncStub,
+        call_metadata: list[tuple[str, str]],
+        route: int = 0,
     ):
         self.metadata = call_metadata
+        self.route = route  # the store address it went to (service_kit.leader_channel)
         self.opened = time.monotonic()
         self.last_reply = self.opened
         # No request iterator: requests are written one by one (call.write).
@@ -152,7 +158,7 @@ class _Stream:
     def _end_with(self, exc: Exception) -> None:
         if isinstance(exc, grpc.aio.AioRpcError):
             code = exc.code()
-            if code not in _RECONNECT:
+            if code not in _RECONNECT and not unreached(code, exc.details() or ""):
                 log.error("append stream refused by the store: %s %s", code.name, exc.details())
             self._end(code, f"{code.name}: {exc.details() or ''}")
         else:
@@ -177,8 +183,10 @@ class AppendStreams:
         *,
         lifetime: float = DEFAULT_LIFETIME,
         max_waiting: int = DEFAULT_MAX_WAITING,
+        route: Callable[[], int] = lambda: 0,
     ) -> None:
         self._stub = stub
+        self._route = route
         self._auth = auth_metadata
         self._lifetime = lifetime
         self._max_waiting = max_waiting
@@ -223,16 +231,18 @@ class AppendStreams:
 
     def _current(self) -> _Stream:
         call_metadata = self._auth()
+        route = self._route()
         stream = self._stream
         if (
             stream is None
             or stream.broken
             or stream.metadata != call_metadata
+            or stream.route != route
             or time.monotonic() - stream.opened > self._lifetime
         ):
             if stream is not None:
                 self._retire(stream)
-            stream = self._stream = _Stream(self._stub, call_metadata)
+            stream = self._stream = _Stream(self._stub, call_metadata, route)
         return stream
 
     def _retire(self, stream: _Stream) -> None:

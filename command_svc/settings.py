@@ -24,7 +24,7 @@ from service_kit.settings import (
     env_float,
     env_int,
     env_listen,
-    env_str,
+    env_targets,
     proxy_services,
 )
 
@@ -77,7 +77,7 @@ class CommandSettings:
     def from_env(cls, env: Mapping[str, str]) -> CommandSettings:
         return cls(
             listen=env_listen(env, "COMMAND_GRPC_LISTEN", "127.0.0.1:9091"),
-            store_target=env_str(env, "STORE_GRPC_TARGET", "127.0.0.1:9090"),
+            store_target=env_targets(env, "STORE_GRPC_TARGET", "127.0.0.1:9090"),
             store_timeout=env_float(
                 env, "COMMAND_STORE_TIMEOUT_SECONDS", 10.0, minimum=0.1, maximum=300.0
             ),

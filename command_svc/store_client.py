@@ -12,7 +12,10 @@ Invariants of ``StoreClient``:
 - it raises only the ``command_svc.errors.StoreError`` family;
 - ``append`` resends the same event ids when the store was unreachable or
   the stream broke before it answered: the store's event-id idempotency
-  makes the retry safe even if the first attempt was in fact stored.
+  makes the retry safe even if the first attempt was in fact stored. Given
+  several store addresses (a leader and its standby), it resends them to
+  the next address too, when one answered UNAVAILABLE or nothing in half the
+  time left (service_kit.leader_channel).
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ import domain
 from command_svc.append_stream import AppendStreams, AppendStreamUnsupported
 from command_svc.errors import StoreUnavailable, StoreUnreached, store_error
 from service_kit import deadlines, metadata, tracing
+from service_kit.leader_channel import LeaderChannel, leader_channel
 from service_kit.structs import struct_to_dict
 from service_kit.timeconv import to_datetime
 
@@ -171,16 +175,19 @@ class StoreClient:
         self._stub = pb_grpc.EventStoreServiceStub(channel)
         self._auth = auth_metadata
         self._timeout = timeout
-        self._streams = AppendStreams(self._stub, auth_metadata)
+        self._route: Callable[[], int] = lambda: 0
+        if isinstance(channel, LeaderChannel):  # a leader and its standby: follow the leader
+            self._route = lambda: channel.current
+        self._streams = AppendStreams(self._stub, auth_metadata, route=self._route)
         self._use_streams = True
 
     @classmethod
     def connect(cls, target: str, *, auth_metadata: AuthMetadata, timeout: float) -> StoreClient:
-        """A client on a new insecure channel to ``target`` (``host:port``), carrying
-        the trace context of each call when tracing is on."""
-        channel = grpc.aio.insecure_channel(
-            target, interceptors=tracing.client_interceptors("command_svc")
-        )
+        """A client on a new insecure channel to ``target`` (``host:port``, or several
+        comma-separated: a leader and its standby, followed by
+        ``service_kit.leader_channel``), carrying the trace context of each call
+        when tracing is on."""
+        channel = leader_channel(target, interceptors=tracing.client_interceptors("command_svc"))
         return cls(channel, auth_metadata=auth_metadata, timeout=timeout)
 
     async def close(self) -> None:
@@ -230,19 +237,32 @@ class StoreClient:
             request.no_stream.CopyFrom(empty_pb2.Empty())
         else:
             request.exact = expected_version
-        for pause in (*_UNAVAILABLE_BACKOFF, None):
+        leader = self._channel if isinstance(self._channel, LeaderChannel) else None
+        pauses = _UNAVAILABLE_BACKOFF if leader is None else (0.05,) * (leader.tries - 1)
+        for attempt, pause in enumerate((*pauses, None), start=1):
             timeout = deadlines.budget(self._timeout)  # never past the command's deadline
+            this_try = (
+                timeout if leader is None else leader.try_budget(timeout, attempt, len(pauses) + 1)
+            )
+            route = self._route()
             try:
-                async with asyncio.timeout(timeout):
+                async with asyncio.timeout(this_try):
                     response = await self._append_once(request, trace)
             except TimeoutError:
+                if leader is not None and pause is not None:
+                    # No answer in half the time left: a paused leader, maybe
+                    # succeeded by the next address. Same event ids there: safe.
+                    leader.failed(route, f"no answer to an append in {this_try:.1f}s")
+                    continue
                 self._streams.abandon_if_stalled(self._timeout)
                 raise StoreUnavailable(
                     f"DEADLINE_EXCEEDED: the store did not answer within {timeout:.1f}s"
                 ) from None
-            except StoreUnreached:
+            except StoreUnreached as exc:
                 if pause is None:
                     raise
+                if leader is not None:
+                    leader.failed(route, str(exc))
                 await asyncio.sleep(pause)
                 continue
             return Appended(response.version, response.positions[-1] if response.positions else 0)

@@ -16,6 +16,7 @@ import grpc
 from gateway.errors import GatewayError
 from gateway.routes import RpcMethod
 from service_kit import tracing
+from service_kit.leader_channel import leader_channel
 
 # Same limits as the servers (service_kit.server): a 1,000-event page fits.
 _CHANNEL_OPTIONS = [
@@ -34,7 +35,9 @@ class Backends:
         self._targets = dict(targets)
         self._channels: dict[str, grpc.aio.Channel] = {}
         for target in sorted(set(self._targets.values())):
-            self._channels[target] = grpc.aio.insecure_channel(
+            # Several comma-separated addresses (only the store's may be):
+            # a leader and its standby, followed (service_kit.leader_channel).
+            self._channels[target] = leader_channel(
                 target,
                 options=_CHANNEL_OPTIONS,
                 interceptors=tracing.client_interceptors("gateway"),

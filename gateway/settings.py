@@ -13,7 +13,7 @@ from gateway.connection_limits import PARSERS, Parser
 from gateway.cors import parse_origins
 from gateway.in_flight_limits import DEFAULT_PER_CLIENT
 from service_kit.auth import TokenSettings
-from service_kit.settings import SettingsError, env_choice, env_float, env_int, env_str
+from service_kit.settings import SettingsError, env_choice, env_float, env_int, env_str, env_targets
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,8 +139,10 @@ def _ports(raw: str) -> tuple[int, ...]:
 
 
 def _target(env: Mapping[str, str], name: str, default: str) -> str:
+    if name == "STORE_GRPC_TARGET":  # a leader and its standbys: gateway.backends
+        return env_targets(env, name, default)
     value = env_str(env, name, default)
     host, _, port = value.rpartition(":")
-    if not host or not port.isdigit():
+    if not host or not port.isdigit() or "," in value:
         raise SettingsError(f"{name}={value!r}: expected host:port")
     return value

@@ -44,6 +44,7 @@ from service_kit import deadlines, errors, tracing
 from service_kit.auth import service_metadata
 from service_kit.client_address import proxy_identity
 from service_kit.interceptors import service_interceptors
+from service_kit.leader_channel import leader_channel
 from service_kit.limit_store import LIMIT_METADATA, SqlRequestLimiter, keyed_pseudonyms
 from service_kit.mail_tokens import MailTokens
 from service_kit.observability import (
@@ -149,7 +150,8 @@ async def start(
     identity = service_metadata(signer, SERVICE_IDENTITY)
     channels: list[grpc.aio.Channel] = []
     database = Database.from_settings(settings)
-    store_channel = grpc.aio.insecure_channel(settings.store_target, options=_CHANNEL_OPTIONS)
+    # One address, or a leader and its standby (followed: service_kit.leader_channel).
+    store_channel = leader_channel(settings.store_target, options=_CHANNEL_OPTIONS)
     channels.append(store_channel)
     rebuild_source: EventSource
     source_name = ""

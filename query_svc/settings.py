@@ -25,6 +25,7 @@ from service_kit.settings import (
     env_int,
     env_listen,
     env_str,
+    env_targets,
     proxy_services,
 )
 
@@ -193,7 +194,7 @@ class QuerySettings:
                 / 1000.0,
             ),
             pii=PiiSettings.from_env(env),
-            store_target=env_str(env, "STORE_GRPC_TARGET", "127.0.0.1:9090"),
+            store_target=env_targets(env, "STORE_GRPC_TARGET", "127.0.0.1:9090"),
             command_target=env_str(env, "COMMAND_GRPC_TARGET", "127.0.0.1:9091"),
             tokens=TokenSettings.from_env(env),
             refresh_ttl_seconds=env_int(

@@ -31,6 +31,10 @@ _OPTIONS = [
     # AppendStream) from a host that vanished must not be held forever.
     ("grpc.keepalive_time_ms", 60_000),
     ("grpc.keepalive_timeout_ms", 20_000),
+    # Clients of a leader and its standby ping every few seconds while calls are
+    # open, to notice a paused peer (service_kit.leader_channel): allow it, rather
+    # than answer GOAWAY "too many pings" on a quiet Subscribe stream.
+    ("grpc.http2.min_ping_interval_without_data_ms", 1000),
 ]
 
 

@@ -78,6 +78,20 @@ def proxy_services(env: Mapping[str, str]) -> tuple[str, ...]:
     return names
 
 
+def env_targets(env: Mapping[str, str], name: str, default: str) -> str:
+    """``host:port``, or several comma-separated (a leader and its standbys, tried in
+    turn: service_kit.leader_channel); returned without blanks."""
+    value = env_str(env, name, default)
+    targets = [t.strip() for t in value.split(",") if t.strip()]
+    for target in targets:
+        host, _, port = target.rpartition(":")
+        if not host or not port.isdigit():
+            raise SettingsError(f"{name}={value!r}: expected host:port[,host:port...]")
+    if not targets:
+        raise SettingsError(f"{name}={value!r}: expected host:port[,host:port...]")
+    return ",".join(targets)
+
+
 def env_listen(env: Mapping[str, str], name: str, default: str) -> str:
     """A ``host:port`` to listen on (``[::1]:9090`` for IPv6; port 0 picks a free
     one); the host is not resolved here (a bind reports it)."""

@@ -43,6 +43,7 @@ from store_svc.revocations import EngineRevocationFeed
 from store_svc.servicer import SERVICE_NAME, TRACED_AS, EventStoreServicer
 from store_svc.settings import StoreSettings
 from store_svc.shredding import shred_erased
+from store_svc.standby import StandbyServer
 from store_svc.time_travel import AggregateNotFound, TimeTravel
 
 log = logging.getLogger("store_svc")
@@ -111,32 +112,39 @@ async def open_store(settings: StoreSettings) -> engine.EventStore:
     """Takes the writer lock and opens the engine; WriterLockHeld if another writer holds it.
 
     A standby (``STORE_STANDBY=1``) waits instead, trying again every lease
-    heartbeat, and serves nothing until it holds the lock: it takes over when
+    heartbeat, and until it holds the lock answers every call UNAVAILABLE
+    (store_svc.standby), so clients move on to the leader: it takes over when
     the leader's lease lapses (ClickHouse) or its process ends (SQLite).
     """
-    waiting = False
-    while True:
-        storage = await open_storage(settings)
-        try:
-            return await engine.EventStore.open(
-                storage,
-                batch_max_events=settings.batch_max_events,
-                batch_max_delay=settings.batch_max_delay,
-                subscriber_buffer=settings.subscriber_buffer,
-                on_batch=APPEND_BATCH_EVENTS.observe,
-                stream_cache_events=settings.stream_cache_events,
-            )
-        except engine.WriterLockHeld as exc:
-            await storage.close()
-            if not settings.standby:
+    refusing: StandbyServer | None = None  # answers UNAVAILABLE while we wait
+    try:
+        while True:
+            storage = await open_storage(settings)
+            try:
+                return await engine.EventStore.open(
+                    storage,
+                    batch_max_events=settings.batch_max_events,
+                    batch_max_delay=settings.batch_max_delay,
+                    subscriber_buffer=settings.subscriber_buffer,
+                    on_batch=APPEND_BATCH_EVENTS.observe,
+                    stream_cache_events=settings.stream_cache_events,
+                )
+            except engine.WriterLockHeld as exc:
+                await storage.close()
+                if not settings.standby:
+                    raise
+                if refusing is None:
+                    log.info("standby: %s; waiting for the writer lock", exc)
+                    refusing = StandbyServer(settings.listen)
+                    await refusing.start()
+                refusing.waiting_because(str(exc))
+            except BaseException:
+                await storage.close()  # until open succeeds, the storage is ours to close
                 raise
-            if not waiting:
-                log.info("standby: %s; waiting for the writer lock", exc)
-                waiting = True
-        except BaseException:
-            await storage.close()  # until open succeeds, the storage is ours to close
-            raise
-        await asyncio.sleep(settings.clickhouse.lease_heartbeat)
+            await asyncio.sleep(settings.clickhouse.lease_heartbeat)
+    finally:
+        if refusing is not None:
+            await refusing.stop()  # frees the address for the real server
 
 
 async def start(settings: StoreSettings) -> StoreService:

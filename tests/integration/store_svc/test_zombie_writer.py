@@ -18,6 +18,7 @@ import grpc
 import pytest
 from cqrs.eventstore.v1 import event_store_pb2_grpc as pb_grpc
 
+from service_kit.leader_channel import unreached
 from store_svc.settings import StoreSettings
 from tests.auth_support import SERVICE, channel_as
 from tests.integration.store_svc.conftest import drop_clickhouse_database, store_env
@@ -69,9 +70,11 @@ async def appender(cluster: Cluster, worker: int) -> None:
                 try:
                     reply = await stubs[target].Append(request, timeout=2)
                 except grpc.aio.AioRpcError as exc:
-                    if exc.code() in (
-                        grpc.StatusCode.UNAVAILABLE,
+                    # Also a call cut by a standby's refusing server as it makes
+                    # way for the real one (store_svc.standby): never answered.
+                    if unreached(exc.code(), exc.details() or "") or exc.code() in (
                         grpc.StatusCode.DEADLINE_EXCEEDED,
+                        grpc.StatusCode.CANCELLED,
                     ):
                         target = 1 - target  # the other process may be the leader now
                         await asyncio.sleep(0.05)

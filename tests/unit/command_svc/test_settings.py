@@ -82,3 +82,10 @@ def test_secrets_are_not_in_repr() -> None:
 def test_bad_values_name_the_variable(env: dict[str, str], variable: str) -> None:
     with pytest.raises(SettingsError, match=rf"^{variable}"):
         CommandSettings.from_env(env)
+
+
+def test_the_store_may_be_a_leader_and_its_standby() -> None:
+    s = CommandSettings.from_env({"STORE_GRPC_TARGET": "store:9090, standby:9090"})
+    assert s.store_target == "store:9090,standby:9090"
+    with pytest.raises(SettingsError, match="STORE_GRPC_TARGET"):
+        CommandSettings.from_env({"STORE_GRPC_TARGET": "store:9090,standby"})

@@ -34,6 +34,7 @@ pytestmark = pytest.mark.unit
 # The services built from ./Dockerfile: compose service -> the module it runs.
 APP_SERVICES: Final[Mapping[str, str]] = {
     "store-svc": "store_svc",
+    "store-standby": "store_svc",  # the hot standby: same image and settings
     "command-svc": "command_svc",
     "query-svc": "query_svc",
     "gateway": "gateway",
@@ -71,6 +72,7 @@ SECRETS: Final = ("CLICKHOUSE_PASSWORD", "POSTGRES_QUERY_PASSWORD", "PII_MASTER_
 # Key files each service gets in /run/secrets (KEYS_DIR): only its own private key.
 KEY_FILES: Final[Mapping[str, set[str]]] = {
     "store-svc": {"trusted.json"},
+    "store-standby": {"trusted.json"},
     "command-svc": {"trusted.json", "command_svc.signing.json", "mail.key"},
     "query-svc": {"trusted.json", "query_svc.signing.json", "mail.key"},
     "gateway": {"gateway.signing.json"},
@@ -264,9 +266,15 @@ def test_servers_listen_where_ports_health_and_clients_point(compose: Mapping[st
         service = _service(compose, name)
         assert [m.container_port for m in cs.port_mappings(service)] == [port]
         assert f"127.0.0.1:{port}'" in _healthcheck_text(service)
+        # The store's clients name its standby too, on the same port (failover).
+        expected = f"{name}:{port}" + (f",store-standby:{port}" if name == "store-svc" else "")
         for client, env in envs.items():
             if target_var in env:
-                assert env[target_var] == f"{name}:{port}", f"{client}.{target_var}"
+                assert env[target_var] == expected, f"{client}.{target_var}"
+    standby = envs["store-standby"]
+    assert standby["STORE_GRPC_LISTEN"] == envs["store-svc"]["STORE_GRPC_LISTEN"]
+    assert standby["STORE_STANDBY"] == "1"
+    assert cs.port_mappings(_service(compose, "store-standby")) == []  # internal only
     gateway = envs["gateway"]
     assert gateway["GATEWAY_HOST"] == "0.0.0.0"
     gateway_ports = [int(p) for p in gateway["GATEWAY_PORTS"].split(",")]

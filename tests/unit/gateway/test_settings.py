@@ -47,6 +47,9 @@ def test_overrides() -> None:
         ({**SECRET, "GATEWAY_PORTS": "70000"}, "GATEWAY_PORTS"),
         ({**SECRET, "GATEWAY_PORTS": "8088,8088"}, "GATEWAY_PORTS"),
         ({**SECRET, "STORE_GRPC_TARGET": "nohostport"}, "STORE_GRPC_TARGET"),
+        ({**SECRET, "STORE_GRPC_TARGET": "a:1,nohostport"}, "STORE_GRPC_TARGET"),
+        # Only the store has a standby to follow: other backends take one address.
+        ({**SECRET, "COMMAND_GRPC_TARGET": "a:1,b:2"}, "COMMAND_GRPC_TARGET"),
         ({**SECRET, "GATEWAY_CALL_TIMEOUT_SECONDS": "0"}, "GATEWAY_CALL_TIMEOUT_SECONDS"),
         ({**SECRET, "GATEWAY_MAX_BODY_BYTES": "abc"}, "GATEWAY_MAX_BODY_BYTES"),
     ],
@@ -54,3 +57,8 @@ def test_overrides() -> None:
 def test_bad_values_name_the_variable(env: dict[str, str], variable: str) -> None:
     with pytest.raises(SettingsError, match=variable):
         GatewaySettings.from_env(env)
+
+
+def test_the_store_may_be_a_leader_and_its_standby() -> None:
+    settings = GatewaySettings.from_env({**SECRET, "STORE_GRPC_TARGET": "s1:9090, s2:9090"})
+    assert settings.target_of("cqrs.eventstore.v1.EventStoreService") == "s1:9090,s2:9090"
