@@ -8,6 +8,7 @@ deployment's environment, copies it into another fresh database; then no
 address is left in clear in any raw payload or claims column of the copy's
 event tables, ids, positions, versions and times are the source's, the
 verification finds nothing, and it names each difference of a tampered copy.
+A source with a running writer, and a target that holds events, are refused.
 Both databases are dropped afterwards.
 """
 
@@ -79,13 +80,15 @@ async def test_copy_encrypts_a_plaintext_clickhouse_store_and_verifies_it(
         "PII_MASTER_KEY": new_master_key(),
     }
     source = ClickHouseConfig.from_env(env)
+    keys = tmp_path / "new" / "pii-keys.sqlite3"
+    args = ("copy-store", "--to-database", target_db, "--to-keys", str(keys))
     async with clickhouse.writing(source) as storage:
         await storage.write_batch(legacy.events)
+        busy = await cqrs_admin(env, *args)  # a writer is running: refused
+        assert busy.code == 1 and "holds the writer lease" in busy.err, busy.err
     everyone = [*legacy.gone_needles, legacy.kept_email]
     assert any(legacy.client_address in raw for raw in await clickhouse_columns(source, _RAW))
 
-    keys = tmp_path / "new" / "pii-keys.sqlite3"
-    args = ("copy-store", "--to-database", target_db, "--to-keys", str(keys))
     copied = await cqrs_admin(env, *args)
     assert copied.code == 0, copied.err
     assert "5/5 events copied" in copied.out and "copied and verified 5 events" in copied.out
