@@ -23,6 +23,7 @@ from contextlib import closing
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from cqrs_admin.copy_sqlite import sqlite_places
 from cqrs_admin.copy_store import copy_store
 from store_svc.engine import SqliteStorage
 from store_svc.engine.model import to_micros
@@ -75,7 +76,7 @@ async def _run(users: int) -> None:
                 _rows(users),
             )
         began = time.perf_counter()
-        report = await copy_store(old, new, {}, io.StringIO())
+        report = await copy_store(*sqlite_places(old, new, {}), io.StringIO())
         took = time.perf_counter() - began
     print(f"copy-store: {report.events} events of {report.streams} streams")
     print(f"  copied and verified in {took:.2f} s: {report.events / took:,.0f} events/s")

@@ -14,7 +14,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from cqrs_admin.backup import backup
-from cqrs_admin.copy_store import copy_store
+from cqrs_admin.copy_clickhouse import clickhouse_places
+from cqrs_admin.copy_sqlite import sqlite_places
+from cqrs_admin.copy_store import StorePlace, copy_store
 from cqrs_admin.errors import AdminError
 from cqrs_admin.migrate import migrate
 from cqrs_admin.restore import restore
@@ -65,25 +67,28 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser("migrate", help="bring every store to this code's schema version")
     copy_cmd = commands.add_parser(
         "copy-store",
-        help="copy an embedded event store into a new data folder, upcast and encrypted",
+        help="copy an event store into a new one, upcast and encrypted, then verify it",
         description=(
-            "Copies DIR's events.sqlite3 into TARGET (a new data folder): every event "
-            "upcast to its current version, personal fields encrypted with TARGET's "
-            "key store, claims as keyed digests; ids, positions, versions and times kept. "
-            "Verifies the copy at the end (exit status 1 on any difference). Stop the "
-            "services first; start them on TARGET afterwards."
+            "Copies an event store into a new one: every event upcast to its current "
+            "version, personal fields encrypted with the copy's key store, claims as keyed "
+            "digests; ids, positions, versions and times kept. Verifies the copy at the end "
+            "(exit status 1 on any difference). Embedded: --from DIR --to TARGET (data "
+            "folders). Production: --to-database NAME --to-keys FILE copies the ClickHouse "
+            "database the environment names (CLICKHOUSE_*) into NAME (on the server "
+            "TARGET_CLICKHOUSE_HOST names, else the same), its keys into FILE. Stop the "
+            "services first; start them on the copy afterwards."
         ),
     )
-    copy_cmd.add_argument("--from", dest="source", required=True, type=Path, metavar="DIR")
-    copy_cmd.add_argument("--to", dest="target", required=True, type=Path, metavar="TARGET")
+    copy_cmd.add_argument("--from", dest="source", type=Path, metavar="DIR")
+    copy_cmd.add_argument("--to", dest="target", type=Path, metavar="TARGET")
+    copy_cmd.add_argument("--to-database", metavar="NAME")
+    copy_cmd.add_argument("--to-keys", type=Path, metavar="FILE")
     return parser
 
 
 async def _run(args: argparse.Namespace) -> int:
     if args.command == "copy-store":
-        copied = await copy_store(args.source, args.target, os.environ, sys.stdout)
-        print(f"copy-store: {copied.line()}; start the services with DATA_DIR={args.target}")
-        return 0
+        return await _copy_store(args)
     stack = Stack.from_env(os.environ)
     if args.command == "status":
         status = await collect(stack)
@@ -105,8 +110,33 @@ async def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _copy_store(args: argparse.Namespace) -> int:
+    source: StorePlace
+    target: StorePlace
+    if args.to_database:
+        source, target = clickhouse_places(os.environ, args.to_database, args.to_keys)
+        start = f"CLICKHOUSE_DB={args.to_database} PII_KEYS_FILE={args.to_keys}"
+    else:
+        source, target = sqlite_places(args.source, args.target, os.environ)
+        start = f"DATA_DIR={args.target}"
+    copied = await copy_store(source, target, sys.stdout)
+    print(f"copy-store: {copied.line()}; start the services with {start}")
+    return 0
+
+
+def _check_copy_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    given = tuple(v is not None for v in (args.source, args.target, args.to_database, args.to_keys))
+    if given not in {(True, True, False, False), (False, False, True, True)}:
+        parser.error(
+            "copy-store takes --from DIR --to TARGET, or --to-database NAME --to-keys FILE"
+        )
+
+
 def main(argv: Sequence[str] | None = None) -> None:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command == "copy-store":
+        _check_copy_args(parser, args)
     if args.command == "rebuild":
         sys.exit(
             rebuild.run(target=args.target, timeout=args.timeout, env=os.environ, out=sys.stderr)

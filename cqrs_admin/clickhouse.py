@@ -1,4 +1,5 @@
-"""A short ClickHouse session for the admin tool: one connection, errors as StorageUnavailable."""
+"""ClickHouse for the admin tool: a short session (one connection, errors as
+StorageUnavailable), and the event storage opened as a writer."""
 
 from __future__ import annotations
 
@@ -7,10 +8,10 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from store_svc import clickhouse_client
-from store_svc.engine import ClickHouseConfig, StorageUnavailable
+from store_svc.engine import ClickHouseConfig, ClickHouseStorage, StorageUnavailable
 from store_svc.engine.clickhouse_storage import QueryRunner
 
-__all__ = ["session"]
+__all__ = ["session", "writing"]
 
 
 @asynccontextmanager
@@ -42,3 +43,18 @@ async def session(config: ClickHouseConfig) -> AsyncIterator[QueryRunner]:
         raise
     except Exception as exc:
         raise StorageUnavailable(f"ClickHouse at {where}: cannot connect: {exc!r}") from exc
+
+
+@asynccontextmanager
+async def writing(config: ClickHouseConfig) -> AsyncIterator[ClickHouseStorage]:
+    """The event storage, holding the writer lease (no store_svc may write meanwhile),
+    with its epoch's fence recorded before the first write as a store_svc would: the
+    rows written are fenced like any writer's (see store_svc/engine/clickhouse_fencing.py).
+    Closing releases the lease."""
+    storage = await ClickHouseStorage.open(config)
+    try:
+        await storage.acquire_writer_lock()
+        await storage.load_state()
+        yield storage
+    finally:
+        await storage.close()

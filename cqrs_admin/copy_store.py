@@ -1,16 +1,18 @@
-"""``cqrs-admin copy-store --from DIR --to DIR``: the one-off copy-and-encrypt of an event store.
+"""``cqrs-admin copy-store``: the one-off copy-and-encrypt of an event store.
 
-An immutable log is not rewritten in place: this copies the embedded event
-store of data folder ``--from`` (``events.sqlite3``) into a new data folder
-``--to``, and the operator then runs the services on the copy. On the way
+An immutable log is not rewritten in place: this copies an event store into
+a new one, and the operator then runs the services on the copy. Two kinds of
+store, behind :class:`StorePlace` (the only store-specific part): the
+embedded SQLite file of a data folder (``--from DIR --to DIR``,
+:mod:`cqrs_admin.copy_sqlite`) and a ClickHouse database (the deployment's,
+copied into a new database, :mod:`cqrs_admin.copy_clickhouse`). On the way
 every event is
 
 - upcast to its type's current version (today's plaintext format included:
   a payload without a version key is version 1) and stamped with it;
-- opened with the source's key store (``--from``'s ``pii-keys.sqlite3``, if
-  any: values sealed there are decrypted; a subject erased there reads
-  erased) and sealed again with the target's key store, so no personal
-  field reaches the copy in clear;
+- opened with the source's key store (values sealed there are decrypted; a
+  subject erased there reads erased) and sealed again with the target's key
+  store, so no personal field reaches the copy in clear;
 - given its claims as keyed digests (a plaintext email claim of an old store
   becomes ``claim_digest``; a digest is kept, which needs both key stores to
   share the master key).
@@ -21,68 +23,82 @@ makes new ones, sealed); nor is the read model (query_svc rebuilds it from
 the copied events on its first start) or the relay's position (the relay
 publishes the copy from the start).
 
-Master keys: ``PII_MASTER_KEY`` if set (for both folders), else each folder's
-``pii-master.key`` (generated in ``--to`` if absent, as ``make up`` does).
-
 Verification, after the copy: the same number of events, the same version of
 every stream, every event's envelope and claims as expected, and every
 payload opening (with the target's keys, re-read from disk) equal to the
 source's upcast and opened payload. Any difference: :class:`AdminError`
 (exit status 1) naming the first ones.
 
-Invariants: the source is only read (opened read-only); the target must not
-hold an event store yet; nothing personal is written to the target in clear.
+Invariants: the source is only read; the target must not hold an event store
+yet; nothing personal is written to the target in clear.
 """
 
 from __future__ import annotations
 
-import itertools
 import json
-import sqlite3
 import tempfile
-from collections.abc import Iterator, Mapping
-from contextlib import ExitStack, closing, contextmanager
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
-from typing import Final, TextIO
+from typing import Final, Protocol, TextIO
 
 from cqrs_admin.errors import AdminError
-from cqrs_admin.writer import sqlite_writer
 from domain import UserErased
 from domain.upcasting import stamp, upcast
 from pii.codec import PayloadCodec, UndecryptableValue
 from pii.keystore import KeyStore, WrongMasterKey
 from pii.settings import KEYS_FILE, PiiSettings, decode_master_key, new_master_key
-from store_svc.engine import SqliteStorage
 from store_svc.engine.model import (
     PendingEvent,
     RecordedEvent,
-    decode_claims,
     digest_plaintext_claims,
-    from_micros,
     is_claim_digest,
 )
 
-__all__ = ["CopyReport", "copy_store", "verify_copy"]
+__all__ = ["CopyReport", "EventLog", "LogWriter", "StorePlace", "copy_store", "verify_copy"]
 
-SQLITE_FILE: Final = "events.sqlite3"  # StoreSettings.sqlite_path's name in a data folder
 _CHUNK: Final = 1000
 _SHOWN: Final = 5  # mismatches named in the error
 _COMPACT = json.JSONEncoder(separators=(",", ":"))
-# The columns read, in RecordedEvent's order; traceparent is absent from the
-# oldest files (it reads "").
-_COLUMNS: Final = (
-    "position",
-    "event_id",
-    "aggregate_id",
-    "aggregate_type",
-    "version",
-    "event_type",
-    "timestamp_us",
-    "payload",
-    "correlation_id",
-    "causation_id",
-)
+
+
+class EventLog(Protocol):
+    """An event store opened for reading."""
+
+    def events(self) -> AsyncIterator[PendingEvent]:
+        """Every event with its claims, in position order."""
+        ...
+
+    async def heads(self) -> dict[str, int]:
+        """Every stream's version, as the store's by-stream index holds it."""
+        ...
+
+
+class LogWriter(Protocol):
+    """A new event store, opened for writing (its writer lock held): the storage itself."""
+
+    async def write_batch(self, events: Sequence[PendingEvent]) -> None: ...
+
+
+class StorePlace(Protocol):
+    """Where one event store is, and its key store: the copy's only store-specific part."""
+
+    @property
+    def keys(self) -> PiiSettings: ...
+
+    async def check_source(self) -> None:
+        """AdminError unless it holds an event store that no writer is writing to."""
+        ...
+
+    async def check_target(self, source: StorePlace) -> None:
+        """AdminError if it holds an event store already, or is ``source``."""
+        ...
+
+    def reader(self) -> AbstractAsyncContextManager[EventLog]: ...
+
+    def writer(self) -> AbstractAsyncContextManager[LogWriter]: ...
 
 
 @dataclass(slots=True)
@@ -103,59 +119,21 @@ class CopyReport:
         )
 
 
-# --- reading an event store file (read-only, any schema version) ------------------
-
-
-def _connect_read_only(path: Path) -> sqlite3.Connection:
-    if not path.is_file():
-        raise AdminError(f"{path} does not exist: no event store to copy")
-    try:
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-        present = {row[1] for row in conn.execute("PRAGMA table_info(events)")}
-    except sqlite3.Error as exc:
-        raise AdminError(f"{path}: cannot read: {exc}") from exc
-    if not present:
-        conn.close()
-        raise AdminError(f"{path} has no events table: not an event store")
-    return conn
-
-
-def _rows(conn: sqlite3.Connection) -> Iterator[PendingEvent]:
-    """Every event of the file with its claims, in position order."""
-    present = {row[1] for row in conn.execute("PRAGMA table_info(events)")}
-    trace = "traceparent" if "traceparent" in present else "''"
-    query = f"SELECT {', '.join(_COLUMNS)}, {trace}, claims, releases FROM events ORDER BY position"
-    for row in conn.execute(query):
-        # RecordedEvent's field order; times and payloads converted from storage types.
-        record = RecordedEvent._make((*row[:6], from_micros(row[6]), bytes(row[7]), *row[8:11]))
-        yield PendingEvent(record, decode_claims(row[11]), decode_claims(row[12]))
-
-
-def _heads(conn: sqlite3.Connection) -> dict[str, int]:
-    rows = conn.execute("SELECT aggregate_id, max(version) FROM events GROUP BY aggregate_id")
-    return {aggregate_id: int(version) for aggregate_id, version in rows}
-
-
 # --- key stores ---------------------------------------------------------------------
 
 
-def _master_key(env: Mapping[str, str]) -> bytes | None:
-    given = env.get("PII_MASTER_KEY", "")
-    return decode_master_key(given, "PII_MASTER_KEY") if given else None
-
-
-def _open_keys(folder: Path, master: bytes | None, what: str) -> KeyStore:
+def _open_keys(settings: PiiSettings, what: str) -> KeyStore:
     try:
-        return PiiSettings(folder / KEYS_FILE, master).open_keys()
+        return settings.open_keys()
     except WrongMasterKey as exc:
         raise AdminError(f"{what}: {exc}") from None
 
 
-def _source_keys(folder: Path, master: bytes | None, scratch: Path) -> KeyStore:
+def _source_keys(settings: PiiSettings, scratch: Path) -> KeyStore:
     """The source's key store; an empty one in ``scratch`` for a store that never had one
     (today's plaintext format: nothing of it is sealed)."""
-    if (folder / KEYS_FILE).exists():
-        return _open_keys(folder, master, "the source's key store")
+    if settings.keys_file.exists():
+        return _open_keys(settings, "the source's key store")
     return KeyStore(scratch / KEYS_FILE, decode_master_key(new_master_key(), "scratch key"))
 
 
@@ -192,106 +170,98 @@ def _converted(
     )
 
 
-def _check_claim_keys(conn: sqlite3.Connection, source: KeyStore, target: KeyStore) -> None:
-    """Refuses when the source holds digested claims under another claim key than the
-    target's (they could not be matched against new registrations)."""
+@dataclass(slots=True)
+class _Survey:
+    """What the source holds that must be settled before anything is sealed."""
+
+    events: int = 0
+    erased: dict[str, datetime] = field(default_factory=dict)  # subject -> first erasure
+    digested_claims: bool = False
+
+
+async def _survey(log: EventLog) -> _Survey:
+    found = _Survey()
+    async for event in log.events():
+        found.events += 1
+        r = event.record
+        if r.event_type == UserErased.EVENT_TYPE and r.aggregate_id not in found.erased:
+            found.erased[r.aggregate_id] = r.timestamp
+        if not found.digested_claims:
+            claims = event.claims + event.releases
+            found.digested_claims = any(is_claim_digest(c.value) for c in claims)
+    return found
+
+
+def _settle(survey: _Survey, source: KeyStore, target: KeyStore) -> None:
+    """Refuses digested claims under another claim key than the target's (they could
+    not be matched against new registrations); tombstones in the target every subject
+    the source's log says is erased, before anything of theirs is sealed (their fields
+    are then stored erased)."""
     probe = ("probe", "probe")
-    if source.claim_digest(*probe) == target.claim_digest(*probe):
-        return
-    for (claims,) in conn.execute("SELECT claims FROM events WHERE claims != ''"):
-        if any(is_claim_digest(c.value) for c in decode_claims(claims)):
-            raise AdminError(
-                "the source's claims are keyed digests made with another master key than "
-                "the target's: set PII_MASTER_KEY to the source's master key"
-            )
-
-
-def _erase_erased(conn: sqlite3.Connection, target: KeyStore) -> int:
-    """Tombstones in the target every subject the source's log says is erased, before
-    anything of theirs is sealed (their fields are then stored erased)."""
-    rows = conn.execute(
-        "SELECT aggregate_id, min(timestamp_us) FROM events WHERE event_type = ? "
-        "GROUP BY aggregate_id",
-        (UserErased.EVENT_TYPE,),
-    )
-    count = 0
-    for aggregate_id, micros in rows:
-        target.erase(aggregate_id, at=from_micros(micros).isoformat())
-        count += 1
-    return count
+    if survey.digested_claims and source.claim_digest(*probe) != target.claim_digest(*probe):
+        raise AdminError(
+            "the source's claims are keyed digests made with another master key than "
+            "the target's: set PII_MASTER_KEY to the source's master key"
+        )
+    for subject, at in survey.erased.items():
+        target.erase(subject, at=at.isoformat())
 
 
 # --- the copy and its verification --------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
-class _Ends:
-    """The source file (read-only) and both key stores, open."""
-
-    source_file: sqlite3.Connection
+class _Codecs:
     source: PayloadCodec
     target: PayloadCodec
 
 
-@contextmanager
-def _open_ends(source_dir: Path, target_dir: Path, env: Mapping[str, str]) -> Iterator[_Ends]:
-    master = _master_key(env)
-    with ExitStack() as stack:
+@asynccontextmanager
+async def _codecs(source: StorePlace, target: StorePlace) -> AsyncIterator[_Codecs]:
+    """Both key stores, open (the target's created if new)."""
+    async with AsyncExitStack() as stack:
         scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="cqrs-copy-")))
-        conn = stack.enter_context(closing(_connect_read_only(source_dir / SQLITE_FILE)))
-        source_keys = _source_keys(source_dir, master, scratch)
+        source_keys = _source_keys(source.keys, scratch)
         stack.callback(source_keys.close)
-        target_dir.mkdir(parents=True, exist_ok=True)
-        target_keys = _open_keys(target_dir, master, "the copy's key store")
+        target.keys.keys_file.parent.mkdir(parents=True, exist_ok=True)
+        target_keys = _open_keys(target.keys, "the copy's key store")
         stack.callback(target_keys.close)
-        yield _Ends(conn, PayloadCodec(source_keys), PayloadCodec(target_keys))
+        yield _Codecs(PayloadCodec(source_keys), PayloadCodec(target_keys))
 
 
-def _batches(ends: _Ends, report: CopyReport) -> Iterator[list[PendingEvent]]:
+async def _batches(
+    log: EventLog, codecs: _Codecs, report: CopyReport
+) -> AsyncIterator[list[PendingEvent]]:
     """The source's events converted, in position order, :data:`_CHUNK` at a time."""
-    rows = _rows(ends.source_file)
+    events = log.events()
     while True:
         batch: list[PendingEvent] = []
         # The batch's new data keys commit together, before the batch is written.
-        with ends.target.keys.bulk():
-            for event in itertools.islice(rows, _CHUNK):
-                converted = _converted(event, _opened(ends.source, event.record), ends.target)
+        with codecs.target.keys.bulk():
+            while len(batch) < _CHUNK and (event := await anext(events, None)) is not None:
+                converted = _converted(event, _opened(codecs.source, event.record), codecs.target)
                 before = event.claims + event.releases
                 after = converted.claims + converted.releases
                 report.digested_claims += sum(a != b for a, b in zip(before, after, strict=True))
                 batch.append(converted)
-        yield batch
+        if batch:
+            yield batch
         if len(batch) < _CHUNK:
             return
 
 
-def _check_target(source_dir: Path, target_dir: Path) -> Path:
-    """The target's event store file, after refusing a target or source in use."""
-    target_file = target_dir / SQLITE_FILE
-    if target_file.exists():
-        raise AdminError(f"{target_file} exists: copy into a new, empty data folder")
-    if source_dir.resolve() == target_dir.resolve():
-        raise AdminError("--from and --to are the same folder")
-    holder = sqlite_writer(source_dir / SQLITE_FILE)
-    if holder:
-        raise AdminError(
-            f"a store_svc is writing to {source_dir / SQLITE_FILE} ({holder}): stop the "
-            "services first, or events appended meanwhile would be missing from the copy"
-        )
-    return target_file
-
-
-def verify_copy(source_dir: Path, target_dir: Path, env: Mapping[str, str]) -> list[str]:
+async def verify_copy(source: StorePlace, target: StorePlace) -> list[str]:
     """Every difference between the source's events and the copy's (empty: none).
 
-    Reads both files again from disk, and the target's keys with a new key store
+    Reads both stores again, and the target's keys with a new key store
     instance (nothing cached from the copy)."""
     found: list[str] = []
-    with (
-        _open_ends(source_dir, target_dir, env) as ends,
-        closing(_connect_read_only(target_dir / SQLITE_FILE)) as copy,
+    async with (
+        _codecs(source, target) as codecs,
+        source.reader() as old_log,
+        target.reader() as new_log,
     ):
-        source_heads, target_heads = _heads(ends.source_file), _heads(copy)
+        source_heads, target_heads = await old_log.heads(), await new_log.heads()
         if source_heads != target_heads:
             differ = sorted(
                 k
@@ -299,59 +269,64 @@ def verify_copy(source_dir: Path, target_dir: Path, env: Mapping[str, str]) -> l
                 if source_heads.get(k) != target_heads.get(k)
             )
             found.append(f"stream versions differ for {len(differ)} streams, e.g. {differ[0]}")
-        for old, new in itertools.zip_longest(_rows(ends.source_file), _rows(copy)):
+        olds, news = old_log.events(), new_log.events()
+        while True:
+            old, new = await anext(olds, None), await anext(news, None)
+            if old is None and new is None:
+                break
             if old is None or new is None:
                 found.append(f"the copy holds {'more' if old is None else 'fewer'} events")
                 break
-            found.extend(_differences(old, new, ends.source, ends.target))
+            found.extend(_differences(old, new, codecs))
     return found
 
 
-def _differences(
-    old: PendingEvent, new: PendingEvent, source: PayloadCodec, target: PayloadCodec
-) -> list[str]:
+def _differences(old: PendingEvent, new: PendingEvent, codecs: _Codecs) -> list[str]:
     where = f"position {old.record.position}"
     if old.record._replace(payload=b"") != new.record._replace(payload=b""):
         return [f"{where}: the envelope differs ({new.record._replace(payload=b'')})"]
     out = []
-    digest = target.keys.claim_digest
+    digest = codecs.target.keys.claim_digest
     expected = (
         digest_plaintext_claims(old.claims, digest),
         digest_plaintext_claims(old.releases, digest),
     )
     if expected != (new.claims, new.releases):
         out.append(f"{where}: the claims differ")
-    if _opened(source, old.record) != _opened(target, new.record):
+    try:
+        opened = _opened(codecs.target, new.record)
+    except (AdminError, ValueError) as exc:  # a copy that is not even JSON differs too
+        return [*out, f"{where}: the payload does not open ({exc})"]
+    if _opened(codecs.source, old.record) != opened:
         out.append(f"{where}: the payload does not open equal to the source's")
     return out
 
 
-async def copy_store(
-    source_dir: Path, target_dir: Path, env: Mapping[str, str], out: TextIO
-) -> CopyReport:
+async def copy_store(source: StorePlace, target: StorePlace, out: TextIO) -> CopyReport:
     """Copies, then verifies (AdminError on any difference); the report."""
-    target_file = _check_target(source_dir, target_dir)
+    await target.check_target(source)
+    await source.check_source()
     report = CopyReport()
-    with _open_ends(source_dir, target_dir, env) as ends:
-        _check_claim_keys(ends.source_file, ends.source.keys, ends.target.keys)
-        report.erased_subjects = _erase_erased(ends.source_file, ends.target.keys)
-        report.streams = len(_heads(ends.source_file))
-        total = int(ends.source_file.execute("SELECT count(*) FROM events").fetchone()[0])
-        storage = await SqliteStorage.open(target_file)
-        try:
-            await storage.acquire_writer_lock()  # no store_svc may start on it meanwhile
-            for batch in _batches(ends, report):
-                await storage.write_batch(batch)
+    async with _codecs(source, target) as codecs, source.reader() as log:
+        survey = await _survey(log)
+        _settle(survey, codecs.source.keys, codecs.target.keys)
+        report.erased_subjects = len(survey.erased)
+        report.streams = len(await log.heads())
+        async with target.writer() as writer:
+            async for batch in _batches(log, codecs, report):
+                await writer.write_batch(batch)
                 report.events += len(batch)
-                print(f"copy-store: {report.events}/{total} events copied", file=out, flush=True)
-        finally:
-            await storage.close()
+                print(
+                    f"copy-store: {report.events}/{survey.events} events copied",
+                    file=out,
+                    flush=True,
+                )
     print("copy-store: verifying the copy against the source", file=out, flush=True)
-    report.mismatches = verify_copy(source_dir, target_dir, env)
+    report.mismatches = await verify_copy(source, target)
     if report.mismatches:
         shown = "; ".join(report.mismatches[:_SHOWN])
         raise AdminError(
             f"verification failed: {len(report.mismatches)} differences ({shown}); "
-            f"do not use {target_dir}"
+            f"do not use {target}"
         )
     return report

@@ -26,7 +26,6 @@ from cqrs_admin.event_lines import from_line
 from cqrs_admin.key_files import restore_keys
 from cqrs_admin.stack import Stack
 from cqrs_admin.status import collect
-from store_svc.engine import ClickHouseStorage
 from store_svc.engine.model import PendingEvent
 
 __all__ = ["restore"]
@@ -88,13 +87,7 @@ async def _restore_events(tar: tarfile.TarFile, stack: Stack, manifest: Manifest
     member = tar.extractfile("events.jsonl")
     if member is None:
         raise AdminError("the backup lacks events.jsonl")
-    storage = await ClickHouseStorage.open(stack.store.clickhouse)
-    try:
-        await storage.acquire_writer_lock()  # no store_svc may write meanwhile
-        # As a store_svc would: an epoch with its fence recorded before the first
-        # write, so the restored rows are fenced like any writer's (see
-        # store_svc/engine/clickhouse_fencing.py).
-        await storage.load_state()
+    async with clickhouse.writing(stack.store.clickhouse) as storage:
         batch: list[PendingEvent] = []
         written = 0
         for raw in member:
@@ -109,8 +102,6 @@ async def _restore_events(tar: tarfile.TarFile, stack: Stack, manifest: Manifest
             raise AdminError(
                 f"the backup holds {written} events, its manifest says {manifest.position}"
             )
-    finally:
-        await storage.close()  # releases the lease
 
 
 def _restore_keys(tar: tarfile.TarFile, stack: Stack) -> None:

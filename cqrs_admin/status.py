@@ -143,7 +143,7 @@ async def _clickhouse_store(stack: Stack) -> tuple[StoreStatus, list[tuple[str, 
             "status", f"SELECT max(position) FROM {ch.database}.events_by_position", None
         )
         status.position = int(head[0][0])
-        return status, await clickhouse_leases(stack, run)
+        return status, await clickhouse_leases(stack.store.clickhouse, run)
 
 
 async def _relay_position(stack: Stack) -> int | None:

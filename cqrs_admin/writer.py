@@ -6,8 +6,7 @@ import fcntl
 import time
 from pathlib import Path
 
-from cqrs_admin.stack import Stack
-from store_svc.engine.clickhouse_storage import QueryRunner
+from store_svc.engine.clickhouse_storage import ClickHouseConfig, QueryRunner
 
 __all__ = ["clickhouse_leases", "sqlite_writer"]
 
@@ -29,10 +28,10 @@ def sqlite_writer(database: Path) -> str | None:
     return None
 
 
-async def clickhouse_leases(stack: Stack, run: QueryRunner) -> list[tuple[str, str]]:
+async def clickhouse_leases(config: ClickHouseConfig, run: QueryRunner) -> list[tuple[str, str]]:
     """Every lease owner of the ClickHouse writer lease and its state: ``leader``
     (a fresh heartbeat, not released), ``released`` or ``expired``, leader first."""
-    db = stack.store.clickhouse.database
+    db = config.database
     exists = await run("read writer lease", f"EXISTS TABLE {db}.writer_lease", None)
     if not exists[0][0]:
         return []
@@ -42,7 +41,7 @@ async def clickhouse_leases(stack: Stack, run: QueryRunner) -> list[tuple[str, s
         f"FROM {db}.writer_lease GROUP BY owner ORDER BY argMax(heartbeat, seq) DESC",
         None,
     )
-    ttl = stack.store.clickhouse.lease_ttl
+    ttl = config.lease_ttl
     out: list[tuple[str, str]] = []
     for owner, heartbeat, released, now in rows:
         if released:

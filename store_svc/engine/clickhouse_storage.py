@@ -986,12 +986,7 @@ class ClickHouseStorage:
         await self._reconcile()
         db = self._db
         visible = self._visible
-        heads_rows = await self._fetch(
-            "load heads",
-            f"SELECT aggregate_id, max(version) FROM {db}.events WHERE {visible} "
-            f"GROUP BY aggregate_id",
-            time_limit=self._config.load_timeout,
-        )
+        heads = await self._heads(visible)
         claim_rows = await self._fetch(
             "load claims",
             f"SELECT aggregate_id, claims, releases FROM {db}.events_by_position "
@@ -1009,10 +1004,24 @@ class ClickHouseStorage:
             self._fenced = True
         # max() is insensitive to duplicate rows, so nothing is double counted.
         return StorageState(
-            heads={aggregate_id: int(version) for aggregate_id, version in heads_rows},
+            heads=heads,
             claims=claims,
             last_position=last_position,
         )
+
+    async def _heads(self, visible: str) -> dict[str, int]:
+        rows = await self._fetch(
+            "load heads",
+            f"SELECT aggregate_id, max(version) FROM {self._db}.events WHERE {visible} "
+            f"GROUP BY aggregate_id",
+            time_limit=self._config.load_timeout,
+        )
+        return {aggregate_id: int(version) for aggregate_id, version in rows}
+
+    async def stream_heads(self) -> dict[str, int]:
+        """Every stream's version, from the by-stream table (``events``), as a reader sees
+        it (no lease needed: ``cqrs-admin copy-store`` compares a copy's with its source's)."""
+        return await self._heads(await self._visibility())
 
     # --- writes -----------------------------------------------------------------
 

@@ -15,12 +15,13 @@ import pytest
 from cqrs.command.v1 import command_pb2 as cmd
 from cqrs.command.v1 import command_pb2_grpc as command_grpc
 
+from cqrs_admin import clickhouse
 from service_kit.passwords import PasswordHasher
-from store_svc.engine import SqliteStorage
+from store_svc.engine import ClickHouseConfig, SqliteStorage
 from store_svc.engine.model import Claim, PendingEvent, RecordedEvent
 from tests.integration.admin.deployment import PASSWORD
 
-__all__ = ["Legacy", "file_hits", "legacy_store"]
+__all__ = ["Legacy", "clickhouse_columns", "file_hits", "legacy_store"]
 
 EMAIL = "user.email"
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
@@ -116,3 +117,16 @@ def file_hits(folder: Path, needles: list[str]) -> list[str]:
         raw = path.read_bytes()
         hits += [f"{path.name}: {n}" for n in needles if n.encode() in raw]
     return hits
+
+
+async def clickhouse_columns(config: ClickHouseConfig, expression: str) -> list[str]:
+    """``expression`` over every row of both ClickHouse event tables, as stored (the
+    raw text: no reader's decoding or deduplication in between)."""
+    async with clickhouse.session(config) as run:
+        rows = await run(
+            "raw columns",
+            f"SELECT {expression} FROM {config.database}.events UNION ALL "
+            f"SELECT {expression} FROM {config.database}.events_by_position",
+            None,
+        )
+    return [str(r[0]) for r in rows]

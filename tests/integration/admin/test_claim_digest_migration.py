@@ -29,7 +29,7 @@ from store_svc.engine.clickhouse_storage import MIGRATIONS as CLICKHOUSE_MIGRATI
 from store_svc.engine.clickhouse_storage import ClickHouseSchema
 from store_svc.engine.sqlite_storage import MIGRATIONS
 from tests.integration.admin.deployment import PASSWORD, cqrs_admin, running
-from tests.integration.admin.legacy_store import file_hits, legacy_store
+from tests.integration.admin.legacy_store import clickhouse_columns, file_hits, legacy_store
 
 pytestmark = pytest.mark.integration
 
@@ -109,14 +109,7 @@ async def clickhouse_env(tmp_path: Path) -> AsyncIterator[dict[str, str]]:
 
 
 async def _stored_claims(config: ClickHouseConfig) -> list[str]:
-    async with clickhouse.session(config) as run:
-        rows = await run(
-            "claims",
-            f"SELECT concat(claims, releases) FROM {config.database}.events UNION ALL "
-            f"SELECT concat(claims, releases) FROM {config.database}.events_by_position",
-            None,
-        )
-    return [str(r[0]) for r in rows]
+    return await clickhouse_columns(config, "concat(claims, releases)")
 
 
 async def test_clickhouse_migrate_turns_plaintext_claims_into_digests(

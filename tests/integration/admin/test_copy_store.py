@@ -20,6 +20,7 @@ import pytest
 from cqrs.command.v1 import command_pb2 as cmd
 from cqrs.query.v1 import query_pb2 as qpb
 
+from cqrs_admin.copy_sqlite import sqlite_places
 from cqrs_admin.copy_store import verify_copy
 from tests import auth_support
 from tests.integration.admin.deployment import PASSWORD, cqrs_admin, running
@@ -94,13 +95,13 @@ async def test_verification_names_a_copy_that_differs(tmp_path: Path) -> None:
     await legacy.write(old)
     copied = await cqrs_admin({}, "copy-store", "--from", str(old), "--to", str(new))
     assert copied.code == 0, copied.err
-    assert verify_copy(old, new, {}) == []
+    assert await verify_copy(*sqlite_places(old, new, {})) == []
     with sqlite3.connect(new / "events.sqlite3") as conn:
         conn.execute(
             "UPDATE events SET payload = ? WHERE position = 3", (b'{"client_address":"x"}',)
         )
         conn.execute("DELETE FROM events WHERE position = 5")
-    found = verify_copy(old, new, {})
+    found = await verify_copy(*sqlite_places(old, new, {}))
     assert any("position 3: the payload does not open equal" in f for f in found), found
     assert any("stream versions differ" in f for f in found), found
     assert any("fewer events" in f for f in found), found

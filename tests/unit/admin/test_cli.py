@@ -83,3 +83,29 @@ def test_copy_store_refuses_a_missing_source_and_an_existing_target(tmp_path: Pa
         f"cqrs-admin copy-store: {taken / 'events.sqlite3'} exists: copy into a new, empty "
         "data folder"
     )
+
+
+def test_copy_store_takes_one_pair_of_places(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    keys = str(tmp_path / "keys.sqlite3")
+    for argv in (
+        ["--from", str(tmp_path)],
+        ["--to-database", "copy"],
+        ["--from", str(tmp_path), "--to", str(tmp_path), "--to-database", "copy"],
+        ["--to-database", "copy", "--to-keys", keys, "--from", str(tmp_path)],
+    ):
+        assert _exit(["copy-store", *argv]) == 2
+        assert "--from DIR --to TARGET, or --to-database NAME --to-keys FILE" in (
+            capsys.readouterr().err
+        )
+    monkeypatch.setenv("EVENT_STORE_BACKEND", "sqlite")
+    code = _exit(["copy-store", "--to-database", "copy", "--to-keys", keys])
+    assert isinstance(code, str) and "set EVENT_STORE_BACKEND=clickhouse" in code
+    monkeypatch.setenv("EVENT_STORE_BACKEND", "clickhouse")
+    monkeypatch.setenv("CLICKHOUSE_HOST", "127.0.0.1:1")
+    code = _exit(["copy-store", "--to-database", "not-a-name", "--to-keys", keys])
+    assert code == (
+        "cqrs-admin copy-store: the copy's ClickHouse: "
+        "ClickHouse database name 'not-a-name' is not an identifier"
+    )
