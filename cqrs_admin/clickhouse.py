@@ -8,7 +8,7 @@ from typing import Any
 
 from store_svc import clickhouse_client
 from store_svc.engine import ClickHouseConfig, StorageUnavailable
-from store_svc.engine.clickhouse_storage import QueryRunner
+from store_svc.engine.clickhouse_storage import QueryParams, QueryRunner
 
 __all__ = ["session"]
 
@@ -25,7 +25,7 @@ async def session(config: ClickHouseConfig) -> AsyncIterator[QueryRunner]:
         async with connection as conn:
 
             async def run(
-                operation: str, statement: str, params: dict[str, Any] | None
+                operation: str, statement: str, params: QueryParams
             ) -> list[tuple[Any, ...]]:
                 try:
                     async with conn.cursor() as cursor:
