@@ -240,6 +240,7 @@ async def frozen_and_superseded(config: ClickHouseConfig, trap: Trap, *, half_wr
         for stream in STREAMS:
             await ledger.append(b, a, stream=stream, retry_for=25)
     finally:
+        frozen.resume()  # a case that failed before resuming must not hang in close()
         await a.close()
         if b is not None:
             await b.close()
