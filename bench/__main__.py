@@ -7,6 +7,8 @@ they need: 4 runs at half of the rate 3 measured):
 5 time travel    6 rebuild          7 login storm             8 peer (eventsourcing)
 9 through the HTTP gateway: register, ChangeEmail against gRPC and an HTTP echo,
   sequential, read-your-write, state-at (issue 18)
+10 store scale: open time and RSS of a store of 1 M users (SQLite; ClickHouse: 200 k),
+  appends with cold and warm caches (issue 10)
 
 Services run as separate processes, started fresh per scenario; the load
 generator is this process; everything listens on loopback; every scenario is
@@ -47,6 +49,7 @@ from bench.scenarios import (
     peer,
     projection_lag,
     rebuild,
+    store_scale,
     time_travel,
 )
 from bench.stack import EMBEDDED, PRODUCTION, InfraMissing, StackSpec
@@ -65,6 +68,7 @@ SCENARIOS: Final[dict[int, tuple[str, Scenario]]] = {
     7: ("login storm", login_storm.run),
     8: ("peer", peer.run),
     9: ("HTTP gateway", http_gateway.run),
+    10: ("store scale", store_scale.run),
 }
 NEEDS: Final[dict[int, tuple[int, ...]]] = {4: (3,)}
 STACK_INDEPENDENT: Final = frozenset({8})
@@ -99,7 +103,7 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--stack", choices=(EMBEDDED, PRODUCTION, "both"), default=EMBEDDED)
     parser.add_argument("--quick", action="store_true", help="short durations (a smoke run)")
-    parser.add_argument("--only", metavar="N,M", help="run only these scenarios (1..9)")
+    parser.add_argument("--only", metavar="N,M", help="run only these scenarios (1..10)")
     parser.add_argument("--json", type=Path, default=DEFAULT_JSON, help="default: %(default)s")
     parser.add_argument(
         "--bcrypt-cost",

@@ -27,6 +27,7 @@ class Budget:
     rebuild_events: int  # size of the store a rebuild reads (the issue: 100,000)
     peer_events_per_stream: int  # scenario 8: events saved per stream (64 streams)
     sequential_calls: int  # scenario 9: sequential changes (half as many read-your-writes)
+    scale_users: int = 1_000_000  # scenario 10: users of the SQLite store (ClickHouse: a fifth)
 
     @classmethod
     def full(cls) -> Budget:
@@ -50,6 +51,7 @@ class Budget:
             rebuild_events=10_000,
             peer_events_per_stream=10,
             sequential_calls=200,
+            scale_users=100_000,
         )
 
 

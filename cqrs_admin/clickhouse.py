@@ -9,7 +9,7 @@ from typing import Any
 
 from store_svc import clickhouse_client
 from store_svc.engine import ClickHouseConfig, ClickHouseStorage, StorageUnavailable
-from store_svc.engine.clickhouse_storage import QueryRunner
+from store_svc.engine.clickhouse_storage import QueryParams, QueryRunner
 
 __all__ = ["session", "writing"]
 
@@ -26,7 +26,7 @@ async def session(config: ClickHouseConfig) -> AsyncIterator[QueryRunner]:
         async with connection as conn:
 
             async def run(
-                operation: str, statement: str, params: dict[str, Any] | None
+                operation: str, statement: str, params: QueryParams
             ) -> list[tuple[Any, ...]]:
                 try:
                     async with conn.cursor() as cursor:

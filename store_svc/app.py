@@ -128,6 +128,8 @@ async def open_store(settings: StoreSettings) -> engine.EventStore:
                     subscriber_buffer=settings.subscriber_buffer,
                     on_batch=APPEND_BATCH_EVENTS.observe,
                     stream_cache_events=settings.stream_cache_events,
+                    head_cache_size=settings.head_cache_size,
+                    claim_cache_size=settings.claim_cache_size,
                 )
             except engine.WriterLockHeld as exc:
                 await storage.close()

@@ -298,7 +298,6 @@ class EventStoreServicer(pb_grpc.EventStoreServiceServicer):
             _new_event(i, aggregate_id, i + 1, e, now, codec=codec)
             for i, e in enumerate(request.events)
         ]
-        old_version = self._store.stream_version(aggregate_id)
         result = await self._store.append(
             aggregate_id,
             aggregate_type,
@@ -314,6 +313,8 @@ class EventStoreServicer(pb_grpc.EventStoreServiceServicer):
             # idempotent retry: the first attempt may have died right here).
             codec.erase(aggregate_id, at=domain.format_timestamp(now))
         elif not result.idempotent:
+            # The append took the versions right after the stream's old head.
+            old_version = result.version - len(events)
             self._tt.after_append(aggregate_id, old_version, result.version, now)
         return pb.AppendResponse(
             aggregate_id=aggregate_id,
@@ -332,7 +333,7 @@ class EventStoreServicer(pb_grpc.EventStoreServiceServicer):
         snap = await self._store.latest_snapshot(aggregate_id)
         usable = snap is not None and snap.schema_version == domain.STATE_SCHEMA_VERSION
         from_version = snap.version + 1 if usable and snap is not None else 1
-        version = self._store.stream_version(aggregate_id)
+        version = await self._store.stream_version(aggregate_id)
         records = (
             await self._store.read_stream(aggregate_id, from_version=from_version)
             if from_version <= version
@@ -358,7 +359,7 @@ class EventStoreServicer(pb_grpc.EventStoreServiceServicer):
         to_version = request.to_version or None
         until = _optional_moment("until", request)
         limit = request.limit or MAX_PAGE
-        version = self._store.stream_version(aggregate_id)
+        version = await self._store.stream_version(aggregate_id)
         if version == 0:
             raise errors.ServiceError(grpc.StatusCode.NOT_FOUND, f"stream {aggregate_id} not found")
         records = await self._store.read_stream(
@@ -381,7 +382,7 @@ class EventStoreServicer(pb_grpc.EventStoreServiceServicer):
     ) -> pb.GetAggregateEventsResponse:
         aggregate_id = request.aggregate_id
         from_version = request.from_version or 1
-        if self._store.stream_version(aggregate_id) == 0:
+        if await self._store.stream_version(aggregate_id) == 0:
             raise errors.ServiceError(grpc.StatusCode.NOT_FOUND, f"stream {aggregate_id} not found")
         records = await self._store.read_stream(aggregate_id, from_version=from_version)
         return pb.GetAggregateEventsResponse(

@@ -67,6 +67,8 @@ class StoreSettings:
     subscriber_buffer: int
     stream_cache_events: int
     tokens: TokenSettings
+    head_cache_size: int = 100_000  # stream heads kept in memory (LRU)
+    claim_cache_size: int = 100_000  # claim owners (e-mail addresses) kept in memory (LRU)
     relay: RelaySettings = RelaySettings()
     standby: bool = False  # wait for the writer lock instead of exiting when it is held
     pii: PiiSettings | None = None
@@ -121,6 +123,12 @@ class StoreSettings:
             ),
             subscriber_buffer=env_int(
                 env, "STORE_SUBSCRIBER_BUFFER", 1000, minimum=10, maximum=1_000_000
+            ),
+            head_cache_size=env_int(
+                env, "STORE_HEAD_CACHE_SIZE", 100_000, minimum=1, maximum=100_000_000
+            ),
+            claim_cache_size=env_int(
+                env, "STORE_CLAIM_CACHE_SIZE", 100_000, minimum=1, maximum=100_000_000
             ),
             relay=RelaySettings.from_env(env),
             standby=env_choice(env, "STORE_STANDBY", "0", ("0", "1")) == "1",

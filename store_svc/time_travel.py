@@ -85,7 +85,7 @@ class TimeTravel:
         return domain.fold((to_domain(r, self._codec) for r in records), state)
 
     async def _require_exists(self, aggregate_id: str) -> None:
-        if self._store.stream_version(aggregate_id) == 0:
+        if await self._store.stream_version(aggregate_id) == 0:
             raise AggregateNotFound(f"user {aggregate_id} not found")
 
     async def current(self, aggregate_id: str) -> Folded:
@@ -107,10 +107,10 @@ class TimeTravel:
             else None
         )
         if base is not None and snap is not None:
-            # Nothing newer than the snapshot: no read at all (the heads are in memory).
+            # Nothing newer than the snapshot: no read of events (heads are mostly cached).
             records = (
                 []
-                if snap.version == self._store.stream_version(aggregate_id)
+                if snap.version == await self._store.stream_version(aggregate_id)
                 else await self._store.read_stream(
                     aggregate_id, from_version=snap.version + 1, until=at
                 )
@@ -128,7 +128,7 @@ class TimeTravel:
 
     async def at_version(self, aggregate_id: str, version: int) -> Folded:
         """The state after the first ``version`` events."""
-        current = self._store.stream_version(aggregate_id)
+        current = await self._store.stream_version(aggregate_id)
         if current == 0:
             raise AggregateNotFound(f"user {aggregate_id} not found")
         if version > current:
@@ -154,7 +154,7 @@ class TimeTravel:
         try:
             return (await self.at_time(aggregate_id, at)).state
         except AggregateNotFound:
-            if self._store.stream_version(aggregate_id) == 0:
+            if await self._store.stream_version(aggregate_id) == 0:
                 raise
             return None
 
@@ -209,7 +209,7 @@ class TimeTravel:
         snap = await self._store.latest_snapshot(aggregate_id)
         base = snapshot_state(snap, self._codec) if snap is not None else None
         from_version = snap.version + 1 if base is not None and snap is not None else 1
-        current = self._store.stream_version(aggregate_id)
+        current = await self._store.stream_version(aggregate_id)
         records = (
             []
             if from_version > current

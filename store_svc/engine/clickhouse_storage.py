@@ -14,6 +14,11 @@ visible all at once:
 * ``writer_lease``       ReplacingMergeTree(seq) ORDER BY owner: the writer lease.
 * ``writer_epochs``      ORDER BY epoch: the fence each lease epoch recorded
   (see clickhouse_fencing: every row carries the ``epoch`` of its writer).
+* ``claims``             ORDER BY (namespace, value, position): one row per
+  claim change (``held`` 1: taken, 0: released), at its event's position and
+  epoch, so that a claim's owner is read by key and fenced like the events.
+  Stream heads are read by key from ``events`` (its key starts with
+  aggregate_id): nothing is loaded at open.
 
 18.16 has no DateTime64, so `timestamp` is DateTime('UTC') (seconds, for
 humans) and `timestamp_us` (UInt64 microseconds) is what ordering and filters
@@ -61,9 +66,11 @@ from store_svc.engine.model import (
     Claim,
     ClaimDigest,
     EventLocation,
+    Lookup,
     PendingEvent,
     PlaintextClaims,
     RecordedEvent,
+    Settled,
     SnapshotRecord,
     StorageState,
     apply_claim_changes,
@@ -169,8 +176,10 @@ class ClickHouseConfig:
 
 _ENGINE = "ENGINE = MergeTree() PARTITION BY tuple()"
 
-QueryRunner = Callable[[str, str, "dict[str, Any] | None"], Awaitable[list[tuple[Any, ...]]]]
-"""Runs one statement: (operation for messages, statement, %(name)s parameters) -> rows."""
+QueryParams = dict[str, Any] | list[tuple[Any, ...]] | None
+QueryRunner = Callable[[str, str, QueryParams], Awaitable[list[tuple[Any, ...]]]]
+"""Runs one statement: (operation for messages, statement, %(name)s parameters, or the
+rows of an ``INSERT ... VALUES``) -> rows."""
 
 
 def _table_ddl(db: str) -> tuple[str, ...]:
@@ -189,9 +198,19 @@ def _table_ddl(db: str) -> tuple[str, ...]:
         f"heartbeat UInt64, released UInt8, seq UInt64, epoch UInt64) "
         f"ENGINE = ReplacingMergeTree(seq) ORDER BY owner",
         _WRITER_EPOCHS_DDL.format(db=db),
+        _CLAIMS_DDL.format(db=db),
     )
 
 
+_CLAIMS_DDL = (
+    "CREATE TABLE IF NOT EXISTS {db}.claims (namespace String, value String, "
+    "aggregate_id String, held UInt8, position UInt64, epoch UInt64) "
+    + _ENGINE
+    + " ORDER BY (namespace, value, position)"
+)
+_INSERT_CLAIMS = (
+    "INSERT INTO {db}.claims (namespace, value, aggregate_id, held, position, epoch) VALUES"
+)
 _WRITER_EPOCHS_DDL = (
     "CREATE TABLE IF NOT EXISTS {db}.writer_epochs (epoch UInt64, owner String, "
     "start_position UInt64, recorded DateTime('UTC')) " + _ENGINE + " ORDER BY epoch"
@@ -346,6 +365,41 @@ async def _claim_digests(schema: ClickHouseSchema) -> None:
         await asyncio.sleep(0.2)
 
 
+async def _claims_table(schema: ClickHouseSchema) -> None:
+    """Version 5: ``claims``, one row per claim change, filled from the events' rows.
+
+    Every row is copied with its event's position and epoch (including rows a
+    fence hides: reads apply the same rule to both tables). Safe to run
+    again: it fills the table only while it is empty.
+    """
+    db = schema.db
+    await schema.run("create tables", _CLAIMS_DDL.format(db=db), None)
+    present = await schema.run("count claims", f"SELECT count() FROM {db}.claims", None)
+    if present[0][0]:
+        return
+    rows = await schema.run(
+        "read claim changes",
+        f"SELECT aggregate_id, claims, releases, position, epoch FROM {db}.events_by_position "
+        "WHERE claims != '' OR releases != ''",
+        None,
+    )
+    changes = [
+        change
+        for aggregate_id, taken, released, position, epoch in rows
+        for change in _claim_rows(
+            _text(aggregate_id),
+            decode_claims(_text(taken)),
+            decode_claims(_text(released)),
+            position,
+            epoch,
+        )
+    ]
+    for start in range(0, len(changes), 100_000):
+        await schema.run(
+            "fill claims", _INSERT_CLAIMS.format(db=db), changes[start : start + 100_000]
+        )
+
+
 MIGRATIONS: tuple[Migration[ClickHouseSchema], ...] = (
     Migration(
         1, "baseline: events, events_by_position, event_ids, snapshots, writer_lease", _baseline
@@ -353,6 +407,7 @@ MIGRATIONS: tuple[Migration[ClickHouseSchema], ...] = (
     Migration(2, "fencing: epoch on every row, writer_epochs", _fencing),
     Migration(3, "traceparent on events (W3C trace context of the request)", _traceparent),
     Migration(4, "unique claims as keyed digests (an old database's addresses)", _claim_digests),
+    Migration(5, "claims: one row per claim change, read by key", _claims_table),
 )
 
 
@@ -362,6 +417,21 @@ class _Lease:
     acquired: int
     heartbeat: int
     released: bool
+
+
+def _claim_rows(
+    aggregate_id: str,
+    taken: Sequence[Claim],
+    released: Sequence[Claim],
+    position: int,
+    epoch: int,
+) -> list[tuple[str, str, str, int, int, int]]:
+    """``claims`` rows of one event: releases (held 0), then claims (held 1)."""
+    return [
+        (claim.namespace, claim.value, aggregate_id, held, position, epoch)
+        for held, claims in ((0, released), (1, taken))
+        for claim in claims
+    ]
 
 
 def _text(value: bytes | bytearray | str) -> str:
@@ -508,9 +578,7 @@ class ClickHouseStorage:
             self._pool = pool
 
     async def _create_tables(self, pool: Any) -> None:
-        async def run(
-            operation: str, statement: str, params: dict[str, Any] | None
-        ) -> list[tuple[Any, ...]]:
+        async def run(operation: str, statement: str, params: QueryParams) -> list[tuple[Any, ...]]:
             return await self._query(operation, statement, params, pool=pool)
 
         schema = ClickHouseSchema(self._config, run, self._claim_digest)
@@ -527,13 +595,14 @@ class ClickHouseStorage:
         self,
         operation: str,
         query: str,
-        params: dict[str, Any] | None,
+        params: QueryParams,
         *,
         as_bytes: bool = False,
         pool: Any = None,
         time_limit: float | None = None,
     ) -> list[tuple[Any, ...]]:
-        """Run a query on a pooled connection (params: a dict, substituted as %(name)s)."""
+        """Run a query on a pooled connection (params: a dict, substituted as %(name)s;
+        a list is the data of an INSERT)."""
         try:
             async with (
                 asyncio.timeout(time_limit or self._config.query_timeout),
@@ -923,17 +992,21 @@ class ClickHouseStorage:
 
     # --- state ------------------------------------------------------------------
 
-    async def _reconcile(self) -> None:
+    async def _reconcile(self, span: tuple[int, int] | None = None) -> None:
         """Copy visible rows missing from one of events / events_by_position / event_ids.
 
         The three INSERTs of a batch are not atomic together; a crash or a
         failure may leave a batch in some of the tables only. Visible rows in
-        either full table count as committed (the engine reloads its state from
-        them). Copies keep their epoch, so a late copy (a paused repair) only
-        repeats rows that exist already or that a fence hides.
+        either full table count as committed (the engine settles the batch
+        from them). Copies keep their epoch, so a late copy (a paused repair)
+        only repeats rows that exist already or that a fence hides. With
+        ``span`` (a failed batch's first and last position) only those
+        positions are compared: a primary-key range of each table's key.
         """
         db = self._db
         visible = self._visible
+        if span is not None:
+            visible = f"{visible} AND position BETWEEN {int(span[0])} AND {int(span[1])}"
         counts = await self._fetch(
             "compare tables",
             f"SELECT 'events', uniqExact(position), max(position) FROM {db}.events "
@@ -967,12 +1040,67 @@ class ClickHouseStorage:
         )
         await self._confirm_epoch("the repair of a half-written batch")
 
-    async def load_state(self) -> StorageState:
-        """Start a new epoch (fence first), repair, then read heads, claims and last position.
+    async def _reconcile_claims(self, after: int | None = None) -> None:
+        """Write the ``claims`` rows of visible events that lack them.
 
-        A reload follows a failed write whose INSERTs may still land: taking a
-        new epoch and recording its fence before reading makes them invisible
-        if they land later, so nothing has to be waited for.
+        A batch's claims INSERT may fail while its events land; the writer
+        then settles that batch, or, if it died first, the batch is the last
+        one with claim changes: so only events above the last claim row
+        (``after`` if given: the start of a failed batch) are looked at, a
+        range of ``events_by_position``'s key. Rows get their event's
+        position and epoch, hence the same visibility.
+        """
+        db = self._db
+        visible = self._visible
+        if after is None:
+            rows = await self._fetch(
+                "find the last claim",
+                f"SELECT max(position) FROM {db}.claims WHERE {visible}",
+                time_limit=self._config.load_timeout,
+            )
+            after = int(rows[0][0]) if rows and rows[0][0] is not None else 0
+        events = await self._fetch(
+            "find claim changes",
+            f"SELECT aggregate_id, claims, releases, position, epoch FROM {db}.events_by_position "
+            f"WHERE position > %(after)s AND (claims != '' OR releases != '') AND {visible} "
+            f"ORDER BY position, epoch DESC LIMIT 1 BY position",
+            {"after": after},
+            time_limit=self._config.load_timeout,
+        )
+        if not events:
+            return
+        present = await self._fetch(
+            "find claim rows",
+            f"SELECT DISTINCT position FROM {db}.claims WHERE position > %(after)s AND {visible}",
+            {"after": after},
+            time_limit=self._config.load_timeout,
+        )
+        have = {int(row[0]) for row in present}
+        missing = [
+            change
+            for aggregate_id, taken, released, position, epoch in events
+            if position not in have
+            for change in _claim_rows(
+                aggregate_id, decode_claims(taken), decode_claims(released), position, epoch
+            )
+        ]
+        if missing:
+            logger.warning(
+                "ClickHouse %s: %d claim rows missing, repairing", self._where, len(missing)
+            )
+            await self._insert(
+                "repair claims", _INSERT_CLAIMS.format(db=db), list(missing), uuid.uuid4().hex
+            )
+            await self._confirm_epoch("the repair of claims")
+
+    async def _begin_epoch(self, *, full: bool) -> tuple[int, int]:
+        """Start a new epoch and record its fence first; repair; (lease generation, log end).
+
+        A failed write's INSERTs may still land: taking a new epoch and
+        recording its fence before reading makes them invisible if they land
+        later, so nothing has to be waited for. The whole log is repaired if
+        ``full`` or if another writer may have run since our last fence (at
+        open, after a re-take); else the caller repairs just its batch.
         """
         if not self._holding or self._lease_lost is not None:
             raise StorageUnavailable(
@@ -980,34 +1108,114 @@ class ClickHouseStorage:
                 f"({self._lease_lost or 'not taken'}); it does not load state"
             )
         generation = self._lease_generation
+        full = full or not self._fenced
         if self._fenced:  # a reload: the epoch that failed to write ends here
             await self._next_epoch()
         last_position = await self._record_fence()
-        await self._reconcile()
-        db = self._db
-        visible = self._visible
-        heads = await self._heads(visible)
-        claim_rows = await self._fetch(
-            "load claims",
-            f"SELECT aggregate_id, claims, releases FROM {db}.events_by_position "
-            f"WHERE (claims != '' OR releases != '') AND {visible} "
-            f"ORDER BY position, epoch DESC LIMIT 1 BY position",
-            time_limit=self._config.load_timeout,
-        )
-        claims: dict[Claim, str] = {}
-        for aggregate_id, taken, released in claim_rows:
-            apply_claim_changes(claims, aggregate_id, decode_claims(taken), decode_claims(released))
-        await self._confirm_epoch("loading the state")
+        if full:
+            await self._reconcile()
+            await self._reconcile_claims()
+        return generation, last_position
+
+    def _end_epoch(self, generation: int) -> None:
+        """The state is settled: writes may resume (unless the lease was re-taken meanwhile)."""
         # Reads that began after the last re-take reflect every writer before it.
         if generation == self._lease_generation:
             self._reload_required = False
             self._fenced = True
-        # max() is insensitive to duplicate rows, so nothing is double counted.
-        return StorageState(
-            heads=heads,
-            claims=claims,
-            last_position=last_position,
-        )
+
+    async def load_state(self) -> StorageState:
+        """Start a new epoch (fence first), repair the whole log, return its end.
+
+        Heads and claims are not read (`lookup` reads them by key), so apart
+        from the repair's comparison of the tables this costs the same for any
+        number of streams.
+        """
+        generation, last_position = await self._begin_epoch(full=True)
+        await self._confirm_epoch("loading the state")
+        self._end_epoch(generation)
+        return StorageState(last_position=last_position)
+
+    async def settle_batch(self, events: Sequence[PendingEvent]) -> Settled:
+        """New epoch and fence (so the failed INSERTs can no longer land visibly), then
+        repair just that batch's positions; landed iff its events are visible."""
+        full = not self._fenced or self._reload_required
+        generation, last_position = await self._begin_epoch(full=False)
+        landed = False
+        if events:
+            first, last = events[0].record.position, events[-1].record.position
+            if not full:
+                await self._reconcile((first, last))
+            rows = await self._fetch(
+                "settle batch",
+                f"SELECT uniqExact(position) FROM {self._db}.events_by_position "
+                f"WHERE position BETWEEN %(first)s AND %(last)s AND event_id IN %(ids)s "
+                f"AND {self._visible}",
+                {
+                    "first": first,
+                    "last": last,
+                    "ids": tuple(pending.record.event_id for pending in events),
+                },
+            )
+            found = int(rows[0][0])
+            landed = found > 0
+            if landed and found != len(events):
+                raise StorageUnavailable(
+                    f"ClickHouse {self._where}: {found} of the {len(events)} events of a failed "
+                    "batch are stored; the batch cannot be settled"
+                )
+            if landed and not full:
+                await self._reconcile_claims(first - 1)
+        await self._confirm_epoch("settling a failed batch")
+        self._end_epoch(generation)
+        return Settled(landed=landed, last_position=last_position)
+
+    async def lookup(self, aggregate_ids: Sequence[str], claims: Sequence[Claim]) -> Lookup:
+        """Heads from ``events`` and owners from ``claims``, by key, concurrently."""
+        visible = await self._visibility()
+        db = self._db
+        ids = list(dict.fromkeys(aggregate_ids))
+        keys = list(dict.fromkeys((claim.namespace, claim.value) for claim in claims))
+        queries = [
+            self._fetch(
+                "look up heads",
+                f"SELECT aggregate_id, max(version) FROM {db}.events "
+                f"WHERE aggregate_id IN %(ids)s AND {visible} GROUP BY aggregate_id",
+                {"ids": tuple(ids[start : start + _IN_CHUNK])},
+            )
+            for start in range(0, len(ids), _IN_CHUNK)
+        ]
+        heads_queries = len(queries)
+        for start in range(0, len(keys), _IN_CHUNK):
+            chunk = keys[start : start + _IN_CHUNK]
+            # One pair would render as `IN ('ns', 'value')`, a set of two strings.
+            pairs = tuple(chunk) if len(chunk) > 1 else (chunk[0], chunk[0])
+            queries.append(
+                self._fetch(
+                    "look up claims",
+                    f"SELECT namespace, value, aggregate_id, held FROM {db}.claims "
+                    f"WHERE (namespace, value) IN %(pairs)s AND {visible} "
+                    f"ORDER BY position, held, epoch DESC "
+                    f"LIMIT 1 BY position, held, namespace, value",
+                    {"pairs": pairs},
+                )
+            )
+        results = await asyncio.gather(*queries)
+        heads = {
+            aggregate_id: int(version)
+            for rows in results[:heads_queries]
+            for aggregate_id, version in rows
+        }
+        owners: dict[Claim, str] = {}
+        for rows in results[heads_queries:]:
+            # In position order, releases (held 0) before claims: the writer's rules.
+            for namespace, value, aggregate_id, held in rows:
+                claim = Claim(namespace, value)
+                if held:
+                    apply_claim_changes(owners, aggregate_id, (claim,), ())
+                else:
+                    apply_claim_changes(owners, aggregate_id, (), (claim,))
+        return Lookup(heads, owners)
 
     async def _heads(self, visible: str) -> dict[str, int]:
         rows = await self._fetch(
@@ -1035,6 +1243,7 @@ class ClickHouseStorage:
             return
         rows: list[tuple[Any, ...]] = []
         id_rows: list[tuple[Any, ...]] = []
+        claim_rows: list[tuple[Any, ...]] = []
         for pending in events:
             record = pending.record
             micros = to_micros(record.timestamp)
@@ -1060,6 +1269,15 @@ class ClickHouseStorage:
             id_rows.append(
                 (record.event_id, record.aggregate_id, record.version, record.position, self._epoch)
             )
+            claim_rows.extend(
+                _claim_rows(
+                    record.aggregate_id,
+                    pending.claims,
+                    pending.releases,
+                    record.position,
+                    self._epoch,
+                )
+            )
         batch = uuid.uuid4().hex
         db = self._db
         inserts = {
@@ -1074,6 +1292,8 @@ class ClickHouseStorage:
                 id_rows,
             ),
         }
+        if claim_rows:
+            inserts[f"{batch}-claims"] = (_INSERT_CLAIMS.format(db=db), claim_rows)
         # Concurrently: a batch costs one round trip, not three.
         outcomes = await asyncio.gather(
             *(

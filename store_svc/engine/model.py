@@ -22,9 +22,11 @@ __all__ = [
     "ClaimDigest",
     "EventLocation",
     "ExpectedVersion",
+    "Lookup",
     "NewEvent",
     "PendingEvent",
     "RecordedEvent",
+    "Settled",
     "SnapshotRecord",
     "StorageState",
     "apply_claim_changes",
@@ -209,14 +211,37 @@ class EventLocation:
 
 @dataclass(slots=True)
 class StorageState:
-    """What the engine keeps in memory, rebuilt from storage at open.
+    """What the engine learns from storage at open: the log's end (0 when empty).
 
-    heads: aggregate id -> version (streams with at least one event);
-    claims: claim -> owning aggregate id; last_position: 0 when empty.
+    Stream heads and claims are not loaded: the engine looks them up per
+    batch (`Storage.lookup`) and keeps them in bounded caches, so opening
+    costs the same whatever the number of streams.
+    """
+
+    last_position: int
+
+
+@dataclass(frozen=True, slots=True)
+class Lookup:
+    """Heads and claim owners read from storage for one batch.
+
+    heads: aggregate id -> version, only for streams that have events;
+    owners: claim -> holding aggregate id, only for claims that are held.
     """
 
     heads: dict[str, int]
-    claims: dict[Claim, str]
+    owners: dict[Claim, str]
+
+
+@dataclass(frozen=True, slots=True)
+class Settled:
+    """Outcome of a batch whose write raised, once storage made it definite.
+
+    landed: every event of the batch is stored (else none is, for ever);
+    last_position: the log's end after settling.
+    """
+
+    landed: bool
     last_position: int
 
 

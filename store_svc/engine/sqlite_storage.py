@@ -7,6 +7,9 @@
   fsyncs the WAL at every commit, so an acknowledged append survives a power
   loss.
 * One transaction per batch (executemany): all or nothing.
+* ``claims`` holds each claim's current owner (PRIMARY KEY (namespace,
+  value)), changed in the batch's transaction: heads (the
+  ``UNIQUE(aggregate_id, version)`` index) and owners are read by key.
 * Writer lock: `fcntl.flock` (exclusive, non-blocking) on `<db>.writer.lock`,
   held for the life of the store. The kernel drops it when the process dies,
   so a crashed writer never blocks its successor.
@@ -49,11 +52,14 @@ from service_kit.schema_versions import Migration, SchemaMismatch, SchemaReport
 from service_kit.sql_schema import SqlSchema
 from store_svc.engine.errors import EventIdsAlreadyStored, StorageUnavailable, WriterLockHeld
 from store_svc.engine.model import (
+    Claim,
     ClaimDigest,
     EventLocation,
+    Lookup,
     PendingEvent,
     PlaintextClaims,
     RecordedEvent,
+    Settled,
     SnapshotRecord,
     StorageState,
     apply_claim_changes,
@@ -64,7 +70,7 @@ from store_svc.engine.model import (
     to_micros,
 )
 
-__all__ = ["MIGRATIONS", "EventStoreSchema", "SqliteStorage"]
+__all__ = ["MIGRATIONS", "EventStoreSchema", "SqliteStorage", "heads_query", "owners_query"]
 
 _metadata = MetaData()
 
@@ -111,6 +117,19 @@ _snapshots = Table(
     Column("state", LargeBinary, nullable=False),
     Column("created_at_us", Integer, nullable=False),
 )
+
+# Current owner of every held claim: the events' claim changes replayed in
+# position order (a release frees only its holder's claim). Kept by
+# write_batch in the batch's transaction, so it always agrees with the events.
+_claims = Table(
+    "claims",
+    _metadata,
+    Column("namespace", Text, primary_key=True),
+    Column("value", Text, primary_key=True),
+    Column("aggregate_id", Text, nullable=False),
+)
+_TAKE_CLAIM = "INSERT OR REPLACE INTO claims (namespace, value, aggregate_id) VALUES (?, ?, ?)"
+_RELEASE_CLAIM = "DELETE FROM claims WHERE namespace = ? AND value = ? AND aggregate_id = ?"
 
 
 async def _baseline(schema: SqlSchema) -> None:
@@ -169,12 +188,20 @@ def _digest_claim_rows(conn: Any, description: str, digest: ClaimDigest | None) 
         )
 
 
+async def _claims_table(schema: SqlSchema) -> None:
+    """Version 4: the ``claims`` table of current owners, filled from the events
+    (after version 3, so from the digested claims)."""
+    await schema.conn.run_sync(_claims.create, checkfirst=True)
+    await schema.conn.run_sync(_fill_claims)
+
+
 MIGRATIONS: tuple[Migration[SqlSchema], ...] = (
     Migration(1, "baseline: events and snapshots", _baseline),
     Migration(2, "traceparent on events (W3C trace context of the request)", _traceparent),
     Migration(
         3, "unique claims as keyed digests (an old file's plaintext addresses)", _claim_digests
     ),
+    Migration(4, "claims: current owner per claim, read by key", _claims_table),
 )
 
 _EVENT_COLUMNS = (
@@ -220,6 +247,69 @@ def _add_missing_columns(conn: Any) -> None:
             conn.exec_driver_sql(
                 f"ALTER TABLE events ADD COLUMN {column.name} TEXT NOT NULL DEFAULT ''"
             )
+
+
+def heads_query(count: int) -> str:
+    """Heads of `count` streams: a search of the UNIQUE(aggregate_id, version) index."""
+    marks = ", ".join("?" for _ in range(count))
+    return (
+        f"SELECT aggregate_id, max(version) FROM events WHERE aggregate_id IN ({marks}) "
+        "GROUP BY aggregate_id"
+    )
+
+
+def owners_query(count: int) -> str:
+    """Owners of `count` values of one namespace: a search of the claims' primary key."""
+    marks = ", ".join("?" for _ in range(count))
+    return f"SELECT value, aggregate_id FROM claims WHERE namespace = ? AND value IN ({marks})"
+
+
+def _fill_claims(conn: Any) -> None:
+    """Rebuilds ``claims`` from the events' claim changes (migration 4; runs once)."""
+    owners: dict[Claim, str] = {}
+    rows = conn.exec_driver_sql(
+        "SELECT aggregate_id, claims, releases FROM events "
+        "WHERE claims != '' OR releases != '' ORDER BY position"
+    )
+    for aggregate_id, taken, released in rows:
+        apply_claim_changes(owners, aggregate_id, decode_claims(taken), decode_claims(released))
+    conn.exec_driver_sql("DELETE FROM claims")
+    if owners:
+        conn.exec_driver_sql(
+            _TAKE_CLAIM, [(c.namespace, c.value, owner) for c, owner in owners.items()]
+        )
+
+
+def _claim_statements(events: Sequence[PendingEvent]) -> list[tuple[str, list[tuple[str, ...]]]]:
+    """The batch's changes to ``claims`` as (statement, rows) runs, in an order that
+    gives the same result as applying every event's releases then claims in turn.
+
+    Usually one run of releases then one of claims (at most two executemany
+    calls); only if a claim is taken before it is released in the same batch
+    does the order matter, and then runs follow the events' order.
+    """
+    releases: list[tuple[str, ...]] = []
+    takes: list[tuple[str, ...]] = []
+    taken: set[Claim] = set()
+    ordered: list[tuple[str, list[tuple[str, ...]]]] = []
+    in_order = False
+    for pending in events:
+        owner = pending.record.aggregate_id
+        for claim in pending.releases:
+            in_order = in_order or claim in taken
+            releases.append((claim.namespace, claim.value, owner))
+            ordered.append((_RELEASE_CLAIM, [releases[-1]]))
+        for claim in pending.claims:
+            taken.add(claim)
+            takes.append((claim.namespace, claim.value, owner))
+            ordered.append((_TAKE_CLAIM, [takes[-1]]))
+    if in_order:
+        return ordered
+    return [
+        (statement, rows)
+        for statement, rows in ((_RELEASE_CLAIM, releases), (_TAKE_CLAIM, takes))
+        if rows
+    ]
 
 
 def _lock_file(path: Path) -> IO[str]:
@@ -415,29 +505,52 @@ class SqliteStorage:
     async def load_state(self) -> StorageState:
         # A failed SQLite transaction rolls back completely, so there is never
         # a half-written batch to settle.
-        heads_rows = await self._fetch(
-            "load heads",
-            select(_events.c.aggregate_id, func.max(_events.c.version)).group_by(
-                _events.c.aggregate_id
-            ),
+        return StorageState(last_position=await self._last_position())
+
+    async def _last_position(self) -> int:
+        rows = await self._fetch(
+            "read last position", select(func.coalesce(func.max(_events.c.position), 0))
         )
-        last_rows = await self._fetch(
-            "load last position", select(func.coalesce(func.max(_events.c.position), 0))
-        )
-        claim_rows = await self._fetch(
-            "load claims",
-            select(_events.c.aggregate_id, _events.c.claims, _events.c.releases)
-            .where(or_(_events.c.claims != "", _events.c.releases != ""))
-            .order_by(_events.c.position),
-        )
-        claims: dict[Any, str] = {}
-        for aggregate_id, taken, released in claim_rows:
-            apply_claim_changes(claims, aggregate_id, decode_claims(taken), decode_claims(released))
-        return StorageState(
-            heads={aggregate_id: version for aggregate_id, version in heads_rows},
-            claims=claims,
-            last_position=int(last_rows[0][0]),
-        )
+        return int(rows[0][0])
+
+    async def lookup(self, aggregate_ids: Sequence[str], claims: Sequence[Claim]) -> Lookup:
+        heads: dict[str, int] = {}
+        owners: dict[Claim, str] = {}
+        ids = list(dict.fromkeys(aggregate_ids))
+        by_namespace: dict[str, list[str]] = {}
+        for claim in dict.fromkeys(claims):
+            by_namespace.setdefault(claim.namespace, []).append(claim.value)
+        await self._ready()
+        try:
+            # One read transaction: heads and owners as of one commit.
+            async with asyncio.timeout(self._timeout), self._engine.connect() as conn:
+                for start in range(0, len(ids), _IN_CHUNK):
+                    chunk = ids[start : start + _IN_CHUNK]
+                    result = await conn.exec_driver_sql(heads_query(len(chunk)), tuple(chunk))
+                    head_rows: Sequence[Any] = result.all()
+                    heads.update((row[0], int(row[1])) for row in head_rows)
+                for namespace, values in by_namespace.items():
+                    for start in range(0, len(values), _IN_CHUNK):
+                        chunk = values[start : start + _IN_CHUNK]
+                        result = await conn.exec_driver_sql(
+                            owners_query(len(chunk)), (namespace, *chunk)
+                        )
+                        owner_rows: Sequence[Any] = result.all()
+                        owners.update((Claim(namespace, row[0]), row[1]) for row in owner_rows)
+        except (SQLAlchemyError, sqlite3.Error, OSError, TimeoutError) as exc:
+            raise self._failure("look up heads and claims", exc) from exc
+        return Lookup(heads, owners)
+
+    async def settle_batch(self, events: Sequence[PendingEvent]) -> Settled:
+        # One transaction per batch: it committed entirely or not at all. Its
+        # event ids say which (UNIQUE(event_id): they are nowhere else).
+        if not events:
+            return Settled(landed=False, last_position=await self._last_position())
+        first = events[0].record
+        found = await self.find_event_ids([first.event_id])
+        location = found.get(first.event_id)
+        landed = location is not None and location.position == first.position
+        return Settled(landed=landed, last_position=await self._last_position())
 
     @property
     def unique_event_ids(self) -> bool:
@@ -469,6 +582,8 @@ class SqliteStorage:
                 # Plain SQL: the hot path skips SQLAlchemy's per-row parameter
                 # processing (every value here is already a driver type).
                 await conn.exec_driver_sql(_INSERT_EVENTS, rows)
+                for statement, claim_rows in _claim_statements(events):
+                    await conn.exec_driver_sql(statement, claim_rows)
             except IntegrityError as exc:
                 if "events.event_id" in str(exc.orig):  # UNIQUE(event_id), not the version
                     raise EventIdsAlreadyStored(str(exc.orig)) from exc  # rolled back

@@ -10,12 +10,15 @@ Contract every adapter keeps:
 * `write_batch` is atomic from the engine's point of view: when it returns,
   every event of the batch is durably stored and visible to reads; when it
   raises, the outcome may be unknown (a timeout after the server committed),
-  so the engine calls `load_state` again before writing anything else.
-  `load_state` must first settle any half-finished write (wait for it, or
+  so the engine calls `settle_batch` with that batch before writing anything
+  else. `settle_batch` makes the outcome definite (wait for the write, or
   fence it off as ClickHouse does with a new lease epoch; then repair or
-  complete secondary copies) so that the state it returns is the truth.
-* Claims are stored on the event rows (`PendingEvent.claims/releases`) and
-  rebuilt by `load_state`, so one write covers events and claims.
+  complete secondary copies of that batch) and says whether it landed.
+* Claims are stored with the event rows (`PendingEvent.claims/releases`) and,
+  in the same write, in a table of current owners keyed by claim, so that
+  `lookup` reads heads and owners by key (an index, never a scan).
+* `load_state` reads no heads and no claims: its cost does not grow with the
+  number of streams (bar the settling of a predecessor's interrupted write).
 * Reads never return the same position twice, even if the database holds a
   duplicate row.
 * Every call is bounded by a timeout; storage failures of any kind surface
@@ -29,9 +32,12 @@ from datetime import datetime
 from typing import Protocol, runtime_checkable
 
 from store_svc.engine.model import (
+    Claim,
     EventLocation,
+    Lookup,
     PendingEvent,
     RecordedEvent,
+    Settled,
     SnapshotRecord,
     StorageState,
 )
@@ -52,7 +58,19 @@ class Storage(Protocol):
         ...
 
     async def load_state(self) -> StorageState:
-        """Settle any interrupted write, then return stream heads, claims and last position."""
+        """Settle any interrupted write of a previous writer, then return the log's end."""
+        ...
+
+    async def lookup(self, aggregate_ids: Sequence[str], claims: Sequence[Claim]) -> Lookup:
+        """Current heads of `aggregate_ids` and owners of `claims`, read by key, in one call."""
+        ...
+
+    async def settle_batch(self, events: Sequence[PendingEvent]) -> Settled:
+        """After `write_batch(events)` raised: make its outcome definite and report it.
+
+        Afterwards either every event of the batch is stored and visible (with
+        its claim changes), or none is and none ever will be.
+        """
         ...
 
     @property

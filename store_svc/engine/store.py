@@ -4,18 +4,23 @@ Invariants the store keeps (ARCHITECTURE.md section 2):
 
 * One writer per storage: `open` takes the storage's writer lock or fails with
   WriterLockHeld.
-* Every append is validated, in arrival order, against the in-memory stream
-  heads and claims as tentatively updated by the appends before it in the
-  same batch; a batch is written with ONE storage call and acknowledged only
-  after that call returned (durable ack).
+* Every append is validated, in arrival order, against the stream heads and
+  claims as tentatively updated by the appends before it in the same batch;
+  a batch is written with ONE storage call and acknowledged only after that
+  call returned (durable ack).
+* Heads and claims live in bounded LRU caches (`head_cache_size`,
+  `claim_cache_size`) over storage: the misses of a batch are read with ONE
+  `Storage.lookup`. The caches are write-through and only the writer task
+  fills them (with what it read or committed), so a cached entry is never
+  stale; nothing is loaded at open.
 * Versions are 1-based and contiguous per stream; positions are 1-based,
   gapless and in commit order; one append's events get consecutive versions
   and consecutive positions.
-* A failed storage write applies nothing: no head, claim or position moves,
-  every caller of the batch gets StorageUnavailable, and the state is
-  reloaded from storage before the next write (the write may have landed
-  after all, e.g. a timeout after the server committed: the reload then
-  finds it, and an idempotent retry returns its result).
+* A failed storage write: every caller of the batch gets StorageUnavailable,
+  and before the next write storage settles that batch (`settle_batch`: it
+  landed or it never will); if it landed after all (e.g. a timeout after the
+  server committed), its heads and claims are applied then, and an
+  idempotent retry returns its result.
 * Memory is bounded: at most `max_pending_appends` appends wait for the
   writer, and each live subscriber buffers at most `subscriber_buffer`
   events before it is switched back to paging from storage.
@@ -30,6 +35,8 @@ from collections import OrderedDict, deque
 from collections.abc import AsyncGenerator, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+
+from cachetools import LRUCache
 
 from store_svc.engine.errors import (
     ClaimTaken,
@@ -49,6 +56,7 @@ from store_svc.engine.model import (
     NewEvent,
     PendingEvent,
     RecordedEvent,
+    Settled,
     SnapshotRecord,
     from_micros,
     to_micros,
@@ -65,7 +73,7 @@ MAX_READ_LIMIT = 10_000
 _SUBSCRIPTION_PAGE = 500
 # Latest snapshot per aggregate kept in memory (write-through; bounded).
 _SNAPSHOT_CACHE_SIZE = 10_000
-# How long callers of a failed batch wait for the state reload (seconds).
+# How long callers of a failed batch wait for it to be settled (seconds).
 _RELOAD_WAIT = 5.0
 
 
@@ -89,13 +97,15 @@ class _BatchPlan:
     """Validates a batch's appends in order against tentatively updated heads and claims.
 
     Nothing here touches the store's real state: the plan's overlays are
-    applied by the writer only after the storage write succeeded.
+    applied by the writer only after the storage write succeeded. `heads` and
+    `claims` hold the values before the batch of every stream and claim the
+    batch touches (a claim mapped to None is free).
     """
 
     def __init__(
         self,
         heads: dict[str, int],
-        claims: dict[Claim, str],
+        claims: dict[Claim, str | None],
         last_position: int,
         stored_ids: dict[str, EventLocation],
     ) -> None:
@@ -323,17 +333,22 @@ class EventStore:
         max_pending_appends: int,
         on_batch: Callable[[int], None] | None = None,
         stream_cache_events: int = 0,
+        head_cache_size: int = 1,
+        claim_cache_size: int = 1,
     ) -> None:
         # Use `EventStore.open`: the constructor neither locks nor loads.
         self._storage = storage
         self._batch_max_events = batch_max_events
         self._batch_max_delay = batch_max_delay
         self._subscriber_buffer = subscriber_buffer
-        self._heads: dict[str, int] = {}
-        self._claims: dict[Claim, str] = {}
+        # Stream heads (0: no events) and claim owners (None: free) as storage
+        # holds them; filled only by the writer task, write-through.
+        self._heads: LRUCache[str, int] = LRUCache(head_cache_size)
+        self._claims: LRUCache[Claim, str | None] = LRUCache(claim_cache_size)
         self._last_position = 0
-        self._needs_resync = False
-        self._reload: asyncio.Future[bool] | None = None  # a reload still running
+        self._unsettled: _BatchPlan | None = None  # a failed batch storage must settle first
+        self._needs_reload = False  # after an internal error: load_state, drop the caches
+        self._reload: asyncio.Future[bool] | None = None  # a settling still running
         self._pending: deque[_AppendRequest] = deque()
         self._pending_events = 0
         self._slots = asyncio.Semaphore(max_pending_appends)
@@ -358,16 +373,33 @@ class EventStore:
         max_pending_appends: int = 10_000,
         on_batch: Callable[[int], None] | None = None,
         stream_cache_events: int = 100_000,
+        head_cache_size: int = 100_000,
+        claim_cache_size: int = 100_000,
     ) -> EventStore:
-        """Take the writer lock, load heads/claims/last position, start the writer task.
+        """Take the writer lock, read the last position, start the writer task.
+
+        Heads and claims are not loaded: they are read per batch as needed and
+        kept in LRU caches of at most `head_cache_size` streams and
+        `claim_cache_size` claims, so opening costs the same for any number of
+        streams.
 
         Raises WriterLockHeld if another writer runs, StorageUnavailable if the
         storage cannot be read. On success the store owns `storage` (`close`
         closes it); on failure it stays the caller's.
         """
-        if batch_max_events < 1 or subscriber_buffer < 1 or max_pending_appends < 1:
+        if (
+            min(
+                batch_max_events,
+                subscriber_buffer,
+                max_pending_appends,
+                head_cache_size,
+                claim_cache_size,
+            )
+            < 1
+        ):
             raise ValueError(
-                "batch_max_events, subscriber_buffer, max_pending_appends must be >= 1"
+                "batch_max_events, subscriber_buffer, max_pending_appends, head_cache_size, "
+                "claim_cache_size must be >= 1"
             )
         if batch_max_delay < 0:
             raise ValueError("batch_max_delay must be >= 0")
@@ -379,6 +411,8 @@ class EventStore:
             max_pending_appends=max_pending_appends,
             on_batch=on_batch,
             stream_cache_events=stream_cache_events,
+            head_cache_size=head_cache_size,
+            claim_cache_size=claim_cache_size,
         )
         await storage.acquire_writer_lock()
         try:
@@ -386,15 +420,9 @@ class EventStore:
         except BaseException:
             await storage.release_writer_lock()
             raise
-        store._heads, store._claims = state.heads, state.claims
         store._last_position = state.last_position
         store._writer = asyncio.create_task(store._run_writer(), name="event-store-writer")
-        logger.info(
-            "event store open: %d streams, %d claims, last position %d",
-            len(state.heads),
-            len(state.claims),
-            state.last_position,
-        )
+        logger.info("event store open: last position %d", state.last_position)
         return store
 
     async def close(self) -> None:
@@ -508,7 +536,9 @@ class EventStore:
             except Exception as exc:  # a bug must not kill the writer and hang every caller
                 logger.exception("event store writer: unexpected error in a batch")
                 self._settle_all(batch, EngineError(f"internal error in the writer: {exc!r}"))
-                self._needs_resync = True
+                # What this batch did is unknown: reload the log's end and
+                # forget every cached head and claim before the next write.
+                self._needs_reload = True
 
     def _take_batch(self) -> list[_AppendRequest]:
         batch: list[_AppendRequest] = []
@@ -527,10 +557,12 @@ class EventStore:
     async def _commit(self, batch: list[_AppendRequest]) -> None:
         if self._reload is not None:
             reload, self._reload = self._reload, None
-            await reload  # never raises: _resync reports failure as False
-        if self._needs_resync and not await self._resync():
+            await reload  # never raises: _settle_failed reports failure as False
+        if (self._unsettled is not None and not await self._settle_failed()) or (
+            self._needs_reload and not await self._reload_state()
+        ):
             self._settle_all(
-                batch, StorageUnavailable("storage state could not be reloaded after a failure")
+                batch, StorageUnavailable("storage could not settle an earlier failed write")
             )
             return
         all_ids = [event.event_id for req in batch for event in req.events]
@@ -541,14 +573,15 @@ class EventStore:
         # original result) or when storage refuses the write for a stored id.
         optimistic = self._storage.unique_event_ids
         try:
+            heads, claims = await self._batch_state(batch)
             stored_ids = await self._find_ids(all_ids) if not optimistic else {}
         except StorageUnavailable as exc:
             self._settle_all(batch, exc)
             return
-        plan, outcomes = self._plan(batch, stored_ids)
+        plan, outcomes = self._plan(batch, heads, claims, stored_ids)
         if optimistic and any(isinstance(outcome, EngineError) for outcome in outcomes):
             try:
-                plan, outcomes = self._plan(batch, await self._find_ids(all_ids))
+                plan, outcomes = self._plan(batch, heads, claims, await self._find_ids(all_ids))
             except StorageUnavailable as exc:
                 self._settle_all(batch, exc)
                 return
@@ -560,7 +593,7 @@ class EventStore:
                 except EventIdsAlreadyStored:
                     if not optimistic:
                         raise  # the lookup said they were new: storage disagrees
-                    plan, outcomes = self._plan(batch, await self._find_ids(all_ids))
+                    plan, outcomes = self._plan(batch, heads, claims, await self._find_ids(all_ids))
                     if plan.pending:
                         await self._storage.write_batch(plan.pending)
             except Exception as exc:
@@ -569,12 +602,12 @@ class EventStore:
                     if isinstance(exc, StorageUnavailable)
                     else StorageUnavailable(f"storage write failed: {exc!r}")
                 )
-                # Reload first, so that a caller reacting to the error (reading
+                # Settle first, so that a caller reacting to the error (reading
                 # the version, retrying) already sees what storage really holds;
                 # but a hanging storage must not hold the callers for long: the
-                # reload then goes on and the next batch waits for it.
-                self._needs_resync = True
-                reload = asyncio.ensure_future(self._resync())
+                # settling then goes on and the next batch waits for it.
+                self._unsettled = plan
+                reload = asyncio.ensure_future(self._settle_failed())
                 try:
                     await asyncio.wait_for(asyncio.shield(reload), _RELOAD_WAIT)
                 except TimeoutError:
@@ -585,13 +618,7 @@ class EventStore:
                 return
         # Committed: apply the plan in one synchronous step (no await), so that
         # readers of heads/last position and new subscribers never see half of it.
-        self._heads.update(plan.heads)
-        for claim, owner in plan.claims.items():
-            if owner is None:
-                self._claims.pop(claim, None)
-            else:
-                self._claims[claim] = owner
-        self._last_position = plan.position
+        self._apply(plan)
         self._streams.extend([pending.record for pending in plan.pending])
         for req, outcome in zip(batch, outcomes, strict=True):
             self._settle(req, outcome)
@@ -600,14 +627,63 @@ class EventStore:
             if self._on_batch is not None:
                 self._on_batch(len(plan.pending))
 
+    def _apply(self, plan: _BatchPlan) -> None:
+        """Move the cached heads and claims and the last position to a committed plan."""
+        for aggregate_id, version in plan.heads.items():
+            self._heads[aggregate_id] = version
+        for claim, owner in plan.claims.items():
+            self._claims[claim] = owner
+        self._last_position = plan.position
+
+    async def _batch_state(
+        self, batch: list[_AppendRequest]
+    ) -> tuple[dict[str, int], dict[Claim, str | None]]:
+        """Heads and claim owners before the batch, for every stream and claim it touches.
+
+        Cache hits cost nothing; the misses are read with one storage lookup
+        and cached (only this task writes, so what it reads stays true until
+        it commits again). Returned as plain dicts: the caches may evict
+        entries while the batch is planned.
+        """
+        heads: dict[str, int] = {}
+        claims: dict[Claim, str | None] = {}
+        missing_heads: list[str] = []
+        missing_claims: list[Claim] = []
+        for req in batch:
+            if req.aggregate_id not in heads:
+                head = self._heads.get(req.aggregate_id)
+                if head is None:
+                    missing_heads.append(req.aggregate_id)
+                    head = 0
+                heads[req.aggregate_id] = head
+            for event in req.events:
+                for claim in (*event.releases, *event.claims):
+                    if claim not in claims:
+                        if claim in self._claims:
+                            claims[claim] = self._claims[claim]
+                        else:
+                            missing_claims.append(claim)
+                            claims[claim] = None
+        if missing_heads or missing_claims:
+            found = await self._storage.lookup(missing_heads, missing_claims)
+            for aggregate_id in missing_heads:
+                heads[aggregate_id] = self._heads[aggregate_id] = found.heads.get(aggregate_id, 0)
+            for claim in missing_claims:
+                claims[claim] = self._claims[claim] = found.owners.get(claim)
+        return heads, claims
+
     async def _find_ids(self, event_ids: list[str]) -> dict[str, EventLocation]:
         return await self._storage.find_event_ids(event_ids) if event_ids else {}
 
     def _plan(
-        self, batch: list[_AppendRequest], stored_ids: dict[str, EventLocation]
+        self,
+        batch: list[_AppendRequest],
+        heads: dict[str, int],
+        claims: dict[Claim, str | None],
+        stored_ids: dict[str, EventLocation],
     ) -> tuple[_BatchPlan, list[AppendResult | EngineError]]:
         """Decides every append of ``batch`` in order; touches no state of the store."""
-        plan = _BatchPlan(self._heads, self._claims, self._last_position, stored_ids)
+        plan = _BatchPlan(heads, claims, self._last_position, stored_ids)
         outcomes: list[AppendResult | EngineError] = []
         for req in batch:
             try:
@@ -616,32 +692,62 @@ class EventStore:
                 outcomes.append(exc)
         return plan, outcomes
 
-    async def _resync(self) -> bool:
-        """Reload heads/claims/position from storage after a failed write; True on success."""
+    async def _settle_failed(self) -> bool:
+        """Have storage settle the batch whose write failed; True once it is settled.
+
+        Only that batch is looked at: if it landed, its heads and claims are
+        applied as after a success. If the log's end is not where one of the
+        two outcomes puts it, something else wrote (e.g. a writer that held
+        the lease meanwhile): every cached head and claim is dropped.
+        """
+        plan = self._unsettled
+        if plan is None:
+            return True
+        try:
+            settled = await self._storage.settle_batch(plan.pending)
+        except Exception:
+            logger.warning("event store: settling a failed write failed", exc_info=True)
+            return False
+        if self._unsettled is not plan:
+            return True  # settled meanwhile by a concurrent call
+        self._unsettled = None
+        expected = plan.position if settled.landed else self._last_position
+        if settled.landed:
+            self._apply(plan)
+        self._after_reload(settled, expected)
+        return True
+
+    async def _reload_state(self) -> bool:
+        """Read the log's end again and drop every cache (after an internal error)."""
         try:
             state = await self._storage.load_state()
         except Exception:
-            logger.warning(
-                "event store: reloading state after a failed write failed", exc_info=True
-            )
+            logger.warning("event store: reloading after an internal error failed", exc_info=True)
             return False
-        if state.last_position != self._last_position:
-            # The failed write landed after all (or part of the log vanished):
-            # live subscribers never got those events, so send them back to
-            # paging from storage, which has them.
+        self._needs_reload = False
+        self._after_reload(Settled(landed=False, last_position=state.last_position), None)
+        return True
+
+    def _after_reload(self, settled: Settled, expected: int | None) -> None:
+        """Take the log's end from storage; drop caches unless it is the `expected` one."""
+        if settled.last_position != expected:
             logger.warning(
-                "event store: storage is at position %d after a failed write (memory had %d)",
-                state.last_position,
-                self._last_position,
+                "event store: storage is at position %d after a failed write (expected %s): "
+                "dropping cached heads and claims",
+                settled.last_position,
+                expected,
             )
+            self._heads.clear()
+            self._claims.clear()
+        if settled.last_position != self._last_position or settled.landed:
+            # Events live subscribers never got (the failed batch landed after
+            # all, or another writer wrote): send them back to paging from
+            # storage, which has them.
             for feed in self._subscribers:
                 feed.drop()
             self._subscribers.clear()
-        self._heads, self._claims = state.heads, state.claims
-        self._last_position = state.last_position
+        self._last_position = settled.last_position
         self._streams.clear()  # storage is the truth again; refill on demand
-        self._needs_resync = False
-        return True
 
     def _settle(self, req: _AppendRequest, outcome: AppendResult | EngineError) -> None:
         if req.settled:
@@ -666,9 +772,18 @@ class EventStore:
 
     # --- reads ----------------------------------------------------------------
 
-    def stream_version(self, aggregate_id: str) -> int:
-        """Current version of the stream (0 if it has no events), from memory."""
-        return self._heads.get(aggregate_id, 0)
+    async def stream_version(self, aggregate_id: str) -> int:
+        """Current version of the stream (0 if it has no events).
+
+        From the head cache, else read from storage (not cached: only the
+        writer task fills the cache, so that a read racing a commit can never
+        put an old head back).
+        """
+        head = self._heads.get(aggregate_id)
+        if head is not None:
+            return head
+        found = await self._storage.lookup((aggregate_id,), ())
+        return found.heads.get(aggregate_id, 0)
 
     def head_position(self) -> int:
         """Position of the last committed event (0 if none)."""
@@ -722,8 +837,8 @@ class EventStore:
         cached = self._streams.get(aggregate_id)
         if cached is not None:
             return cached
-        head = self._heads.get(aggregate_id, 0)
-        if head == 0 or head > self._streams.max_stream:
+        head = self._heads.get(aggregate_id)  # not cached: read from storage directly
+        if not head or head > self._streams.max_stream:
             return None
         events = await self._storage.read_stream(
             aggregate_id, from_version=1, to_version=None, until=None, limit=None
@@ -732,7 +847,7 @@ class EventStore:
         # read moved the head, and those events would be missing.
         if (
             events
-            and len(events) == self._heads.get(aggregate_id, 0)
+            and len(events) == self._heads.get(aggregate_id)
             and events[-1].version == len(events)
         ):
             self._streams.put(aggregate_id, events)
@@ -791,7 +906,7 @@ class EventStore:
 
     async def save_snapshot(self, snapshot: SnapshotRecord) -> None:
         """Store a snapshot; its version must be 1..current stream version."""
-        current = self.stream_version(snapshot.aggregate_id)
+        current = await self.stream_version(snapshot.aggregate_id)
         if not 1 <= snapshot.version <= current:
             raise ValueError(
                 f"snapshot version {snapshot.version} of {snapshot.aggregate_id!r} is not "

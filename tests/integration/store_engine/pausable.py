@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from store_svc.engine import ClickHouseStorage
+from store_svc.engine.clickhouse_storage import QueryParams
 
 _HEARTBEAT_TASK = "clickhouse-lease-"
 
@@ -66,7 +67,7 @@ class PausableClickHouseStorage(ClickHouseStorage):
         self,
         operation: str,
         query: str,
-        params: dict[str, Any] | None,
+        params: QueryParams,
         *,
         as_bytes: bool = False,
         pool: Any = None,

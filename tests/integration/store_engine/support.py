@@ -17,7 +17,13 @@ from store_svc.engine import (
     Storage,
     StorageUnavailable,
 )
-from store_svc.engine.model import EventLocation, PendingEvent, StorageState
+from store_svc.engine.model import (
+    EventLocation,
+    Lookup,
+    PendingEvent,
+    Settled,
+    StorageState,
+)
 
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
 
@@ -99,6 +105,7 @@ class FaultyStorage:
         self.fail_after = 0
         self.write_calls = 0
         self.find_calls = 0
+        self.lookup_calls = 0
 
     @property
     def unique_event_ids(self) -> bool:
@@ -122,6 +129,13 @@ class FaultyStorage:
 
     async def load_state(self) -> StorageState:
         return await self.inner.load_state()
+
+    async def lookup(self, aggregate_ids: Sequence[str], claims: Sequence[Claim]) -> Lookup:
+        self.lookup_calls += 1
+        return await self.inner.lookup(aggregate_ids, claims)
+
+    async def settle_batch(self, events: Sequence[PendingEvent]) -> Settled:
+        return await self.inner.settle_batch(events)
 
     async def find_event_ids(self, event_ids: Sequence[str]) -> dict[str, EventLocation]:
         self.find_calls += 1

@@ -87,7 +87,7 @@ async def test_clickhouse_duplicate_rows_are_never_counted_twice(
     reopened = await EventStore.open(ClickHouseStorage(clickhouse_config))
     try:
         assert reopened.head_position() == base + 2
-        assert reopened.stream_version(stream) == 2
+        assert await reopened.stream_version(stream) == 2
         assert [e.version for e in await reopened.read_stream(stream)] == [1, 2]
         assert [e.position for e in await read_everything(reopened, base)] == [base + 1, base + 2]
         assert len(await reopened.read_all(after_position=base, aggregate_id=stream)) == 2
@@ -134,7 +134,7 @@ async def test_clickhouse_refuses_to_write_on_an_unrenewed_lease(
         storage._lease_valid_until = 0.0  # as if renewals had failed for lease_ttl - margin
         with pytest.raises(StorageUnavailable, match="renewed"):
             await store.append(stream, "thing", ExpectedVersion.ANY, [new_event()], now=T0)
-        assert store.stream_version(stream) == 0
+        assert await store.stream_version(stream) == 0
         await asyncio.sleep(1)  # the heartbeat renews it
         await store.append(stream, "thing", ExpectedVersion.ANY, [new_event()], now=T0)
     finally:

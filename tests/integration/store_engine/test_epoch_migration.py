@@ -98,15 +98,15 @@ async def test_migrating_an_old_database_adds_the_epoch_and_keeps_its_events(
     for opened in range(2):
         store = await EventStore.open(ClickHouseStorage(config, migrate=opened == 0))
         try:
-            assert store.stream_version("old-user") == 1 + opened  # the old event counts
+            assert await store.stream_version("old-user") == 1 + opened  # the old event counts
             result = await store.append(
                 "old-user",
                 "user",
-                ExpectedVersion.exact(store.stream_version("old-user")),
+                ExpectedVersion.exact(await store.stream_version("old-user")),
                 [new_event()],
                 now=T0,
             )
-            assert result.version == store.stream_version("old-user")
+            assert result.version == await store.stream_version("old-user")
             events = await read_everything(store)
             assert events[0].event_id == "old-event"
             assert [event.position for event in events] == list(range(1, len(events) + 1))

@@ -48,7 +48,7 @@ WRITE_STEPS = [
     Trap("write", "before", "check lease epoch"),
     Trap("write", "after", "check lease epoch"),  # decided before the takeover: acked late
 ]
-# Steps of the reload that repairs a half-written batch (new epoch, fence, repair, state).
+# Steps of settling a half-written batch (new epoch, fence, repair, its outcome, its claims).
 REPAIR_STEPS = [
     Trap("write", "before", "read lease epochs"),
     Trap("write", "after", "renew writer lease"),
@@ -58,7 +58,8 @@ REPAIR_STEPS = [
     Trap("write", "before", "reconcile events_by_position"),
     Trap("write", "after", "reconcile events_by_position"),
     Trap("write", "after", "reconcile event_ids"),
-    Trap("write", "before", "load claims"),
+    Trap("write", "before", "settle batch"),
+    Trap("write", "before", "find claim changes"),
 ]
 # Steps of one lease renewal.
 HEARTBEAT_STEPS = [
@@ -168,7 +169,7 @@ async def check_log(config: ClickHouseConfig, ledger: Ledger) -> None:
         for stream in STREAMS:
             versions = [event.version for event in await reader.read_stream(stream)]
             assert versions == list(range(1, len(versions) + 1)), stream
-            assert reader.stream_version(stream) == len(versions)
+            assert await reader.stream_version(stream) == len(versions)
             assert await reader.count(aggregate_id=stream) == len(versions)
         assert await reader.count() == len(events)
     finally:
@@ -239,6 +240,7 @@ async def frozen_and_superseded(config: ClickHouseConfig, trap: Trap, *, half_wr
         for stream in STREAMS:
             await ledger.append(b, a, stream=stream, retry_for=25)
     finally:
+        frozen.resume()  # a case that failed before resuming must not hang in close()
         await a.close()
         if b is not None:
             await b.close()

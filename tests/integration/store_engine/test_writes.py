@@ -65,7 +65,7 @@ async def test_append_then_read_back_exactly(harness: Harness) -> None:
     assert events[0].timestamp.utcoffset() == timedelta(0)
     assert (events[0].correlation_id, events[0].causation_id) == ("corr-1", "cause-1")
     assert (events[0].aggregate_type, events[0].event_type) == ("thing", "a.created")
-    assert store.stream_version(stream) == 3
+    assert await store.stream_version(stream) == 3
     assert store.head_position() == base + 3
 
 
@@ -98,7 +98,7 @@ async def test_500_concurrent_appends_over_20_streams_are_gapless(harness: Harne
         # What command_svc does: read the version, append exactly there, retry on conflict.
         event = new_event()
         while True:
-            version = store.stream_version(stream)
+            version = await store.stream_version(stream)
             try:
                 await store.append(stream, "thing", ExpectedVersion.exact(version), [event], now=T0)
             except WrongExpectedVersion:
@@ -119,7 +119,7 @@ async def test_500_concurrent_appends_over_20_streams_are_gapless(harness: Harne
     for stream in streams:
         # In position order, each stream's versions run 1..25 without gap or repeat.
         assert versions[stream] == list(range(1, 26))
-        assert store.stream_version(stream) == 25
+        assert await store.stream_version(stream) == 25
     assert store.head_position() == base + 500
 
 
@@ -163,7 +163,7 @@ async def test_twenty_aggregates_race_for_one_email(harness: Harness) -> None:
     assert email.value in str(taken[0]) and owner in str(taken[0])
     for loser in users:
         if loser != owner:
-            assert store.stream_version(loser) == 0  # a rejected append leaves nothing
+            assert await store.stream_version(loser) == 0  # a rejected append leaves nothing
 
     # Re-taking its own claim is fine; a stranger releasing it changes nothing.
     await store.append(owner, "user", ExpectedVersion.exact(1), [new_event(claims=[email])], now=T0)
@@ -241,7 +241,7 @@ async def test_idempotent_retry_returns_the_original_result(harness: Harness) ->
     assert (await store.append(stream, "thing", ExpectedVersion.ANY, events, now=T0)).idempotent
 
     assert store.head_position() == head
-    assert store.stream_version(stream) == 3
+    assert await store.stream_version(stream) == 3
     assert await store.count(aggregate_id=stream) == 3
     stored = await store.read_stream(stream)
     assert [e.event_id for e in stored[:2]] == [e.event_id for e in events]
@@ -276,7 +276,7 @@ async def test_event_id_used_elsewhere_is_rejected(harness: Harness) -> None:
     with pytest.raises(DuplicateEventId):  # repeated within one append
         await store.append(other, "thing", ExpectedVersion.ANY, [first, first], now=T0)
     assert store.head_position() == head
-    assert store.stream_version(other) == 0
+    assert await store.stream_version(other) == 0
 
 
 async def test_a_retry_batched_with_fresh_appends_gets_its_original_result(
@@ -304,7 +304,7 @@ async def test_a_retry_batched_with_fresh_appends_gets_its_original_result(
     assert sorted(p for result in appended for p in result.positions) == list(
         range(original.positions[0] + 1, original.positions[0] + 6)
     )
-    assert store.stream_version(stream) == 1
+    assert await store.stream_version(stream) == 1
     assert counting.unique_event_ids == (harness.backend.name == "sqlite")
     if counting.unique_event_ids:
         # Looked up once, for the batch the storage refused.
@@ -349,8 +349,8 @@ async def test_storage_failure_fails_the_whole_batch_and_applies_nothing(
     assert "injected" in str(outcomes[0])
     assert store.head_position() == base
     assert await read_everything(store, base) == []
-    assert store.stream_version(streams[0]) == 1
-    assert all(store.stream_version(s) == 0 for s in streams[1:])
+    assert await store.stream_version(streams[0]) == 1
+    assert all([await store.stream_version(s) == 0 for s in streams[1:]])
 
     # Nothing was consumed: positions continue gapless, the claim is free.
     results = await asyncio.gather(
@@ -382,7 +382,7 @@ async def test_write_that_landed_but_reported_failure_is_recovered(harness: Harn
         await store.append(stream, "thing", ExpectedVersion.exact(1), events, now=T0)
     # The engine reloaded its state: the events are there, so the retry is idempotent.
     assert store.head_position() == base + 2
-    assert store.stream_version(stream) == 3
+    assert await store.stream_version(stream) == 3
     retried = await store.append(stream, "thing", ExpectedVersion.exact(1), events, now=T0)
     assert retried == AppendResult(stream, 3, (base + 1, base + 2), idempotent=True)
     after = await store.append(stream, "thing", ExpectedVersion.exact(3), [new_event()], now=T0)
@@ -426,7 +426,7 @@ async def test_reopen_restores_heads_claims_and_positions(harness: Harness) -> N
 
     reopened = await harness.open()
     assert reopened.head_position() == head
-    assert (reopened.stream_version(a), reopened.stream_version(b)) == (1, 2)
+    assert (await reopened.stream_version(a), await reopened.stream_version(b)) == (1, 2)
     with pytest.raises(ClaimTaken):
         await reopened.append(
             b, "user", ExpectedVersion.exact(2), [new_event(claims=[email])], now=T0
