@@ -71,12 +71,17 @@ infra-stop:
 browser:
 	scripts/browser.sh
 
+# evans, a Go gRPC client, for tests/e2e/test_evans.py (built once into .venv/bin).
+.PHONY: evans
+evans: install
+	scripts/evans.sh
+
 # Prometheus alert rules (deploy/prometheus): syntax and their unit tests, with
 # Debian's promtool (installed on demand, like the browser).
 promtool:
 	scripts/promtool.sh
 
-test: install lint check-gen typecheck promtool infra browser
+test: install lint check-gen typecheck promtool evans infra browser
 	eval "$$(scripts/infra.sh env)"; $(PY) -m pytest
 
 unit: install

@@ -1,8 +1,9 @@
 """evans (a gRPC client with a REPL and a CLI mode) against the command service.
 
-evans is not a dependency of the project (it is a Go program): this test
-runs only where an ``evans`` binary is on PATH or in ``EVANS_BIN``, and is
-skipped, saying so, everywhere else.
+evans is not a dependency of the project (it is a Go program): ``make test``
+builds it into .venv/bin when Go is on the machine (scripts/evans.sh). This
+test runs where an ``evans`` binary is there, on PATH or in ``EVANS_BIN``, and
+is skipped, saying so, everywhere else.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ import json
 import os
 import shutil
 import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -20,7 +23,12 @@ from tests.e2e.system_process import SystemProcess
 
 pytestmark = pytest.mark.e2e
 
-EVANS = os.environ.get("EVANS_BIN") or shutil.which("evans")
+_BESIDE_PYTHON = Path(sys.executable).with_name("evans")  # where scripts/evans.sh puts it
+EVANS = (
+    os.environ.get("EVANS_BIN")
+    or (str(_BESIDE_PYTHON) if _BESIDE_PYTHON.exists() else None)
+    or shutil.which("evans")
+)
 
 
 @pytest.mark.skipif(
