@@ -9,6 +9,8 @@ they need: 4 runs at half of the rate 3 measured):
   sequential, read-your-write, state-at (issue 18)
 10 store scale: open time and RSS of a store of 1 M users (SQLite; ClickHouse: 200 k),
   appends with cold and warm caches (issue 10)
+11 store failover: leader SIGSTOP -> first acknowledgement by the standby
+  (ClickHouse, production stack only; issue 10)
 
 Services run as separate processes, started fresh per scenario; the load
 generator is this process; everything listens on loopback; every scenario is
@@ -49,6 +51,7 @@ from bench.scenarios import (
     peer,
     projection_lag,
     rebuild,
+    store_failover,
     store_scale,
     time_travel,
 )
@@ -69,6 +72,7 @@ SCENARIOS: Final[dict[int, tuple[str, Scenario]]] = {
     8: ("peer", peer.run),
     9: ("HTTP gateway", http_gateway.run),
     10: ("store scale", store_scale.run),
+    11: ("store failover", store_failover.run),
 }
 NEEDS: Final[dict[int, tuple[int, ...]]] = {4: (3,)}
 STACK_INDEPENDENT: Final = frozenset({8})
@@ -103,7 +107,7 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--stack", choices=(EMBEDDED, PRODUCTION, "both"), default=EMBEDDED)
     parser.add_argument("--quick", action="store_true", help="short durations (a smoke run)")
-    parser.add_argument("--only", metavar="N,M", help="run only these scenarios (1..10)")
+    parser.add_argument("--only", metavar="N,M", help="run only these scenarios (1..11)")
     parser.add_argument("--json", type=Path, default=DEFAULT_JSON, help="default: %(default)s")
     parser.add_argument(
         "--bcrypt-cost",

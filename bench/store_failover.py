@@ -25,12 +25,13 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Mapping
 from pathlib import Path
 
-import asynch
 import grpc
 from cqrs.eventstore.v1 import event_store_pb2_grpc as pb_grpc
 
+from bench import infra_cleanup
 from bench.processes import child_env, free_port, wait_serving
 from bench.tokens import KEYS_DIR, Tokens
 from bench.workload import created_append
@@ -61,27 +62,26 @@ async def _first_ack(target: str, md: tuple[tuple[str, str], ...], within: float
                 await asyncio.sleep(0.02)
 
 
-async def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--ttl-ms", type=int, default=15_000, help="STORE_LEASE_TTL_MS")
-    args = parser.parse_args()
-    if not os.environ.get("CLICKHOUSE_HOST"):
-        raise SystemExit('CLICKHOUSE_HOST is not set: eval "$(scripts/infra.sh env)" first')
-    database = f"bench_failover_{uuid.uuid4().hex[:8]}"
+async def failover_times(infra: Mapping[str, str], rounds: int, ttl_ms: int) -> list[float]:
+    """Seconds from the leader's SIGSTOP to the standby's first acknowledgement, per round.
+
+    ``infra`` holds CLICKHOUSE_HOST (and user, password); a fresh database is
+    made for the run and dropped after it.
+    """
+    database = f"bench_{uuid.uuid4().hex[:10]}"  # infra_cleanup drops only such names
     work = Path(tempfile.mkdtemp(prefix="bench-failover-"))
     env = child_env(
         {
             "KEYS_DIR": str(KEYS_DIR),
             "DATA_DIR": str(work),
             "EVENT_STORE_BACKEND": "clickhouse",
-            "CLICKHOUSE_HOST": os.environ["CLICKHOUSE_HOST"],
-            "CLICKHOUSE_USER": os.environ.get("CLICKHOUSE_USER", "default"),
-            "CLICKHOUSE_PASSWORD": os.environ.get("CLICKHOUSE_PASSWORD", ""),
+            "CLICKHOUSE_HOST": infra["CLICKHOUSE_HOST"],
+            "CLICKHOUSE_USER": infra.get("CLICKHOUSE_USER", "default"),
+            "CLICKHOUSE_PASSWORD": infra.get("CLICKHOUSE_PASSWORD", ""),
             "CLICKHOUSE_DB": database,
             "STORE_RELAY": "off",
-            "STORE_LEASE_TTL_MS": str(args.ttl_ms),
-            "STORE_LEASE_HEARTBEAT_MS": str(max(args.ttl_ms // 5, 100)),
+            "STORE_LEASE_TTL_MS": str(ttl_ms),
+            "STORE_LEASE_HEARTBEAT_MS": str(max(ttl_ms // 5, 100)),
             "PYTHONUNBUFFERED": "1",
         }
     )
@@ -93,7 +93,7 @@ async def main() -> None:
         procs.append(_spawn(env, port, work / "leader-0.log"))
         leader = (procs[-1], port)
         await wait_serving(f"127.0.0.1:{port}")
-        for round_ in range(args.rounds):
+        for round_ in range(rounds):
             standby_port = free_port()
             procs.append(
                 _spawn({**env, "STORE_STANDBY": "1"}, standby_port, work / f"standby-{round_}.log")
@@ -103,7 +103,7 @@ async def main() -> None:
             await asyncio.sleep(1.0)  # the standby is polling for the lease by now
             leader[0].send_signal(signal.SIGSTOP)
             paused = time.monotonic()
-            await _first_ack(f"127.0.0.1:{standby[1]}", md, within=args.ttl_ms / 1000 + 60)
+            await _first_ack(f"127.0.0.1:{standby[1]}", md, within=ttl_ms / 1000 + 60)
             figures.append(time.monotonic() - paused)
             print(f"round {round_ + 1}: failover {figures[-1]:.2f} s", flush=True)
             leader[0].send_signal(signal.SIGKILL)
@@ -115,16 +115,18 @@ async def main() -> None:
                 proc.send_signal(signal.SIGCONT)
                 proc.kill()
                 proc.wait()
-        async with (
-            asynch.connect(
-                host=os.environ["CLICKHOUSE_HOST"].rpartition(":")[0] or "127.0.0.1",
-                port=int(os.environ["CLICKHOUSE_HOST"].rpartition(":")[2] or 9000),
-                user=os.environ.get("CLICKHOUSE_USER", "default"),
-                password=os.environ.get("CLICKHOUSE_PASSWORD", ""),
-            ) as conn,
-            conn.cursor() as cursor,
-        ):
-            await cursor.execute(f"DROP DATABASE IF EXISTS {database}")
+        await infra_cleanup.drop_clickhouse_database(infra, database)
+    return figures
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--ttl-ms", type=int, default=15_000, help="STORE_LEASE_TTL_MS")
+    args = parser.parse_args()
+    if not os.environ.get("CLICKHOUSE_HOST"):
+        raise SystemExit('CLICKHOUSE_HOST is not set: eval "$(scripts/infra.sh env)" first')
+    figures = await failover_times(os.environ, args.rounds, args.ttl_ms)
     print(
         f"lease TTL {args.ttl_ms / 1000:g} s: failover median {statistics.median(figures):.2f} s, "
         f"max {max(figures):.2f} s over {len(figures)} rounds "
