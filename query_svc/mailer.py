@@ -43,7 +43,7 @@ import aiosmtplib
 import grpc
 from cqrs.eventstore.v1 import event_store_pb2 as pb
 from cqrs.eventstore.v1 import event_store_pb2_grpc as pb_grpc
-from sqlalchemy import and_, or_
+from sqlalchemy import and_, bindparam, or_
 
 import domain
 from pii.codec import ERASED
@@ -66,6 +66,14 @@ MAIL_EVENT_TYPES: Final[tuple[str, ...]] = (
     domain.PasswordResetRequested.EVENT_TYPE,
 )
 _ROW: Final = "mailer"
+_OUTBOX = SESSION_TABLES.mail_outbox
+# Built once: the checkpoint is saved after every mail, and building the
+# statement anew each time was a third of that save's CPU.
+_SAVE_CHECKPOINT: Final = (
+    _OUTBOX.update()
+    .where(and_(_OUTBOX.c.name == _ROW, _OUTBOX.c.holder == bindparam("me")))
+    .values(position=bindparam("at"), lease_until=bindparam("until"))
+)
 MetadataFn = Callable[[], list[tuple[str, str]]]
 
 
@@ -220,12 +228,10 @@ class Mailer:
     async def _commit(self, position: int) -> None:
         """Saves the checkpoint and renews the lease; :class:`LeaseLost` if it is gone."""
         self._loop.progressed()
-        table = SESSION_TABLES.mail_outbox
         async with self._db.write() as conn:
             done = await conn.execute(
-                table.update()
-                .where(and_(table.c.name == _ROW, table.c.holder == self._me))
-                .values(position=position, lease_until=self._clock() + self._lease)
+                _SAVE_CHECKPOINT,
+                {"me": self._me, "at": position, "until": self._clock() + self._lease},
             )
         if done.rowcount != 1:
             raise LeaseLost()
