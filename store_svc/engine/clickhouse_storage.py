@@ -61,6 +61,7 @@ import asynch
 from service_kit import schema_versions
 from service_kit.schema_versions import MIGRATIONS_TABLE, Migration, SchemaMismatch, SchemaReport
 from store_svc.engine.clickhouse_fencing import Fence, add_epoch_columns, visible_rows
+from store_svc.engine.clickhouse_pool import ClickHousePool
 from store_svc.engine.errors import StorageUnavailable, WriterLockHeld
 from store_svc.engine.model import (
     Claim,
@@ -537,7 +538,7 @@ class ClickHouseStorage:
                 raise StorageUnavailable(f"ClickHouse storage {self._where} is closed")
             config = self._config
             sync_timeout = min(config.connect_timeout, config.query_timeout)
-            pool = asynch.Pool(
+            pool = ClickHousePool(
                 minsize=1,
                 maxsize=config.pool_size,
                 host=config.host,
@@ -546,7 +547,11 @@ class ClickHouseStorage:
                 password=config.password,
                 database=config.database,
                 connect_timeout=config.connect_timeout,
-                send_receive_timeout=config.query_timeout,
+                # No per-read deadline inside asynch: every use of a pooled
+                # connection runs under `asyncio.timeout(query_timeout)` here
+                # (`_query`, `_insert`), and asynch's own deadline costs an
+                # `asyncio.wait_for` (a task) per socket read and write.
+                send_receive_timeout=None,
                 sync_request_timeout=sync_timeout,
             )
             try:
