@@ -14,13 +14,15 @@ error to its form field in one round trip. A retry delay (the backend's
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, TypeVar
 
 import grpc
 
 from service_kit import error_details, metadata
 from service_kit.error_details import FieldViolation
+
+T = TypeVar("T")
 
 # FAILED_PRECONDITION is 400, as in google.rpc's own mapping (code.proto): the
 # backends use it for a command the user's current state forbids (e.g. a
@@ -100,6 +102,24 @@ def bad_fields(violations: Sequence[FieldViolation]) -> GatewayError:
         error_details.violations_text(violations),
         violations=violations,
     )
+
+
+def check_each(items: Iterable[T], check: Callable[[T], object]) -> None:
+    """Runs ``check`` on every item, then raises one 400 listing every field it refused.
+
+    So that one answer names every bad field, not only the first; an error
+    that names no field (e.g. a 413) is raised at once.
+    """
+    problems: list[FieldViolation] = []
+    for item in items:
+        try:
+            check(item)
+        except GatewayError as exc:
+            if not exc.violations:
+                raise
+            problems.extend(exc.violations)
+    if problems:
+        raise bad_fields(problems)
 
 
 def not_found(message: str) -> GatewayError:
