@@ -24,6 +24,8 @@ from service_kit.error_details import FieldViolation
 
 T = TypeVar("T")
 
+BEARER_CHALLENGE = 'Bearer realm="cqrs-users"'
+
 # FAILED_PRECONDITION is 400, as in google.rpc's own mapping (code.proto): the
 # backends use it for a command the user's current state forbids (e.g. a
 # deactivated account), which the caller must fix, not retry; 409 is kept
@@ -73,6 +75,9 @@ class GatewayError(Exception):
         self.code = code
         self.message = message
         self.headers: dict[str, str] = dict(headers or {})
+        if status == 401:
+            # RFC 7235 and 6750: a 401 names the scheme to authenticate with.
+            self.headers.setdefault("WWW-Authenticate", BEARER_CHALLENGE)
         self.violations = tuple(violations)
 
     def body(self) -> dict[str, Any]:
