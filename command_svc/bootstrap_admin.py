@@ -78,9 +78,10 @@ class AdminBootstrap:
                 )
             case AdminStatus.PASSWORD_CHANGED:
                 return (
-                    f"UNUSABLE: the password of admin {self.email} ({self.user_id}) was changed, "
-                    "so ADMIN_PASSWORD no longer works; sign in with the new one, or have "
-                    "another admin reset it (PUT /users/{id}/password)"
+                    f"UNUSABLE: ADMIN_PASSWORD does not sign in as admin {self.email} "
+                    f"({self.user_id}): its password was changed, or it was created with "
+                    "another one; sign in with its password, or have another admin reset "
+                    "it (PUT /users/{id}/password)"
                 )
         return (
             f"UNUSABLE: {self.email} belongs to an account that is not an admin; "

@@ -14,13 +14,17 @@ error to its form field in one round trip. A retry delay (the backend's
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, TypeVar
 
 import grpc
 
 from service_kit import error_details, metadata
 from service_kit.error_details import FieldViolation
+
+T = TypeVar("T")
+
+BEARER_CHALLENGE = 'Bearer realm="cqrs-users"'
 
 # FAILED_PRECONDITION is 400, as in google.rpc's own mapping (code.proto): the
 # backends use it for a command the user's current state forbids (e.g. a
@@ -71,6 +75,9 @@ class GatewayError(Exception):
         self.code = code
         self.message = message
         self.headers: dict[str, str] = dict(headers or {})
+        if status == 401:
+            # RFC 7235 and 6750: a 401 names the scheme to authenticate with.
+            self.headers.setdefault("WWW-Authenticate", BEARER_CHALLENGE)
         self.violations = tuple(violations)
 
     def body(self) -> dict[str, Any]:
@@ -100,6 +107,24 @@ def bad_fields(violations: Sequence[FieldViolation]) -> GatewayError:
         error_details.violations_text(violations),
         violations=violations,
     )
+
+
+def check_each(items: Iterable[T], check: Callable[[T], object]) -> None:
+    """Runs ``check`` on every item, then raises one 400 listing every field it refused.
+
+    So that one answer names every bad field, not only the first; an error
+    that names no field (e.g. a 413) is raised at once.
+    """
+    problems: list[FieldViolation] = []
+    for item in items:
+        try:
+            check(item)
+        except GatewayError as exc:
+            if not exc.violations:
+                raise
+            problems.extend(exc.violations)
+    if problems:
+        raise bad_fields(problems)
 
 
 def not_found(message: str) -> GatewayError:

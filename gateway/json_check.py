@@ -2,11 +2,11 @@
 
 ``json_format.ParseDict`` builds the request, but its errors name message
 types, not the field the caller got wrong. This walk runs first and raises
-400 naming the field path (``state.email``, ``events[2].version``) for an
-unknown field, a wrong JSON type, an integer out of range, an unknown enum
-name, a bad timestamp or two members of one oneof. It returns the object
-keyed by proto field names, so that path parameters can then override body
-fields whichever name the body used.
+one 400 naming the path of every bad field (``state.email``,
+``events[2].version``) for an unknown field, a wrong JSON type, an integer
+out of range, an unknown enum name, a bad timestamp or two members of one
+oneof. It returns the object keyed by proto field names, so that path
+parameters can then override body fields whichever name the body used.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from google.protobuf import json_format, message_factory
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 
 from gateway import enum_words
-from gateway.errors import GatewayError, bad_request
+from gateway.errors import GatewayError, bad_request, check_each
 from gateway.fields import find_field, is_leaf_message, is_map, is_message, is_repeated, message_of
 from service_kit.error_details import FieldViolation
 
@@ -59,14 +59,17 @@ def normalize(message: Descriptor, data: Any, where: str) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise bad_request(where or "body", f"expected a JSON object, got {_kind(data)}")
     out: dict[str, Any] = {}
-    for key, value in data.items():
+
+    def put(item: tuple[Any, Any]) -> None:
+        key, value = item
         field = find_field(message, key) if isinstance(key, str) else None
-        name = _join(where, str(key))
         if field is None:
-            raise bad_request(name, f"unknown field of {message.name}")
+            raise bad_request(_join(where, str(key)), f"unknown field of {message.name}")
         if field.name in out:
             raise bad_request(_join(where, field.name), "given twice (by proto and JSON name)")
         out[field.name] = _field_value(field, value, _join(where, field.name))
+
+    check_each(data.items(), put)  # one 400 lists every bad field, not only the first
     _check_oneofs(message, out, where)
     return out
 

@@ -47,6 +47,7 @@ from google.protobuf.descriptor import Descriptor, EnumDescriptor, FieldDescript
 from gateway import enum_words, field_rules
 from gateway.comments import summary
 from gateway.connection_limits import MAX_HEAD_BYTES
+from gateway.errors import BEARER_CHALLENGE
 from gateway.fields import (
     INT64_TYPES,
     is_leaf_message,
@@ -285,6 +286,10 @@ _ERRORS: dict[str, tuple[str, str]] = {
 _RETRY_AFTER_HEADER: dict[str, Any] = {
     "description": "Seconds to wait before retrying.",
     "schema": {"type": "integer", "minimum": 1},
+}
+_CHALLENGE_HEADER: dict[str, Any] = {
+    "description": "The scheme to authenticate with (RFC 6750).",
+    "schema": {"type": "string", "const": BEARER_CHALLENGE},
 }
 
 
@@ -617,6 +622,8 @@ def _error_responses(bounds: ServerBounds) -> dict[str, Any]:
         response = _error_response(f"{description} {stated.get(status, '')}".strip())
         if status in ("429", "503"):
             response["headers"] = {"Retry-After": _RETRY_AFTER_HEADER}
+        if status == "401":
+            response["headers"] = {"WWW-Authenticate": _CHALLENGE_HEADER}
         responses[name] = response
     return responses
 

@@ -18,7 +18,7 @@ from typing import Any
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 
 from gateway import enum_words
-from gateway.errors import bad_request
+from gateway.errors import bad_request, check_each
 from gateway.fields import (
     INT64_TYPES,
     is_leaf_message,
@@ -62,33 +62,45 @@ def query_to_json(
     and the body; naming them again in the query is refused, not merged.
     """
     data: dict[str, Any] = {}
-    for name, text in pairs:
-        try:
-            chain = resolve_path(message, name)
-        except KeyError:
-            raise bad_request(name, _unknown(message, {*in_path, *in_body})) from None
-        proto_path = ".".join(f.name for f in chain)
-        top = chain[0].name
-        if proto_path in in_path or top in in_path:
-            raise bad_request(name, "is given by the path; not accepted as a query parameter")
-        if top in in_body:
-            raise bad_request(name, "is carried by the request body")
-        leaf = chain[-1]
-        if is_map(leaf):
-            raise bad_request(name, "a map cannot be given as a query parameter")
-        if is_walkable_message(leaf):
-            raise bad_request(name, f"is a message; give its fields as {name}.<field>")
-        value = text_to_json(leaf, text, name)
-        parent = data
-        for f in chain[:-1]:
-            parent = parent.setdefault(f.name, {})
-        if is_repeated(leaf):
-            parent.setdefault(leaf.name, []).append(value)
-        elif leaf.name in parent:
-            raise bad_request(name, "given more than once")
-        else:
-            parent[leaf.name] = value
+    check_each(pairs, lambda pair: _put(data, message, *pair, in_path=in_path, in_body=in_body))
     return data
+
+
+def _put(
+    data: dict[str, Any],
+    message: Descriptor,
+    name: str,
+    text: str,
+    *,
+    in_path: Collection[str],
+    in_body: Collection[str],
+) -> None:
+    """Sets the field query parameter ``name`` gives; 400 naming it when it cannot."""
+    try:
+        chain = resolve_path(message, name)
+    except KeyError:
+        raise bad_request(name, _unknown(message, {*in_path, *in_body})) from None
+    proto_path = ".".join(f.name for f in chain)
+    top = chain[0].name
+    if proto_path in in_path or top in in_path:
+        raise bad_request(name, "is given by the path; not accepted as a query parameter")
+    if top in in_body:
+        raise bad_request(name, "is carried by the request body")
+    leaf = chain[-1]
+    if is_map(leaf):
+        raise bad_request(name, "a map cannot be given as a query parameter")
+    if is_walkable_message(leaf):
+        raise bad_request(name, f"is a message; give its fields as {name}.<field>")
+    value = text_to_json(leaf, text, name)
+    parent = data
+    for f in chain[:-1]:
+        parent = parent.setdefault(f.name, {})
+    if is_repeated(leaf):
+        parent.setdefault(leaf.name, []).append(value)
+    elif leaf.name in parent:
+        raise bad_request(name, "given more than once")
+    else:
+        parent[leaf.name] = value
 
 
 def text_to_json(field: FieldDescriptor, text: str, name: str) -> Any:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
@@ -30,9 +31,10 @@ from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
 
 from gateway import enum_words
-from gateway.errors import bad_request
+from gateway.errors import GatewayError, bad_fields, bad_request
 from gateway.fields import (
     INT64_TYPES,
+    find_field,
     is_map,
     is_message,
     is_repeated,
@@ -43,6 +45,9 @@ from gateway.fields import (
 from gateway.json_check import normalize
 from gateway.query_params import query_to_json, text_to_json
 from gateway.routes import HttpRoute
+from service_kit import request_validation
+from service_kit.error_details import FieldViolation
+from service_kit.errors import ServiceError
 
 _SAFE_INTEGER = 2**53 - 1
 _INT64_WRAPPERS = frozenset({"google.protobuf.Int64Value", "google.protobuf.UInt64Value"})
@@ -56,9 +61,30 @@ def build_request(
     body: bytes,
 ) -> Message:
     """The request message for an HTTP request; raises GatewayError 400 naming the field."""
+    try:
+        return _parsed(route, path_params=path_params, query=query, body=body)
+    except GatewayError as exc:
+        if exc.status != 400 or not exc.violations:
+            raise
+        rules = _rule_violations_of_the_rest(
+            route, exc.violations, path_params=path_params, query=query, body=body
+        )
+        if not rules:
+            raise
+        raise bad_fields([*exc.violations, *rules]) from None
+
+
+def _parsed(
+    route: HttpRoute,
+    *,
+    path_params: Mapping[str, str],
+    query: Sequence[tuple[str, str]],
+    body: bytes,
+    drop: frozenset[str] = frozenset(),
+) -> Message:
     message = route.rpc.input
     try:
-        data = _gather(route, message, path_params=path_params, query=query, body=body)
+        data = _gather(route, message, path_params=path_params, query=query, body=body, drop=drop)
         data = normalize(message, data, "")
     except RecursionError:
         raise bad_request("body", "nested too deeply") from None
@@ -71,6 +97,48 @@ def build_request(
     return request
 
 
+def _top_field(path: str) -> str:
+    return re.split(r"[.\[]", path, maxsplit=1)[0]
+
+
+def _rule_violations_of_the_rest(
+    route: HttpRoute,
+    found: Sequence[FieldViolation],
+    *,
+    path_params: Mapping[str, str],
+    query: Sequence[tuple[str, str]],
+    body: bytes,
+) -> list[FieldViolation]:
+    """What else is wrong with the request beyond ``found``, its first problems.
+
+    A field of the wrong JSON type stops the request before the backend
+    checks its rules (and a query parameter that is not a number stops the
+    check of the others' forms), so without this a client would learn of a
+    too-short password only on its second try. The request is parsed again
+    without the bad fields, as often as that turns up more of them, and the
+    rest is checked against the same protovalidate rules the backend
+    enforces; rules on the dropped fields themselves (e.g. "required") are
+    left out. Best effort: a request that still cannot be built adds what
+    was found so far. Each pass drops at least one more field, so it ends.
+    """
+    more: list[FieldViolation] = []
+    bad = frozenset(_top_field(v.field) for v in found)
+    while True:
+        try:
+            rest = _parsed(route, path_params=path_params, query=query, body=body, drop=bad)
+            rules = request_validation.violations(rest)
+        except GatewayError as exc:
+            new = [v for v in exc.violations if _top_field(v.field) not in bad]
+            if not new:
+                return more
+            more.extend(new)
+            bad |= {_top_field(v.field) for v in new}
+            continue
+        except ServiceError:
+            return more
+        return more + [v for v in rules if _top_field(v.field) not in bad]
+
+
 def _gather(
     route: HttpRoute,
     message: Descriptor,
@@ -78,16 +146,22 @@ def _gather(
     path_params: Mapping[str, str],
     query: Sequence[tuple[str, str]],
     body: bytes,
+    drop: frozenset[str] = frozenset(),
 ) -> dict[str, Any]:
+    """The request's fields as JSON keyed by proto names; ``drop`` names fields to leave out."""
     data: dict[str, Any]
     if route.body == "*":
         if query:
             name = query[0][0]
             raise bad_request(name, "not accepted as a query parameter; send fields in the body")
         raw = parse_body(body)
+        if drop and isinstance(raw, dict):
+            raw = {k: v for k, v in raw.items() if _body_key_name(message, k) not in drop}
         data = normalize(message, {} if raw is None else raw, "body")
     else:
         in_body = (route.body,) if route.body else ()
+        if drop:
+            query = [(k, v) for k, v in query if _top_field(k) not in drop]
         data = query_to_json(message, query, in_path=set(path_params), in_body=in_body)
         raw = parse_body(body)
         if route.body:
@@ -103,6 +177,11 @@ def _gather(
             parent = parent.setdefault(f.name, {}) if not isinstance(nested, dict) else nested
         parent[chain[-1].name] = text_to_json(chain[-1], text, field_path)
     return data
+
+
+def _body_key_name(message: Descriptor, key: str) -> str:
+    field = find_field(message, key)
+    return key if field is None else field.name
 
 
 def parse_body(body: bytes) -> Any:

@@ -84,6 +84,7 @@ def test_no_token_is_401(
     assert answer.headers["content-type"] == "application/json"
     assert answer.code == "UNAUTHENTICATED"
     assert answer.error == "missing bearer token"
+    assert answer.headers["www-authenticate"] == 'Bearer realm="cqrs-users"'
 
 
 @pytest.mark.parametrize(("method", "template", "body"), OWNER_ROUTES)

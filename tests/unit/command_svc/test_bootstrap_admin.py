@@ -47,7 +47,7 @@ async def test_says_when_the_admin_is_unusable() -> None:
     )
     changed = await bootstrap_admin(handler, ADMIN, hasher)
     assert changed.status is AdminStatus.PASSWORD_CHANGED and not changed.usable
-    assert "ADMIN_PASSWORD no longer works" in changed.describe()
+    assert "ADMIN_PASSWORD does not sign in as admin" in changed.describe()
     other = await handler.register(
         email="other@example.com", password="password-1", trace=TRACE, role=domain.ROLE_ADMIN
     )

@@ -6,7 +6,7 @@ import grpc
 import pytest
 from grpc.aio import AioRpcError, Metadata
 
-from gateway.errors import HTTP_STATUS, from_rpc_error, http_status
+from gateway.errors import HTTP_STATUS, GatewayError, from_rpc_error, http_status
 
 pytestmark = pytest.mark.unit
 
@@ -86,3 +86,10 @@ def test_transport_failures_do_not_show_internal_addresses() -> None:
     assert error.message == "cqrs.command.v1.CommandService is unavailable; try again later"
     storage = from_rpc_error(rpc_error(grpc.StatusCode.UNAVAILABLE, "storage is down"))
     assert storage.message == "storage is down"
+
+
+def test_a_401_names_the_bearer_scheme() -> None:
+    refused = from_rpc_error(rpc_error(grpc.StatusCode.UNAUTHENTICATED, "invalid token"))
+    assert refused.status == 401
+    assert refused.headers["WWW-Authenticate"] == 'Bearer realm="cqrs-users"'
+    assert "WWW-Authenticate" not in GatewayError(403, "PERMISSION_DENIED", "no").headers

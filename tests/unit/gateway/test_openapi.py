@@ -290,6 +290,7 @@ def test_errors_are_documented_with_their_schema(doc: dict[str, Any]) -> None:
         assert schema == {"$ref": "#/components/schemas/Error"}, name
     assert "Retry-After" in responses["TooManyRequests"]["headers"]
     assert "Retry-After" in responses["Unavailable"]["headers"]
+    assert "WWW-Authenticate" in responses["Unauthorized"]["headers"]
     error = doc["components"]["schemas"]["Error"]
     assert error["properties"]["violations"]["items"] == {
         "$ref": "#/components/schemas/FieldViolation"

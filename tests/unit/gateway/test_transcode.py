@@ -226,6 +226,51 @@ def test_bad_bodies_are_400_naming_the_field(body: bytes, message: str) -> None:
     assert refused("Create", body=body).message.startswith(message)
 
 
+def _fields(error: GatewayError) -> list[tuple[str, str]]:
+    return [(v.field, v.description) for v in error.violations]
+
+
+def test_every_bad_body_field_is_listed_with_the_contract_rules_of_the_rest() -> None:
+    # Wrong JSON types stop the request in the gateway; the well-formed
+    # fields are still checked against the contract's rules, so one answer
+    # names every field to fix.
+    error = refused(
+        "Register", body=b'{"email": 1, "password": "short", "role": "admin"}', routes=REAL
+    )
+    assert _fields(error) == [
+        ("email", "expected a string, got a number"),
+        ("role", "unknown field of RegisterRequest"),
+        ("password", "must be at least 8 characters"),
+    ]
+    assert error.message.startswith("email: expected a string, got a number; role: ")
+
+
+def test_every_bad_nested_field_is_listed() -> None:
+    error = refused("Create", body=b'{"small": "abc", "inner": {"nope": 1}, "flag": 2}')
+    assert [field for field, _ in _fields(error)] == ["small", "inner.nope", "flag"]
+
+
+def test_every_bad_query_parameter_is_listed_with_the_contract_rules_of_the_rest() -> None:
+    error = refused(
+        "ListEvents",
+        query=[("limit", "abc"), ("since", "yesterday"), ("after_position", "x"), ("offset", "-1")],
+        routes=REAL,
+    )
+    # Integers are read with the query, times after it, rules last: all in one answer.
+    fields = [field for field, _ in _fields(error)]
+    assert fields == ["limit", "after_position", "since", "offset"]
+    assert _fields(error)[3][1].startswith("must be greater than or equal to 0")
+
+
+def test_a_body_that_cannot_be_read_names_only_the_body() -> None:
+    assert _fields(refused("Register", body=b"{bad", routes=REAL)) == [
+        (
+            "body",
+            "malformed JSON at line 1 column 2: Expecting property name enclosed in double quotes",
+        )
+    ]
+
+
 def test_proto_and_json_names_of_one_field_conflict() -> None:
     error = refused(
         "ChangePassword",
