@@ -76,7 +76,7 @@ async def test_a_connection_comes_back_without_a_ping(
 
 async def test_a_failed_query_drops_its_connection(pool: ClickHousePool) -> None:
     first, _ = await _select(pool, "SELECT 1")
-    with pytest.raises(Exception, match="(?i)unknown|syntax|exception"):
+    with pytest.raises(Exception, match=r"(?i)unknown|syntax|exception"):
         await _select(pool, "SELECT no_such_column FROM system.one")
     assert pool.free_connections == 0  # the failed one was dropped, not kept
     second, rows = await _select(pool, "SELECT 2")
