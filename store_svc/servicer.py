@@ -511,8 +511,9 @@ class EventStoreServicer(pb_grpc.EventStoreServiceServicer):
         aggregate_id = request.aggregate_id
         point = request.WhichOneof("point")
         if point == "timestamp":
-            at = _moment(request.timestamp)
-            folded = await self._tt.at_time(aggregate_id, at)
+            folded = await self._tt.at_time(
+                aggregate_id, _moment(request.timestamp), asked=to_datetime(request.timestamp)
+            )
             return pb.GetStateAtResponse(
                 state=convert.state_to_pb(folded.state),
                 events_replayed=folded.events_replayed,

@@ -97,8 +97,14 @@ class TimeTravel:
             raise AggregateNotFound(f"user {aggregate_id} not found")
         return Folded(state, len(records))
 
-    async def at_time(self, aggregate_id: str, at: datetime) -> Folded:
-        """The state after every event stored at or before ``at``."""
+    async def at_time(
+        self, aggregate_id: str, at: datetime, *, asked: datetime | None = None
+    ) -> Folded:
+        """The state after every event stored at or before ``at``.
+
+        ``asked`` is the caller's time when ``at`` was clamped to what storage
+        holds; a not-found answer names it, not the clamped one.
+        """
         await self._require_exists(aggregate_id)
         snap = await self._store.latest_snapshot(aggregate_id)
         base = (
@@ -122,7 +128,7 @@ class TimeTravel:
         state = self._fold(records, None)
         if state is None:
             raise AggregateNotFound(
-                f"user {aggregate_id} did not exist at {domain.format_timestamp(at)}"
+                f"user {aggregate_id} did not exist at {domain.format_timestamp(asked or at)}"
             )
         return Folded(state, len(records))
 

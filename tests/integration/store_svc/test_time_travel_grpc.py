@@ -93,6 +93,19 @@ async def test_state_before_registration_is_not_found(store: Store) -> None:
     assert "did not exist" in (err.value.details() or "")
 
 
+async def test_not_found_names_the_time_asked_for_not_a_clamped_one(store: Store) -> None:
+    _, stub = store
+    user_id, _ = await write_history(stub)
+    year_one = timestamp_pb2.Timestamp()
+    year_one.FromJsonString("0001-01-01T00:00:00Z")  # before what storage holds (1970)
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await stub.GetStateAt(pb.GetStateAtRequest(aggregate_id=user_id, timestamp=year_one))
+    assert err.value.code() == grpc.StatusCode.NOT_FOUND
+    details = err.value.details() or ""
+    assert "did not exist at 0001-01-01T00:00:00" in details, details
+    assert "1970" not in details
+
+
 async def test_history_names_the_fields_each_event_changed(store: Store) -> None:
     _, stub = store
     user_id, _ = await write_history(stub)
