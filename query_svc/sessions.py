@@ -175,10 +175,13 @@ class SessionStore:
             if found is None:
                 return Invalid("invalid refresh token")
             session = _session(found)
-            if found["used_at"] is not None:
-                return await self._reused(conn, session, now)
+            # An ended session first: its used token coming back is no theft
+            # to react to (nothing is left to revoke), and the caller should
+            # hear why it must log in again.
             if session.ended(now):
                 return Invalid("the session has ended; log in again")
+            if found["used_at"] is not None:
+                return await self._reused(conn, session, now)
             marked = await conn.execute(
                 tokens.update()
                 .where(and_(tokens.c.token_hash == digest, tokens.c.used_at.is_(None)))

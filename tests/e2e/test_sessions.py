@@ -161,10 +161,16 @@ def test_deactivation_revokes_the_users_tokens_everywhere(
     refused_everywhere: Callable[[User, str], None],
 ) -> None:
     user = register(http, "deactivated")
-    token = token_of(session(http, user))
+    opened = session(http, user)
+    token = token_of(opened)
     done = http.post(f"/users/{user.id}/deactivate", json_body={}, token=admin_token)
     assert done.status == 200, done.describe()
     refused_everywhere(user, token)
+    # Its refresh token is refused too, and says why, however often it is tried.
+    for _ in range(2):
+        refused = http.post("/token/refresh", json_body={"refresh_token": opened["refresh_token"]})
+        assert refused.status == 401, refused.describe()
+        assert "the session has ended" in refused.error, refused.describe()
 
 
 def test_logout_ends_this_session_only_and_logout_all_ends_every_one(
