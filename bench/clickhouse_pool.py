@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import statistics
 import time
 import uuid
@@ -27,6 +28,7 @@ from unittest import mock
 
 import asynch
 
+from bench.infra_cleanup import drop_clickhouse_database
 from store_svc.engine import (
     ClickHouseConfig,
     ClickHouseStorage,
@@ -38,12 +40,19 @@ from store_svc.engine import (
 from store_svc.engine.clickhouse_pool import ClickHousePool
 
 
-def _asynch_pool(**kwargs: Any) -> Any:
-    kwargs["send_receive_timeout"] = kwargs.get("sync_request_timeout")
-    return asynch.Pool(**kwargs)
+def _pool_factory(name: str, config: ClickHouseConfig) -> Callable[..., Any]:
+    """The pool class the storage builds in round ``name`` (it passes its own kwargs)."""
+    if name == "store":
+        return ClickHousePool
+
+    def asynch_pool(**kwargs: Any) -> Any:
+        # As the store configured it before: asynch's own deadline per read and write.
+        return asynch.Pool(**{**kwargs, "send_receive_timeout": config.query_timeout})
+
+    return asynch_pool
 
 
-POOLS: dict[str, Callable[..., Any]] = {"asynch": _asynch_pool, "store": ClickHousePool}
+POOLS = ("asynch", "store")
 
 
 async def _append_loop(store: EventStore, until: float, counter: list[int]) -> None:
@@ -59,9 +68,10 @@ async def _append_loop(store: EventStore, until: float, counter: list[int]) -> N
 
 
 async def _round(pool: str, seconds: float) -> tuple[float, float, float]:
-    config = ClickHouseConfig.from_env(database=f"bench_pool_{uuid.uuid4().hex[:8]}")
+    # A name `bench.infra_cleanup` accepts to drop.
+    config = ClickHouseConfig.from_env(database=f"bench_{uuid.uuid4().hex[:10]}")
     # The storage builds its pool on first use, inside `EventStore.open`.
-    with mock.patch.object(clickhouse_storage, "ClickHousePool", POOLS[pool]):
+    with mock.patch.object(clickhouse_storage, "ClickHousePool", _pool_factory(pool, config)):
         store = await EventStore.open(ClickHouseStorage(config))
     try:
         counter, warm_up = [0], time.perf_counter() + 1
@@ -84,13 +94,7 @@ async def _round(pool: str, seconds: float) -> tuple[float, float, float]:
         return rate, cpu_ms, statistics.median(latencies)
     finally:
         await store.close()
-        async with (
-            asynch.connect(
-                host=config.host, port=config.port, user=config.user, password=config.password
-            ) as conn,
-            conn.cursor() as cursor,
-        ):
-            await cursor.execute(f"DROP DATABASE IF EXISTS `{config.database}`")
+        await drop_clickhouse_database(os.environ, config.database)
 
 
 async def main() -> None:
