@@ -87,7 +87,7 @@ def build_message(mail: Mail, sender: str) -> Message:
 def _build_encoded(mail: Mail, sender: str) -> EmailMessage:
     message = EmailMessage()
     _set_headers(message, mail, sender)
-    message.set_content(mail.text, cte="8bit" if not mail.text.isascii() else "7bit")
+    message.set_content(mail.text, cte="7bit" if mail.text.isascii() else "8bit")
     return message
 
 

@@ -190,18 +190,16 @@ class Mailer:
 
     async def _acquire(self) -> int | None:
         """Takes (or renews) the lease; the checkpoint if this instance holds it."""
-        table = SESSION_TABLES.mail_outbox
         now = self._clock()
         async with self._db.write() as conn:
-            row = (
-                (await conn.execute(table.select().where(table.c.name == _ROW))).mappings().first()
-            )
+            found = await conn.execute(_OUTBOX.select().where(_OUTBOX.c.name == _ROW))
+            row = found.mappings().first()
             if row is None:
                 head = await self._stub.CountEvents(
                     pb.CountEventsRequest(), metadata=self._metadata(), timeout=self._timeout
                 )
                 await conn.execute(
-                    table.insert().values(
+                    _OUTBOX.insert().values(
                         name=_ROW,
                         position=int(head.count),
                         holder=self._me,
@@ -210,14 +208,14 @@ class Mailer:
                 )
                 return int(head.count)
             taken = await conn.execute(
-                table.update()
+                _OUTBOX.update()
                 .where(
                     and_(
-                        table.c.name == _ROW,
+                        _OUTBOX.c.name == _ROW,
                         or_(
-                            table.c.holder == self._me,
-                            table.c.lease_until.is_(None),
-                            table.c.lease_until < now,
+                            _OUTBOX.c.holder == self._me,
+                            _OUTBOX.c.lease_until.is_(None),
+                            _OUTBOX.c.lease_until < now,
                         ),
                     )
                 )
