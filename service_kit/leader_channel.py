@@ -20,6 +20,14 @@ down, a process that is gone) or does not answer at all (a paused process):
   lands on the next address. Keepalive pings (every few seconds while calls
   are open) turn a paused peer into UNAVAILABLE instead of a silent hang.
 
+Where the current address moves to: the next address that has not gone
+*silent* (a try on it ran out of time without any answer, or found no
+connection) in the last ``_SILENT_HOLD`` seconds. A paused leader is so not tried again while the
+standby takes over: when the standby still says "not the leader", calls stay
+on it (it answers, the paused leader does not); when the new leader's first
+answer is slow, calls stay on it if its connection is up and the old leader's
+is not.
+
 Invariant: the current address moves only away from the address that failed
 (compare-and-move), so many calls failing at once on one address move it
 once, not once each.
@@ -29,6 +37,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Generator, Sequence
 from typing import Any, cast
 
@@ -53,6 +62,10 @@ _FAILOVER_OPTIONS: tuple[tuple[str, int], ...] = (
     ("grpc.keepalive_timeout_ms", 3000),
 )
 _ROUND_PAUSE = 0.2  # between two rounds over every address: a standby may be taking over
+# How long an address that went silent is passed over while another one answers.
+# Long enough for a standby to take the lease over (calls that find it still
+# waiting stay on it), short enough that a leader back from a stall is used again.
+_SILENT_HOLD = 5.0
 _ROUNDS = 2
 
 Options = Sequence[tuple[str, Any]]
@@ -110,6 +123,8 @@ class LeaderChannel(grpc.aio.Channel):
             for t in self.targets
         ]
         self._current = 0
+        self._silent_at: list[float | None] = [None] * len(self.targets)
+        self._clock = time.monotonic
         self._settling: set[asyncio.Task[None]] = set()
 
     @property
@@ -128,17 +143,47 @@ class LeaderChannel(grpc.aio.Channel):
         """The index of the address new calls go to."""
         return self._current
 
-    def failed(self, index: int, why: str) -> None:
-        """Moves new calls to the next address, if ``index`` is still the current one."""
+    def failed(self, index: int, why: str, *, silent: bool = False) -> None:
+        """Moves new calls away from ``index``, if it is still the current address.
+
+        ``silent``: the try got no answer at all (not a refusal): it ran out of time,
+        or there was no connection to send it on."""
+        if silent:
+            self._silent_at[index] = self._clock()
         if index != self._current:
             return  # another call already moved on
-        self._current = (index + 1) % len(self.targets)
+        self._current = self._next_after(index, answered=not silent)
+        if self._current == index:
+            log.warning(
+                "%s failed (%s); the others are silent, calls stay", self.targets[index], why
+            )
+            return
         log.warning(
             "%s failed (%s); calls go to %s now",
             self.targets[index],
             why,
             self.targets[self._current],
         )
+
+    def _recently_silent(self, index: int) -> bool:
+        at = self._silent_at[index]
+        return at is not None and self._clock() - at < _SILENT_HOLD
+
+    def _ready(self, index: int) -> bool:
+        return self._channels[index].get_state() == grpc.ChannelConnectivity.READY
+
+    def _next_after(self, index: int, *, answered: bool) -> int:
+        """Where calls go after ``index`` failed (see the module docstring)."""
+        others = [(index + k) % len(self.targets) for k in range(1, len(self.targets))]
+        for other in others:
+            if not self._recently_silent(other):
+                return other
+        if answered:
+            return index  # it refuses, but it answers: the others did not
+        for candidate in [*others, index]:
+            if self._ready(candidate):
+                return candidate
+        return others[0] if others else index
 
     # -- grpc.aio.Channel ---------------------------------------------------
 
@@ -259,7 +304,10 @@ class LeaderChannel(grpc.aio.Channel):
                 cancelled = code == grpc.StatusCode.CANCELLED
                 if last or not (unreached(code, err.details() or "") or cut_short or cancelled):
                     raise
-                self.failed(index, f"{code.name}: {err.details()}")
+                # No answer in time, or no connection (refused, or not set up in
+                # time: a paused process accepts TCP but never speaks HTTP/2).
+                silent = cut_short or not self._ready(index)
+                self.failed(index, f"{code.name}: {err.details()}", silent=silent)
                 if deadline is not None and deadline - loop.time() <= 0.01:
                     raise
             if attempt % len(self.targets) == 0:

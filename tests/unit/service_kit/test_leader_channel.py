@@ -104,6 +104,30 @@ async def test_a_silent_peer_costs_half_the_deadline_then_calls_move_on(
             await channel.close(None)
 
 
+async def test_a_silent_peer_is_not_tried_again_while_the_standby_answers(standby: str) -> None:
+    # The leader paused, the standby not yet leading: calls stay on the standby (it
+    # answers, "not the leader") rather than going back to wait on the silent leader.
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)
+        channel = LeaderChannel([f"127.0.0.1:{silent.getsockname()[1]}", standby])
+        try:
+            stub = health_pb2_grpc.HealthStub(channel)
+            with pytest.raises(grpc.aio.AioRpcError) as first:
+                await stub.Check(health_pb2.HealthCheckRequest(), timeout=4)
+            assert first.value.code() == grpc.StatusCode.UNAVAILABLE
+            assert "not the leader" in (first.value.details() or "")
+            assert channel.current == 1
+            started = time.monotonic()
+            with pytest.raises(grpc.aio.AioRpcError) as second:
+                await stub.Check(health_pb2.HealthCheckRequest(), timeout=4)
+            assert second.value.code() == grpc.StatusCode.UNAVAILABLE
+            assert time.monotonic() - started < 1.5, "went back to the silent peer"
+            assert channel.current == 1
+        finally:
+            await channel.close(None)
+
+
 async def test_errors_of_the_server_are_not_retried_elsewhere(serving: RunningServer) -> None:
     channel = LeaderChannel([f"127.0.0.1:{serving.port}", "127.0.0.1:1"])
     try:
