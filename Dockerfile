@@ -4,6 +4,9 @@
 #   docker run --rm -e JWT_SECRET=... cqrs-users store_svc     # or command_svc, query_svc, gateway
 #   docker run --rm cqrs-users query_svc.rebuild --help        # any `python -m` module of the project
 #
+# The entrypoint is `python -m cqrs_users_server`: the wheel ships the project's
+# packages inside that one package (setup.py), and it runs the module it is given.
+#
 # docker-compose.yml builds it once per service and passes the module as `command`.
 # Tested without a Docker engine by tests/unit/deploy/ (COPY sources, a wheel built from
 # exactly what is copied, and the services importing from that wheel).
@@ -25,7 +28,7 @@ WORKDIR /src
 
 # Dependencies first, from pyproject.toml alone: this layer is rebuilt only when
 # the pins change, not on every code edit. Every pin lives in pyproject.toml.
-COPY pyproject.toml README.md ./
+COPY pyproject.toml setup.py README.md ./
 RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" \
         > /tmp/requirements.txt \
     && pip install --no-cache-dir -r /tmp/requirements.txt
@@ -34,10 +37,12 @@ RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml
 # cqrs_admin (the operator's `cqrs-admin`, e.g. `docker compose exec query-svc
 # cqrs-admin rebuild`; docs/deploy.md runs its other commands from the host).
 # (bootstrap/ and bench/ are the single-process dev runner and the benchmarks:
-# not part of a deployment.)
+# not part of a deployment.) What ships is listed in setup.py.
+COPY cqrs_users_server/ cqrs_users_server/
 COPY gen/ gen/
 COPY domain/ domain/
 COPY service_kit/ service_kit/
+COPY pii/ pii/
 COPY store_svc/ store_svc/
 COPY command_svc/ command_svc/
 COPY query_svc/ query_svc/
@@ -76,5 +81,5 @@ USER app:app
 # Documentation only; docker-compose.yml publishes them.
 EXPOSE 9090 9091 9095 8088 8089 8090
 
-ENTRYPOINT ["python", "-m"]
+ENTRYPOINT ["python", "-m", "cqrs_users_server"]
 CMD ["gateway"]

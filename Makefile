@@ -26,6 +26,7 @@ $(PY):
 
 $(STAMP): pyproject.toml | $(PY)
 	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) scripts/checkout_paths.py
 	touch $(STAMP)
 
 node_modules/.package-lock.json: package.json package-lock.json

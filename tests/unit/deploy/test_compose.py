@@ -164,7 +164,7 @@ def test_infrastructure_images_are_the_chosen_ones(raw: Mapping[str, Any]) -> No
 def test_command_is_a_module_of_the_repo(
     service_name: str, module: str, compose: Mapping[str, Any]
 ) -> None:
-    """``command`` is the module the image's ``python -m`` entrypoint runs."""
+    """``command`` is the module the image's entrypoint (``python -m cqrs_users_server``) runs."""
     service = _service(compose, service_name)
     assert service.get("command") == [module]
     assert (cs.REPO / module / "__main__.py").is_file()

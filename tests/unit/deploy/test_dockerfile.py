@@ -20,6 +20,9 @@ from tests.unit.deploy.compose_support import REPO
 pytestmark = pytest.mark.unit
 
 SERVICE_MODULES: Final = ("store_svc", "command_svc", "query_svc", "gateway")
+# The project's packages the image holds (inside cqrs_users_server), besides gen/'s.
+SHIPPED: Final = (*SERVICE_MODULES, "cqrs_admin", "domain", "service_kit", "pii")
+GENERATED: Final = ("cqrs", "buf")
 # What the image must be able to import (module -> why).
 RUNTIME_IMPORTS: Final = (
     "store_svc.app",
@@ -104,7 +107,7 @@ def test_runs_as_a_non_root_user(final_stage: list[df.Instruction]) -> None:
 def test_entrypoint_runs_a_module_and_the_default_is_a_service(
     final_stage: list[df.Instruction],
 ) -> None:
-    assert _one(final_stage, "ENTRYPOINT").exec_form() == ["python", "-m"]
+    assert _one(final_stage, "ENTRYPOINT").exec_form() == ["python", "-m", "cqrs_users_server"]
     cmd = _one(final_stage, "CMD").exec_form()
     assert cmd is not None and len(cmd) == 1 and cmd[0] in SERVICE_MODULES
 
@@ -184,7 +187,7 @@ def test_every_service_package_is_copied(instructions: list[df.Instruction]) -> 
         for copy in df.context_copies(stage)
         for source in copy.sources
     }
-    assert {*SERVICE_MODULES, "domain", "service_kit", "gen", "pyproject.toml"} <= copied
+    assert {*SHIPPED, "cqrs_users_server", "gen", "pyproject.toml", "setup.py"} <= copied
 
 
 def test_what_is_copied_builds_and_runs(instructions: list[df.Instruction], tmp_path: Path) -> None:
@@ -212,28 +215,50 @@ def test_what_is_copied_builds_and_runs(instructions: list[df.Instruction], tmp_
     wheel = out / built.stdout.strip().splitlines()[-1]
     with zipfile.ZipFile(wheel) as archive:
         names = set(archive.namelist())
+        scripts = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
+        # cqrs-admin goes through the package that puts the shipped packages on sys.path.
+        assert "cqrs-admin = cqrs_users_server.admin:main" in archive.read(scripts).decode()
         site = tmp_path / "site"
         archive.extractall(site)
     for module in SERVICE_MODULES:
-        assert f"{module}/__main__.py" in names, f"{module} cannot be run with python -m"
-    assert "cqrs/descriptor_set.binpb" in names
+        assert f"cqrs_users_server/{module}/__main__.py" in names, f"{module} cannot be run"
+    assert "cqrs_users_server/cqrs/descriptor_set.binpb" in names
     top_level = {name.split("/")[0] for name in names if not name.startswith("cqrs_users-")}
-    assert top_level == {*SERVICE_MODULES, "cqrs_admin", "domain", "service_kit", "cqrs", "buf"}, (
+    assert top_level == {"cqrs_users_server"}, "one top-level package, no generic names"
+    inside = {
+        n.split("/")[1] for n in names if n.startswith("cqrs_users_server/") and n.count("/") > 1
+    }
+    assert inside == {*SHIPPED, *GENERATED}, (
         "the image must hold the services and what they import, not dev tools or tests"
     )
 
+    # Every module of the project that the services load comes from the wheel
+    # (not from this checkout, which the test's own venv can also import).
     probe = (
         "import importlib, sys\n"
         "site = sys.argv[1]\n"
         "sys.path.insert(0, site)\n"
-        "for name in sys.argv[2:]:\n"
-        "    module = importlib.import_module(name)\n"
-        "    assert module.__file__.startswith(site), (name, module.__file__)\n"
+        "import cqrs_users_server, cqrs_users_server.admin\n"
+        "shipped = set(sys.argv[2].split(','))\n"
+        "for name in sys.argv[3:]:\n"
+        "    importlib.import_module(name)\n"
         "from service_kit import descriptors\n"
         "assert descriptors.descriptor_set().file\n"
+        "for name, module in list(sys.modules.items()):\n"
+        "    if name.split('.')[0] in shipped:\n"
+        "        where = getattr(module, '__file__', None) or str(module.__path__)\n"
+        "        assert site + '/cqrs_users_server/' in where, (name, where)\n"
     )
     ran = subprocess.run(
-        [sys.executable, "-I", "-c", probe, str(site), *RUNTIME_IMPORTS],
+        [
+            sys.executable,
+            "-I",
+            "-c",
+            probe,
+            str(site),
+            ",".join((*SHIPPED, *GENERATED)),
+            *RUNTIME_IMPORTS,
+        ],
         cwd=tmp_path,
         capture_output=True,
         text=True,
@@ -241,3 +266,29 @@ def test_what_is_copied_builds_and_runs(instructions: list[df.Instruction], tmp_
         check=False,
     )
     assert ran.returncode == 0, ran.stderr[-3000:]
+
+    # The entrypoint runs any module of the project, as `python -m` would.
+    entry = (
+        "import runpy, sys\n"
+        "sys.path.insert(0, sys.argv.pop(1))\n"
+        "runpy.run_module('cqrs_users_server', run_name='__main__', alter_sys=True)\n"
+    )
+    helped = subprocess.run(
+        [sys.executable, "-I", "-c", entry, str(site), "query_svc.rebuild", "--help"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert helped.returncode == 0, helped.stderr[-3000:]
+    assert "usage" in helped.stdout.lower(), helped.stdout
+    unknown = subprocess.run(
+        [sys.executable, "-I", "-c", entry, str(site), "no_such_module"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert unknown.returncode == 2 and "no module named 'no_such_module'" in unknown.stderr
