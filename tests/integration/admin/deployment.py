@@ -30,6 +30,7 @@ from store_svc.settings import StoreSettings
 from tests import auth_support
 
 PASSWORD = "correct horse battery"
+_STOP_SECONDS = 60.0  # one service's stop; a few seconds when healthy
 # Variables of the caller's shell that would point cqrs-admin at other stores.
 _OURS = ("CLICKHOUSE_", "POSTGRES_", "KAFKA_", "DATA_DIR", "EVENT_STORE_", "QUERY_", "STORE_")
 
@@ -107,11 +108,12 @@ async def running(env: dict[str, str]) -> AsyncIterator[Running]:
                 query_grpc.QueryServiceStub(query_channel),
             )
     finally:
+        # Bounded, so that a stop that hangs fails this test instead of the run.
         if query is not None:
-            await query.stop(grace=1)
+            await asyncio.wait_for(query.stop(grace=1), _STOP_SECONDS)
         if command is not None:
-            await command.stop(grace=1)
-        await store.stop(grace=1)
+            await asyncio.wait_for(command.stop(grace=1), _STOP_SECONDS)
+        await asyncio.wait_for(store.stop(grace=1), _STOP_SECONDS)
 
 
 @dataclass(slots=True)

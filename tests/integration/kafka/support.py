@@ -29,6 +29,7 @@ from query_svc.db import LIVE, Database, read_checkpoint
 from service_kit.timeconv import to_datetime
 
 PARTITIONS = 3
+_ADMIN_SECONDS = 60.0  # one admin call (start, create, delete): far above a healthy broker's
 MetadataFn = Callable[[], list[tuple[str, str]]]
 
 
@@ -45,9 +46,10 @@ async def fresh_topic(broker: str, *, partitions: int = PARTITIONS) -> AsyncIter
     """A new topic for one test, deleted afterwards (best effort)."""
     name = f"test-events-{uuid.uuid4().hex[:12]}"
     admin = AIOKafkaAdminClient(bootstrap_servers=broker)
-    await admin.start()
+    # Bounded: aiokafka's admin client retries its bootstrap without end.
+    await asyncio.wait_for(admin.start(), _ADMIN_SECONDS)
     try:
-        await admin.create_topics([NewTopic(name, partitions, 1)])
+        await asyncio.wait_for(admin.create_topics([NewTopic(name, partitions, 1)]), _ADMIN_SECONDS)
     finally:
         await admin.close()
     try:
@@ -55,8 +57,8 @@ async def fresh_topic(broker: str, *, partitions: int = PARTITIONS) -> AsyncIter
     finally:
         admin = AIOKafkaAdminClient(bootstrap_servers=broker)
         try:
-            await admin.start()
-            await admin.delete_topics([name])
+            await asyncio.wait_for(admin.start(), _ADMIN_SECONDS)
+            await asyncio.wait_for(admin.delete_topics([name]), _ADMIN_SECONDS)
         except Exception:  # Kafka may be down after a failed fault test
             pass
         finally:
