@@ -190,6 +190,13 @@ def test_every_service_package_is_copied(instructions: list[df.Instruction]) -> 
     assert {*SHIPPED, "cqrs_users_server", "gen", "pyproject.toml", "setup.py"} <= copied
 
 
+def _python(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """``python ARGS`` (this interpreter) in ``cwd``, its output captured."""
+    return subprocess.run(
+        [sys.executable, *args], cwd=cwd, capture_output=True, text=True, timeout=120, check=False
+    )
+
+
 def test_what_is_copied_builds_and_runs(instructions: list[df.Instruction], tmp_path: Path) -> None:
     """The build stage's files make a wheel holding every service, its __main__,
     the generated code and the descriptor set, and the services import from it."""
@@ -198,18 +205,11 @@ def test_what_is_copied_builds_and_runs(instructions: list[df.Instruction], tmp_
     df.stage_build_context(build_stage, context)
     out = tmp_path / "dist"
     out.mkdir()
-    built = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "import sys, setuptools.build_meta as b; print(b.build_wheel(sys.argv[1]))",
-            str(out),
-        ],
-        cwd=context,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
+    built = _python(
+        context,
+        "-c",
+        "import sys, setuptools.build_meta as b; print(b.build_wheel(sys.argv[1]))",
+        str(out),
     )
     assert built.returncode == 0, built.stderr[-3000:]
     wheel = out / built.stdout.strip().splitlines()[-1]
@@ -249,21 +249,8 @@ def test_what_is_copied_builds_and_runs(instructions: list[df.Instruction], tmp_
         "        where = getattr(module, '__file__', None) or str(module.__path__)\n"
         "        assert site + '/cqrs_users_server/' in where, (name, where)\n"
     )
-    ran = subprocess.run(
-        [
-            sys.executable,
-            "-I",
-            "-c",
-            probe,
-            str(site),
-            ",".join((*SHIPPED, *GENERATED)),
-            *RUNTIME_IMPORTS,
-        ],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
+    ran = _python(
+        tmp_path, "-I", "-c", probe, str(site), ",".join((*SHIPPED, *GENERATED)), *RUNTIME_IMPORTS
     )
     assert ran.returncode == 0, ran.stderr[-3000:]
 
@@ -273,22 +260,8 @@ def test_what_is_copied_builds_and_runs(instructions: list[df.Instruction], tmp_
         "sys.path.insert(0, sys.argv.pop(1))\n"
         "runpy.run_module('cqrs_users_server', run_name='__main__', alter_sys=True)\n"
     )
-    helped = subprocess.run(
-        [sys.executable, "-I", "-c", entry, str(site), "query_svc.rebuild", "--help"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    helped = _python(tmp_path, "-I", "-c", entry, str(site), "query_svc.rebuild", "--help")
     assert helped.returncode == 0, helped.stderr[-3000:]
     assert "usage" in helped.stdout.lower(), helped.stdout
-    unknown = subprocess.run(
-        [sys.executable, "-I", "-c", entry, str(site), "no_such_module"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    unknown = _python(tmp_path, "-I", "-c", entry, str(site), "no_such_module")
     assert unknown.returncode == 2 and "no module named 'no_such_module'" in unknown.stderr
