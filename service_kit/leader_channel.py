@@ -22,8 +22,8 @@ down, a process that is gone) or does not answer at all (a paused process):
 
 Where the current address moves to: the next address that has not gone
 *silent* (a try on it ran out of time without any answer, or found no
-connection) in the last ``_SILENT_HOLD`` seconds. A paused leader is so not tried again while the
-standby takes over: when the standby still says "not the leader", calls stay
+connection) in the last ``_SILENT_HOLD`` seconds. A paused leader is so not
+tried again while the standby takes over: when the standby still says "not the leader", calls stay
 on it (it answers, the paused leader does not); when the new leader's first
 answer is slow, calls stay on it if its connection is up and the old leader's
 is not.
@@ -124,7 +124,6 @@ class LeaderChannel(grpc.aio.Channel):
         ]
         self._current = 0
         self._silent_at: list[float | None] = [None] * len(self.targets)
-        self._clock = time.monotonic
         self._settling: set[asyncio.Task[None]] = set()
 
     @property
@@ -149,7 +148,7 @@ class LeaderChannel(grpc.aio.Channel):
         ``silent``: the try got no answer at all (not a refusal): it ran out of time,
         or there was no connection to send it on."""
         if silent:
-            self._silent_at[index] = self._clock()
+            self._silent_at[index] = time.monotonic()
         if index != self._current:
             return  # another call already moved on
         self._current = self._next_after(index, answered=not silent)
@@ -167,7 +166,7 @@ class LeaderChannel(grpc.aio.Channel):
 
     def _recently_silent(self, index: int) -> bool:
         at = self._silent_at[index]
-        return at is not None and self._clock() - at < _SILENT_HOLD
+        return at is not None and time.monotonic() - at < _SILENT_HOLD
 
     def _ready(self, index: int) -> bool:
         return self._channels[index].get_state() == grpc.ChannelConnectivity.READY
